@@ -1,0 +1,15 @@
+//! What a model *is* in weir, independent of how it is served.
+//!
+//! The crate is split where the abstractions end: [`format`] holds the vocabulary every other
+//! part speaks (datatypes, tensors, signatures), [`backend`] is the one small trait a model
+//! implementation must satisfy, [`onnx`] implements it on ONNX Runtime, and [`repository`] reads
+//! a Triton-style model repository from disk. Nothing here knows about HTTP; the runtime crate
+//! turns protocol requests into [`format::Tensor`]s and calls a [`backend::Backend`].
+
+pub mod backend;
+pub mod format;
+pub mod onnx;
+pub mod repository;
+
+pub use backend::{Backend, BackendError};
+pub use format::{DataType, Dim, Signature, Tensor, TensorData, TensorSpec, ValidationError};

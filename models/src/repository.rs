@@ -1,0 +1,276 @@
+//! Reading a Triton-style model repository from disk.
+//!
+//! ```text
+//! DIR/<model>/config.toml          optional
+//! DIR/<model>/<version>/model.onnx
+//! ```
+//! Versions are positive integers; other entries in a model folder are ignored, as Triton does.
+//! A problem with one model (a bad config, no versions) is reported for that model only, so one
+//! broken model never keeps the others from serving.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::backend::{Backend, BackendError};
+use crate::onnx::{OnnxModel, OnnxOptions};
+
+/// A model's `config.toml`. Every key is optional; unknown keys are refused so a typo is
+/// reported instead of silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `onnxruntime_onnx`; inferred from the version folder's files when absent.
+    pub platform: Option<String>,
+    /// Largest batch the model accepts along its first dimension; 0 turns batching off.
+    #[serde(default)]
+    pub max_batch_size: u32,
+    /// Which numeric versions to load.
+    #[serde(default)]
+    pub version_policy: VersionPolicy,
+    /// How many copies of each version run side by side.
+    #[serde(default = "default_instance_count")]
+    pub instance_count: usize,
+    #[serde(default)]
+    pub onnx: OnnxOptions,
+}
+
+fn default_instance_count() -> usize {
+    1
+}
+
+/// Which versions of a model are loaded; `all` by default, so any version can be addressed and
+/// the highest answers requests that name none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionPolicy {
+    #[default]
+    All,
+    /// The N highest versions.
+    Latest(usize),
+    /// Exactly these versions.
+    Specific(Vec<u64>),
+}
+
+impl VersionPolicy {
+    fn select(&self, available: &BTreeSet<u64>) -> BTreeSet<u64> {
+        match self {
+            VersionPolicy::All => available.clone(),
+            VersionPolicy::Latest(count) => available.iter().rev().take(*count).copied().collect(),
+            VersionPolicy::Specific(wanted) => wanted.iter().filter(|v| available.contains(v)).copied().collect(),
+        }
+    }
+}
+
+/// A model folder as found on disk.
+#[derive(Debug, Clone)]
+pub struct ModelSource {
+    pub name: String,
+    pub config: ModelConfig,
+    /// The versions the policy selects, each with its folder.
+    pub versions: Vec<(u64, PathBuf)>,
+}
+
+/// Why a model folder (or the repository itself) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("cannot read model repository {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("invalid {path}: {reason}")]
+    InvalidConfig { path: String, reason: String },
+    #[error("model '{model}' has no version folders (expected {dir}/1/model.onnx)")]
+    NoVersions { model: String, dir: String },
+    #[error("model '{model}' has no version folder matching its version_policy")]
+    NoSelectedVersions { model: String },
+    #[error("no model artifact in {dir} (expected model.onnx)")]
+    NoArtifact { dir: String },
+    #[error("unknown platform \"{platform}\" in {path} (weir serves onnxruntime_onnx)")]
+    UnknownPlatform { platform: String, path: String },
+}
+
+/// Lists the model folders of a repository, each read on its own so one failure stays local.
+pub fn scan(root: &Path) -> Result<Vec<(String, Result<ModelSource, RepositoryError>)>, RepositoryError> {
+    let unreadable = |reason: std::io::Error| RepositoryError::Unreadable {
+        path: root.display().to_string(),
+        reason: reason.to_string(),
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        let is_dir = entry.file_type().map_err(unreadable)?.is_dir();
+        if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
+            if !name.starts_with('.') {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let source = read_model(root, &name);
+            (name, source)
+        })
+        .collect())
+}
+
+/// Reads one model folder: its config and the versions its policy selects.
+pub fn read_model(root: &Path, name: &str) -> Result<ModelSource, RepositoryError> {
+    let dir = root.join(name);
+    let config = read_config(&dir.join("config.toml"))?;
+    let mut available = BTreeSet::new();
+    let entries = std::fs::read_dir(&dir).map_err(|e| RepositoryError::Unreadable {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    for entry in entries.flatten() {
+        let version = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok());
+        if let (Some(version @ 1..), true) = (version, entry.path().is_dir()) {
+            available.insert(version);
+        }
+    }
+    if available.is_empty() {
+        return Err(RepositoryError::NoVersions {
+            model: name.to_owned(),
+            dir: dir.display().to_string(),
+        });
+    }
+    let selected = config.version_policy.select(&available);
+    if selected.is_empty() {
+        return Err(RepositoryError::NoSelectedVersions { model: name.to_owned() });
+    }
+    Ok(ModelSource {
+        name: name.to_owned(),
+        versions: selected.into_iter().map(|v| (v, dir.join(v.to_string()))).collect(),
+        config,
+    })
+}
+
+fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ModelConfig::default_config()),
+        Err(e) => {
+            return Err(RepositoryError::Unreadable {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    let config: ModelConfig = toml::from_str(&text).map_err(|e| RepositoryError::InvalidConfig {
+        path: path.display().to_string(),
+        reason: e.message().to_owned(),
+    })?;
+    if config.instance_count == 0 {
+        return Err(RepositoryError::InvalidConfig {
+            path: path.display().to_string(),
+            reason: "instance_count must be at least 1".to_owned(),
+        });
+    }
+    if let Some(platform) = &config.platform {
+        if platform != "onnxruntime_onnx" {
+            return Err(RepositoryError::UnknownPlatform {
+                platform: platform.clone(),
+                path: path.display().to_string(),
+            });
+        }
+    }
+    Ok(config)
+}
+
+impl ModelConfig {
+    /// The configuration of a model folder with no `config.toml`.
+    pub fn default_config() -> ModelConfig {
+        ModelConfig {
+            instance_count: default_instance_count(),
+            ..ModelConfig::default()
+        }
+    }
+}
+
+/// Loads one version folder with the backend its files call for.
+pub fn load_version(dir: &Path, config: &ModelConfig) -> Result<Arc<dyn Backend>, BackendError> {
+    let onnx = dir.join("model.onnx");
+    if onnx.is_file() {
+        return Ok(Arc::new(OnnxModel::load(&onnx, &config.onnx, config.instance_count)?));
+    }
+    Err(BackendError::Load {
+        path: dir.display().to_string(),
+        reason: RepositoryError::NoArtifact {
+            dir: dir.display().to_string(),
+        }
+        .to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_repository(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("weir-repo-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn versions_are_positive_integers_and_the_policy_selects_among_them() {
+        let root = temp_repository("versions");
+        for version in ["1", "2", "10", "0", "latest"] {
+            std::fs::create_dir_all(root.join("m").join(version)).unwrap();
+        }
+        let source = read_model(&root, "m").unwrap();
+        assert_eq!(source.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [1, 2, 10]);
+
+        std::fs::write(root.join("m/config.toml"), "version_policy = { latest = 2 }").unwrap();
+        let source = read_model(&root, "m").unwrap();
+        assert_eq!(source.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [2, 10]);
+
+        std::fs::write(root.join("m/config.toml"), "version_policy = { specific = [1, 7] }").unwrap();
+        let source = read_model(&root, "m").unwrap();
+        assert_eq!(source.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [1]);
+
+        std::fs::write(root.join("m/config.toml"), "version_policy = { specific = [7] }").unwrap();
+        assert!(matches!(read_model(&root, "m"), Err(RepositoryError::NoSelectedVersions { .. })));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn config_errors_stay_with_their_model() {
+        let root = temp_repository("config");
+        std::fs::create_dir_all(root.join("good/1")).unwrap();
+        std::fs::create_dir_all(root.join("typo/1")).unwrap();
+        std::fs::create_dir_all(root.join("empty")).unwrap();
+        std::fs::write(root.join("typo/config.toml"), "max_batch_sise = 8").unwrap();
+        let scanned = scan(&root).unwrap();
+        let names: Vec<_> = scanned.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["empty", "good", "typo"]);
+        assert!(matches!(scanned[0].1, Err(RepositoryError::NoVersions { .. })));
+        assert!(scanned[1].1.is_ok());
+        let typo = scanned[2].1.as_ref().unwrap_err().to_string();
+        assert!(typo.contains("max_batch_sise"), "{typo}");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_missing_repository_is_an_error_naming_it() {
+        let err = scan(Path::new("/nonexistent/weir-models")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/weir-models"));
+    }
+
+    #[test]
+    fn bad_config_values_are_refused() {
+        let root = temp_repository("values");
+        std::fs::create_dir_all(root.join("m/1")).unwrap();
+        std::fs::write(root.join("m/config.toml"), "instance_count = 0").unwrap();
+        assert!(read_model(&root, "m").unwrap_err().to_string().contains("instance_count"));
+        std::fs::write(root.join("m/config.toml"), "platform = \"tensorflow_savedmodel\"").unwrap();
+        assert!(matches!(read_model(&root, "m"), Err(RepositoryError::UnknownPlatform { .. })));
+        let missing = load_version(&root.join("m/1"), &ModelConfig::default_config()).err().unwrap();
+        assert!(missing.to_string().contains("expected model.onnx"), "{missing}");
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Writes a model repository of small ONNX models for weir's tests, benchmarks and demo.
+
+Every model is generated here from packages on PyPI (scikit-learn's bundled iris data, the
+`onnx` helper API), so nothing is downloaded from anywhere but the package registry.
+
+    python scripts/make_models.py OUT_DIR
+"""
+import pathlib
+import shutil
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def save(model, root, name, version=1, config=None):
+    folder = root / name / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(folder / "model.onnx"))
+    if config is not None:
+        (root / name / "config.toml").write_text(config)
+
+
+def iris(root):
+    """The tiny iris classifier peers are benchmarked with: label and probabilities as tensors."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = load_iris(return_X_y=True)
+    features = features.astype(np.float32)
+    for version, c in ((1, 1.0), (2, 0.05)):
+        classifier = LogisticRegression(C=c, max_iter=500).fit(features, labels)
+        model = to_onnx(
+            classifier,
+            initial_types=[("features", FloatTensorType([None, 4]))],
+            options={id(classifier): {"zipmap": False}},
+            target_opset={"": 17, "ai.onnx.ml": 3},
+        )
+        save(model, root, "iris", version)
+
+
+def simple(root):
+    """Triton's classic two-input example: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1."""
+    shape = [None, 16]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
+        "simple",
+        [helper.make_tensor_value_info(n, TensorProto.INT32, shape) for n in ("INPUT0", "INPUT1")],
+        [helper.make_tensor_value_info(n, TensorProto.INT32, shape) for n in ("OUTPUT0", "OUTPUT1")],
+    )
+    save(helper.make_model(graph, opset_imports=OPSET), root, "simple")
+
+
+def string_upper(root):
+    """A string model: upper-cases each element."""
+    graph = helper.make_graph(
+        [helper.make_node("StringNormalizer", ["text"], ["upper"], case_change_action="UPPER", locale="C.UTF-8")],
+        "string_upper",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
+        [helper.make_tensor_value_info("upper", TensorProto.STRING, [None])],
+    )
+    save(helper.make_model(graph, opset_imports=OPSET), root, "string_upper")
+
+
+IDENTITY_TYPES = {
+    "bool": TensorProto.BOOL,
+    "uint8": TensorProto.UINT8,
+    "uint16": TensorProto.UINT16,
+    "uint32": TensorProto.UINT32,
+    "uint64": TensorProto.UINT64,
+    "int8": TensorProto.INT8,
+    "int16": TensorProto.INT16,
+    "int32": TensorProto.INT32,
+    "int64": TensorProto.INT64,
+    "fp16": TensorProto.FLOAT16,
+    "fp32": TensorProto.FLOAT,
+    "fp64": TensorProto.DOUBLE,
+    "bytes": TensorProto.STRING,
+}
+
+
+def identity_all(root):
+    """One Identity per protocol datatype: in_<type> -> out_<type>, shape [-1, 2]."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [f"in_{t}"], [f"out_{t}"]) for t in IDENTITY_TYPES],
+        "identity_all",
+        [helper.make_tensor_value_info(f"in_{t}", p, [None, 2]) for t, p in IDENTITY_TYPES.items()],
+        [helper.make_tensor_value_info(f"out_{t}", p, [None, 2]) for t, p in IDENTITY_TYPES.items()],
+    )
+    save(helper.make_model(graph, opset_imports=OPSET), root, "identity_all")
+
+
+def fixed(root):
+    """A model with fixed dimensions only: FP32 [2, 3] doubled."""
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"])],
+        "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        initializer=[two],
+    )
+    save(helper.make_model(graph, opset_imports=OPSET), root, "fixed")
+
+
+def broken(root):
+    """Not an ONNX file at all: the server must report it and keep serving the rest."""
+    folder = root / "broken" / "1"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(b"this is not a protobuf")
+
+
+def zipmap(root):
+    """onnxruntime's own sample whose output is a sequence of maps: refused, naming the output."""
+    import onnxruntime
+
+    sample = pathlib.Path(onnxruntime.__file__).parent / "datasets" / "logreg_iris.onnx"
+    folder = root / "zipmap" / "1"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(sample, folder / "model.onnx")
+
+
+def main():
+    root = pathlib.Path(sys.argv[1])
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    for make in (iris, simple, string_upper, identity_all, fixed, broken, zipmap):
+        make(root)
+    print(f"wrote model repository {root}: {', '.join(sorted(p.name for p in root.iterdir()))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+//! Experiment tracking speaking MLflow's REST API (not built yet; see issue 6).
