@@ -33,6 +33,38 @@ pub struct TensorSpec {
     pub shape: Vec<Dim>,
 }
 
+impl TensorSpec {
+    /// Checks a shape against this spec (rank and fixed dimensions) and returns its element count.
+    pub fn check_shape(&self, shape: &[u64]) -> Result<usize, ValidationError> {
+        let name = &self.name;
+        if shape.len() != self.shape.len() {
+            return Err(ValidationError::WrongRank {
+                name: name.to_owned(),
+                expected: ShapeDisplay(&self.shape).to_string(),
+                rank: self.shape.len(),
+                found: shape.to_vec(),
+            });
+        }
+        for (index, (declared, &given)) in self.shape.iter().zip(shape).enumerate() {
+            if let Dim::Fixed(expected) = *declared {
+                if expected != given {
+                    return Err(ValidationError::WrongDimension {
+                        name: name.to_owned(),
+                        index,
+                        expected,
+                        found: shape.to_vec(),
+                        model_shape: ShapeDisplay(&self.shape).to_string(),
+                    });
+                }
+            }
+        }
+        element_count(shape).ok_or_else(|| ValidationError::ShapeOverflow {
+            name: name.to_owned(),
+            shape: shape.to_vec(),
+        })
+    }
+}
+
 /// Formats a shape the way users write it: `[-1, 4]`.
 pub struct ShapeDisplay<'a>(pub &'a [Dim]);
 
@@ -127,38 +159,21 @@ impl Signature {
                 found: datatype.to_owned(),
             });
         }
-        if shape.len() != spec.shape.len() {
-            return Err(ValidationError::WrongRank {
-                name: name.to_owned(),
-                expected: ShapeDisplay(&spec.shape).to_string(),
-                rank: spec.shape.len(),
-                found: shape.to_vec(),
-            });
-        }
-        for (index, (declared, &given)) in spec.shape.iter().zip(shape).enumerate() {
-            if let Dim::Fixed(expected) = *declared {
-                if expected != given {
-                    return Err(ValidationError::WrongDimension {
-                        name: name.to_owned(),
-                        index,
-                        expected,
-                        found: shape.to_vec(),
-                        model_shape: ShapeDisplay(&spec.shape).to_string(),
-                    });
-                }
-            }
-        }
-        let count = element_count(shape).ok_or_else(|| ValidationError::ShapeOverflow {
-            name: name.to_owned(),
-            shape: shape.to_vec(),
-        })?;
-        Ok((spec, count))
+        Ok((spec, spec.check_shape(shape)?))
     }
 
-    /// Checks that every input is present exactly once, given the names a request carried.
+    /// Checks that the names a request carried are the model's inputs, each exactly once.
+    /// Unknown names are reported first: a misspelt input also shows up as a missing one, and
+    /// the misspelling is the useful message.
     pub fn check_all_inputs_given<'a>(&self, given: impl IntoIterator<Item = &'a str> + Clone) -> Result<(), ValidationError> {
+        if let Some(unknown) = given.clone().into_iter().find(|name| self.input(name).is_none()) {
+            return Err(ValidationError::UnknownInput {
+                name: unknown.to_owned(),
+                expected: names(&self.inputs),
+            });
+        }
         let mut seen: Vec<&str> = Vec::new();
-        for name in given.clone() {
+        for name in given {
             if seen.contains(&name) {
                 return Err(ValidationError::DuplicateInput { name: name.to_owned() });
             }

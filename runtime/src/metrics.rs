@@ -1,0 +1,196 @@
+//! Prometheus metrics of the runtime, named as `DESIGN.md` fixes them.
+//!
+//! Labels only ever carry names of models the server has loaded: a request for an unknown model
+//! is counted nowhere, so a client cannot grow the series set.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets in seconds, from 50 µs (a tiny model's whole request) to 10 s.
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BATCH_BUCKETS: [f64; 11] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub model: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub model: String,
+    pub version: String,
+    pub code: u16,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new(BATCH_BUCKETS)
+}
+
+/// Every runtime metric, registered once per server.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<VersionLabels>,
+    queue_duration: HistogramFamily<VersionLabels>,
+    compute_duration: HistogramFamily<VersionLabels>,
+    batch_size: HistogramFamily<VersionLabels>,
+    inflight: Family<VersionLabels, Gauge>,
+    queue_depth: Family<VersionLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let queue_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let compute_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let batch_size = HistogramFamily::new_with_constructor(batch_histogram as fn() -> Histogram);
+        let inflight = Family::<VersionLabels, Gauge>::default();
+        let queue_depth = Family::<VersionLabels, Gauge>::default();
+        // prometheus-client appends `_total` to counter names.
+        registry.register("weir_inference_requests", "Inference requests answered, by HTTP status code", requests.clone());
+        registry.register(
+            "weir_inference_request_duration_seconds",
+            "Time from a request's arrival to its answer",
+            request_duration.clone(),
+        );
+        registry.register(
+            "weir_inference_queue_duration_seconds",
+            "Time a request waited before its model started on it",
+            queue_duration.clone(),
+        );
+        registry.register(
+            "weir_inference_compute_duration_seconds",
+            "Time the model spent computing a request's batch",
+            compute_duration.clone(),
+        );
+        registry.register("weir_inference_batch_size", "Rows per model execution", batch_size.clone());
+        registry.register("weir_inflight_requests", "Requests being answered now", inflight.clone());
+        registry.register("weir_queue_depth", "Requests waiting for their model", queue_depth.clone());
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            queue_duration,
+            compute_duration,
+            batch_size,
+            inflight,
+            queue_depth,
+        }
+    }
+
+    /// The handles one model version records into, looked up once at load so the request path
+    /// never hashes labels.
+    pub fn for_version(&self, model: &str, version: &str) -> VersionMetrics {
+        let labels = VersionLabels {
+            model: model.to_owned(),
+            version: version.to_owned(),
+        };
+        let code = |code| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    model: model.to_owned(),
+                    version: version.to_owned(),
+                    code,
+                })
+                .clone()
+        };
+        VersionMetrics {
+            ok: code(200),
+            bad_request: code(400),
+            requests: self.requests.clone(),
+            request_duration: self.request_duration.get_or_create(&labels).clone(),
+            queue_duration: self.queue_duration.get_or_create(&labels).clone(),
+            compute_duration: self.compute_duration.get_or_create(&labels).clone(),
+            batch_size: self.batch_size.get_or_create(&labels).clone(),
+            inflight: self.inflight.get_or_create(&labels).clone(),
+            queue_depth: self.queue_depth.get_or_create(&labels).clone(),
+            labels,
+        }
+    }
+
+    /// The text exposition (OpenMetrics) of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// One model version's metric handles.
+#[derive(Clone)]
+pub struct VersionMetrics {
+    labels: VersionLabels,
+    ok: Counter,
+    bad_request: Counter,
+    requests: Family<RequestLabels, Counter>,
+    pub request_duration: Histogram,
+    pub queue_duration: Histogram,
+    pub compute_duration: Histogram,
+    pub batch_size: Histogram,
+    pub inflight: Gauge,
+    pub queue_depth: Gauge,
+}
+
+impl VersionMetrics {
+    /// Counts an answered request by its status code.
+    pub fn count(&self, code: u16) {
+        match code {
+            200 => self.ok.inc(),
+            400 => self.bad_request.inc(),
+            other => self
+                .requests
+                .get_or_create(&RequestLabels {
+                    model: self.labels.model.clone(),
+                    version: self.labels.version.clone(),
+                    code: other,
+                })
+                .inc(),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_values_appear_under_the_design_names() {
+        let metrics = Metrics::new();
+        let version = metrics.for_version("iris", "2");
+        version.count(200);
+        version.count(200);
+        version.count(503);
+        version.request_duration.observe(0.0001);
+        version.inflight.inc();
+        let text = metrics.encode();
+        assert!(text.contains(r#"weir_inference_requests_total{model="iris",version="2",code="200"} 2"#), "{text}");
+        assert!(text.contains(r#"weir_inference_requests_total{model="iris",version="2",code="503"} 1"#), "{text}");
+        assert!(text.contains(r#"weir_inference_request_duration_seconds_count{model="iris",version="2"} 1"#), "{text}");
+        assert!(text.contains(r#"weir_inflight_requests{model="iris",version="2"} 1"#), "{text}");
+        for name in ["weir_inference_queue_duration_seconds", "weir_inference_compute_duration_seconds", "weir_inference_batch_size", "weir_queue_depth"] {
+            assert!(text.contains(name), "{name} missing");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! KServe V1 (`:predict`): rows in, rows out, no declared shapes or types.
+//!
+//! A V1 request carries neither datatypes nor shapes, so both come from the model: the datatype
+//! from its signature, the shape from the nesting of the JSON. Two forms are accepted:
+//! - rows for a single-input model: `{"instances": [[5.1, 3.5, 1.4, 0.2], …]}`;
+//! - named rows for any model: `{"instances": [{"INPUT0": […], "INPUT1": […]}, …]}`;
+//!
+//! and `"inputs"` in place of `"instances"` (TensorFlow Serving's columnar form): a batch array
+//! for a single-input model, or an object of batch arrays by input name.
+//! The answer is `{"predictions": [...]}`: one entry per row, holding the row of the single
+//! output, or an object of rows by output name when the model has several.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use weir_models::{Signature, Tensor, TensorData, TensorSpec};
+
+use super::json_data::{self, nested_json};
+use crate::error::ApiError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictRequest<'a> {
+    #[serde(default, borrow)]
+    instances: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    inputs: Option<&'a RawValue>,
+}
+
+/// Decodes a `:predict` body into validated input tensors.
+pub fn decode_predict(body: &[u8], signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
+    let request: PredictRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid predict request: {e}")))?;
+    let tensors = match (request.instances, request.inputs) {
+        (Some(instances), None) => decode_instances(instances, signature)?,
+        (None, Some(inputs)) if is_object(inputs) => decode_columns(inputs, signature)?,
+        (None, Some(inputs)) => vec![decode_batch(single_input(signature)?, inputs)?],
+        _ => return Err(ApiError::bad_request("a predict request needs exactly one of \"instances\" or \"inputs\"")),
+    };
+    signature.check_all_inputs_given(tensors.iter().map(|t| t.name.as_str()))?;
+    Ok(tensors)
+}
+
+fn is_object(json: &RawValue) -> bool {
+    json.get().trim_start().starts_with('{')
+}
+
+fn single_input(signature: &Signature) -> Result<&TensorSpec, ApiError> {
+    match signature.inputs.as_slice() {
+        [only] => Ok(only),
+        inputs => Err(ApiError::bad_request(format!(
+            "the model has {} inputs ({}); give each row as an object keyed by input name",
+            inputs.len(),
+            inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// One input's whole batch: the JSON nesting gives the shape.
+fn decode_batch(spec: &TensorSpec, json: &RawValue) -> Result<Tensor, ApiError> {
+    let decoded = json_data::decode(json.get(), spec.datatype, None)
+        .map_err(|e| ApiError::bad_request(format!("input '{}': {e}", spec.name)))?;
+    checked(spec, decoded.shape, decoded.data)
+}
+
+fn checked(spec: &TensorSpec, shape: Vec<usize>, data: TensorData) -> Result<Tensor, ApiError> {
+    let wide: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    spec.check_shape(&wide)?;
+    Ok(Tensor::new(spec.name.clone(), shape, data))
+}
+
+fn decode_instances(instances: &RawValue, signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
+    let rows: Vec<&RawValue> = serde_json::from_str(instances.get())
+        .map_err(|e| ApiError::bad_request(format!("\"instances\" must be an array of rows: {e}")))?;
+    if !rows.first().is_some_and(|row| is_object(row)) {
+        return Ok(vec![decode_batch(single_input(signature)?, instances)?]);
+    }
+    // Per input: the shape of one row, the rows' elements so far, and how many rows gave it.
+    let mut columns: HashMap<&str, (Vec<usize>, TensorData, usize)> = HashMap::new();
+    for (index, row) in rows.iter().enumerate() {
+        let named: HashMap<&str, &RawValue> = serde_json::from_str(row.get())
+            .map_err(|e| ApiError::bad_request(format!("instance {index} must be an object of inputs by name: {e}")))?;
+        for (name, value) in named {
+            let spec = signature.input(name).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "instance {index} names unknown input '{name}'; the model's inputs are: {}",
+                    signature.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let decoded = json_data::decode(value.get(), spec.datatype, None)
+                .map_err(|e| ApiError::bad_request(format!("instance {index} input '{name}': {e}")))?;
+            let (row_shape, data, count) = columns
+                .entry(spec.name.as_str())
+                .or_insert_with(|| (decoded.shape.clone(), TensorData::with_capacity(spec.datatype, 0), 0));
+            if *row_shape != decoded.shape {
+                return Err(ApiError::bad_request(format!(
+                    "instance {index} input '{name}' has shape {:?}, unlike earlier rows' {:?}",
+                    decoded.shape, row_shape
+                )));
+            }
+            append(data, decoded.data);
+            *count += 1;
+        }
+    }
+    let mut tensors = Vec::with_capacity(columns.len());
+    for spec in &signature.inputs {
+        if let Some((row_shape, data, count)) = columns.remove(spec.name.as_str()) {
+            if count != rows.len() {
+                return Err(ApiError::bad_request(format!("input '{}' is missing from some instances", spec.name)));
+            }
+            let mut shape = vec![rows.len()];
+            shape.extend(row_shape);
+            tensors.push(checked(spec, shape, data)?);
+        }
+    }
+    Ok(tensors)
+}
+
+fn decode_columns(inputs: &RawValue, signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
+    let named: HashMap<&str, &RawValue> = serde_json::from_str(inputs.get())
+        .map_err(|e| ApiError::bad_request(format!("\"inputs\" must be an object of inputs by name: {e}")))?;
+    let mut tensors = Vec::with_capacity(named.len());
+    for spec in &signature.inputs {
+        if let Some(value) = named.get(spec.name.as_str()) {
+            tensors.push(decode_batch(spec, value)?);
+        }
+    }
+    if let Some(unknown) = named.keys().find(|name| signature.input(name).is_none()) {
+        return Err(ApiError::bad_request(format!("\"inputs\" names unknown input '{unknown}'")));
+    }
+    Ok(tensors)
+}
+
+/// Appends `more` to `data`; both hold the same datatype (they were decoded for one spec).
+fn append(data: &mut TensorData, more: TensorData) {
+    match (data, more) {
+        (TensorData::Bool(a), TensorData::Bool(b)) => a.extend(b),
+        (TensorData::Uint8(a), TensorData::Uint8(b)) => a.extend(b),
+        (TensorData::Uint16(a), TensorData::Uint16(b)) => a.extend(b),
+        (TensorData::Uint32(a), TensorData::Uint32(b)) => a.extend(b),
+        (TensorData::Uint64(a), TensorData::Uint64(b)) => a.extend(b),
+        (TensorData::Int8(a), TensorData::Int8(b)) => a.extend(b),
+        (TensorData::Int16(a), TensorData::Int16(b)) => a.extend(b),
+        (TensorData::Int32(a), TensorData::Int32(b)) => a.extend(b),
+        (TensorData::Int64(a), TensorData::Int64(b)) => a.extend(b),
+        (TensorData::Fp16(a), TensorData::Fp16(b)) => a.extend(b),
+        (TensorData::Fp32(a), TensorData::Fp32(b)) => a.extend(b),
+        (TensorData::Fp64(a), TensorData::Fp64(b)) => a.extend(b),
+        (TensorData::Bytes(a), TensorData::Bytes(b)) => a.extend(b),
+        _ => {}
+    }
+}
+
+/// `{"predictions": [...]}`, one entry per row of the outputs' first dimension.
+pub fn encode_predictions(outputs: &[Tensor]) -> serde_json::Value {
+    let row = |tensor: &Tensor, index: usize| match tensor.shape.split_first() {
+        Some((_, inner)) => nested_json(&tensor.data, inner, index * inner.iter().product::<usize>()),
+        None => nested_json(&tensor.data, &[], 0),
+    };
+    let rows = outputs.first().map_or(0, |t| t.shape.first().copied().unwrap_or(1));
+    let predictions: Vec<serde_json::Value> = (0..rows)
+        .map(|index| match outputs {
+            [only] => row(only, index),
+            many => serde_json::Value::Object(many.iter().map(|t| (t.name.clone(), row(t, index))).collect()),
+        })
+        .collect();
+    serde_json::json!({ "predictions": predictions })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+//! HTTP handlers for the V2 and V1 data planes, health, metadata and metrics.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use weir_models::Tensor;
+
+use crate::error::{json_error, ApiError};
+use crate::protocol::{v1, v2};
+use crate::server::App;
+use crate::store::LoadedVersion;
+
+/// The extensions of the Open Inference Protocol this server implements.
+const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
+
+/// Builds the router. Factored out of start-up so tests can drive it without a socket.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v1/models", get(v1_models))
+        .route("/v1/models/{model}", get(v1_model).post(v1_predict))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async { json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint") })
+        .with_state(app)
+}
+
+/// `{model}` and optional `{version}` from the path; a malformed path is a JSON 400.
+struct ModelPath {
+    model: String,
+    version: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        #[derive(Deserialize)]
+        struct Params {
+            model: String,
+            version: Option<String>,
+        }
+        let Path(params) = Path::<Params>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Ok(ModelPath {
+            model: params.model,
+            version: params.version,
+        })
+    }
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+async fn server_metadata() -> Response {
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "name": "weir", "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS }),
+    )
+}
+
+async fn live() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({ "live": true }))
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    let ready = app.ready.load(Ordering::Acquire);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json_response(status, &serde_json::json!({ "ready": ready }))
+}
+
+async fn model_metadata(State(app): State<Arc<App>>, path: ModelPath) -> Result<Response, ApiError> {
+    let loaded = app.store.resolve(&path.model, path.version.as_deref())?;
+    let versions = match path.version {
+        Some(_) => vec![loaded.label.clone()],
+        None => app.store.entry(&path.model)?.versions.keys().map(u64::to_string).collect(),
+    };
+    let signature = loaded.backend.signature();
+    Ok(json_response(
+        StatusCode::OK,
+        &v2::ModelMetadata {
+            name: &loaded.model,
+            versions,
+            platform: loaded.backend.platform(),
+            inputs: signature.inputs.iter().map(Into::into).collect(),
+            outputs: signature.outputs.iter().map(Into::into).collect(),
+        },
+    ))
+}
+
+async fn model_ready(State(app): State<Arc<App>>, path: ModelPath) -> Result<Response, ApiError> {
+    let loaded = app.store.resolve(&path.model, path.version.as_deref())?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "name": loaded.model, "version": loaded.label, "ready": true }),
+    ))
+}
+
+/// Reads a whole body, refusing one over the limit with 413 before reading it when the
+/// declared length already says so.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the limit of {limit} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(err) => Err(ApiError::bad_request(format!("cannot read the request body: {err}"))),
+    }
+}
+
+/// Parses an optional small JSON body (an empty one gives the default).
+fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// Runs a model on validated inputs, recording queue and compute time.
+async fn run_model(loaded: &Arc<LoadedVersion>, inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<Vec<Tensor>, ApiError> {
+    let rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(1);
+    let version = loaded.clone();
+    let queued = Instant::now();
+    let (result, waited, computed) = tokio::task::spawn_blocking(move || {
+        let waited = queued.elapsed();
+        let started = Instant::now();
+        let result = version.backend.infer(inputs, &outputs);
+        (result, waited, started.elapsed())
+    })
+    .await
+    .map_err(|_| ApiError::internal("the model's worker stopped unexpectedly"))?;
+    loaded.metrics.queue_duration.observe(waited.as_secs_f64());
+    loaded.metrics.compute_duration.observe(computed.as_secs_f64());
+    loaded.metrics.batch_size.observe(rows as f64);
+    Ok(result?)
+}
+
+/// Counts a request for a loaded version: in-flight while it runs, then its status and time.
+async fn observed(loaded: &LoadedVersion, work: impl std::future::Future<Output = Result<Response, ApiError>>) -> Response {
+    let started = Instant::now();
+    loaded.metrics.inflight.inc();
+    let response = work.await.unwrap_or_else(IntoResponse::into_response);
+    loaded.metrics.inflight.dec();
+    loaded.metrics.count(response.status().as_u16());
+    loaded.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn infer(State(app): State<Arc<App>>, path: ModelPath, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let loaded = app.store.resolve(&path.model, path.version.as_deref())?;
+    Ok(observed(&loaded, async {
+        let body = read_body(&headers, body, app.config.max_body_bytes).await?;
+        let header_length = headers.get(v2::HEADER_CONTENT_LENGTH).map(|v| v.to_str().unwrap_or("invalid"));
+        let (json, binary) = v2::split_body(&body, header_length)?;
+        let request = v2::decode_request(json, binary, loaded.backend.signature())?;
+        let (names, binary_flags): (Vec<String>, Vec<bool>) = request.outputs.into_iter().unzip();
+        let outputs = run_model(&loaded, request.inputs, names).await?;
+        let encoded = v2::encode_response(&loaded.model, &loaded.label, request.id.as_deref(), &outputs, &binary_flags);
+        let mut response = Response::new(Body::from(encoded.body));
+        let content_type = match encoded.header_length {
+            Some(length) => {
+                response.headers_mut().insert(v2::HEADER_CONTENT_LENGTH, HeaderValue::from(length));
+                "application/octet-stream"
+            }
+            None => "application/json",
+        };
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        Ok(response)
+    })
+    .await)
+}
+
+#[derive(Deserialize, Default)]
+struct IndexRequest {
+    #[serde(default)]
+    ready: bool,
+}
+
+async fn repository_index(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(&headers, body, 64 * 1024).await?;
+    let request: IndexRequest = optional_json(&body)?;
+    Ok(json_response(StatusCode::OK, &app.store.index(request.ready)))
+}
+
+async fn v1_models(State(app): State<Arc<App>>) -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({ "models": app.store.names() }))
+}
+
+async fn v1_model(State(app): State<Arc<App>>, path: ModelPath) -> Result<Response, ApiError> {
+    let entry = app.store.entry(&path.model)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "name": path.model, "ready": !entry.versions.is_empty() }),
+    ))
+}
+
+/// `POST /v1/models/{model}:predict`: the verb shares the last path segment with the name.
+async fn v1_predict(State(app): State<Arc<App>>, path: ModelPath, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let (model, verb) = path
+        .model
+        .rsplit_once(':')
+        .ok_or_else(|| ApiError::not_found(format!("POST /v1/models/{} needs a verb: /v1/models/{}:predict", path.model, path.model)))?;
+    if verb != "predict" {
+        return Err(ApiError::not_found(format!("unknown verb ':{verb}'; weir answers :predict")));
+    }
+    let loaded = app.store.resolve(model, None)?;
+    Ok(observed(&loaded, async {
+        let body = read_body(&headers, body, app.config.max_body_bytes).await?;
+        let inputs = v1::decode_predict(&body, loaded.backend.signature())?;
+        let names = loaded.backend.signature().select_outputs([])?;
+        let outputs = run_model(&loaded, inputs, names).await?;
+        Ok(json_response(StatusCode::OK, &v1::encode_predictions(&outputs)))
+    })
+    .await)
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"))],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
