@@ -111,7 +111,7 @@ fn every_malformed_request_gets_a_message_naming_the_problem() {
         (format!(r#"{{"inputs": [{s}, {}]}}"#, a.replace("[1, 2]}", "[1, 2.5]}")), "input 'a' data: element 1 is 2.5, which is not a valid INT32 value"),
         (format!(r#"{{"inputs": [{s}, {}]}}"#, a.replace(", \"data\": [1, 2]", "")), "input 'a' has no \"data\""),
         (format!(r#"{{"inputs": [{s}, {}]}}"#, a.replace("\"data\"", "\"parameters\": {\"binary_data_size\": 8}, \"data\"")), "input 'a' has both \"data\" and a binary_data_size parameter"),
-        (format!(r#"{{"inputs": [{s}, {}]}}"#, a.replace("\"shape\": [1, 2]", "\"shape\": [4611686018427387904, 2]")), "input 'a' has shape [4611686018427387904, 2], whose element count does not fit in memory"),
+        (format!(r#"{{"inputs": [{s}, {}]}}"#, a.replace("\"shape\": [1, 2]", "\"shape\": [9223372036854775808, 2]")), "input 'a' has shape [9223372036854775808, 2], whose element count does not fit in memory"),
         (format!(r#"{{"inputs": [{a}, {s}], "outputs": [{{"name": "nope"}}]}}"#), "unknown output 'nope' requested; the model's outputs are: sum, text"),
         (format!(r#"{{"id": 5, "inputs": [{a}, {s}]}}"#), "invalid inference request: invalid type: integer `5`, expected a string"),
     ];
