@@ -4,7 +4,9 @@
 Every model is generated here from packages on PyPI (scikit-learn's bundled iris data, the
 `onnx` helper API), so nothing is downloaded from anywhere but the package registry.
 
-    python scripts/make_models.py OUT_DIR
+    python scripts/make_models.py OUT_DIR [--demo]
+
+With --demo only the healthy models are written (no deliberately broken ones).
 """
 import pathlib
 import shutil
@@ -132,10 +134,14 @@ def zipmap(root):
 
 def main():
     root = pathlib.Path(sys.argv[1])
+    demo = "--demo" in sys.argv[2:]
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    for make in (iris, simple, string_upper, identity_all, fixed, broken, zipmap):
+    makers = [iris, simple, string_upper, identity_all, fixed]
+    if not demo:
+        makers += [broken, zipmap]
+    for make in makers:
         make(root)
     print(f"wrote model repository {root}: {', '.join(sorted(p.name for p in root.iterdir()))}")
 

@@ -1,1 +1,115 @@
-fn main() {}
+//! The `weir` command: parses flags and wires the crates together; nothing else lives here.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use weir_runtime::{RunningServer, ServeConfig};
+
+/// Model serving with canary rollouts, autoscaling and an MLflow-compatible registry.
+#[derive(Parser)]
+#[command(name = "weir", version, about)]
+struct Cli {
+    /// How logs are written.
+    #[arg(long, env = "WEIR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    /// Log filter in tracing's syntax (`info`, `weir_runtime=debug`, …); RUST_LOG also works.
+    #[arg(long, env = "WEIR_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the models of a model repository over the Open Inference Protocol (V2) and KServe V1.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Folder holding `<model>/<version>/model.onnx` (and an optional `<model>/config.toml`).
+    #[arg(long, env = "WEIR_MODEL_REPOSITORY")]
+    model_repository: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "WEIR_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// HTTP port; 0 picks a free one (the chosen port is logged).
+    #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 8080)]
+    http_port: u16,
+    /// Largest request body accepted, in bytes; larger requests get 413.
+    #[arg(long, env = "WEIR_MAX_BODY_BYTES", default_value_t = ServeConfig::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if let Err(message) = weir_models::onnx::find_library() {
+        tracing::error!("{message}");
+    }
+    let config = ServeConfig {
+        model_repository: args.model_repository,
+        host: args.host,
+        http_port: args.http_port,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let mut server = RunningServer::start(config).await.context("cannot start the inference server")?;
+    println!("weir serve listening on http://{}", server.local_addr());
+    tokio::select! {
+        loaded = server.wait_ready() => {
+            let elapsed = loaded.context("cannot load the model repository")?;
+            println!("weir serve ready in {} ms", elapsed.as_millis());
+        }
+        _ = shutdown_signal() => return server.shutdown().await.context("shutdown failed"),
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await.context("shutdown failed")
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+        }
+    })
+}

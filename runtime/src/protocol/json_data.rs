@@ -304,11 +304,22 @@ pub fn element_json(data: &TensorData, index: usize) -> serde_json::Value {
         TensorData::Int16(v) => Value::from(v[index]),
         TensorData::Int32(v) => Value::from(v[index]),
         TensorData::Int64(v) => Value::from(v[index]),
-        TensorData::Fp16(v) => Value::from(v[index].to_f32()),
-        TensorData::Fp32(v) => Value::from(v[index]),
+        TensorData::Fp16(v) => shortest_f32(v[index].to_f32()),
+        TensorData::Fp32(v) => shortest_f32(v[index]),
         TensorData::Fp64(v) => Value::from(v[index]),
         TensorData::Bytes(v) => Value::from(String::from_utf8_lossy(&v[index]).into_owned()),
     }
+}
+
+/// An f32 as the JSON number with the fewest digits that reads back as the same f32
+/// (`0.87596554`, not the f64 widening `0.8759654760360718`); non-finite values become null.
+fn shortest_f32(value: f32) -> serde_json::Value {
+    value
+        .to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
 /// The elements `start..start + product(shape)` nested by `shape`.

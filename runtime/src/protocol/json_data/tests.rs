@@ -96,6 +96,8 @@ fn encoding_is_flat_and_nesting_follows_the_shape() {
     assert_eq!(nested_json(&ints, &[2, 3], 0).to_string(), "[[0,1,2],[3,4,5]]");
     assert_eq!(nested_json(&ints, &[3], 3).to_string(), "[3,4,5]");
     assert_eq!(nested_json(&ints, &[], 4).to_string(), "4");
+    let floats = TensorData::Fp32(vec![0.875_965_5, f32::NAN]);
+    assert_eq!(nested_json(&floats, &[2], 0).to_string(), "[0.8759655,null]");
 }
 
 proptest! {

@@ -1,0 +1,37 @@
+# The two commands: `make demo` and `make test`. Both set up what is missing first.
+SHELL := /bin/bash
+PORT ?= 8080
+ORT_DYLIB_PATH ?= $(firstword $(wildcard $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*))
+export ORT_DYLIB_PATH
+
+.PHONY: setup demo test lint unit-test python-test bench clean
+
+setup:
+	@scripts/setup.sh
+
+## make demo: build weir, write an example model repository, serve it and show a prediction.
+demo: setup
+	cargo build --release --bin weir
+	@scripts/demo.sh $(PORT)
+
+## make test: formatting, lints, Rust tests, and end-to-end tests with the official clients.
+test: setup lint unit-test python-test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit-test:
+	cargo test --workspace --exclude weir-benches
+
+python-test:
+	cargo build --bin weir
+	.venv/bin/python -m pytest -q tests/python
+
+## make bench: load benchmarks on loopback (see benches/README.md).
+bench: setup
+	@scripts/bench.sh
+
+clean:
+	cargo clean
+	rm -rf .venv

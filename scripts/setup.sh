@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what weir needs on a fresh machine, idempotently: the Rust toolchain's components,
+# a project-local Python venv (ONNX Runtime, the official clients, model generators), and the
+# test model repository. Safe to run again; it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install Rust from https://rustup.rs first" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    say "installing rust component $component"
+    rustup component add "$component"
+  fi
+done
+
+# python3 with venv; Debian's python3 needs python3-venv for that.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  say "installing python3-venv"
+  apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
+fi
+
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+  say "creating the project venv (.venv)"
+  python3 -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing Python packages into .venv (onnxruntime, tritonclient, …)"
+  .venv/bin/pip install -q -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+models=target/test-models
+models_stamp=$models/.generated-by.sha256
+models_want=$(cat scripts/make_models.py requirements.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$models_stamp" 2>/dev/null)" != "$models_want" ]; then
+  say "generating the test model repository ($models)"
+  .venv/bin/python scripts/make_models.py "$models"
+  echo "$models_want" > "$models_stamp"
+fi
