@@ -50,8 +50,11 @@ struct ServeArgs {
 
 fn init_logging(cli: &Cli) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -68,7 +71,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http_port: args.http_port,
         max_body_bytes: args.max_body_bytes,
     };
-    let mut server = RunningServer::start(config).await.context("cannot start the inference server")?;
+    let mut server = RunningServer::start(config)
+        .await
+        .context("cannot start the inference server")?;
     println!("weir serve listening on http://{}", server.local_addr());
     tokio::select! {
         loaded = server.wait_ready() => {
@@ -87,13 +92,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}
@@ -106,7 +112,10 @@ async fn shutdown_signal() {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,

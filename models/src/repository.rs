@@ -59,7 +59,11 @@ impl VersionPolicy {
         match self {
             VersionPolicy::All => available.clone(),
             VersionPolicy::Latest(count) => available.iter().rev().take(*count).copied().collect(),
-            VersionPolicy::Specific(wanted) => wanted.iter().filter(|v| available.contains(v)).copied().collect(),
+            VersionPolicy::Specific(wanted) => wanted
+                .iter()
+                .filter(|v| available.contains(v))
+                .copied()
+                .collect(),
         }
     }
 }
@@ -90,8 +94,11 @@ pub enum RepositoryError {
     UnknownPlatform { platform: String, path: String },
 }
 
+/// A model folder's name and what reading it gave.
+pub type ScannedModel = (String, Result<ModelSource, RepositoryError>);
+
 /// Lists the model folders of a repository, each read on its own so one failure stays local.
-pub fn scan(root: &Path) -> Result<Vec<(String, Result<ModelSource, RepositoryError>)>, RepositoryError> {
+pub fn scan(root: &Path) -> Result<Vec<ScannedModel>, RepositoryError> {
     let unreadable = |reason: std::io::Error| RepositoryError::Unreadable {
         path: root.display().to_string(),
         reason: reason.to_string(),
@@ -126,7 +133,10 @@ pub fn read_model(root: &Path, name: &str) -> Result<ModelSource, RepositoryErro
         reason: e.to_string(),
     })?;
     for entry in entries.flatten() {
-        let version = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok());
+        let version = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u64>().ok());
         if let (Some(version @ 1..), true) = (version, entry.path().is_dir()) {
             available.insert(version);
         }
@@ -139,11 +149,16 @@ pub fn read_model(root: &Path, name: &str) -> Result<ModelSource, RepositoryErro
     }
     let selected = config.version_policy.select(&available);
     if selected.is_empty() {
-        return Err(RepositoryError::NoSelectedVersions { model: name.to_owned() });
+        return Err(RepositoryError::NoSelectedVersions {
+            model: name.to_owned(),
+        });
     }
     Ok(ModelSource {
         name: name.to_owned(),
-        versions: selected.into_iter().map(|v| (v, dir.join(v.to_string()))).collect(),
+        versions: selected
+            .into_iter()
+            .map(|v| (v, dir.join(v.to_string())))
+            .collect(),
         config,
     })
 }
@@ -151,7 +166,9 @@ pub fn read_model(root: &Path, name: &str) -> Result<ModelSource, RepositoryErro
 fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ModelConfig::default_config()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(ModelConfig::default_config())
+        }
         Err(e) => {
             return Err(RepositoryError::Unreadable {
                 path: path.display().to_string(),
@@ -159,10 +176,11 @@ fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
             })
         }
     };
-    let config: ModelConfig = toml::from_str(&text).map_err(|e| RepositoryError::InvalidConfig {
-        path: path.display().to_string(),
-        reason: e.message().to_owned(),
-    })?;
+    let config: ModelConfig =
+        toml::from_str(&text).map_err(|e| RepositoryError::InvalidConfig {
+            path: path.display().to_string(),
+            reason: e.message().to_owned(),
+        })?;
     if config.instance_count == 0 {
         return Err(RepositoryError::InvalidConfig {
             path: path.display().to_string(),
@@ -194,7 +212,11 @@ impl ModelConfig {
 pub fn load_version(dir: &Path, config: &ModelConfig) -> Result<Arc<dyn Backend>, BackendError> {
     let onnx = dir.join("model.onnx");
     if onnx.is_file() {
-        return Ok(Arc::new(OnnxModel::load(&onnx, &config.onnx, config.instance_count)?));
+        return Ok(Arc::new(OnnxModel::load(
+            &onnx,
+            &config.onnx,
+            config.instance_count,
+        )?));
     }
     Err(BackendError::Load {
         path: dir.display().to_string(),
@@ -223,18 +245,42 @@ mod tests {
             std::fs::create_dir_all(root.join("m").join(version)).unwrap();
         }
         let source = read_model(&root, "m").unwrap();
-        assert_eq!(source.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [1, 2, 10]);
+        assert_eq!(
+            source.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+            [1, 2, 10]
+        );
 
-        std::fs::write(root.join("m/config.toml"), "version_policy = { latest = 2 }").unwrap();
+        std::fs::write(
+            root.join("m/config.toml"),
+            "version_policy = { latest = 2 }",
+        )
+        .unwrap();
         let source = read_model(&root, "m").unwrap();
-        assert_eq!(source.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [2, 10]);
+        assert_eq!(
+            source.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+            [2, 10]
+        );
 
-        std::fs::write(root.join("m/config.toml"), "version_policy = { specific = [1, 7] }").unwrap();
+        std::fs::write(
+            root.join("m/config.toml"),
+            "version_policy = { specific = [1, 7] }",
+        )
+        .unwrap();
         let source = read_model(&root, "m").unwrap();
-        assert_eq!(source.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            source.versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+            [1]
+        );
 
-        std::fs::write(root.join("m/config.toml"), "version_policy = { specific = [7] }").unwrap();
-        assert!(matches!(read_model(&root, "m"), Err(RepositoryError::NoSelectedVersions { .. })));
+        std::fs::write(
+            root.join("m/config.toml"),
+            "version_policy = { specific = [7] }",
+        )
+        .unwrap();
+        assert!(matches!(
+            read_model(&root, "m"),
+            Err(RepositoryError::NoSelectedVersions { .. })
+        ));
         std::fs::remove_dir_all(root).unwrap();
     }
 
@@ -248,7 +294,10 @@ mod tests {
         let scanned = scan(&root).unwrap();
         let names: Vec<_> = scanned.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, ["empty", "good", "typo"]);
-        assert!(matches!(scanned[0].1, Err(RepositoryError::NoVersions { .. })));
+        assert!(matches!(
+            scanned[0].1,
+            Err(RepositoryError::NoVersions { .. })
+        ));
         assert!(scanned[1].1.is_ok());
         let typo = scanned[2].1.as_ref().unwrap_err().to_string();
         assert!(typo.contains("max_batch_sise"), "{typo}");
@@ -266,11 +315,26 @@ mod tests {
         let root = temp_repository("values");
         std::fs::create_dir_all(root.join("m/1")).unwrap();
         std::fs::write(root.join("m/config.toml"), "instance_count = 0").unwrap();
-        assert!(read_model(&root, "m").unwrap_err().to_string().contains("instance_count"));
-        std::fs::write(root.join("m/config.toml"), "platform = \"tensorflow_savedmodel\"").unwrap();
-        assert!(matches!(read_model(&root, "m"), Err(RepositoryError::UnknownPlatform { .. })));
-        let missing = load_version(&root.join("m/1"), &ModelConfig::default_config()).err().unwrap();
-        assert!(missing.to_string().contains("expected model.onnx"), "{missing}");
+        assert!(read_model(&root, "m")
+            .unwrap_err()
+            .to_string()
+            .contains("instance_count"));
+        std::fs::write(
+            root.join("m/config.toml"),
+            "platform = \"tensorflow_savedmodel\"",
+        )
+        .unwrap();
+        assert!(matches!(
+            read_model(&root, "m"),
+            Err(RepositoryError::UnknownPlatform { .. })
+        ));
+        let missing = load_version(&root.join("m/1"), &ModelConfig::default_config())
+            .err()
+            .unwrap();
+        assert!(
+            missing.to_string().contains("expected model.onnx"),
+            "{missing}"
+        );
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -1,5 +1,7 @@
 //! The ONNX backend against real ONNX Runtime and the models `scripts/make_models.py` writes.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
 use std::path::PathBuf;
 
 use half::f16;
@@ -10,12 +12,19 @@ fn test_models() -> PathBuf {
     let dir = std::env::var_os("WEIR_TEST_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-models"));
-    assert!(dir.is_dir(), "{} is missing: run `make test-models` first", dir.display());
+    assert!(
+        dir.is_dir(),
+        "{} is missing: run `make test-models` first",
+        dir.display()
+    );
     dir
 }
 
 fn load(model: &str) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
-    load_version(&test_models().join(model).join("1"), &ModelConfig::default_config())
+    load_version(
+        &test_models().join(model).join("1"),
+        &ModelConfig::default_config(),
+    )
 }
 
 #[test]
@@ -26,8 +35,18 @@ fn the_signature_comes_from_the_model() {
     assert_eq!(signature.inputs[0].name, "features");
     assert_eq!(signature.inputs[0].datatype, DataType::Fp32);
     assert_eq!(signature.inputs[0].shape, [Dim::Variable, Dim::Fixed(4)]);
-    let outputs: Vec<_> = signature.outputs.iter().map(|o| (o.name.as_str(), o.datatype)).collect();
-    assert_eq!(outputs, [("label", DataType::Int64), ("probabilities", DataType::Fp32)]);
+    let outputs: Vec<_> = signature
+        .outputs
+        .iter()
+        .map(|o| (o.name.as_str(), o.datatype))
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            ("label", DataType::Int64),
+            ("probabilities", DataType::Fp32)
+        ]
+    );
     assert_eq!(iris.platform(), "onnxruntime_onnx");
 }
 
@@ -44,10 +63,16 @@ fn every_protocol_datatype_passes_through_onnx_runtime() {
         ("int16", TensorData::Int16(vec![i16::MIN, i16::MAX])),
         ("int32", TensorData::Int32(vec![i32::MIN, i32::MAX])),
         ("int64", TensorData::Int64(vec![i64::MIN, i64::MAX])),
-        ("fp16", TensorData::Fp16(vec![f16::from_f32(0.5), f16::from_f32(-2.0)])),
+        (
+            "fp16",
+            TensorData::Fp16(vec![f16::from_f32(0.5), f16::from_f32(-2.0)]),
+        ),
         ("fp32", TensorData::Fp32(vec![0.25, -1e30])),
         ("fp64", TensorData::Fp64(vec![0.125, 1e300])),
-        ("bytes", TensorData::Bytes(vec![b"hello".to_vec(), "wörld".as_bytes().to_vec()])),
+        (
+            "bytes",
+            TensorData::Bytes(vec![b"hello".to_vec(), "wörld".as_bytes().to_vec()]),
+        ),
     ];
     let tensors = inputs
         .iter()
@@ -66,11 +91,28 @@ fn every_protocol_datatype_passes_through_onnx_runtime() {
 fn string_models_refuse_bytes_that_are_not_utf8() {
     let model = load("string_upper").unwrap();
     let outputs = model
-        .infer(vec![Tensor::new("text", vec![2], TensorData::Bytes(vec![b"abc".to_vec(), b"Ok".to_vec()]))], &["upper".to_owned()])
+        .infer(
+            vec![Tensor::new(
+                "text",
+                vec![2],
+                TensorData::Bytes(vec![b"abc".to_vec(), b"Ok".to_vec()]),
+            )],
+            &["upper".to_owned()],
+        )
         .unwrap();
-    assert_eq!(outputs[0].data, TensorData::Bytes(vec![b"ABC".to_vec(), b"OK".to_vec()]));
+    assert_eq!(
+        outputs[0].data,
+        TensorData::Bytes(vec![b"ABC".to_vec(), b"OK".to_vec()])
+    );
     let err = model
-        .infer(vec![Tensor::new("text", vec![1], TensorData::Bytes(vec![vec![0xff, 0xfe]]))], &["upper".to_owned()])
+        .infer(
+            vec![Tensor::new(
+                "text",
+                vec![1],
+                TensorData::Bytes(vec![vec![0xff, 0xfe]]),
+            )],
+            &["upper".to_owned()],
+        )
         .err()
         .unwrap();
     assert!(matches!(err, BackendError::InvalidInput(_)), "{err}");
@@ -107,7 +149,10 @@ fn several_instances_answer_concurrently() {
                     let b = TensorData::Int32(vec![1; 16]);
                     let out = model
                         .infer(
-                            vec![Tensor::new("INPUT0", vec![1, 16], a), Tensor::new("INPUT1", vec![1, 16], b)],
+                            vec![
+                                Tensor::new("INPUT0", vec![1, 16], a),
+                                Tensor::new("INPUT1", vec![1, 16], b),
+                            ],
                             &["OUTPUT1".to_owned()],
                         )
                         .unwrap();

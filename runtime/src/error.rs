@@ -46,7 +46,9 @@ impl From<BackendError> for ApiError {
     fn from(err: BackendError) -> Self {
         match err {
             BackendError::InvalidInput(_) => ApiError::bad_request(err.to_string()),
-            BackendError::RuntimeUnavailable(_) | BackendError::Load { .. } | BackendError::Unsupported(_) => {
+            BackendError::RuntimeUnavailable(_)
+            | BackendError::Load { .. }
+            | BackendError::Unsupported(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
             }
             BackendError::Inference(_) => ApiError::internal(err.to_string()),
@@ -58,9 +60,10 @@ impl From<BackendError> for ApiError {
 pub fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": message }).to_string();
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -68,7 +71,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = json_error(self.status, &self.message);
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

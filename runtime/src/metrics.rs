@@ -12,9 +12,12 @@ use prometheus_client::registry::Registry;
 
 /// Latency buckets in seconds, from 50 µs (a tiny model's whole request) to 10 s.
 const LATENCY_BUCKETS: [f64; 17] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
 ];
-const BATCH_BUCKETS: [f64; 11] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+const BATCH_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
@@ -61,14 +64,22 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let request_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let queue_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let compute_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let batch_size = HistogramFamily::new_with_constructor(batch_histogram as fn() -> Histogram);
+        let request_duration =
+            HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let queue_duration =
+            HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let compute_duration =
+            HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let batch_size =
+            HistogramFamily::new_with_constructor(batch_histogram as fn() -> Histogram);
         let inflight = Family::<VersionLabels, Gauge>::default();
         let queue_depth = Family::<VersionLabels, Gauge>::default();
         // prometheus-client appends `_total` to counter names.
-        registry.register("weir_inference_requests", "Inference requests answered, by HTTP status code", requests.clone());
+        registry.register(
+            "weir_inference_requests",
+            "Inference requests answered, by HTTP status code",
+            requests.clone(),
+        );
         registry.register(
             "weir_inference_request_duration_seconds",
             "Time from a request's arrival to its answer",
@@ -84,9 +95,21 @@ impl Metrics {
             "Time the model spent computing a request's batch",
             compute_duration.clone(),
         );
-        registry.register("weir_inference_batch_size", "Rows per model execution", batch_size.clone());
-        registry.register("weir_inflight_requests", "Requests being answered now", inflight.clone());
-        registry.register("weir_queue_depth", "Requests waiting for their model", queue_depth.clone());
+        registry.register(
+            "weir_inference_batch_size",
+            "Rows per model execution",
+            batch_size.clone(),
+        );
+        registry.register(
+            "weir_inflight_requests",
+            "Requests being answered now",
+            inflight.clone(),
+        );
+        registry.register(
+            "weir_queue_depth",
+            "Requests waiting for their model",
+            queue_depth.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -185,11 +208,34 @@ mod tests {
         version.request_duration.observe(0.0001);
         version.inflight.inc();
         let text = metrics.encode();
-        assert!(text.contains(r#"weir_inference_requests_total{model="iris",version="2",code="200"} 2"#), "{text}");
-        assert!(text.contains(r#"weir_inference_requests_total{model="iris",version="2",code="503"} 1"#), "{text}");
-        assert!(text.contains(r#"weir_inference_request_duration_seconds_count{model="iris",version="2"} 1"#), "{text}");
-        assert!(text.contains(r#"weir_inflight_requests{model="iris",version="2"} 1"#), "{text}");
-        for name in ["weir_inference_queue_duration_seconds", "weir_inference_compute_duration_seconds", "weir_inference_batch_size", "weir_queue_depth"] {
+        assert!(
+            text.contains(
+                r#"weir_inference_requests_total{model="iris",version="2",code="200"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"weir_inference_requests_total{model="iris",version="2",code="503"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"weir_inference_request_duration_seconds_count{model="iris",version="2"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"weir_inflight_requests{model="iris",version="2"} 1"#),
+            "{text}"
+        );
+        for name in [
+            "weir_inference_queue_duration_seconds",
+            "weir_inference_compute_duration_seconds",
+            "weir_inference_batch_size",
+            "weir_queue_depth",
+        ] {
             assert!(text.contains(name), "{name} missing");
         }
     }

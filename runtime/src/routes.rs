@@ -34,7 +34,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2/models/{model}", get(model_metadata))
         .route("/v2/models/{model}/versions/{version}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
-        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(model_ready),
+        )
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
         .route("/v2/repository/index", post(repository_index))
@@ -42,7 +45,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/models/{model}", get(v1_model).post(v1_predict))
         .route("/metrics", get(metrics))
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .method_not_allowed_fallback(|| async { json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint") })
+        .method_not_allowed_fallback(|| async {
+            json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            )
+        })
         .with_state(app)
 }
 
@@ -73,7 +81,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
 
 fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn server_metadata() -> Response {
@@ -89,15 +105,28 @@ async fn live() -> Response {
 
 async fn ready(State(app): State<Arc<App>>) -> Response {
     let ready = app.ready.load(Ordering::Acquire);
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     json_response(status, &serde_json::json!({ "ready": ready }))
 }
 
-async fn model_metadata(State(app): State<Arc<App>>, path: ModelPath) -> Result<Response, ApiError> {
+async fn model_metadata(
+    State(app): State<Arc<App>>,
+    path: ModelPath,
+) -> Result<Response, ApiError> {
     let loaded = app.store.resolve(&path.model, path.version.as_deref())?;
     let versions = match path.version {
         Some(_) => vec![loaded.label.clone()],
-        None => app.store.entry(&path.model)?.versions.keys().map(u64::to_string).collect(),
+        None => app
+            .store
+            .entry(&path.model)?
+            .versions
+            .keys()
+            .map(u64::to_string)
+            .collect(),
     };
     let signature = loaded.backend.signature();
     Ok(json_response(
@@ -123,7 +152,12 @@ async fn model_ready(State(app): State<Arc<App>>, path: ModelPath) -> Result<Res
 /// Reads a whole body, refusing one over the limit with 413 before reading it when the
 /// declared length already says so.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the limit of {limit} bytes"));
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -134,7 +168,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(err) => Err(ApiError::bad_request(format!("cannot read the request body: {err}"))),
+        Err(err) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {err}"
+        ))),
     }
 }
 
@@ -143,12 +179,20 @@ fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiErr
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
 /// Runs a model on validated inputs, recording queue and compute time.
-async fn run_model(loaded: &Arc<LoadedVersion>, inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<Vec<Tensor>, ApiError> {
-    let rows = inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(1);
+async fn run_model(
+    loaded: &Arc<LoadedVersion>,
+    inputs: Vec<Tensor>,
+    outputs: Vec<String>,
+) -> Result<Vec<Tensor>, ApiError> {
+    let rows = inputs
+        .first()
+        .and_then(|t| t.shape.first().copied())
+        .unwrap_or(1);
     let version = loaded.clone();
     let queued = Instant::now();
     let (result, waited, computed) = tokio::task::spawn_blocking(move || {
@@ -160,41 +204,67 @@ async fn run_model(loaded: &Arc<LoadedVersion>, inputs: Vec<Tensor>, outputs: Ve
     .await
     .map_err(|_| ApiError::internal("the model's worker stopped unexpectedly"))?;
     loaded.metrics.queue_duration.observe(waited.as_secs_f64());
-    loaded.metrics.compute_duration.observe(computed.as_secs_f64());
+    loaded
+        .metrics
+        .compute_duration
+        .observe(computed.as_secs_f64());
     loaded.metrics.batch_size.observe(rows as f64);
     Ok(result?)
 }
 
 /// Counts a request for a loaded version: in-flight while it runs, then its status and time.
-async fn observed(loaded: &LoadedVersion, work: impl std::future::Future<Output = Result<Response, ApiError>>) -> Response {
+async fn observed(
+    loaded: &LoadedVersion,
+    work: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Response {
     let started = Instant::now();
     loaded.metrics.inflight.inc();
     let response = work.await.unwrap_or_else(IntoResponse::into_response);
     loaded.metrics.inflight.dec();
     loaded.metrics.count(response.status().as_u16());
-    loaded.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+    loaded
+        .metrics
+        .request_duration
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
-async fn infer(State(app): State<Arc<App>>, path: ModelPath, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn infer(
+    State(app): State<Arc<App>>,
+    path: ModelPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let loaded = app.store.resolve(&path.model, path.version.as_deref())?;
     Ok(observed(&loaded, async {
         let body = read_body(&headers, body, app.config.max_body_bytes).await?;
-        let header_length = headers.get(v2::HEADER_CONTENT_LENGTH).map(|v| v.to_str().unwrap_or("invalid"));
+        let header_length = headers
+            .get(v2::HEADER_CONTENT_LENGTH)
+            .map(|v| v.to_str().unwrap_or("invalid"));
         let (json, binary) = v2::split_body(&body, header_length)?;
         let request = v2::decode_request(json, binary, loaded.backend.signature())?;
         let (names, binary_flags): (Vec<String>, Vec<bool>) = request.outputs.into_iter().unzip();
         let outputs = run_model(&loaded, request.inputs, names).await?;
-        let encoded = v2::encode_response(&loaded.model, &loaded.label, request.id.as_deref(), &outputs, &binary_flags);
+        let encoded = v2::encode_response(
+            &loaded.model,
+            &loaded.label,
+            request.id.as_deref(),
+            &outputs,
+            &binary_flags,
+        );
         let mut response = Response::new(Body::from(encoded.body));
         let content_type = match encoded.header_length {
             Some(length) => {
-                response.headers_mut().insert(v2::HEADER_CONTENT_LENGTH, HeaderValue::from(length));
+                response
+                    .headers_mut()
+                    .insert(v2::HEADER_CONTENT_LENGTH, HeaderValue::from(length));
                 "application/octet-stream"
             }
             None => "application/json",
         };
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         Ok(response)
     })
     .await)
@@ -206,14 +276,24 @@ struct IndexRequest {
     ready: bool,
 }
 
-async fn repository_index(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn repository_index(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = read_body(&headers, body, 64 * 1024).await?;
     let request: IndexRequest = optional_json(&body)?;
-    Ok(json_response(StatusCode::OK, &app.store.index(request.ready)))
+    Ok(json_response(
+        StatusCode::OK,
+        &app.store.index(request.ready),
+    ))
 }
 
 async fn v1_models(State(app): State<Arc<App>>) -> Response {
-    json_response(StatusCode::OK, &serde_json::json!({ "models": app.store.names() }))
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "models": app.store.names() }),
+    )
 }
 
 async fn v1_model(State(app): State<Arc<App>>, path: ModelPath) -> Result<Response, ApiError> {
@@ -225,13 +305,22 @@ async fn v1_model(State(app): State<Arc<App>>, path: ModelPath) -> Result<Respon
 }
 
 /// `POST /v1/models/{model}:predict`: the verb shares the last path segment with the name.
-async fn v1_predict(State(app): State<Arc<App>>, path: ModelPath, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let (model, verb) = path
-        .model
-        .rsplit_once(':')
-        .ok_or_else(|| ApiError::not_found(format!("POST /v1/models/{} needs a verb: /v1/models/{}:predict", path.model, path.model)))?;
+async fn v1_predict(
+    State(app): State<Arc<App>>,
+    path: ModelPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (model, verb) = path.model.rsplit_once(':').ok_or_else(|| {
+        ApiError::not_found(format!(
+            "POST /v1/models/{} needs a verb: /v1/models/{}:predict",
+            path.model, path.model
+        ))
+    })?;
     if verb != "predict" {
-        return Err(ApiError::not_found(format!("unknown verb ':{verb}'; weir answers :predict")));
+        return Err(ApiError::not_found(format!(
+            "unknown verb ':{verb}'; weir answers :predict"
+        )));
     }
     let loaded = app.store.resolve(model, None)?;
     Ok(observed(&loaded, async {
@@ -239,14 +328,20 @@ async fn v1_predict(State(app): State<Arc<App>>, path: ModelPath, headers: Heade
         let inputs = v1::decode_predict(&body, loaded.backend.signature())?;
         let names = loaded.backend.signature().select_outputs([])?;
         let outputs = run_model(&loaded, inputs, names).await?;
-        Ok(json_response(StatusCode::OK, &v1::encode_predictions(&outputs)))
+        Ok(json_response(
+            StatusCode::OK,
+            &v1::encode_predictions(&outputs),
+        ))
     })
     .await)
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
         app.metrics.encode(),
     )
         .into_response()

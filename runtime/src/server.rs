@@ -41,7 +41,10 @@ pub struct App {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Repository(#[from] weir_models::repository::RepositoryError),
     #[error("the server failed: {0}")]
@@ -63,10 +66,12 @@ impl RunningServer {
     pub async fn start(config: ServeConfig) -> Result<RunningServer, ServeError> {
         let started = Instant::now();
         let bind_addr = format!("{}:{}", config.host, config.http_port);
-        let listener = TcpListener::bind(&bind_addr).await.map_err(|source| ServeError::Bind {
-            addr: bind_addr.clone(),
-            source,
-        })?;
+        let listener = TcpListener::bind(&bind_addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: bind_addr.clone(),
+                source,
+            })?;
         let addr = listener.local_addr()?;
         if !config.model_repository.is_dir() {
             return Err(weir_models::repository::RepositoryError::Unreadable {

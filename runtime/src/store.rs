@@ -143,9 +143,18 @@ impl ModelStore {
 
     /// The version that answers a request: the one named, or the highest loaded. 404 for a
     /// model or version that does not exist; 503 for one that exists but failed to load.
-    pub fn resolve(&self, model: &str, version: Option<&str>) -> Result<Arc<LoadedVersion>, ApiError> {
+    pub fn resolve(
+        &self,
+        model: &str,
+        version: Option<&str>,
+    ) -> Result<Arc<LoadedVersion>, ApiError> {
         let entry = self.entry(model)?;
-        let unavailable = |reason: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("model '{model}' is not available: {reason}"));
+        let unavailable = |reason: String| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("model '{model}' is not available: {reason}"),
+            )
+        };
         let Some(version) = version else {
             return entry
                 .versions
@@ -164,7 +173,11 @@ impl ModelStore {
         let available: Vec<String> = entry.versions.keys().map(u64::to_string).collect();
         Err(ApiError::not_found(format!(
             "unknown version '{version}' of model '{model}'; available versions: {}",
-            if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+            if available.is_empty() {
+                "none".to_owned()
+            } else {
+                available.join(", ")
+            }
         )))
     }
 

@@ -1,6 +1,8 @@
 //! The inference server end to end: a real repository of ONNX models, real ONNX Runtime, the
 //! full HTTP stack. Most tests drive the router directly; the socket tests speak raw HTTP/1.1.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
 use std::path::PathBuf;
 
 use axum::body::Body;
@@ -16,7 +18,11 @@ fn test_models() -> PathBuf {
     let dir = std::env::var_os("WEIR_TEST_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-models"));
-    assert!(dir.is_dir(), "{} is missing: run `make setup` first", dir.display());
+    assert!(
+        dir.is_dir(),
+        "{} is missing: run `make setup` first",
+        dir.display()
+    );
     dir
 }
 
@@ -45,21 +51,42 @@ struct Answer {
 
 impl Answer {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field")).to_owned()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field"))
+            .to_owned()
     }
 }
 
 async fn call(server: &RunningServer, method: Method, uri: &str, body: impl Into<Body>) -> Answer {
-    let request = Request::builder().method(method).uri(uri).body(body.into()).unwrap();
-    let response = weir_runtime::routes::router(server.app.clone()).oneshot(request).await.unwrap();
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(body.into())
+        .unwrap();
+    let response = weir_runtime::routes::router(server.app.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Answer { status, headers, body }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 async fn post(server: &RunningServer, uri: &str, body: Value) -> Answer {
@@ -74,32 +101,100 @@ fn iris_request() -> Value {
 #[tokio::test]
 async fn health_metadata_and_the_repository_index() {
     let server = start().await;
-    assert_eq!(call(&server, Method::GET, "/v2/health/live", Body::empty()).await.status, StatusCode::OK);
-    assert_eq!(call(&server, Method::GET, "/v2/health/ready", Body::empty()).await.status, StatusCode::OK);
-    let metadata = call(&server, Method::GET, "/v2", Body::empty()).await.json();
+    assert_eq!(
+        call(&server, Method::GET, "/v2/health/live", Body::empty())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/v2/health/ready", Body::empty())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let metadata = call(&server, Method::GET, "/v2", Body::empty())
+        .await
+        .json();
     assert_eq!(metadata["name"], "weir");
-    assert!(metadata["extensions"].as_array().unwrap().contains(&json!("binary_tensor_data")));
+    assert!(metadata["extensions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("binary_tensor_data")));
 
-    let iris = call(&server, Method::GET, "/v2/models/iris", Body::empty()).await.json();
+    let iris = call(&server, Method::GET, "/v2/models/iris", Body::empty())
+        .await
+        .json();
     assert_eq!(iris["versions"], json!(["1", "2"]));
     assert_eq!(iris["platform"], "onnxruntime_onnx");
-    assert_eq!(iris["inputs"], json!([{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]));
-    let v1 = call(&server, Method::GET, "/v2/models/iris/versions/1", Body::empty()).await.json();
+    assert_eq!(
+        iris["inputs"],
+        json!([{"name": "features", "datatype": "FP32", "shape": [-1, 4]}])
+    );
+    let v1 = call(
+        &server,
+        Method::GET,
+        "/v2/models/iris/versions/1",
+        Body::empty(),
+    )
+    .await
+    .json();
     assert_eq!(v1["versions"], json!(["1"]));
-    assert_eq!(call(&server, Method::GET, "/v2/models/iris/versions/1/ready", Body::empty()).await.status, StatusCode::OK);
+    assert_eq!(
+        call(
+            &server,
+            Method::GET,
+            "/v2/models/iris/versions/1/ready",
+            Body::empty()
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
 
-    let index = post(&server, "/v2/repository/index", json!({})).await.json();
+    let index = post(&server, "/v2/repository/index", json!({}))
+        .await
+        .json();
     let states: Vec<(String, String)> = index
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| (format!("{}/{}", row["name"].as_str().unwrap(), row["version"].as_str().unwrap_or("")), row["state"].as_str().unwrap().to_owned()))
+        .map(|row| {
+            (
+                format!(
+                    "{}/{}",
+                    row["name"].as_str().unwrap(),
+                    row["version"].as_str().unwrap_or("")
+                ),
+                row["state"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    assert!(states.contains(&("broken/1".into(), "UNAVAILABLE".into())), "{states:?}");
-    assert!(states.contains(&("zipmap/1".into(), "UNAVAILABLE".into())), "{states:?}");
-    assert!(states.contains(&("iris/2".into(), "READY".into())), "{states:?}");
-    let ready_only = call(&server, Method::POST, "/v2/repository/index", r#"{"ready": true}"#).await.json();
-    assert!(ready_only.as_array().unwrap().iter().all(|row| row["state"] == "READY"));
+    assert!(
+        states.contains(&("broken/1".into(), "UNAVAILABLE".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("zipmap/1".into(), "UNAVAILABLE".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("iris/2".into(), "READY".into())),
+        "{states:?}"
+    );
+    let ready_only = call(
+        &server,
+        Method::POST,
+        "/v2/repository/index",
+        r#"{"ready": true}"#,
+    )
+    .await
+    .json();
+    assert!(ready_only
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|row| row["state"] == "READY"));
     let empty_body = call(&server, Method::POST, "/v2/repository/index", Body::empty()).await;
     assert_eq!(empty_body.status, StatusCode::OK);
 }
@@ -108,23 +203,49 @@ async fn health_metadata_and_the_repository_index() {
 async fn infer_answers_what_the_model_computes_in_process() {
     let server = start().await;
     let answer = post(&server, "/v2/models/iris/infer", iris_request()).await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
     assert_eq!(answer.headers["content-type"], "application/json");
     let body = answer.json();
     assert_eq!(body["model_name"], "iris");
-    assert_eq!(body["model_version"], "2", "the highest version answers by default");
+    assert_eq!(
+        body["model_version"], "2",
+        "the highest version answers by default"
+    );
     assert_eq!(body["id"], "r1");
 
     let loaded = server.app.store.resolve("iris", Some("2")).unwrap();
-    let features = Tensor::new("features", vec![2, 4], TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]));
-    let expected = loaded.backend.infer(vec![features], &["label".into(), "probabilities".into()]).unwrap();
-    let TensorData::Int64(labels) = &expected[0].data else { panic!() };
-    let TensorData::Fp32(probabilities) = &expected[1].data else { panic!() };
+    let features = Tensor::new(
+        "features",
+        vec![2, 4],
+        TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]),
+    );
+    let expected = loaded
+        .backend
+        .infer(vec![features], &["label".into(), "probabilities".into()])
+        .unwrap();
+    let TensorData::Int64(labels) = &expected[0].data else {
+        panic!()
+    };
+    let TensorData::Fp32(probabilities) = &expected[1].data else {
+        panic!()
+    };
     assert_eq!(body["outputs"][0]["data"], json!(labels));
-    let served: Vec<f32> = body["outputs"][1]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let served: Vec<f32> = body["outputs"][1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
     assert_eq!(&served, probabilities);
 
-    let v1 = post(&server, "/v2/models/iris/versions/1/infer", iris_request()).await.json();
+    let v1 = post(&server, "/v2/models/iris/versions/1/infer", iris_request())
+        .await
+        .json();
     assert_eq!(v1["model_version"], "1");
 }
 
@@ -142,35 +263,81 @@ async fn binary_tensors_in_and_out() {
         .header("inference-header-content-length", header.len())
         .body(Body::from(body))
         .unwrap();
-    let response = weir_runtime::routes::router(server.app.clone()).oneshot(request).await.unwrap();
+    let response = weir_runtime::routes::router(server.app.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["content-type"], "application/octet-stream");
-    let length: usize = response.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    let length: usize = response.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let json: Value = serde_json::from_slice(&bytes[..length]).unwrap();
     assert_eq!(json["outputs"][0]["name"], "OUTPUT1");
     assert_eq!(json["outputs"][0]["parameters"]["binary_data_size"], 64);
-    assert_eq!(json["outputs"][1]["data"], json!((1..17).collect::<Vec<i32>>()));
-    let difference = TensorData::read_raw(weir_models::DataType::Int32, 16, &bytes[length..]).unwrap();
+    assert_eq!(
+        json["outputs"][1]["data"],
+        json!((1..17).collect::<Vec<i32>>())
+    );
+    let difference =
+        TensorData::read_raw(weir_models::DataType::Int32, 16, &bytes[length..]).unwrap();
     assert_eq!(difference, TensorData::Int32((-1..15).collect()));
 }
 
 #[tokio::test]
 async fn kserve_v1_lists_models_and_predicts() {
     let server = start().await;
-    let models = call(&server, Method::GET, "/v1/models", Body::empty()).await.json();
-    assert!(models["models"].as_array().unwrap().contains(&json!("iris")));
-    assert_eq!(call(&server, Method::GET, "/v1/models/iris", Body::empty()).await.json(), json!({"name": "iris", "ready": true}));
-    assert_eq!(call(&server, Method::GET, "/v1/models/broken", Body::empty()).await.json()["ready"], false);
-    let predicted = post(&server, "/v1/models/iris:predict", json!({"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})).await;
+    let models = call(&server, Method::GET, "/v1/models", Body::empty())
+        .await
+        .json();
+    assert!(models["models"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("iris")));
+    assert_eq!(
+        call(&server, Method::GET, "/v1/models/iris", Body::empty())
+            .await
+            .json(),
+        json!({"name": "iris", "ready": true})
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/v1/models/broken", Body::empty())
+            .await
+            .json()["ready"],
+        false
+    );
+    let predicted = post(
+        &server,
+        "/v1/models/iris:predict",
+        json!({"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}),
+    )
+    .await;
     assert_eq!(predicted.status, StatusCode::OK);
     let predictions = predicted.json()["predictions"].clone();
     assert_eq!(predictions[0]["label"], 0);
     assert_eq!(predictions[1]["label"], 2);
     assert_eq!(predictions[0]["probabilities"].as_array().unwrap().len(), 3);
-    let upper = post(&server, "/v1/models/string_upper:predict", json!({"instances": ["a", "b"]})).await.json();
+    let upper = post(
+        &server,
+        "/v1/models/string_upper:predict",
+        json!({"instances": ["a", "b"]}),
+    )
+    .await
+    .json();
     assert_eq!(upper, json!({"predictions": ["A", "B"]}));
-    let named = post(&server, "/v1/models/simple:predict", json!({"instances": [{"INPUT0": vec![2; 16], "INPUT1": vec![1; 16]}]})).await.json();
+    let named = post(
+        &server,
+        "/v1/models/simple:predict",
+        json!({"instances": [{"INPUT0": vec![2; 16], "INPUT1": vec![1; 16]}]}),
+    )
+    .await
+    .json();
     assert_eq!(named["predictions"][0]["OUTPUT1"], json!(vec![1; 16]));
 }
 
@@ -178,28 +345,142 @@ async fn kserve_v1_lists_models_and_predicts() {
 async fn bad_requests_get_json_errors_with_the_right_status() {
     let server = start().await;
     let cases: Vec<(Method, &str, Body, StatusCode, &str)> = vec![
-        (Method::POST, "/v2/models/nope/infer", Body::from("{}"), StatusCode::NOT_FOUND, "unknown model 'nope'"),
-        (Method::POST, "/v2/models/iris/versions/9/infer", Body::from("{}"), StatusCode::NOT_FOUND, "unknown version '9' of model 'iris'; available versions: 1, 2"),
-        (Method::POST, "/v2/models/iris/versions/x/infer", Body::from("{}"), StatusCode::NOT_FOUND, "unknown version 'x'"),
-        (Method::POST, "/v2/models/broken/infer", Body::from("{}"), StatusCode::SERVICE_UNAVAILABLE, "model 'broken' is not available: version 1: cannot load"),
-        (Method::GET, "/v2/models/zipmap", Body::empty(), StatusCode::SERVICE_UNAVAILABLE, "model 'zipmap' is not available: version 1: output 'probabilities' is a Sequence"),
-        (Method::GET, "/v2/models/broken/ready", Body::empty(), StatusCode::SERVICE_UNAVAILABLE, "model 'broken' is not available"),
-        (Method::POST, "/v2/models/iris/infer", Body::from("{"), StatusCode::BAD_REQUEST, "invalid inference request: EOF"),
-        (Method::POST, "/v2/models/iris/infer", Body::from(r#"{"inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}"#), StatusCode::BAD_REQUEST, "input 'features' has shape [1, 3], but dimension 1 must be 4"),
-        (Method::POST, "/v2/models/string_upper/infer", Body::from(r#"{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a\u0000b"]}]}"#), StatusCode::BAD_REQUEST, "input 'text' element 0 contains a NUL byte"),
-        (Method::POST, "/v2/models/fixed/infer", Body::from(r#"{"inputs": [{"name": "x", "shape": [3, 2], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]}"#), StatusCode::BAD_REQUEST, "input 'x' has shape [3, 2], but dimension 0 must be 2"),
-        (Method::POST, "/v1/models/iris:explain", Body::from("{}"), StatusCode::NOT_FOUND, "unknown verb ':explain'"),
-        (Method::POST, "/v1/models/iris", Body::from("{}"), StatusCode::NOT_FOUND, "POST /v1/models/iris needs a verb: /v1/models/iris:predict"),
-        (Method::POST, "/v1/models/iris:predict", Body::from(r#"{"instances": [[1, 2]]}"#), StatusCode::BAD_REQUEST, "input 'features' has shape [1, 2]"),
-        (Method::GET, "/v2/models/iris/infer", Body::empty(), StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        (Method::GET, "/v3", Body::empty(), StatusCode::NOT_FOUND, "no such endpoint"),
-        (Method::POST, "/v2/repository/index", Body::from("[1"), StatusCode::BAD_REQUEST, "invalid request body"),
+        (
+            Method::POST,
+            "/v2/models/nope/infer",
+            Body::from("{}"),
+            StatusCode::NOT_FOUND,
+            "unknown model 'nope'",
+        ),
+        (
+            Method::POST,
+            "/v2/models/iris/versions/9/infer",
+            Body::from("{}"),
+            StatusCode::NOT_FOUND,
+            "unknown version '9' of model 'iris'; available versions: 1, 2",
+        ),
+        (
+            Method::POST,
+            "/v2/models/iris/versions/x/infer",
+            Body::from("{}"),
+            StatusCode::NOT_FOUND,
+            "unknown version 'x'",
+        ),
+        (
+            Method::POST,
+            "/v2/models/broken/infer",
+            Body::from("{}"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model 'broken' is not available: version 1: cannot load",
+        ),
+        (
+            Method::GET,
+            "/v2/models/zipmap",
+            Body::empty(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model 'zipmap' is not available: version 1: output 'probabilities' is a Sequence",
+        ),
+        (
+            Method::GET,
+            "/v2/models/broken/ready",
+            Body::empty(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model 'broken' is not available",
+        ),
+        (
+            Method::POST,
+            "/v2/models/iris/infer",
+            Body::from("{"),
+            StatusCode::BAD_REQUEST,
+            "invalid inference request: EOF",
+        ),
+        (
+            Method::POST,
+            "/v2/models/iris/infer",
+            Body::from(
+                r#"{"inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "input 'features' has shape [1, 3], but dimension 1 must be 4",
+        ),
+        (
+            Method::POST,
+            "/v2/models/string_upper/infer",
+            Body::from(
+                r#"{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a\u0000b"]}]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "input 'text' element 0 contains a NUL byte",
+        ),
+        (
+            Method::POST,
+            "/v2/models/fixed/infer",
+            Body::from(
+                r#"{"inputs": [{"name": "x", "shape": [3, 2], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "input 'x' has shape [3, 2], but dimension 0 must be 2",
+        ),
+        (
+            Method::POST,
+            "/v1/models/iris:explain",
+            Body::from("{}"),
+            StatusCode::NOT_FOUND,
+            "unknown verb ':explain'",
+        ),
+        (
+            Method::POST,
+            "/v1/models/iris",
+            Body::from("{}"),
+            StatusCode::NOT_FOUND,
+            "POST /v1/models/iris needs a verb: /v1/models/iris:predict",
+        ),
+        (
+            Method::POST,
+            "/v1/models/iris:predict",
+            Body::from(r#"{"instances": [[1, 2]]}"#),
+            StatusCode::BAD_REQUEST,
+            "input 'features' has shape [1, 2]",
+        ),
+        (
+            Method::GET,
+            "/v2/models/iris/infer",
+            Body::empty(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ),
+        (
+            Method::GET,
+            "/v3",
+            Body::empty(),
+            StatusCode::NOT_FOUND,
+            "no such endpoint",
+        ),
+        (
+            Method::POST,
+            "/v2/repository/index",
+            Body::from("[1"),
+            StatusCode::BAD_REQUEST,
+            "invalid request body",
+        ),
     ];
     for (method, uri, body, status, message) in cases {
         let answer = call(&server, method.clone(), uri, body).await;
-        assert_eq!(answer.status, status, "{method} {uri}: {}", String::from_utf8_lossy(&answer.body));
-        assert_eq!(answer.headers["content-type"], "application/json", "{method} {uri}");
-        assert!(answer.error().starts_with(message), "{method} {uri}: {}", answer.error());
+        assert_eq!(
+            answer.status,
+            status,
+            "{method} {uri}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(
+            answer.headers["content-type"], "application/json",
+            "{method} {uri}"
+        );
+        assert!(
+            answer.error().starts_with(message),
+            "{method} {uri}: {}",
+            answer.error()
+        );
     }
 }
 
@@ -210,12 +491,22 @@ async fn bodies_over_the_limit_get_413_declared_or_streamed() {
     let declared = call(&server, Method::POST, "/v2/models/iris/infer", big.clone()).await;
     assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(declared.error().contains("limit of 1024 bytes"));
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..8).map(|_| Ok(bytes::Bytes::from(vec![b' '; 512]))).collect();
-    let streamed = call(&server, Method::POST, "/v1/models/iris:predict", Body::from_stream(futures_stream(chunks))).await;
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..8)
+        .map(|_| Ok(bytes::Bytes::from(vec![b' '; 512])))
+        .collect();
+    let streamed = call(
+        &server,
+        Method::POST,
+        "/v1/models/iris:predict",
+        Body::from_stream(futures_stream(chunks)),
+    )
+    .await;
     assert_eq!(streamed.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
-fn futures_stream(chunks: Vec<Result<bytes::Bytes, std::io::Error>>) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
+fn futures_stream(
+    chunks: Vec<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
     tokio_stream::iter(chunks)
 }
 
@@ -225,14 +516,39 @@ async fn metrics_count_answers_by_model_version_and_code() {
     for _ in 0..3 {
         post(&server, "/v2/models/iris/infer", iris_request()).await;
     }
-    post(&server, "/v2/models/iris/versions/1/infer", json!({"inputs": []})).await;
+    post(
+        &server,
+        "/v2/models/iris/versions/1/infer",
+        json!({"inputs": []}),
+    )
+    .await;
     post(&server, "/v2/models/unknown/infer", iris_request()).await;
-    let text = String::from_utf8(call(&server, Method::GET, "/metrics", Body::empty()).await.body).unwrap();
-    assert!(text.contains(r#"weir_inference_requests_total{model="iris",version="2",code="200"} 3"#), "{text}");
-    assert!(text.contains(r#"weir_inference_requests_total{model="iris",version="1",code="400"} 1"#), "{text}");
-    assert!(text.contains(r#"weir_inference_batch_size_sum{model="iris",version="2"} 6.0"#), "{text}");
-    assert!(text.contains(r#"weir_inflight_requests{model="iris",version="2"} 0"#), "{text}");
-    assert!(!text.contains("unknown"), "unknown model names must not become labels");
+    let text = String::from_utf8(
+        call(&server, Method::GET, "/metrics", Body::empty())
+            .await
+            .body,
+    )
+    .unwrap();
+    assert!(
+        text.contains(r#"weir_inference_requests_total{model="iris",version="2",code="200"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"weir_inference_requests_total{model="iris",version="1",code="400"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"weir_inference_batch_size_sum{model="iris",version="2"} 6.0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"weir_inflight_requests{model="iris",version="2"} 0"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("unknown"),
+        "unknown model names must not become labels"
+    );
 }
 
 /// Sends raw bytes on a fresh connection and returns what the server answered.
@@ -240,7 +556,11 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
     assert!(read.is_ok(), "the server left the connection hanging");
     String::from_utf8_lossy(&answer).into_owned()
 }
@@ -249,9 +569,16 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
 async fn garbage_on_the_socket_never_takes_the_server_down() {
     let server = start().await;
     let addr = server.local_addr();
-    for garbage in [&b"\x00\x01\x02 nonsense\r\n\r\n"[..], b"GET /v2 HTTP/9.9\r\n\r\n", b"POST /v2/models/iris/infer HTTP/1.1\r\nContent-Length: abc\r\n\r\n"] {
+    for garbage in [
+        &b"\x00\x01\x02 nonsense\r\n\r\n"[..],
+        b"GET /v2 HTTP/9.9\r\n\r\n",
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+    ] {
         let answer = raw(addr, garbage).await;
-        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{answer}"
+        );
     }
     // tritonclient sends JSON without a Content-Type; it must be accepted.
     let body = iris_request().to_string();

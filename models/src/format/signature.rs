@@ -132,7 +132,11 @@ pub enum ValidationError {
 }
 
 fn names(specs: &[TensorSpec]) -> String {
-    specs.iter().map(|spec| spec.name.as_str()).collect::<Vec<_>>().join(", ")
+    specs
+        .iter()
+        .map(|spec| spec.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Signature {
@@ -147,11 +151,18 @@ impl Signature {
     /// Checks an input's name, datatype and shape before its data is decoded, and returns the
     /// spec it matched and its element count. Checking first means a bad request is refused
     /// before the server allocates or parses anything sized by it.
-    pub fn check_input(&self, name: &str, datatype: &str, shape: &[u64]) -> Result<(&TensorSpec, usize), ValidationError> {
-        let spec = self.input(name).ok_or_else(|| ValidationError::UnknownInput {
-            name: name.to_owned(),
-            expected: names(&self.inputs),
-        })?;
+    pub fn check_input(
+        &self,
+        name: &str,
+        datatype: &str,
+        shape: &[u64],
+    ) -> Result<(&TensorSpec, usize), ValidationError> {
+        let spec = self
+            .input(name)
+            .ok_or_else(|| ValidationError::UnknownInput {
+                name: name.to_owned(),
+                expected: names(&self.inputs),
+            })?;
         if datatype != spec.datatype.as_str() {
             return Err(ValidationError::WrongDatatype {
                 name: name.to_owned(),
@@ -165,8 +176,15 @@ impl Signature {
     /// Checks that the names a request carried are the model's inputs, each exactly once.
     /// Unknown names are reported first: a misspelt input also shows up as a missing one, and
     /// the misspelling is the useful message.
-    pub fn check_all_inputs_given<'a>(&self, given: impl IntoIterator<Item = &'a str> + Clone) -> Result<(), ValidationError> {
-        if let Some(unknown) = given.clone().into_iter().find(|name| self.input(name).is_none()) {
+    pub fn check_all_inputs_given<'a>(
+        &self,
+        given: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(), ValidationError> {
+        if let Some(unknown) = given
+            .clone()
+            .into_iter()
+            .find(|name| self.input(name).is_none())
+        {
             return Err(ValidationError::UnknownInput {
                 name: unknown.to_owned(),
                 expected: names(&self.inputs),
@@ -175,11 +193,17 @@ impl Signature {
         let mut seen: Vec<&str> = Vec::new();
         for name in given {
             if seen.contains(&name) {
-                return Err(ValidationError::DuplicateInput { name: name.to_owned() });
+                return Err(ValidationError::DuplicateInput {
+                    name: name.to_owned(),
+                });
             }
             seen.push(name);
         }
-        match self.inputs.iter().find(|spec| !seen.contains(&spec.name.as_str())) {
+        match self
+            .inputs
+            .iter()
+            .find(|spec| !seen.contains(&spec.name.as_str()))
+        {
             Some(missing) => Err(ValidationError::MissingInput {
                 name: missing.name.clone(),
                 datatype: missing.datatype,
@@ -190,7 +214,10 @@ impl Signature {
     }
 
     /// Resolves the outputs a request asked for; none requested means all of them.
-    pub fn select_outputs<'a>(&self, requested: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, ValidationError> {
+    pub fn select_outputs<'a>(
+        &self,
+        requested: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<String>, ValidationError> {
         let mut selected: Vec<String> = Vec::new();
         for name in requested {
             if self.output(name).is_none() {
@@ -200,7 +227,9 @@ impl Signature {
                 });
             }
             if selected.iter().any(|s| s == name) {
-                return Err(ValidationError::DuplicateOutput { name: name.to_owned() });
+                return Err(ValidationError::DuplicateOutput {
+                    name: name.to_owned(),
+                });
             }
             selected.push(name.to_owned());
         }
@@ -213,9 +242,9 @@ impl Signature {
 
 /// The product of a shape, or `None` when it overflows `usize`.
 pub fn element_count(shape: &[u64]) -> Option<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &dim| acc.checked_mul(usize::try_from(dim).ok()?))
+    shape.iter().try_fold(1usize, |acc, &dim| {
+        acc.checked_mul(usize::try_from(dim).ok()?)
+    })
 }
 
 #[cfg(test)]
@@ -257,7 +286,13 @@ mod tests {
         let (spec, count) = signature.check_input("features", "FP32", &[3, 4]).unwrap();
         assert_eq!(spec.name, "features");
         assert_eq!(count, 12);
-        assert_eq!(signature.check_input("features", "FP32", &[0, 4]).unwrap().1, 0);
+        assert_eq!(
+            signature
+                .check_input("features", "FP32", &[0, 4])
+                .unwrap()
+                .1,
+            0
+        );
     }
 
     #[test]
@@ -272,29 +307,49 @@ mod tests {
         for (err, message) in &cases {
             assert_eq!(err.to_string(), *message);
         }
-        let overflow = signature.check_input("features", "FP32", &[u64::MAX / 2, 4]).unwrap_err();
-        assert!(matches!(overflow, ValidationError::ShapeOverflow { .. }), "{overflow}");
+        let overflow = signature
+            .check_input("features", "FP32", &[u64::MAX / 2, 4])
+            .unwrap_err();
+        assert!(
+            matches!(overflow, ValidationError::ShapeOverflow { .. }),
+            "{overflow}"
+        );
     }
 
     #[test]
     fn missing_and_duplicate_inputs_are_named() {
         let signature = iris();
         assert_eq!(
-            signature.check_all_inputs_given(["features"]).unwrap_err().to_string(),
+            signature
+                .check_all_inputs_given(["features"])
+                .unwrap_err()
+                .to_string(),
             "missing input 'mask' (BOOL [-1])"
         );
         assert_eq!(
-            signature.check_all_inputs_given(["mask", "features", "mask"]).unwrap_err(),
-            ValidationError::DuplicateInput { name: "mask".into() }
+            signature
+                .check_all_inputs_given(["mask", "features", "mask"])
+                .unwrap_err(),
+            ValidationError::DuplicateInput {
+                name: "mask".into()
+            }
         );
-        signature.check_all_inputs_given(["mask", "features"]).unwrap();
+        signature
+            .check_all_inputs_given(["mask", "features"])
+            .unwrap();
     }
 
     #[test]
     fn outputs_default_to_all_and_unknown_ones_are_named() {
         let signature = iris();
-        assert_eq!(signature.select_outputs([]).unwrap(), ["label", "probabilities"]);
-        assert_eq!(signature.select_outputs(["probabilities"]).unwrap(), ["probabilities"]);
+        assert_eq!(
+            signature.select_outputs([]).unwrap(),
+            ["label", "probabilities"]
+        );
+        assert_eq!(
+            signature.select_outputs(["probabilities"]).unwrap(),
+            ["probabilities"]
+        );
         assert_eq!(
             signature.select_outputs(["proba"]).unwrap_err().to_string(),
             "unknown output 'proba' requested; the model's outputs are: label, probabilities"

@@ -208,7 +208,11 @@ impl TensorData {
 
     /// Decodes `count` elements of `datatype` from their binary tensor encoding; the byte length
     /// must match exactly.
-    pub fn read_raw(datatype: DataType, count: usize, bytes: &[u8]) -> Result<TensorData, RawDecodeError> {
+    pub fn read_raw(
+        datatype: DataType,
+        count: usize,
+        bytes: &[u8],
+    ) -> Result<TensorData, RawDecodeError> {
         if let Some(size) = datatype.element_size() {
             let expected = count.checked_mul(size);
             if expected != Some(bytes.len()) {
@@ -328,11 +332,28 @@ mod tests {
     #[test]
     fn malformed_bytes_elements_are_refused() {
         let truncated = TensorData::read_raw(DataType::Bytes, 1, &[5, 0, 0, 0, b'a']).unwrap_err();
-        assert!(matches!(truncated, RawDecodeError::TruncatedBytesElement { index: 0, length: 5, available: 1 }));
+        assert!(matches!(
+            truncated,
+            RawDecodeError::TruncatedBytesElement {
+                index: 0,
+                length: 5,
+                available: 1
+            }
+        ));
         let short_prefix = TensorData::read_raw(DataType::Bytes, 1, &[1, 0]).unwrap_err();
-        assert!(matches!(short_prefix, RawDecodeError::TruncatedBytesElement { .. }));
-        let too_many = TensorData::read_raw(DataType::Bytes, 1, &[0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err();
-        assert_eq!(too_many, RawDecodeError::BytesCountMismatch { expected: 1, found: 2 });
+        assert!(matches!(
+            short_prefix,
+            RawDecodeError::TruncatedBytesElement { .. }
+        ));
+        let too_many =
+            TensorData::read_raw(DataType::Bytes, 1, &[0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err();
+        assert_eq!(
+            too_many,
+            RawDecodeError::BytesCountMismatch {
+                expected: 1,
+                found: 2
+            }
+        );
     }
 
     proptest! {

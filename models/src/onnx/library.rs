@@ -36,7 +36,10 @@ pub fn find_library() -> Result<PathBuf, String> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(format!("ORT_DYLIB_PATH points at {}, which is not a file", path.display()))
+            Err(format!(
+                "ORT_DYLIB_PATH points at {}, which is not a file",
+                path.display()
+            ))
         };
     }
     let mut venvs: Vec<PathBuf> = Vec::new();
@@ -54,7 +57,12 @@ pub fn find_library() -> Result<PathBuf, String> {
             return Ok(found);
         }
     }
-    for dir in ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"] {
+    for dir in [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+    ] {
         if let Some(found) = newest_library_in(Path::new(dir)) {
             return Ok(found);
         }
@@ -82,7 +90,12 @@ fn newest_library_in(dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
         .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with("libonnxruntime.so"))
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("libonnxruntime.so")
+        })
         .map(|entry| entry.path())
         .max_by_key(|path| path.as_os_str().len())
 }

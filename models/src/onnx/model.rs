@@ -28,7 +28,9 @@ fn one() -> usize {
 
 impl Default for OnnxOptions {
     fn default() -> Self {
-        OnnxOptions { intra_op_threads: 1 }
+        OnnxOptions {
+            intra_op_threads: 1,
+        }
     }
 }
 
@@ -43,7 +45,11 @@ pub struct OnnxModel {
 }
 
 impl OnnxModel {
-    pub fn load(path: &Path, options: &OnnxOptions, instances: usize) -> Result<OnnxModel, BackendError> {
+    pub fn load(
+        path: &Path,
+        options: &OnnxOptions,
+        instances: usize,
+    ) -> Result<OnnxModel, BackendError> {
         let environment = super::environment()?;
         let load_error = |reason: String| BackendError::Load {
             path: path.display().to_string(),
@@ -52,8 +58,14 @@ impl OnnxModel {
         let mut sessions = Vec::with_capacity(instances.max(1));
         for _ in 0..instances.max(1) {
             let session = Session::builder(environment)
-                .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::All).map_err(Into::into))
-                .and_then(|b| b.with_intra_threads(options.intra_op_threads.max(1)).map_err(Into::into))
+                .and_then(|b| {
+                    b.with_optimization_level(GraphOptimizationLevel::All)
+                        .map_err(Into::into)
+                })
+                .and_then(|b| {
+                    b.with_intra_threads(options.intra_op_threads.max(1))
+                        .map_err(Into::into)
+                })
                 .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
                 .and_then(|mut b| b.commit_from_file(path))
                 .map_err(|e| load_error(e.to_string()))?;
@@ -77,7 +89,9 @@ impl OnnxModel {
         }
         // All busy: wait for the one round-robin chose. A panic inside a previous call cannot
         // leave ONNX Runtime's session half-updated, so a poisoned lock is still usable.
-        self.sessions[start % count].lock().unwrap_or_else(|p| p.into_inner())
+        self.sessions[start % count]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -169,12 +183,19 @@ fn to_ort_value(tensor: Tensor) -> Result<DynValue, BackendError> {
     built.map_err(|e| BackendError::InvalidInput(format!("input '{name}': {e}")))
 }
 
-fn from_ort_value(name: &str, datatype: DataType, value: &DynValue) -> Result<Tensor, BackendError> {
+fn from_ort_value(
+    name: &str,
+    datatype: DataType,
+    value: &DynValue,
+) -> Result<Tensor, BackendError> {
     let failed = |e: ort::Error| BackendError::Inference(format!("output '{name}': {e}"));
     macro_rules! extract {
         ($t:ty, $variant:ident) => {{
             let (shape, data) = value.try_extract_tensor::<$t>().map_err(failed)?;
-            (shape.iter().map(|&d| d.max(0) as usize).collect(), TensorData::$variant(data.to_vec()))
+            (
+                shape.iter().map(|&d| d.max(0) as usize).collect(),
+                TensorData::$variant(data.to_vec()),
+            )
         }};
     }
     let (shape, data): (Vec<usize>, TensorData) = match datatype {
@@ -213,20 +234,26 @@ impl Backend for OnnxModel {
     fn infer(&self, inputs: Vec<Tensor>, outputs: &[String]) -> Result<Vec<Tensor>, BackendError> {
         let values = inputs
             .into_iter()
-            .map(|tensor| Ok((tensor.name.clone(), SessionInputValue::from(to_ort_value(tensor)?))))
+            .map(|tensor| {
+                Ok((
+                    tensor.name.clone(),
+                    SessionInputValue::from(to_ort_value(tensor)?),
+                ))
+            })
             .collect::<Result<Vec<_>, BackendError>>()?;
         let mut session = self.session();
-        let results = session.run(values).map_err(|e| BackendError::Inference(e.to_string()))?;
+        let results = session
+            .run(values)
+            .map_err(|e| BackendError::Inference(e.to_string()))?;
         outputs
             .iter()
             .map(|name| {
-                let spec = self
-                    .signature
-                    .output(name)
-                    .ok_or_else(|| BackendError::Inference(format!("the model has no output '{name}'")))?;
-                let value = results
-                    .get(name)
-                    .ok_or_else(|| BackendError::Inference(format!("ONNX Runtime returned no output '{name}'")))?;
+                let spec = self.signature.output(name).ok_or_else(|| {
+                    BackendError::Inference(format!("the model has no output '{name}'"))
+                })?;
+                let value = results.get(name).ok_or_else(|| {
+                    BackendError::Inference(format!("ONNX Runtime returned no output '{name}'"))
+                })?;
                 from_ort_value(name, spec.datatype, value)
             })
             .collect()

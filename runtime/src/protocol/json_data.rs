@@ -129,7 +129,11 @@ struct State<T> {
     leaf_depth: Option<usize>,
 }
 
-fn decode_typed<T: JsonElement>(json: &str, datatype: DataType, limit: Option<usize>) -> Result<(Vec<T>, Vec<usize>), String> {
+fn decode_typed<T: JsonElement>(
+    json: &str,
+    datatype: DataType,
+    limit: Option<usize>,
+) -> Result<(Vec<T>, Vec<usize>), String> {
     // Each element takes at least two bytes of JSON ("1,"), which bounds the reservation by the
     // body, whatever the declared shape says.
     let capacity = limit.unwrap_or(0).min(json.len() / 2 + 1);
@@ -141,12 +145,18 @@ fn decode_typed<T: JsonElement>(json: &str, datatype: DataType, limit: Option<us
         leaf_depth: None,
     };
     let mut deserializer = serde_json::Deserializer::from_str(json);
-    Level { state: &mut state, depth: 0 }
-        .deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end())
-        .map_err(|e| e.to_string())?;
+    Level {
+        state: &mut state,
+        depth: 0,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end())
+    .map_err(|e| e.to_string())?;
     let depth = state.leaf_depth.unwrap_or(state.dims.len());
-    let shape = state.dims[..depth.min(state.dims.len())].iter().map(|d| d.unwrap_or(0)).collect();
+    let shape = state.dims[..depth.min(state.dims.len())]
+        .iter()
+        .map(|d| d.unwrap_or(0))
+        .collect();
     Ok((state.values, shape))
 }
 
@@ -159,14 +169,25 @@ impl<T> Level<'_, T> {
     fn leaf<E: de::Error>(self, value: Option<T>, shown: &dyn fmt::Display) -> Result<(), E> {
         let datatype = self.state.datatype;
         let index = self.state.values.len();
-        let value = value.ok_or_else(|| E::custom(format!("element {index} is {shown}, which is not a valid {datatype} value")))?;
+        let value = value.ok_or_else(|| {
+            E::custom(format!(
+                "element {index} is {shown}, which is not a valid {datatype} value"
+            ))
+        })?;
         match self.state.leaf_depth {
             None => self.state.leaf_depth = Some(self.depth),
-            Some(depth) if depth != self.depth => return Err(E::custom("ragged nested array: elements sit at different depths")),
+            Some(depth) if depth != self.depth => {
+                return Err(E::custom(
+                    "ragged nested array: elements sit at different depths",
+                ))
+            }
             Some(_) => {}
         }
         if self.state.limit.is_some_and(|limit| index >= limit) {
-            return Err(E::custom(format!("more elements than the {} the shape declares", self.state.limit.unwrap_or(0))));
+            return Err(E::custom(format!(
+                "more elements than the {} the shape declares",
+                self.state.limit.unwrap_or(0)
+            )));
         }
         self.state.values.push(value);
         Ok(())
@@ -213,13 +234,18 @@ impl<'de, T: JsonElement> Visitor<'de> for Level<'_, T> {
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(de::Error::custom(format!("found an object where {} values were expected", self.state.datatype)))
+        Err(de::Error::custom(format!(
+            "found an object where {} values were expected",
+            self.state.datatype
+        )))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let depth = self.depth;
         if self.state.leaf_depth.is_some_and(|leaf| leaf <= depth) {
-            return Err(de::Error::custom("ragged nested array: elements sit at different depths"));
+            return Err(de::Error::custom(
+                "ragged nested array: elements sit at different depths",
+            ));
         }
         let mut length = 0usize;
         while seq
@@ -254,7 +280,10 @@ pub struct FlatData<'a>(pub &'a TensorData);
 
 impl Serialize for FlatData<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        fn all<S: Serializer, T: Serialize>(serializer: S, values: &[T]) -> Result<S::Ok, S::Error> {
+        fn all<S: Serializer, T: Serialize>(
+            serializer: S,
+            values: &[T],
+        ) -> Result<S::Ok, S::Error> {
             let mut seq = serializer.serialize_seq(Some(values.len()))?;
             for value in values {
                 seq.serialize_element(value)?;
@@ -328,7 +357,11 @@ pub fn nested_json(data: &TensorData, shape: &[usize], start: usize) -> serde_js
         None => element_json(data, start),
         Some((&outer, inner)) => {
             let stride: usize = inner.iter().product();
-            serde_json::Value::Array((0..outer).map(|i| nested_json(data, inner, start + i * stride)).collect())
+            serde_json::Value::Array(
+                (0..outer)
+                    .map(|i| nested_json(data, inner, start + i * stride))
+                    .collect(),
+            )
         }
     }
 }

@@ -30,13 +30,17 @@ struct PredictRequest<'a> {
 
 /// Decodes a `:predict` body into validated input tensors.
 pub fn decode_predict(body: &[u8], signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
-    let request: PredictRequest =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid predict request: {e}")))?;
+    let request: PredictRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid predict request: {e}")))?;
     let tensors = match (request.instances, request.inputs) {
         (Some(instances), None) => decode_instances(instances, signature)?,
         (None, Some(inputs)) if is_object(inputs) => decode_columns(inputs, signature)?,
         (None, Some(inputs)) => vec![decode_batch(single_input(signature)?, inputs)?],
-        _ => return Err(ApiError::bad_request("a predict request needs exactly one of \"instances\" or \"inputs\"")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "a predict request needs exactly one of \"instances\" or \"inputs\"",
+            ))
+        }
     };
     signature.check_all_inputs_given(tensors.iter().map(|t| t.name.as_str()))?;
     Ok(tensors)
@@ -52,7 +56,11 @@ fn single_input(signature: &Signature) -> Result<&TensorSpec, ApiError> {
         inputs => Err(ApiError::bad_request(format!(
             "the model has {} inputs ({}); give each row as an object keyed by input name",
             inputs.len(),
-            inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+            inputs
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -71,28 +79,42 @@ fn checked(spec: &TensorSpec, shape: Vec<usize>, data: TensorData) -> Result<Ten
 }
 
 fn decode_instances(instances: &RawValue, signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
-    let rows: Vec<&RawValue> = serde_json::from_str(instances.get())
-        .map_err(|e| ApiError::bad_request(format!("\"instances\" must be an array of rows: {e}")))?;
+    let rows: Vec<&RawValue> = serde_json::from_str(instances.get()).map_err(|e| {
+        ApiError::bad_request(format!("\"instances\" must be an array of rows: {e}"))
+    })?;
     if !rows.first().is_some_and(|row| is_object(row)) {
         return Ok(vec![decode_batch(single_input(signature)?, instances)?]);
     }
     // Per input: the shape of one row, the rows' elements so far, and how many rows gave it.
     let mut columns: HashMap<&str, (Vec<usize>, TensorData, usize)> = HashMap::new();
     for (index, row) in rows.iter().enumerate() {
-        let named: HashMap<&str, &RawValue> = serde_json::from_str(row.get())
-            .map_err(|e| ApiError::bad_request(format!("instance {index} must be an object of inputs by name: {e}")))?;
+        let named: HashMap<&str, &RawValue> = serde_json::from_str(row.get()).map_err(|e| {
+            ApiError::bad_request(format!(
+                "instance {index} must be an object of inputs by name: {e}"
+            ))
+        })?;
         for (name, value) in named {
             let spec = signature.input(name).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "instance {index} names unknown input '{name}'; the model's inputs are: {}",
-                    signature.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                    signature
+                        .inputs
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?;
-            let decoded = json_data::decode(value.get(), spec.datatype, None)
-                .map_err(|e| ApiError::bad_request(format!("instance {index} input '{name}': {e}")))?;
-            let (row_shape, data, count) = columns
-                .entry(spec.name.as_str())
-                .or_insert_with(|| (decoded.shape.clone(), TensorData::with_capacity(spec.datatype, 0), 0));
+            let decoded = json_data::decode(value.get(), spec.datatype, None).map_err(|e| {
+                ApiError::bad_request(format!("instance {index} input '{name}': {e}"))
+            })?;
+            let (row_shape, data, count) = columns.entry(spec.name.as_str()).or_insert_with(|| {
+                (
+                    decoded.shape.clone(),
+                    TensorData::with_capacity(spec.datatype, 0),
+                    0,
+                )
+            });
             if *row_shape != decoded.shape {
                 return Err(ApiError::bad_request(format!(
                     "instance {index} input '{name}' has shape {:?}, unlike earlier rows' {:?}",
@@ -107,7 +129,10 @@ fn decode_instances(instances: &RawValue, signature: &Signature) -> Result<Vec<T
     for spec in &signature.inputs {
         if let Some((row_shape, data, count)) = columns.remove(spec.name.as_str()) {
             if count != rows.len() {
-                return Err(ApiError::bad_request(format!("input '{}' is missing from some instances", spec.name)));
+                return Err(ApiError::bad_request(format!(
+                    "input '{}' is missing from some instances",
+                    spec.name
+                )));
             }
             let mut shape = vec![rows.len()];
             shape.extend(row_shape);
@@ -118,8 +143,11 @@ fn decode_instances(instances: &RawValue, signature: &Signature) -> Result<Vec<T
 }
 
 fn decode_columns(inputs: &RawValue, signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
-    let named: HashMap<&str, &RawValue> = serde_json::from_str(inputs.get())
-        .map_err(|e| ApiError::bad_request(format!("\"inputs\" must be an object of inputs by name: {e}")))?;
+    let named: HashMap<&str, &RawValue> = serde_json::from_str(inputs.get()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "\"inputs\" must be an object of inputs by name: {e}"
+        ))
+    })?;
     let mut tensors = Vec::with_capacity(named.len());
     for spec in &signature.inputs {
         if let Some(value) = named.get(spec.name.as_str()) {
@@ -127,7 +155,9 @@ fn decode_columns(inputs: &RawValue, signature: &Signature) -> Result<Vec<Tensor
         }
     }
     if let Some(unknown) = named.keys().find(|name| signature.input(name).is_none()) {
-        return Err(ApiError::bad_request(format!("\"inputs\" names unknown input '{unknown}'")));
+        return Err(ApiError::bad_request(format!(
+            "\"inputs\" names unknown input '{unknown}'"
+        )));
     }
     Ok(tensors)
 }
@@ -155,14 +185,22 @@ fn append(data: &mut TensorData, more: TensorData) {
 /// `{"predictions": [...]}`, one entry per row of the outputs' first dimension.
 pub fn encode_predictions(outputs: &[Tensor]) -> serde_json::Value {
     let row = |tensor: &Tensor, index: usize| match tensor.shape.split_first() {
-        Some((_, inner)) => nested_json(&tensor.data, inner, index * inner.iter().product::<usize>()),
+        Some((_, inner)) => {
+            nested_json(&tensor.data, inner, index * inner.iter().product::<usize>())
+        }
         None => nested_json(&tensor.data, &[], 0),
     };
-    let rows = outputs.first().map_or(0, |t| t.shape.first().copied().unwrap_or(1));
+    let rows = outputs
+        .first()
+        .map_or(0, |t| t.shape.first().copied().unwrap_or(1));
     let predictions: Vec<serde_json::Value> = (0..rows)
         .map(|index| match outputs {
             [only] => row(only, index),
-            many => serde_json::Value::Object(many.iter().map(|t| (t.name.clone(), row(t, index))).collect()),
+            many => serde_json::Value::Object(
+                many.iter()
+                    .map(|t| (t.name.clone(), row(t, index)))
+                    .collect(),
+            ),
         })
         .collect();
     serde_json::json!({ "predictions": predictions })

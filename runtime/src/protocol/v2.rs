@@ -75,12 +75,17 @@ pub struct InferRequest {
 
 /// Splits a body by the `Inference-Header-Content-Length` header value (if any) into the JSON
 /// header and the binary tensor bytes that follow it.
-pub fn split_body<'a>(body: &'a [u8], header_length: Option<&str>) -> Result<(&'a [u8], &'a [u8]), ApiError> {
+pub fn split_body<'a>(
+    body: &'a [u8],
+    header_length: Option<&str>,
+) -> Result<(&'a [u8], &'a [u8]), ApiError> {
     let Some(value) = header_length else {
         return Ok((body, &[]));
     };
     let length: usize = value.trim().parse().map_err(|_| {
-        ApiError::bad_request(format!("Inference-Header-Content-Length must be a byte count, found {value:?}"))
+        ApiError::bad_request(format!(
+            "Inference-Header-Content-Length must be a byte count, found {value:?}"
+        ))
     })?;
     if length > body.len() {
         return Err(ApiError::bad_request(format!(
@@ -93,8 +98,13 @@ pub fn split_body<'a>(body: &'a [u8], header_length: Option<&str>) -> Result<(&'
 
 /// Decodes and validates an inference request against the model's signature. Nothing is sized
 /// by the request before its shape has been checked against the signature and the body.
-pub fn decode_request(json: &[u8], mut binary: &[u8], signature: &Signature) -> Result<InferRequest, ApiError> {
-    let raw: RawRequest = serde_json::from_slice(json).map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
+pub fn decode_request(
+    json: &[u8],
+    mut binary: &[u8],
+    signature: &Signature,
+) -> Result<InferRequest, ApiError> {
+    let raw: RawRequest = serde_json::from_slice(json)
+        .map_err(|e| ApiError::bad_request(format!("invalid inference request: {e}")))?;
     signature.check_all_inputs_given(raw.inputs.iter().map(|input| input.name.as_ref()))?;
     let mut inputs = Vec::with_capacity(raw.inputs.len());
     for input in &raw.inputs {
@@ -107,7 +117,12 @@ pub fn decode_request(json: &[u8], mut binary: &[u8], signature: &Signature) -> 
                     input.name
                 )))
             }
-            (None, None) => return Err(ApiError::bad_request(format!("input '{}' has no \"data\"", input.name))),
+            (None, None) => {
+                return Err(ApiError::bad_request(format!(
+                    "input '{}' has no \"data\"",
+                    input.name
+                )))
+            }
             (Some(json), None) => decode_json_input(spec, count, json)?,
             (None, Some(size)) => {
                 let size = usize::try_from(size).unwrap_or(usize::MAX);
@@ -154,7 +169,11 @@ pub fn decode_request(json: &[u8], mut binary: &[u8], signature: &Signature) -> 
     })
 }
 
-fn decode_json_input(spec: &TensorSpec, count: usize, json: &RawValue) -> Result<TensorData, ApiError> {
+fn decode_json_input(
+    spec: &TensorSpec,
+    count: usize,
+    json: &RawValue,
+) -> Result<TensorData, ApiError> {
     let decoded = json_data::decode(json.get(), spec.datatype, Some(count))
         .map_err(|e| ApiError::bad_request(format!("input '{}' data: {e}", spec.name)))?;
     if decoded.data.len() != count {
@@ -199,14 +218,25 @@ pub struct EncodedResponse {
 }
 
 /// Encodes outputs; those marked binary go after the JSON header as raw bytes, in order.
-pub fn encode_response(model: &str, version: &str, id: Option<&str>, outputs: &[Tensor], binary: &[bool]) -> EncodedResponse {
+pub fn encode_response(
+    model: &str,
+    version: &str,
+    id: Option<&str>,
+    outputs: &[Tensor],
+    binary: &[bool],
+) -> EncodedResponse {
     let mut raw = Vec::new();
     let mut header_outputs = Vec::with_capacity(outputs.len());
     for (tensor, &as_binary) in outputs.iter().zip(binary) {
         let (parameters, data) = if as_binary {
             let before = raw.len();
             tensor.data.write_raw(&mut raw);
-            (Some(BinaryParameters { binary_data_size: raw.len() - before }), None)
+            (
+                Some(BinaryParameters {
+                    binary_data_size: raw.len() - before,
+                }),
+                None,
+            )
         } else {
             (None, Some(FlatData(&tensor.data)))
         };
@@ -227,7 +257,10 @@ pub fn encode_response(model: &str, version: &str, id: Option<&str>, outputs: &[
     // Serialising plain structs and slices into a Vec cannot fail.
     let mut body = serde_json::to_vec(&header).unwrap_or_default();
     if raw.is_empty() && !binary.iter().any(|&b| b) {
-        return EncodedResponse { body, header_length: None };
+        return EncodedResponse {
+            body,
+            header_length: None,
+        };
     }
     let header_length = body.len();
     body.extend_from_slice(&raw);

@@ -7,32 +7,87 @@ fn ok(json: &str, datatype: DataType) -> Decoded {
 
 #[test]
 fn flat_and_nested_arrays_decode_with_their_shape() {
-    assert_eq!(ok("[1, 2, 3]", DataType::Int32), Decoded { data: TensorData::Int32(vec![1, 2, 3]), shape: vec![3] });
+    assert_eq!(
+        ok("[1, 2, 3]", DataType::Int32),
+        Decoded {
+            data: TensorData::Int32(vec![1, 2, 3]),
+            shape: vec![3]
+        }
+    );
     assert_eq!(
         ok("[[1.5, 2], [3, 4e2]]", DataType::Fp32),
-        Decoded { data: TensorData::Fp32(vec![1.5, 2.0, 3.0, 400.0]), shape: vec![2, 2] }
+        Decoded {
+            data: TensorData::Fp32(vec![1.5, 2.0, 3.0, 400.0]),
+            shape: vec![2, 2]
+        }
     );
     assert_eq!(ok("[]", DataType::Fp32).shape, [0]);
     assert_eq!(ok("[[], []]", DataType::Int8).shape, [2, 0]);
-    assert_eq!(ok("7", DataType::Int64), Decoded { data: TensorData::Int64(vec![7]), shape: vec![] });
+    assert_eq!(
+        ok("7", DataType::Int64),
+        Decoded {
+            data: TensorData::Int64(vec![7]),
+            shape: vec![]
+        }
+    );
 }
 
 #[test]
 fn every_datatype_decodes_its_json_form() {
     let cases: Vec<(&str, DataType, TensorData)> = vec![
-        ("[true, false]", DataType::Bool, TensorData::Bool(vec![true, false])),
+        (
+            "[true, false]",
+            DataType::Bool,
+            TensorData::Bool(vec![true, false]),
+        ),
         ("[0, 255]", DataType::Uint8, TensorData::Uint8(vec![0, 255])),
         ("[65535]", DataType::Uint16, TensorData::Uint16(vec![65535])),
-        ("[4294967295]", DataType::Uint32, TensorData::Uint32(vec![u32::MAX])),
-        ("[18446744073709551615]", DataType::Uint64, TensorData::Uint64(vec![u64::MAX])),
-        ("[-128, 127]", DataType::Int8, TensorData::Int8(vec![-128, 127])),
-        ("[-32768]", DataType::Int16, TensorData::Int16(vec![i16::MIN])),
-        ("[-2147483648]", DataType::Int32, TensorData::Int32(vec![i32::MIN])),
-        ("[-9223372036854775808]", DataType::Int64, TensorData::Int64(vec![i64::MIN])),
-        ("[0.5, 2]", DataType::Fp16, TensorData::Fp16(vec![f16::from_f32(0.5), f16::from_f32(2.0)])),
+        (
+            "[4294967295]",
+            DataType::Uint32,
+            TensorData::Uint32(vec![u32::MAX]),
+        ),
+        (
+            "[18446744073709551615]",
+            DataType::Uint64,
+            TensorData::Uint64(vec![u64::MAX]),
+        ),
+        (
+            "[-128, 127]",
+            DataType::Int8,
+            TensorData::Int8(vec![-128, 127]),
+        ),
+        (
+            "[-32768]",
+            DataType::Int16,
+            TensorData::Int16(vec![i16::MIN]),
+        ),
+        (
+            "[-2147483648]",
+            DataType::Int32,
+            TensorData::Int32(vec![i32::MIN]),
+        ),
+        (
+            "[-9223372036854775808]",
+            DataType::Int64,
+            TensorData::Int64(vec![i64::MIN]),
+        ),
+        (
+            "[0.5, 2]",
+            DataType::Fp16,
+            TensorData::Fp16(vec![f16::from_f32(0.5), f16::from_f32(2.0)]),
+        ),
         ("[0.1]", DataType::Fp32, TensorData::Fp32(vec![0.1])),
-        ("[0.1, -3]", DataType::Fp64, TensorData::Fp64(vec![0.1, -3.0])),
-        (r#"["a", "é\n"]"#, DataType::Bytes, TensorData::Bytes(vec![b"a".to_vec(), "é\n".as_bytes().to_vec()])),
+        (
+            "[0.1, -3]",
+            DataType::Fp64,
+            TensorData::Fp64(vec![0.1, -3.0]),
+        ),
+        (
+            r#"["a", "é\n"]"#,
+            DataType::Bytes,
+            TensorData::Bytes(vec![b"a".to_vec(), "é\n".as_bytes().to_vec()]),
+        ),
     ];
     for (json, datatype, expected) in cases {
         assert_eq!(ok(json, datatype).data, expected, "{datatype}");
@@ -41,7 +96,9 @@ fn every_datatype_decodes_its_json_form() {
 
 #[test]
 fn non_finite_floats_are_accepted_in_their_usual_spellings() {
-    let TensorData::Fp64(values) = ok(r#"["NaN", "Infinity", "-inf"]"#, DataType::Fp64).data else { panic!() };
+    let TensorData::Fp64(values) = ok(r#"["NaN", "Infinity", "-inf"]"#, DataType::Fp64).data else {
+        panic!()
+    };
     assert!(values[0].is_nan());
     assert_eq!(values[1..], [f64::INFINITY, f64::NEG_INFINITY]);
 }
@@ -49,14 +106,46 @@ fn non_finite_floats_are_accepted_in_their_usual_spellings() {
 #[test]
 fn elements_of_the_wrong_type_are_named() {
     let cases = [
-        ("[1, 2.5]", DataType::Int32, "element 1 is 2.5, which is not a valid INT32 value"),
-        ("[256]", DataType::Uint8, "element 0 is 256, which is not a valid UINT8 value"),
-        ("[-1]", DataType::Uint64, "element 0 is -1, which is not a valid UINT64 value"),
-        ("[1]", DataType::Bool, "element 0 is 1, which is not a valid BOOL value"),
-        ("[\"1\"]", DataType::Fp32, "element 0 is the string \"1\", which is not a valid FP32 value"),
-        ("[3]", DataType::Bytes, "element 0 is 3, which is not a valid BYTES value"),
-        ("[null]", DataType::Fp32, "element 0 is null, which is not a valid FP32 value"),
-        ("[{\"a\": 1}]", DataType::Fp32, "found an object where FP32 values were expected"),
+        (
+            "[1, 2.5]",
+            DataType::Int32,
+            "element 1 is 2.5, which is not a valid INT32 value",
+        ),
+        (
+            "[256]",
+            DataType::Uint8,
+            "element 0 is 256, which is not a valid UINT8 value",
+        ),
+        (
+            "[-1]",
+            DataType::Uint64,
+            "element 0 is -1, which is not a valid UINT64 value",
+        ),
+        (
+            "[1]",
+            DataType::Bool,
+            "element 0 is 1, which is not a valid BOOL value",
+        ),
+        (
+            "[\"1\"]",
+            DataType::Fp32,
+            "element 0 is the string \"1\", which is not a valid FP32 value",
+        ),
+        (
+            "[3]",
+            DataType::Bytes,
+            "element 0 is 3, which is not a valid BYTES value",
+        ),
+        (
+            "[null]",
+            DataType::Fp32,
+            "element 0 is null, which is not a valid FP32 value",
+        ),
+        (
+            "[{\"a\": 1}]",
+            DataType::Fp32,
+            "found an object where FP32 values were expected",
+        ),
     ];
     for (json, datatype, message) in cases {
         let err = decode(json, datatype, None).unwrap_err();
@@ -75,7 +164,10 @@ fn ragged_arrays_are_refused() {
 #[test]
 fn more_elements_than_declared_stop_the_decoder() {
     let err = decode("[1, 2, 3]", DataType::Int32, Some(2)).unwrap_err();
-    assert!(err.starts_with("more elements than the 2 the shape declares"), "{err}");
+    assert!(
+        err.starts_with("more elements than the 2 the shape declares"),
+        "{err}"
+    );
     assert!(decode("[1, 2]", DataType::Int32, Some(usize::MAX)).is_ok());
 }
 
@@ -89,15 +181,27 @@ fn malformed_json_is_an_error_not_a_panic() {
 #[test]
 fn encoding_is_flat_and_nesting_follows_the_shape() {
     let data = TensorData::Fp16(vec![f16::from_f32(0.5), f16::from_f32(-1.0)]);
-    assert_eq!(serde_json::to_string(&FlatData(&data)).unwrap(), "[0.5,-1.0]");
+    assert_eq!(
+        serde_json::to_string(&FlatData(&data)).unwrap(),
+        "[0.5,-1.0]"
+    );
     let bytes = TensorData::Bytes(vec![b"ok".to_vec(), vec![0xff]]);
-    assert_eq!(serde_json::to_string(&FlatData(&bytes)).unwrap(), "[\"ok\",\"\u{fffd}\"]");
+    assert_eq!(
+        serde_json::to_string(&FlatData(&bytes)).unwrap(),
+        "[\"ok\",\"\u{fffd}\"]"
+    );
     let ints = TensorData::Int64((0..6).collect());
-    assert_eq!(nested_json(&ints, &[2, 3], 0).to_string(), "[[0,1,2],[3,4,5]]");
+    assert_eq!(
+        nested_json(&ints, &[2, 3], 0).to_string(),
+        "[[0,1,2],[3,4,5]]"
+    );
     assert_eq!(nested_json(&ints, &[3], 3).to_string(), "[3,4,5]");
     assert_eq!(nested_json(&ints, &[], 4).to_string(), "4");
     let floats = TensorData::Fp32(vec![0.875_965_5, f32::NAN]);
-    assert_eq!(nested_json(&floats, &[2], 0).to_string(), "[0.8759655,null]");
+    assert_eq!(
+        nested_json(&floats, &[2], 0).to_string(),
+        "[0.8759655,null]"
+    );
 }
 
 proptest! {

@@ -19,18 +19,28 @@ fn iris() -> Signature {
 
 fn two_inputs() -> Signature {
     Signature {
-        inputs: vec![spec("a", DataType::Int32, &[-1, 2]), spec("b", DataType::Bool, &[-1])],
-        outputs: vec![spec("sum", DataType::Int32, &[-1, 2]), spec("flag", DataType::Bool, &[-1])],
+        inputs: vec![
+            spec("a", DataType::Int32, &[-1, 2]),
+            spec("b", DataType::Bool, &[-1]),
+        ],
+        outputs: vec![
+            spec("sum", DataType::Int32, &[-1, 2]),
+            spec("flag", DataType::Bool, &[-1]),
+        ],
     }
 }
 
 #[test]
 fn rows_of_a_single_input_model_become_one_batch() {
-    let tensors = decode_predict(br#"{"instances": [[1, 2, 3, 4], [5, 6, 7, 8.5]]}"#, &iris()).unwrap();
+    let tensors =
+        decode_predict(br#"{"instances": [[1, 2, 3, 4], [5, 6, 7, 8.5]]}"#, &iris()).unwrap();
     assert_eq!(tensors.len(), 1);
     assert_eq!(tensors[0].name, "features");
     assert_eq!(tensors[0].shape, [2, 4]);
-    assert_eq!(tensors[0].data, TensorData::Fp32(vec![1., 2., 3., 4., 5., 6., 7., 8.5]));
+    assert_eq!(
+        tensors[0].data,
+        TensorData::Fp32(vec![1., 2., 3., 4., 5., 6., 7., 8.5])
+    );
     let columnar = decode_predict(br#"{"inputs": [[1, 2, 3, 4]]}"#, &iris()).unwrap();
     assert_eq!(columnar[0].shape, [1, 4]);
 }
@@ -46,7 +56,11 @@ fn named_rows_and_named_columns_feed_several_inputs() {
     assert_eq!(rows[0].data, TensorData::Int32(vec![1, 2, 3, 4]));
     assert_eq!(rows[1].shape, [2]);
     assert_eq!(rows[1].data, TensorData::Bool(vec![true, false]));
-    let columns = decode_predict(br#"{"inputs": {"b": [true], "a": [[1, 2]]}}"#, &two_inputs()).unwrap();
+    let columns = decode_predict(
+        br#"{"inputs": {"b": [true], "a": [[1, 2]]}}"#,
+        &two_inputs(),
+    )
+    .unwrap();
     assert_eq!(columns[0].data, TensorData::Int32(vec![1, 2]));
     assert_eq!(columns[1].data, TensorData::Bool(vec![true]));
 }
@@ -55,29 +69,83 @@ fn named_rows_and_named_columns_feed_several_inputs() {
 fn bad_predict_requests_are_named() {
     let cases: [(&[u8], &Signature, &str); 10] = [
         (b"\"rows\"", &iris(), "invalid predict request"),
-        (br#"{}"#, &iris(), "a predict request needs exactly one of \"instances\" or \"inputs\""),
-        (br#"{"instances": [], "inputs": []}"#, &iris(), "a predict request needs exactly one"),
-        (br#"{"instances": [[1, 2, 3]]}"#, &iris(), "input 'features' has shape [1, 3], but dimension 1 must be 4"),
-        (br#"{"instances": [[1, 2, 3, 4], [1]]}"#, &iris(), "input 'features': ragged nested array"),
-        (br#"{"instances": [["a", 2, 3, 4]]}"#, &iris(), "input 'features': element 0 is the string \"a\""),
-        (br#"{"instances": [[1, 2]]}"#, &two_inputs(), "the model has 2 inputs (a, b); give each row as an object"),
-        (br#"{"instances": [{"a": [1, 2]}]}"#, &two_inputs(), "missing input 'b'"),
-        (br#"{"instances": [{"a": [1, 2], "b": true}, {"a": [1, 2, 3], "b": true}]}"#, &two_inputs(), "instance 1 input 'a' has shape [3], unlike earlier rows' [2]"),
-        (br#"{"instances": [{"a": [1, 2], "b": true}, {"a": [1, 2]}]}"#, &two_inputs(), "input 'b' is missing from some instances"),
+        (
+            br#"{}"#,
+            &iris(),
+            "a predict request needs exactly one of \"instances\" or \"inputs\"",
+        ),
+        (
+            br#"{"instances": [], "inputs": []}"#,
+            &iris(),
+            "a predict request needs exactly one",
+        ),
+        (
+            br#"{"instances": [[1, 2, 3]]}"#,
+            &iris(),
+            "input 'features' has shape [1, 3], but dimension 1 must be 4",
+        ),
+        (
+            br#"{"instances": [[1, 2, 3, 4], [1]]}"#,
+            &iris(),
+            "input 'features': ragged nested array",
+        ),
+        (
+            br#"{"instances": [["a", 2, 3, 4]]}"#,
+            &iris(),
+            "input 'features': element 0 is the string \"a\"",
+        ),
+        (
+            br#"{"instances": [[1, 2]]}"#,
+            &two_inputs(),
+            "the model has 2 inputs (a, b); give each row as an object",
+        ),
+        (
+            br#"{"instances": [{"a": [1, 2]}]}"#,
+            &two_inputs(),
+            "missing input 'b'",
+        ),
+        (
+            br#"{"instances": [{"a": [1, 2], "b": true}, {"a": [1, 2, 3], "b": true}]}"#,
+            &two_inputs(),
+            "instance 1 input 'a' has shape [3], unlike earlier rows' [2]",
+        ),
+        (
+            br#"{"instances": [{"a": [1, 2], "b": true}, {"a": [1, 2]}]}"#,
+            &two_inputs(),
+            "input 'b' is missing from some instances",
+        ),
     ];
     for (body, signature, message) in cases {
         let err = decode_predict(body, signature).unwrap_err();
-        assert!(err.message.starts_with(message), "{}: {}", String::from_utf8_lossy(body), err.message);
+        assert!(
+            err.message.starts_with(message),
+            "{}: {}",
+            String::from_utf8_lossy(body),
+            err.message
+        );
     }
     let unknown = decode_predict(br#"{"instances": [{"c": 1}]}"#, &two_inputs()).unwrap_err();
-    assert!(unknown.message.starts_with("instance 0 names unknown input 'c'"), "{}", unknown.message);
+    assert!(
+        unknown
+            .message
+            .starts_with("instance 0 names unknown input 'c'"),
+        "{}",
+        unknown.message
+    );
 }
 
 #[test]
 fn predictions_are_rows_of_the_output_or_objects_of_outputs() {
     let label = Tensor::new("label", vec![2], TensorData::Int64(vec![0, 2]));
-    assert_eq!(encode_predictions(std::slice::from_ref(&label)).to_string(), r#"{"predictions":[0,2]}"#);
-    let probabilities = Tensor::new("p", vec![2, 2], TensorData::Fp32(vec![0.25, 0.75, 1.0, 0.0]));
+    assert_eq!(
+        encode_predictions(std::slice::from_ref(&label)).to_string(),
+        r#"{"predictions":[0,2]}"#
+    );
+    let probabilities = Tensor::new(
+        "p",
+        vec![2, 2],
+        TensorData::Fp32(vec![0.25, 0.75, 1.0, 0.0]),
+    );
     assert_eq!(
         encode_predictions(&[label, probabilities]).to_string(),
         r#"{"predictions":[{"label":0,"p":[0.25,0.75]},{"label":2,"p":[1.0,0.0]}]}"#

@@ -13,8 +13,14 @@ fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {
 
 fn simple() -> Signature {
     Signature {
-        inputs: vec![spec("a", DataType::Int32, &[-1, 2]), spec("s", DataType::Bytes, &[-1])],
-        outputs: vec![spec("sum", DataType::Int32, &[-1, 2]), spec("text", DataType::Bytes, &[-1])],
+        inputs: vec![
+            spec("a", DataType::Int32, &[-1, 2]),
+            spec("s", DataType::Bytes, &[-1]),
+        ],
+        outputs: vec![
+            spec("sum", DataType::Int32, &[-1, 2]),
+            spec("text", DataType::Bytes, &[-1]),
+        ],
     }
 }
 
@@ -37,8 +43,14 @@ fn a_json_request_decodes_into_tensors_and_all_outputs() {
     assert_eq!(request.id.as_deref(), Some("42"));
     assert_eq!(request.inputs[0].shape, [2, 2]);
     assert_eq!(request.inputs[0].data, TensorData::Int32(vec![1, 2, 3, 4]));
-    assert_eq!(request.inputs[1].data, TensorData::Bytes(vec![b"hi".to_vec()]));
-    assert_eq!(request.outputs, [("sum".to_owned(), false), ("text".to_owned(), false)]);
+    assert_eq!(
+        request.inputs[1].data,
+        TensorData::Bytes(vec![b"hi".to_vec()])
+    );
+    assert_eq!(
+        request.outputs,
+        [("sum".to_owned(), false), ("text".to_owned(), false)]
+    );
 }
 
 #[test]
@@ -51,7 +63,10 @@ fn outputs_can_be_chosen_and_sent_back_binary() {
             "outputs": [{"name": "text", "parameters": {"binary_data": false}}, {"name": "sum"}]}"#,
     )
     .unwrap();
-    assert_eq!(request.outputs, [("text".to_owned(), false), ("sum".to_owned(), true)]);
+    assert_eq!(
+        request.outputs,
+        [("text".to_owned(), false), ("sum".to_owned(), true)]
+    );
 }
 
 #[test]
@@ -66,7 +81,10 @@ fn binary_inputs_are_read_in_order_after_the_header() {
     let (header, binary) = split_body(&body, Some(&length)).unwrap();
     let request = decode_request(header, binary, &simple()).unwrap();
     assert_eq!(request.inputs[0].data, TensorData::Int32(vec![7, -7]));
-    assert_eq!(request.inputs[1].data, TensorData::Bytes(vec![b"ab".to_vec(), vec![]]));
+    assert_eq!(
+        request.inputs[1].data,
+        TensorData::Bytes(vec![b"ab".to_vec(), vec![]])
+    );
 }
 
 #[test]
@@ -75,19 +93,39 @@ fn binary_errors_name_the_input() {
         {"name": "a", "shape": [1, 2], "datatype": "INT32", "parameters": {"binary_data_size": 8}},
         {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}"#;
     let err = decode_request(json.as_bytes(), &[0; 4], &simple()).unwrap_err();
-    assert_eq!(err.message, "input 'a' declares binary_data_size 8 but only 4 binary bytes remain in the body");
+    assert_eq!(
+        err.message,
+        "input 'a' declares binary_data_size 8 but only 4 binary bytes remain in the body"
+    );
     let err = decode_request(json.as_bytes(), &[0; 12], &simple()).unwrap_err();
-    assert!(err.message.starts_with("4 bytes after the JSON header belong to no input"), "{}", err.message);
+    assert!(
+        err.message
+            .starts_with("4 bytes after the JSON header belong to no input"),
+        "{}",
+        err.message
+    );
     let short = json.replace("\"binary_data_size\": 8", "\"binary_data_size\": 4");
     let err = decode_request(short.as_bytes(), &[0; 4], &simple()).unwrap_err();
-    assert_eq!(err.message, "input 'a': expected 8 bytes for 2 INT32 elements, found 4");
+    assert_eq!(
+        err.message,
+        "input 'a': expected 8 bytes for 2 INT32 elements, found 4"
+    );
 }
 
 #[test]
 fn the_header_length_must_fit_the_body() {
-    assert_eq!(split_body(b"{}xyz", Some("2")).unwrap(), (&b"{}"[..], &b"xyz"[..]));
-    assert!(split_body(b"{}", Some("3")).unwrap_err().message.contains("only 2 bytes"));
-    assert!(split_body(b"{}", Some("-1")).unwrap_err().message.contains("byte count"));
+    assert_eq!(
+        split_body(b"{}xyz", Some("2")).unwrap(),
+        (&b"{}"[..], &b"xyz"[..])
+    );
+    assert!(split_body(b"{}", Some("3"))
+        .unwrap_err()
+        .message
+        .contains("only 2 bytes"));
+    assert!(split_body(b"{}", Some("-1"))
+        .unwrap_err()
+        .message
+        .contains("byte count"));
     assert_eq!(split_body(b"{}", None).unwrap().1, b"");
 }
 
@@ -117,7 +155,10 @@ fn every_malformed_request_gets_a_message_naming_the_problem() {
     ];
     for (json, message) in cases {
         let err = error(&json);
-        assert!(err.starts_with(message), "\n request: {json}\n  got: {err}\n want: {message}");
+        assert!(
+            err.starts_with(message),
+            "\n request: {json}\n  got: {err}\n want: {message}"
+        );
     }
 }
 
