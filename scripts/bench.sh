@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make bench`: load benchmarks on loopback (results in benches/README.md).
+# Starts a release `weir serve` on the generated model repository, measures start-to-ready,
+# drives it with wrk, and measures the same model in-process as the baseline, in one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+PORT=${PORT:-18099}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --bin weir 2>&1 | tail -1
+cargo build --release -p weir-benches --bins 2>&1 | tail -1
+models=target/test-models
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "== baseline: the iris model in-process through weir's ONNX backend"
+target/release/inprocess "$models/iris/2" features 1 4 20000
+
+echo "== weir serve: start to ready"
+target/release/weir serve --model-repository "$models" --http-port "$PORT" --log warn > target/bench-serve.log &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 200); do grep -q "ready in" target/bench-serve.log 2>/dev/null && break; sleep 0.05; done
+grep "ready in" target/bench-serve.log
+
+echo "== wrk: HTTP floor, GET /v2/health/live, 1 connection, $DURATION (loopback + wrk + hyper, no model)"
+wrk -t1 -c1 -d"$DURATION" --latency "http://127.0.0.1:$PORT/v2/health/live" | grep -E 'Requests/sec|50%|99%'
+
+url="http://127.0.0.1:$PORT/v2/models/iris/infer"
+for connections in 1 32; do
+  echo "== wrk: V2 JSON infer, iris [1x4], $connections connections, 1 wrk thread, $DURATION"
+  wrk -t1 -c"$connections" -d"$DURATION" --latency -s benches/load/iris.lua "$url" | grep -E 'Requests/sec|Non-2xx|50%|90%|99%|requests in'
+done
