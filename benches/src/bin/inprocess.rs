@@ -17,13 +17,25 @@ fn main() -> anyhow::Result<()> {
     };
     let rows: usize = rows.parse().context("ROWS")?;
     let columns: usize = columns.parse().context("COLUMNS")?;
-    let calls: usize = rest.first().map_or(Ok(20_000), |c| c.parse()).context("CALLS")?;
+    let calls: usize = rest
+        .first()
+        .map_or(Ok(20_000), |c| c.parse())
+        .context("CALLS")?;
     let model = load_version(std::path::Path::new(dir), &ModelConfig::default_config())?;
-    let outputs: Vec<String> = model.signature().outputs.iter().map(|o| o.name.clone()).collect();
+    let outputs: Vec<String> = model
+        .signature()
+        .outputs
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
     let values: Vec<f32> = (0..rows * columns).map(|i| (i % 7) as f32 * 0.9).collect();
     let mut times: Vec<Duration> = Vec::with_capacity(calls);
     for call in 0..calls + calls / 10 {
-        let tensor = Tensor::new(input.clone(), vec![rows, columns], TensorData::Fp32(values.clone()));
+        let tensor = Tensor::new(
+            input.clone(),
+            vec![rows, columns],
+            TensorData::Fp32(values.clone()),
+        );
         let started = Instant::now();
         model.infer(vec![tensor], &outputs)?;
         if call >= calls / 10 {
