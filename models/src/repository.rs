@@ -19,7 +19,7 @@ use crate::onnx::{OnnxModel, OnnxOptions};
 
 /// A model's `config.toml`. Every key is optional; unknown keys are refused so a typo is
 /// reported instead of silently ignored.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// `onnxruntime_onnx`; inferred from the version folder's files when absent.
@@ -30,15 +30,57 @@ pub struct ModelConfig {
     /// Which numeric versions to load.
     #[serde(default)]
     pub version_policy: VersionPolicy,
-    /// How many copies of each version run side by side.
+    /// How many copies of each version run side by side, each on its own thread.
     #[serde(default = "default_instance_count")]
     pub instance_count: usize,
+    /// Present (with `max_batch_size > 0`) to stack concurrent requests into one model call.
+    pub dynamic_batching: Option<DynamicBatching>,
+    #[serde(default)]
+    pub queue: QueuePolicy,
     #[serde(default)]
     pub onnx: OnnxOptions,
 }
 
 fn default_instance_count() -> usize {
     1
+}
+
+/// `[dynamic_batching]`: how long a batch may wait to fill, as Triton's dynamic batcher.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicBatching {
+    /// How long the first request of a batch may wait for others, in microseconds. 0 batches
+    /// only what is already queued.
+    #[serde(default)]
+    pub max_queue_delay_us: u64,
+    /// Batch sizes worth sending at once, without waiting out the delay.
+    #[serde(default)]
+    pub preferred_batch_sizes: Vec<usize>,
+}
+
+/// `[queue]`: what happens when requests arrive faster than the model answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuePolicy {
+    /// Requests that may wait per version; more are refused at once with 503.
+    #[serde(default = "default_queue_size")]
+    pub max_size: usize,
+    /// Longest a request may wait before its model starts on it; 0 waits as long as it takes.
+    #[serde(default)]
+    pub timeout_ms: u64,
+}
+
+fn default_queue_size() -> usize {
+    1024
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        QueuePolicy {
+            max_size: default_queue_size(),
+            timeout_ms: 0,
+        }
+    }
 }
 
 /// Which versions of a model are loaded; `all` by default, so any version can be addressed and
@@ -167,7 +209,7 @@ fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(ModelConfig::default_config())
+            return Ok(ModelConfig::default())
         }
         Err(e) => {
             return Err(RepositoryError::Unreadable {
@@ -181,6 +223,20 @@ fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
             path: path.display().to_string(),
             reason: e.message().to_owned(),
         })?;
+    if config.dynamic_batching.is_some() && config.max_batch_size == 0 {
+        return Err(RepositoryError::InvalidConfig {
+            path: path.display().to_string(),
+            reason: "[dynamic_batching] needs max_batch_size > 0".to_owned(),
+        });
+    }
+    if let Some(batching) = &config.dynamic_batching {
+        if let Some(size) = batching.preferred_batch_sizes.iter().find(|&&s| s == 0 || s > config.max_batch_size as usize) {
+            return Err(RepositoryError::InvalidConfig {
+                path: path.display().to_string(),
+                reason: format!("preferred batch size {size} must be between 1 and max_batch_size ({})", config.max_batch_size),
+            });
+        }
+    }
     if config.instance_count == 0 {
         return Err(RepositoryError::InvalidConfig {
             path: path.display().to_string(),
@@ -198,12 +254,17 @@ fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
     Ok(config)
 }
 
-impl ModelConfig {
-    /// The configuration of a model folder with no `config.toml`.
-    pub fn default_config() -> ModelConfig {
+/// The configuration of a model folder with no `config.toml`.
+impl Default for ModelConfig {
+    fn default() -> Self {
         ModelConfig {
+            platform: None,
+            max_batch_size: 0,
+            version_policy: VersionPolicy::All,
             instance_count: default_instance_count(),
-            ..ModelConfig::default()
+            dynamic_batching: None,
+            queue: QueuePolicy::default(),
+            onnx: OnnxOptions::default(),
         }
     }
 }
@@ -328,7 +389,7 @@ mod tests {
             read_model(&root, "m"),
             Err(RepositoryError::UnknownPlatform { .. })
         ));
-        let missing = load_version(&root.join("m/1"), &ModelConfig::default_config())
+        let missing = load_version(&root.join("m/1"), &ModelConfig::default())
             .err()
             .unwrap();
         assert!(

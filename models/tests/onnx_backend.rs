@@ -23,7 +23,7 @@ fn test_models() -> PathBuf {
 fn load(model: &str) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
     load_version(
         &test_models().join(model).join("1"),
-        &ModelConfig::default_config(),
+        &ModelConfig::default(),
     )
 }
 
@@ -137,7 +137,7 @@ fn a_file_that_is_not_onnx_is_a_load_error_naming_the_file() {
 fn several_instances_answer_concurrently() {
     let config = ModelConfig {
         instance_count: 3,
-        ..ModelConfig::default_config()
+        ..ModelConfig::default()
     };
     let model = load_version(&test_models().join("simple/1"), &config).unwrap();
     std::thread::scope(|scope| {

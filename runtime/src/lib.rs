@@ -11,7 +11,9 @@ pub mod error;
 pub mod metrics;
 pub mod protocol;
 pub mod routes;
+pub mod scheduler;
 pub mod server;
+pub mod stats;
 pub mod store;
 
 pub use error::ApiError;

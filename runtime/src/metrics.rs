@@ -32,6 +32,13 @@ pub struct RequestLabels {
     pub code: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    pub model: String,
+    pub version: String,
+    pub reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -52,6 +59,9 @@ pub struct Metrics {
     batch_size: HistogramFamily<VersionLabels>,
     inflight: Family<VersionLabels, Gauge>,
     queue_depth: Family<VersionLabels, Gauge>,
+    rejected: Family<RejectionLabels, Counter>,
+    /// Requests refused by the server-wide concurrency limit, before any model was chosen.
+    pub shed: Counter,
 }
 
 impl Default for Metrics {
@@ -74,6 +84,8 @@ impl Metrics {
             HistogramFamily::new_with_constructor(batch_histogram as fn() -> Histogram);
         let inflight = Family::<VersionLabels, Gauge>::default();
         let queue_depth = Family::<VersionLabels, Gauge>::default();
+        let rejected = Family::<RejectionLabels, Counter>::default();
+        let shed = Counter::default();
         // prometheus-client appends `_total` to counter names.
         registry.register(
             "weir_inference_requests",
@@ -119,6 +131,8 @@ impl Metrics {
             batch_size,
             inflight,
             queue_depth,
+            rejected,
+            shed,
         }
     }
 
@@ -138,7 +152,19 @@ impl Metrics {
                 })
                 .clone()
         };
+        let rejected = |reason| {
+            self.rejected
+                .get_or_create(&RejectionLabels {
+                    model: model.to_owned(),
+                    version: version.to_owned(),
+                    reason,
+                })
+                .clone()
+        };
         VersionMetrics {
+            rejected_queue_full: rejected("queue_full"),
+            rejected_queue_timeout: rejected("queue_timeout"),
+            rejected_cancelled: rejected("cancelled"),
             ok: code(200),
             bad_request: code(400),
             requests: self.requests.clone(),
@@ -174,6 +200,9 @@ pub struct VersionMetrics {
     pub batch_size: Histogram,
     pub inflight: Gauge,
     pub queue_depth: Gauge,
+    pub rejected_queue_full: Counter,
+    pub rejected_queue_timeout: Counter,
+    pub rejected_cancelled: Counter,
 }
 
 impl VersionMetrics {

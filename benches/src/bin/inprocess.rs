@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         .first()
         .map_or(Ok(20_000), |c| c.parse())
         .context("CALLS")?;
-    let model = load_version(std::path::Path::new(dir), &ModelConfig::default_config())?;
+    let model = load_version(std::path::Path::new(dir), &ModelConfig::default())?;
     let outputs: Vec<String> = model
         .signature()
         .outputs

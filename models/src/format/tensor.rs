@@ -178,6 +178,46 @@ impl TensorData {
         }
     }
 
+    /// Appends `other`'s elements; `false` (and nothing appended) when the datatypes differ.
+    pub fn append(&mut self, other: TensorData) -> bool {
+        match (self, other) {
+            (TensorData::Bool(a), TensorData::Bool(b)) => a.extend(b),
+            (TensorData::Uint8(a), TensorData::Uint8(b)) => a.extend(b),
+            (TensorData::Uint16(a), TensorData::Uint16(b)) => a.extend(b),
+            (TensorData::Uint32(a), TensorData::Uint32(b)) => a.extend(b),
+            (TensorData::Uint64(a), TensorData::Uint64(b)) => a.extend(b),
+            (TensorData::Int8(a), TensorData::Int8(b)) => a.extend(b),
+            (TensorData::Int16(a), TensorData::Int16(b)) => a.extend(b),
+            (TensorData::Int32(a), TensorData::Int32(b)) => a.extend(b),
+            (TensorData::Int64(a), TensorData::Int64(b)) => a.extend(b),
+            (TensorData::Fp16(a), TensorData::Fp16(b)) => a.extend(b),
+            (TensorData::Fp32(a), TensorData::Fp32(b)) => a.extend(b),
+            (TensorData::Fp64(a), TensorData::Fp64(b)) => a.extend(b),
+            (TensorData::Bytes(a), TensorData::Bytes(b)) => a.extend(b),
+            _ => return false,
+        }
+        true
+    }
+
+    /// A copy of the elements in `range` (which must lie within the data).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
+        match self {
+            TensorData::Bool(v) => TensorData::Bool(v[range].to_vec()),
+            TensorData::Uint8(v) => TensorData::Uint8(v[range].to_vec()),
+            TensorData::Uint16(v) => TensorData::Uint16(v[range].to_vec()),
+            TensorData::Uint32(v) => TensorData::Uint32(v[range].to_vec()),
+            TensorData::Uint64(v) => TensorData::Uint64(v[range].to_vec()),
+            TensorData::Int8(v) => TensorData::Int8(v[range].to_vec()),
+            TensorData::Int16(v) => TensorData::Int16(v[range].to_vec()),
+            TensorData::Int32(v) => TensorData::Int32(v[range].to_vec()),
+            TensorData::Int64(v) => TensorData::Int64(v[range].to_vec()),
+            TensorData::Fp16(v) => TensorData::Fp16(v[range].to_vec()),
+            TensorData::Fp32(v) => TensorData::Fp32(v[range].to_vec()),
+            TensorData::Fp64(v) => TensorData::Fp64(v[range].to_vec()),
+            TensorData::Bytes(v) => TensorData::Bytes(v[range].to_vec()),
+        }
+    }
+
     /// Appends the binary tensor encoding of the Open Inference Protocol's binary extension:
     /// little-endian elements, and BYTES elements as a 4-byte little-endian length then the bytes.
     pub fn write_raw(&self, out: &mut Vec<u8>) {
@@ -307,6 +347,18 @@ mod tests {
             let decoded = TensorData::read_raw(data.datatype(), data.len(), &raw).unwrap();
             assert_eq!(decoded, data, "{}", data.datatype());
         }
+    }
+
+    #[test]
+    fn append_and_slice_keep_element_order() {
+        for data in samples() {
+            let mut joined = data.clone();
+            assert!(joined.append(data.clone()));
+            assert_eq!(joined.len(), 6);
+            assert_eq!(joined.slice(3..6), data);
+            assert_eq!(joined.slice(0..3), data);
+        }
+        assert!(!TensorData::Int32(vec![1]).append(TensorData::Int64(vec![1])));
     }
 
     #[test]

@@ -121,7 +121,7 @@ fn decode_instances(instances: &RawValue, signature: &Signature) -> Result<Vec<T
                     decoded.shape, row_shape
                 )));
             }
-            append(data, decoded.data);
+            data.append(decoded.data);
             *count += 1;
         }
     }
@@ -160,26 +160,6 @@ fn decode_columns(inputs: &RawValue, signature: &Signature) -> Result<Vec<Tensor
         )));
     }
     Ok(tensors)
-}
-
-/// Appends `more` to `data`; both hold the same datatype (they were decoded for one spec).
-fn append(data: &mut TensorData, more: TensorData) {
-    match (data, more) {
-        (TensorData::Bool(a), TensorData::Bool(b)) => a.extend(b),
-        (TensorData::Uint8(a), TensorData::Uint8(b)) => a.extend(b),
-        (TensorData::Uint16(a), TensorData::Uint16(b)) => a.extend(b),
-        (TensorData::Uint32(a), TensorData::Uint32(b)) => a.extend(b),
-        (TensorData::Uint64(a), TensorData::Uint64(b)) => a.extend(b),
-        (TensorData::Int8(a), TensorData::Int8(b)) => a.extend(b),
-        (TensorData::Int16(a), TensorData::Int16(b)) => a.extend(b),
-        (TensorData::Int32(a), TensorData::Int32(b)) => a.extend(b),
-        (TensorData::Int64(a), TensorData::Int64(b)) => a.extend(b),
-        (TensorData::Fp16(a), TensorData::Fp16(b)) => a.extend(b),
-        (TensorData::Fp32(a), TensorData::Fp32(b)) => a.extend(b),
-        (TensorData::Fp64(a), TensorData::Fp64(b)) => a.extend(b),
-        (TensorData::Bytes(a), TensorData::Bytes(b)) => a.extend(b),
-        _ => {}
-    }
 }
 
 /// `{"predictions": [...]}`, one entry per row of the outputs' first dimension.

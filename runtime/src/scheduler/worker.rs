@@ -1,0 +1,127 @@
+//! A model instance's thread: take a batch, run it, answer each request.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use weir_models::BackendError;
+
+use super::{batch, Answer, Job, ScheduleError, Shared};
+use crate::stats::Execution;
+
+pub(super) fn run(shared: &Shared) {
+    while let Some(jobs) = next_batch(shared) {
+        execute(shared, jobs);
+    }
+}
+
+/// Pops the oldest job a worker may run, dropping (and counting) those nobody waits for.
+fn pop_live(shared: &Shared, jobs: &mut std::collections::VecDeque<Job>) -> Option<Job> {
+    while let Some(job) = jobs.pop_front() {
+        shared.metrics.queue_depth.dec();
+        if job.claim() {
+            return Some(job);
+        }
+        if job.reply.is_closed() {
+            shared.metrics.rejected_cancelled.inc();
+        }
+    }
+    None
+}
+
+/// Waits for work and gathers a batch; `None` once the scheduler is closed and drained.
+fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
+    let mut state = shared.lock();
+    let first = loop {
+        if !state.forming {
+            if let Some(job) = pop_live(shared, &mut state.jobs) {
+                break job;
+            }
+        }
+        if state.closed && state.jobs.is_empty() {
+            return None;
+        }
+        state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+    };
+    let (Some(key), Some(batching)) = (first.key.clone(), shared.policy.batching.as_ref()) else {
+        return Some(vec![first]);
+    };
+    let max_rows = shared.policy.max_batch_size;
+    let deadline = first.enqueued + batching.max_queue_delay;
+    let mut rows = first.rows;
+    let mut jobs = vec![first];
+    state.forming = true;
+    loop {
+        let chosen = batch::cut(&key, rows, max_rows, state.jobs.iter().map(|j| (j.key.as_ref().unwrap_or(&key), j.rows)));
+        for index in chosen.into_iter().rev() {
+            let Some(job) = state.jobs.remove(index) else { continue };
+            shared.metrics.queue_depth.dec();
+            if job.claim() {
+                rows += job.rows;
+                jobs.push(job);
+            } else if job.reply.is_closed() {
+                shared.metrics.rejected_cancelled.inc();
+            }
+        }
+        let now = Instant::now();
+        if batch::ready_to_send(rows, max_rows, &batching.preferred_batch_sizes) || now >= deadline || state.closed {
+            break;
+        }
+        state = shared.wake.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+    }
+    state.forming = false;
+    drop(state);
+    shared.wake.notify_all();
+    // Removal walked the queue backwards; answer in arrival order.
+    jobs[1..].sort_by_key(|job| job.enqueued);
+    Some(jobs)
+}
+
+fn execute(shared: &Shared, jobs: Vec<Job>) {
+    let started = Instant::now();
+    let rows: Vec<usize> = jobs.iter().map(|job| job.rows).collect();
+    let total_rows: usize = rows.iter().sum();
+    let outputs = jobs[0].outputs.clone();
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut inputs = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        replies.push((job.reply, started.saturating_duration_since(job.enqueued)));
+        inputs.push(job.inputs);
+    }
+    let single = inputs.len() == 1;
+    let stacked = if single { inputs.pop().unwrap_or_default() } else { batch::assemble(inputs) };
+    let compute_input = started.elapsed();
+    let infer_started = Instant::now();
+    // A model that panics must fail its requests, not kill the worker and hang the queue.
+    let result = catch_unwind(AssertUnwindSafe(|| shared.backend.infer(stacked, &outputs)))
+        .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".to_owned())));
+    let compute_infer = infer_started.elapsed();
+    let output_started = Instant::now();
+    let answers = result.map_err(ScheduleError::from).and_then(|outputs| {
+        if single {
+            Ok(vec![outputs])
+        } else {
+            batch::split(outputs, &rows).map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
+        }
+    });
+    let execution = Execution {
+        rows: total_rows,
+        compute_input,
+        compute_infer,
+        compute_output: output_started.elapsed(),
+    };
+    shared.metrics.compute_duration.observe(compute_infer.as_secs_f64());
+    shared.metrics.batch_size.observe(total_rows as f64);
+    match answers {
+        Ok(answers) => {
+            shared.stats.executed(&execution);
+            for ((reply, queued), outputs) in replies.into_iter().zip(answers) {
+                let _ = reply.send(Ok(Answer { outputs, queued, execution }));
+            }
+        }
+        Err(err) => {
+            for (reply, _) in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+}
