@@ -1,8 +1,6 @@
 # The two commands: `make demo` and `make test`. Both set up what is missing first.
 SHELL := /bin/bash
 PORT ?= 8080
-ORT_DYLIB_PATH ?= $(firstword $(wildcard $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*))
-export ORT_DYLIB_PATH
 
 .PHONY: setup demo test lint unit-test python-test bench clean
 

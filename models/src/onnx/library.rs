@@ -27,11 +27,11 @@ pub fn environment() -> Result<&'static ort::environment::Environment, BackendEr
         .map_err(|message| BackendError::RuntimeUnavailable(message.clone()))
 }
 
-/// Where the ONNX Runtime library is: `ORT_DYLIB_PATH`, then a project venv (`$VIRTUAL_ENV`,
+/// Where the ONNX Runtime library is: `ORT_DYLIB_PATH` (when set and not empty), then a project venv (`$VIRTUAL_ENV`,
 /// `./.venv`, or a `.venv` beside any folder above the weir executable), then the system's
 /// library folders.
 pub fn find_library() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
