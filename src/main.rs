@@ -1,10 +1,11 @@
 //! The `weir` command: parses flags and wires the crates together; nothing else lives here.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use weir_runtime::{RunningServer, ServeConfig};
+use weir_runtime::{ModelControl, RunningServer, ServeConfig};
 
 /// Model serving with canary rollouts, autoscaling and an MLflow-compatible registry.
 #[derive(Parser)]
@@ -46,6 +47,26 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes; larger requests get 413.
     #[arg(long, env = "WEIR_MAX_BODY_BYTES", default_value_t = ServeConfig::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Inference requests held at once across all models; more get 503 with Retry-After at once.
+    #[arg(long, env = "WEIR_MAX_CONCURRENT_REQUESTS", default_value_t = ServeConfig::DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    max_concurrent_requests: usize,
+    /// none: load the repository once; explicit: also load/unload on request
+    /// (POST /v2/repository/models/{m}/load|unload); poll: also reread the repository periodically.
+    #[arg(long, env = "WEIR_MODEL_CONTROL_MODE", value_enum, default_value_t = ControlMode::None)]
+    model_control_mode: ControlMode,
+    /// Seconds between repository rereads in poll mode.
+    #[arg(long, env = "WEIR_REPOSITORY_POLL_SECS", default_value_t = 15)]
+    repository_poll_secs: u64,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for accepted requests to finish.
+    #[arg(long, env = "WEIR_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    drain_timeout_secs: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ControlMode {
+    None,
+    Explicit,
+    Poll,
 }
 
 fn init_logging(cli: &Cli) {
@@ -66,10 +87,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::error!("{message}");
     }
     let config = ServeConfig {
-        model_repository: args.model_repository,
-        host: args.host,
-        http_port: args.http_port,
         max_body_bytes: args.max_body_bytes,
+        max_concurrent_requests: args.max_concurrent_requests.max(1),
+        model_control: match args.model_control_mode {
+            ControlMode::None => ModelControl::None,
+            ControlMode::Explicit => ModelControl::Explicit,
+            ControlMode::Poll => ModelControl::Poll,
+        },
+        repository_poll: Duration::from_secs(args.repository_poll_secs.max(1)),
+        drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+        ..ServeConfig::new(args.model_repository, args.host, args.http_port)
     };
     let mut server = RunningServer::start(config)
         .await
@@ -83,8 +110,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ = shutdown_signal() => return server.shutdown().await.context("shutdown failed"),
     }
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    server.shutdown().await.context("shutdown failed")
+    tracing::info!("draining: not ready, finishing accepted requests");
+    server.shutdown().await.context("shutdown failed")?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).

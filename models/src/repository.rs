@@ -208,9 +208,7 @@ pub fn read_model(root: &Path, name: &str) -> Result<ModelSource, RepositoryErro
 fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(ModelConfig::default())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ModelConfig::default()),
         Err(e) => {
             return Err(RepositoryError::Unreadable {
                 path: path.display().to_string(),
@@ -230,10 +228,17 @@ fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
         });
     }
     if let Some(batching) = &config.dynamic_batching {
-        if let Some(size) = batching.preferred_batch_sizes.iter().find(|&&s| s == 0 || s > config.max_batch_size as usize) {
+        if let Some(size) = batching
+            .preferred_batch_sizes
+            .iter()
+            .find(|&&s| s == 0 || s > config.max_batch_size as usize)
+        {
             return Err(RepositoryError::InvalidConfig {
                 path: path.display().to_string(),
-                reason: format!("preferred batch size {size} must be between 1 and max_batch_size ({})", config.max_batch_size),
+                reason: format!(
+                    "preferred batch size {size} must be between 1 and max_batch_size ({})",
+                    config.max_batch_size
+                ),
             });
         }
     }

@@ -4,6 +4,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use weir_models::{BackendError, ValidationError};
 
+use crate::scheduler::ScheduleError;
+
 /// A failed request: a status and a message for the `{"error": "…"}` body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -52,6 +54,24 @@ impl From<BackendError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
             }
             BackendError::Inference(_) => ApiError::internal(err.to_string()),
+        }
+    }
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(err: ScheduleError) -> Self {
+        match err {
+            ScheduleError::QueueFull { .. }
+            | ScheduleError::TimedOut { .. }
+            | ScheduleError::Stopped => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: err.to_string(),
+                retry_after: Some(1),
+            },
+            ScheduleError::TooManyRows { .. } | ScheduleError::BadBatch(_) => {
+                ApiError::bad_request(err.to_string())
+            }
+            ScheduleError::Backend(backend) => backend.into(),
         }
     }
 }

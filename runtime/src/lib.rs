@@ -13,8 +13,9 @@ pub mod protocol;
 pub mod routes;
 pub mod scheduler;
 pub mod server;
+pub mod shed;
 pub mod stats;
 pub mod store;
 
 pub use error::ApiError;
-pub use server::{App, RunningServer, ServeConfig, ServeError};
+pub use server::{App, ModelControl, RunningServer, ServeConfig, ServeError};

@@ -19,14 +19,25 @@ use weir_models::Tensor;
 
 use crate::error::{json_error, ApiError};
 use crate::protocol::{v1, v2};
-use crate::server::App;
+use crate::server::{App, ModelControl};
+use crate::shed::LoadShedLayer;
 use crate::store::LoadedVersion;
 
 /// The extensions of the Open Inference Protocol this server implements.
-const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
+const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "model_repository", "statistics"];
 
 /// Builds the router. Factored out of start-up so tests can drive it without a socket.
 pub fn router(app: Arc<App>) -> Router {
+    // The data plane, behind the server-wide concurrency limit.
+    let inference = Router::new()
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
+        .route("/v1/models/{model}", post(v1_predict))
+        .route_layer(LoadShedLayer::new(
+            app.config.max_concurrent_requests,
+            app.metrics.shed.clone(),
+        ));
+    // Probes, metadata and control stay answerable however busy the models are.
     Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
@@ -38,12 +49,19 @@ pub fn router(app: Arc<App>) -> Router {
             "/v2/models/{model}/versions/{version}/ready",
             get(model_ready),
         )
-        .route("/v2/models/{model}/infer", post(infer))
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
+        .route("/v2/models/stats", get(statistics))
+        .route("/v2/models/{model}/stats", get(statistics))
+        .route(
+            "/v2/models/{model}/versions/{version}/stats",
+            get(statistics),
+        )
         .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{model}/load", post(load_model))
+        .route("/v2/repository/models/{model}/unload", post(unload_model))
         .route("/v1/models", get(v1_models))
-        .route("/v1/models/{model}", get(v1_model).post(v1_predict))
+        .route("/v1/models/{model}", get(v1_model))
         .route("/metrics", get(metrics))
+        .merge(inference)
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             json_error(
@@ -58,6 +76,22 @@ pub fn router(app: Arc<App>) -> Router {
 struct ModelPath {
     model: String,
     version: Option<String>,
+}
+
+/// Like [`ModelPath`], for routes where the model is optional too.
+struct MaybeModelPath(Option<ModelPath>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeModelPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if parts.uri.path() == "/v2/models/stats" {
+            return Ok(MaybeModelPath(None));
+        }
+        Ok(MaybeModelPath(Some(
+            ModelPath::from_request_parts(parts, state).await?,
+        )))
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
@@ -183,49 +217,51 @@ fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiErr
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
-/// Runs a model on validated inputs, recording queue and compute time.
+/// Runs a model on validated inputs through its scheduler, recording what it cost.
 async fn run_model(
-    loaded: &Arc<LoadedVersion>,
+    loaded: &LoadedVersion,
     inputs: Vec<Tensor>,
     outputs: Vec<String>,
+    arrived: Instant,
 ) -> Result<Vec<Tensor>, ApiError> {
-    let rows = inputs
-        .first()
-        .and_then(|t| t.shape.first().copied())
-        .unwrap_or(1);
-    let version = loaded.clone();
-    let queued = Instant::now();
-    let (result, waited, computed) = tokio::task::spawn_blocking(move || {
-        let waited = queued.elapsed();
-        let started = Instant::now();
-        let result = version.backend.infer(inputs, &outputs);
-        (result, waited, started.elapsed())
-    })
-    .await
-    .map_err(|_| ApiError::internal("the model's worker stopped unexpectedly"))?;
-    loaded.metrics.queue_duration.observe(waited.as_secs_f64());
+    let answer = loaded.scheduler.infer(inputs, outputs).await?;
     loaded
         .metrics
-        .compute_duration
-        .observe(computed.as_secs_f64());
-    loaded.metrics.batch_size.observe(rows as f64);
-    Ok(result?)
+        .queue_duration
+        .observe(answer.queued.as_secs_f64());
+    loaded
+        .stats
+        .succeeded(arrived.elapsed(), answer.queued, &answer.execution);
+    Ok(answer.outputs)
 }
 
 /// Counts a request for a loaded version: in-flight while it runs, then its status and time.
+/// The in-flight gauge is decremented by a guard, so a request whose client went away (its
+/// future dropped mid-way) is not left counted.
 async fn observed(
     loaded: &LoadedVersion,
+    started: Instant,
     work: impl std::future::Future<Output = Result<Response, ApiError>>,
 ) -> Response {
-    let started = Instant::now();
+    struct InFlight<'a>(&'a LoadedVersion);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.metrics.inflight.dec();
+        }
+    }
     loaded.metrics.inflight.inc();
+    let guard = InFlight(loaded);
     let response = work.await.unwrap_or_else(IntoResponse::into_response);
-    loaded.metrics.inflight.dec();
-    loaded.metrics.count(response.status().as_u16());
+    drop(guard);
+    let status = response.status();
+    loaded.metrics.count(status.as_u16());
     loaded
         .metrics
         .request_duration
         .observe(started.elapsed().as_secs_f64());
+    if !status.is_success() {
+        loaded.stats.failed(started.elapsed());
+    }
     response
 }
 
@@ -235,8 +271,9 @@ async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
     let loaded = app.store.resolve(&path.model, path.version.as_deref())?;
-    Ok(observed(&loaded, async {
+    Ok(observed(&loaded, arrived, async {
         let body = read_body(&headers, body, app.config.max_body_bytes).await?;
         let header_length = headers
             .get(v2::HEADER_CONTENT_LENGTH)
@@ -244,7 +281,7 @@ async fn infer(
         let (json, binary) = v2::split_body(&body, header_length)?;
         let request = v2::decode_request(json, binary, loaded.backend.signature())?;
         let (names, binary_flags): (Vec<String>, Vec<bool>) = request.outputs.into_iter().unzip();
-        let outputs = run_model(&loaded, request.inputs, names).await?;
+        let outputs = run_model(&loaded, request.inputs, names, arrived).await?;
         let encoded = v2::encode_response(
             &loaded.model,
             &loaded.label,
@@ -289,6 +326,59 @@ async fn repository_index(
     ))
 }
 
+async fn statistics(
+    State(app): State<Arc<App>>,
+    path: MaybeModelPath,
+) -> Result<Response, ApiError> {
+    let versions = match path.0 {
+        None => app.store.all_versions(),
+        Some(ModelPath {
+            model,
+            version: None,
+        }) => {
+            let entry = app.store.entry(&model)?;
+            entry.versions.values().cloned().collect()
+        }
+        Some(ModelPath {
+            model,
+            version: Some(version),
+        }) => vec![app.store.resolve(&model, Some(&version))?],
+    };
+    let model_stats: Vec<_> = versions
+        .iter()
+        .map(|v| v.stats.report(&v.model, &v.label))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "model_stats": model_stats }),
+    ))
+}
+
+/// Model control is refused unless the server was started to allow it.
+fn check_model_control(app: &App) -> Result<(), ApiError> {
+    match app.config.model_control {
+        ModelControl::None => Err(ApiError::bad_request(
+            "model control is disabled; start weir serve with --model-control-mode explicit (or poll) to load and unload models",
+        )),
+        ModelControl::Explicit | ModelControl::Poll => Ok(()),
+    }
+}
+
+async fn load_model(State(app): State<Arc<App>>, path: ModelPath) -> Result<Response, ApiError> {
+    check_model_control(&app)?;
+    let store = app.clone();
+    tokio::task::spawn_blocking(move || store.store.load(&path.model))
+        .await
+        .map_err(|_| ApiError::internal("the model loader stopped unexpectedly"))??;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({})))
+}
+
+async fn unload_model(State(app): State<Arc<App>>, path: ModelPath) -> Result<Response, ApiError> {
+    check_model_control(&app)?;
+    app.store.unload(&path.model)?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({})))
+}
+
 async fn v1_models(State(app): State<Arc<App>>) -> Response {
     json_response(
         StatusCode::OK,
@@ -322,12 +412,13 @@ async fn v1_predict(
             "unknown verb ':{verb}'; weir answers :predict"
         )));
     }
+    let arrived = Instant::now();
     let loaded = app.store.resolve(model, None)?;
-    Ok(observed(&loaded, async {
+    Ok(observed(&loaded, arrived, async {
         let body = read_body(&headers, body, app.config.max_body_bytes).await?;
         let inputs = v1::decode_predict(&body, loaded.backend.signature())?;
         let names = loaded.backend.signature().select_outputs([])?;
-        let outputs = run_model(&loaded, inputs, names).await?;
+        let outputs = run_model(&loaded, inputs, names, arrived).await?;
         Ok(json_response(
             StatusCode::OK,
             &v1::encode_predictions(&outputs),

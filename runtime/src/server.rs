@@ -22,10 +22,44 @@ pub struct ServeConfig {
     pub http_port: u16,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Inference requests the server holds at once; more get 503 at once.
+    pub max_concurrent_requests: usize,
+    pub model_control: ModelControl,
+    /// How often `poll` mode rereads the repository.
+    pub repository_poll: Duration,
+    /// How long a shutdown waits for accepted requests to finish.
+    pub drain_timeout: Duration,
 }
 
 impl ServeConfig {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+    pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
+
+    /// Defaults for everything but where the models are and where to listen.
+    pub fn new(model_repository: PathBuf, host: impl Into<String>, http_port: u16) -> ServeConfig {
+        ServeConfig {
+            model_repository,
+            host: host.into(),
+            http_port,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            max_concurrent_requests: Self::DEFAULT_MAX_CONCURRENT_REQUESTS,
+            model_control: ModelControl::None,
+            repository_poll: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the set of served models may change after start-up (Triton's `--model-control-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelControl {
+    /// Load the repository once; load and unload requests are refused.
+    None,
+    /// Load the repository once, then load and unload on request.
+    Explicit,
+    /// As explicit, and reread the repository periodically: new and changed versions load,
+    /// removed ones go.
+    Poll,
 }
 
 /// Shared state of a running server.
@@ -102,12 +136,15 @@ impl RunningServer {
         });
         let loader = app.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            loader.store.load_all()?;
+            loader.store.sync_all()?;
             loader.ready.store(true, Ordering::Release);
             let elapsed = started.elapsed();
             tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "server ready");
             Ok(elapsed)
         });
+        if app.config.model_control == ModelControl::Poll {
+            tokio::spawn(poll_repository(app.clone(), shutdown.subscribe()));
+        }
         tracing::info!(%addr, "listening");
         Ok(RunningServer {
             app,
@@ -130,14 +167,38 @@ impl RunningServer {
         }
     }
 
-    /// Stops taking new connections, lets open requests finish, and returns when the server
-    /// has stopped.
+    /// Drains: turns not-ready, stops accepting connections, lets every accepted request finish
+    /// (up to the drain timeout), and returns when the server has stopped.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.app.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
-        match self.task.await {
-            Ok(result) => Ok(result?),
-            Err(join) => Err(ServeError::Io(std::io::Error::other(join.to_string()))),
+        let drain_timeout = self.app.config.drain_timeout;
+        match tokio::time::timeout(drain_timeout, self.task).await {
+            Ok(Ok(result)) => Ok(result?),
+            Ok(Err(join)) => Err(ServeError::Io(std::io::Error::other(join.to_string()))),
+            Err(_) => {
+                tracing::warn!(
+                    timeout_secs = drain_timeout.as_secs(),
+                    "drain timeout passed with requests still open; stopping anyway"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Rereads the repository every `repository_poll` until shutdown.
+async fn poll_repository(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(app.config.repository_poll) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let store = app.clone();
+        match tokio::task::spawn_blocking(move || store.store.sync_all()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "cannot poll the model repository"),
+            Err(err) => tracing::error!(error = %err, "the repository poll stopped unexpectedly"),
         }
     }
 }

@@ -18,7 +18,8 @@ pub struct Tally {
 impl Tally {
     pub fn add(&self, duration: Duration) {
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.ns.fetch_add(duration.as_nanos() as u64, Ordering::Relaxed);
+        self.ns
+            .fetch_add(duration.as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn read(&self) -> Timing {
@@ -76,7 +77,8 @@ impl VersionStats {
     /// Records one model execution (called once per batch, by the worker).
     pub fn executed(&self, execution: &Execution) {
         self.execution_count.fetch_add(1, Ordering::Relaxed);
-        self.inference_count.fetch_add(execution.rows as u64, Ordering::Relaxed);
+        self.inference_count
+            .fetch_add(execution.rows as u64, Ordering::Relaxed);
         let mut batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
         let tally = batches.entry(execution.rows).or_default();
         add(&mut tally.compute_input, execution.compute_input);
@@ -91,8 +93,11 @@ impl VersionStats {
         self.compute_input.add(execution.compute_input);
         self.compute_infer.add(execution.compute_infer);
         self.compute_output.add(execution.compute_output);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        self.last_inference_ms.store(now.as_millis() as u64, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_inference_ms
+            .store(now.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn failed(&self, total: Duration) {
@@ -147,17 +152,30 @@ mod tests {
         };
         stats.executed(&execution);
         for _ in 0..3 {
-            stats.succeeded(Duration::from_nanos(5000), Duration::from_nanos(300), &execution);
+            stats.succeeded(
+                Duration::from_nanos(5000),
+                Duration::from_nanos(300),
+                &execution,
+            );
         }
         stats.failed(Duration::from_nanos(7));
         let report = stats.report("m", "1");
         assert_eq!(report["inference_count"], 3);
         assert_eq!(report["execution_count"], 1);
-        assert_eq!(report["inference_stats"]["success"], serde_json::json!({"count": 3, "ns": 15000}));
-        assert_eq!(report["inference_stats"]["fail"], serde_json::json!({"count": 1, "ns": 7}));
+        assert_eq!(
+            report["inference_stats"]["success"],
+            serde_json::json!({"count": 3, "ns": 15000})
+        );
+        assert_eq!(
+            report["inference_stats"]["fail"],
+            serde_json::json!({"count": 1, "ns": 7})
+        );
         assert_eq!(report["inference_stats"]["queue"]["ns"], 900);
         assert_eq!(report["batch_stats"][0]["batch_size"], 3);
-        assert_eq!(report["batch_stats"][0]["compute_infer"], serde_json::json!({"count": 1, "ns": 1000}));
+        assert_eq!(
+            report["batch_stats"][0]["compute_infer"],
+            serde_json::json!({"count": 1, "ns": 1000})
+        );
         assert!(report["last_inference"].as_u64().unwrap() > 1_700_000_000_000);
     }
 }

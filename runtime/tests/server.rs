@@ -28,10 +28,8 @@ fn test_models() -> PathBuf {
 
 async fn start_with(max_body_bytes: usize) -> RunningServer {
     let mut server = RunningServer::start(ServeConfig {
-        model_repository: test_models(),
-        host: "127.0.0.1".into(),
-        http_port: 0,
         max_body_bytes,
+        ..ServeConfig::new(test_models(), "127.0.0.1", 0)
     })
     .await
     .unwrap();

@@ -17,7 +17,13 @@ impl BatchKey {
         BatchKey {
             inputs: inputs
                 .iter()
-                .map(|t| (t.name.clone(), t.datatype(), t.shape.get(1..).unwrap_or_default().to_vec()))
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        t.datatype(),
+                        t.shape.get(1..).unwrap_or_default().to_vec(),
+                    )
+                })
                 .collect(),
             outputs: outputs.to_vec(),
         }
@@ -29,16 +35,17 @@ pub fn rows(inputs: &[Tensor]) -> Result<usize, String> {
     let mut rows = None;
     for tensor in inputs {
         let Some(&first) = tensor.shape.first() else {
-            return Err(format!("input '{}' has no batch dimension (the model batches along the first dimension)", tensor.name));
+            return Err(format!(
+                "input '{}' has no batch dimension (the model batches along the first dimension)",
+                tensor.name
+            ));
         };
         match rows {
             None => rows = Some(first),
-            Some(seen) if seen != first => {
-                return Err(format!(
-                    "inputs disagree on the batch size: '{}' has {first} rows, another input {seen}",
-                    tensor.name
-                ))
-            }
+            Some(seen) if seen != first => return Err(format!(
+                "inputs disagree on the batch size: '{}' has {first} rows, another input {seen}",
+                tensor.name
+            )),
             Some(_) => {}
         }
     }
@@ -48,7 +55,12 @@ pub fn rows(inputs: &[Tensor]) -> Result<usize, String> {
 /// Picks the queued requests that join a batch opened by a request of `first_rows` rows:
 /// those with the same key, in queue order, while the batch stays within `max_rows`. A request
 /// that does not fit is skipped (a later, smaller one may still fit) and keeps its place.
-pub fn cut<'a>(key: &BatchKey, first_rows: usize, max_rows: usize, queued: impl Iterator<Item = (&'a BatchKey, usize)>) -> Vec<usize> {
+pub fn cut<'a>(
+    key: &BatchKey,
+    first_rows: usize,
+    max_rows: usize,
+    queued: impl Iterator<Item = (&'a BatchKey, usize)>,
+) -> Vec<usize> {
     let mut total = first_rows;
     let mut chosen = Vec::new();
     for (index, (candidate, rows)) in queued.enumerate() {
@@ -86,7 +98,10 @@ pub fn assemble(requests: Vec<Vec<Tensor>>) -> Vec<Tensor> {
 /// Splits a batch's outputs back into each request's rows, in request order.
 pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, String> {
     let total: usize = rows.iter().sum();
-    let mut answers: Vec<Vec<Tensor>> = rows.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
+    let mut answers: Vec<Vec<Tensor>> = rows
+        .iter()
+        .map(|_| Vec::with_capacity(outputs.len()))
+        .collect();
     for output in outputs {
         if output.shape.first() != Some(&total) {
             return Err(format!(
@@ -100,7 +115,11 @@ pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, S
             let mut shape = output.shape.clone();
             shape[0] = count;
             let end = start + count * stride;
-            answer.push(Tensor::new(output.name.clone(), shape, output.data.slice(start..end)));
+            answer.push(Tensor::new(
+                output.name.clone(),
+                shape,
+                output.data.slice(start..end),
+            ));
             start = end;
         }
     }
@@ -122,7 +141,11 @@ mod tests {
     fn keys_differ_by_non_batch_shape_datatype_and_outputs() {
         let outputs = vec!["y".to_owned()];
         let a = BatchKey::of(&request(1, 4, 0), &outputs);
-        assert_eq!(a, BatchKey::of(&request(7, 4, 9), &outputs), "the batch dimension does not matter");
+        assert_eq!(
+            a,
+            BatchKey::of(&request(7, 4, 9), &outputs),
+            "the batch dimension does not matter"
+        );
         assert_ne!(a, BatchKey::of(&request(1, 5, 0), &outputs));
         assert_ne!(a, BatchKey::of(&request(1, 4, 0), &["z".to_owned()]));
         let floats = vec![Tensor::new("x", vec![1, 4], TensorData::Fp32(vec![0.0; 4]))];
@@ -145,9 +168,18 @@ mod tests {
         let other = BatchKey::of(&request(1, 5, 0), &[]);
         let queued = [(&key, 2), (&other, 1), (&key, 4), (&key, 1), (&key, 3)];
         // 1 (first) + 2 + 1 fits 4; the 4-row request is skipped, not blocking the 1-row one.
-        assert_eq!(cut(&key, 1, 4, queued.iter().map(|(k, r)| (*k, *r))), [0, 3]);
-        assert_eq!(cut(&key, 1, 100, queued.iter().map(|(k, r)| (*k, *r))), [0, 2, 3, 4]);
-        assert_eq!(cut(&key, 4, 4, queued.iter().map(|(k, r)| (*k, *r))), Vec::<usize>::new());
+        assert_eq!(
+            cut(&key, 1, 4, queued.iter().map(|(k, r)| (*k, *r))),
+            [0, 3]
+        );
+        assert_eq!(
+            cut(&key, 1, 100, queued.iter().map(|(k, r)| (*k, *r))),
+            [0, 2, 3, 4]
+        );
+        assert_eq!(
+            cut(&key, 4, 4, queued.iter().map(|(k, r)| (*k, *r))),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]

@@ -49,7 +49,8 @@ impl From<&ModelConfig> for Policy {
                 preferred_batch_sizes: b.preferred_batch_sizes.clone(),
             }),
             queue_max_size: config.queue.max_size,
-            queue_timeout: (config.queue.timeout_ms > 0).then(|| Duration::from_millis(config.queue.timeout_ms)),
+            queue_timeout: (config.queue.timeout_ms > 0)
+                .then(|| Duration::from_millis(config.queue.timeout_ms)),
             instances: config.instance_count.max(1),
         }
     }
@@ -101,7 +102,11 @@ struct Job {
 impl Job {
     /// Claims the job for a worker; false when its caller has given up or gone away.
     fn claim(&self) -> bool {
-        !self.reply.is_closed() && self.progress.compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        !self.reply.is_closed()
+            && self
+                .progress
+                .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 }
 
@@ -134,7 +139,13 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Starts `policy.instances` worker threads for one model version.
-    pub fn start(label: &str, backend: Arc<dyn Backend>, policy: Policy, metrics: VersionMetrics, stats: Arc<VersionStats>) -> Scheduler {
+    pub fn start(
+        label: &str,
+        backend: Arc<dyn Backend>,
+        policy: Policy,
+        metrics: VersionMetrics,
+        stats: Arc<VersionStats>,
+    ) -> Scheduler {
         let instances = policy.instances;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -165,7 +176,11 @@ impl Scheduler {
     }
 
     /// Queues a request and waits for its answer. Inputs must already match the signature.
-    pub async fn infer(&self, mut inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<Answer, ScheduleError> {
+    pub async fn infer(
+        &self,
+        mut inputs: Vec<Tensor>,
+        outputs: Vec<String>,
+    ) -> Result<Answer, ScheduleError> {
         let policy = &self.shared.policy;
         let batching = policy.max_batch_size > 0;
         let rows = match batch::rows(&inputs) {
@@ -192,7 +207,9 @@ impl Scheduler {
             }
             if state.jobs.len() >= policy.queue_max_size {
                 self.shared.metrics.rejected_queue_full.inc();
-                return Err(ScheduleError::QueueFull { max: policy.queue_max_size });
+                return Err(ScheduleError::QueueFull {
+                    max: policy.queue_max_size,
+                });
             }
             state.jobs.push_back(Job {
                 inputs,

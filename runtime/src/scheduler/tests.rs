@@ -5,7 +5,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use weir_models::{Backend, BackendError, DataType, Dim, Signature, Tensor, TensorData, TensorSpec};
+use weir_models::{
+    Backend, BackendError, DataType, Dim, Signature, Tensor, TensorData, TensorSpec,
+};
 
 use super::*;
 use crate::metrics::Metrics;
@@ -27,14 +29,22 @@ impl Backend for GatedDoubler {
     fn infer(&self, inputs: Vec<Tensor>, _outputs: &[String]) -> Result<Vec<Tensor>, BackendError> {
         let x = &inputs[0];
         self.calls.lock().unwrap().push(x.shape[0]);
-        self.permits.lock().unwrap().recv().map_err(|_| BackendError::Inference("gate dropped".into()))?;
+        self.permits
+            .lock()
+            .unwrap()
+            .recv()
+            .map_err(|_| BackendError::Inference("gate dropped".into()))?;
         let TensorData::Int32(values) = &x.data else {
             return Err(BackendError::InvalidInput("x must be INT32".into()));
         };
         if values.first() == Some(&-1) {
             panic!("asked to panic");
         }
-        Ok(vec![Tensor::new("y", x.shape.clone(), TensorData::Int32(values.iter().map(|v| v * 2).collect()))])
+        Ok(vec![Tensor::new(
+            "y",
+            x.shape.clone(),
+            TensorData::Int32(values.iter().map(|v| v * 2).collect()),
+        )])
     }
 }
 
@@ -61,7 +71,13 @@ fn harness(policy: Policy) -> Harness {
         calls: Mutex::new(Vec::new()),
     });
     let metrics = Metrics::new().for_version("m", "1");
-    let scheduler = Arc::new(Scheduler::start("m-1", backend.clone(), policy, metrics.clone(), Arc::default()));
+    let scheduler = Arc::new(Scheduler::start(
+        "m-1",
+        backend.clone(),
+        policy,
+        metrics.clone(),
+        Arc::default(),
+    ));
     Harness {
         scheduler,
         backend,
@@ -115,15 +131,22 @@ async fn queued_compatible_requests_run_as_one_batch_and_get_their_own_rows() {
     let h = harness(policy(8, 16));
     let first = submit(&h, rows(1, 0));
     until("the first request to be running", || calls(&h).len() == 1).await;
-    let queued: Vec<Pending> = (1..=4).map(|i| submit(&h, rows(i, i as i32 * 100))).collect();
+    let queued: Vec<Pending> = (1..=4)
+        .map(|i| submit(&h, rows(i, i as i32 * 100)))
+        .collect();
     until("four requests queued", || h.metrics.queue_depth.get() == 4).await;
     for _ in 0..3 {
         h.permits.send(()).unwrap();
     }
-    assert_eq!(first.await.unwrap().unwrap().outputs[0].data, TensorData::Int32(vec![0, 2]));
+    assert_eq!(
+        first.await.unwrap().unwrap().outputs[0].data,
+        TensorData::Int32(vec![0, 2])
+    );
     for (i, pending) in (1..=4).zip(queued) {
         let answer = pending.await.unwrap().unwrap();
-        let expected: Vec<i32> = (0..i as i32 * 2).map(|v| (v + i as i32 * 100) * 2).collect();
+        let expected: Vec<i32> = (0..i as i32 * 2)
+            .map(|v| (v + i as i32 * 100) * 2)
+            .collect();
         assert_eq!(answer.outputs[0].shape, [i, 2]);
         assert_eq!(answer.outputs[0].data, TensorData::Int32(expected));
         assert_eq!(answer.execution.rows, if i < 4 { 6 } else { 4 });
@@ -178,8 +201,15 @@ async fn a_caller_that_goes_away_costs_no_model_time() {
     h.permits.send(()).unwrap();
     h.permits.send(()).unwrap();
     assert!(running.await.unwrap().is_ok());
-    assert_eq!(kept.await.unwrap().unwrap().outputs[0].data, TensorData::Int32(vec![10, 12]));
-    assert_eq!(calls(&h), [1, 1], "the abandoned request never reached the model");
+    assert_eq!(
+        kept.await.unwrap().unwrap().outputs[0].data,
+        TensorData::Int32(vec![10, 12])
+    );
+    assert_eq!(
+        calls(&h),
+        [1, 1],
+        "the abandoned request never reached the model"
+    );
     assert_eq!(h.metrics.rejected_cancelled.get(), 1);
 }
 
@@ -192,7 +222,10 @@ async fn a_request_that_waits_past_the_queue_timeout_is_answered_at_once() {
     until("one running", || calls(&h).len() == 1).await;
     // The worker is held, so this request cannot start before its timeout.
     let late = h.scheduler.infer(rows(1, 0), vec!["y".into()]).await;
-    assert_eq!(late.unwrap_err(), ScheduleError::TimedOut { timeout_ms: 30 });
+    assert_eq!(
+        late.unwrap_err(),
+        ScheduleError::TimedOut { timeout_ms: 30 }
+    );
     assert_eq!(h.metrics.rejected_queue_timeout.get(), 1);
     h.permits.send(()).unwrap();
     assert!(running.await.unwrap().is_ok());
@@ -206,18 +239,43 @@ async fn a_request_that_waits_past_the_queue_timeout_is_answered_at_once() {
 async fn a_panicking_model_fails_its_request_and_keeps_serving() {
     let h = harness(policy(0, 8));
     h.permits.send(()).unwrap();
-    let panicked = h.scheduler.infer(vec![Tensor::new("x", vec![1, 2], TensorData::Int32(vec![-1, 0]))], vec!["y".into()]).await;
-    assert!(matches!(panicked, Err(ScheduleError::Backend(BackendError::Inference(_)))), "{panicked:?}");
+    let panicked = h
+        .scheduler
+        .infer(
+            vec![Tensor::new("x", vec![1, 2], TensorData::Int32(vec![-1, 0]))],
+            vec!["y".into()],
+        )
+        .await;
+    assert!(
+        matches!(
+            panicked,
+            Err(ScheduleError::Backend(BackendError::Inference(_)))
+        ),
+        "{panicked:?}"
+    );
     h.permits.send(()).unwrap();
-    assert!(h.scheduler.infer(rows(1, 0), vec!["y".into()]).await.is_ok());
+    assert!(h
+        .scheduler
+        .infer(rows(1, 0), vec!["y".into()])
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
 async fn batch_limits_are_checked_before_queueing() {
     let h = harness(policy(4, 8));
     let too_many = h.scheduler.infer(rows(5, 0), vec!["y".into()]).await;
-    assert_eq!(too_many.unwrap_err(), ScheduleError::TooManyRows { rows: 5, max: 4 });
-    let scalar = h.scheduler.infer(vec![Tensor::new("x", vec![], TensorData::Int32(vec![1]))], vec!["y".into()]).await;
+    assert_eq!(
+        too_many.unwrap_err(),
+        ScheduleError::TooManyRows { rows: 5, max: 4 }
+    );
+    let scalar = h
+        .scheduler
+        .infer(
+            vec![Tensor::new("x", vec![], TensorData::Int32(vec![1]))],
+            vec!["y".into()],
+        )
+        .await;
     assert!(matches!(scalar, Err(ScheduleError::BadBatch(_))));
     assert!(calls(&h).is_empty());
 }
@@ -229,7 +287,9 @@ async fn dropping_the_scheduler_still_answers_what_was_queued() {
     until("one running", || calls(&h).len() == 1).await;
     let queued = submit(&h, rows(1, 1));
     until("one queued", || h.metrics.queue_depth.get() == 1).await;
-    let Harness { scheduler, permits, .. } = h;
+    let Harness {
+        scheduler, permits, ..
+    } = h;
     drop(scheduler);
     permits.send(()).unwrap();
     permits.send(()).unwrap();

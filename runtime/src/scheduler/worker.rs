@@ -51,9 +51,19 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     let mut jobs = vec![first];
     state.forming = true;
     loop {
-        let chosen = batch::cut(&key, rows, max_rows, state.jobs.iter().map(|j| (j.key.as_ref().unwrap_or(&key), j.rows)));
+        let chosen = batch::cut(
+            &key,
+            rows,
+            max_rows,
+            state
+                .jobs
+                .iter()
+                .map(|j| (j.key.as_ref().unwrap_or(&key), j.rows)),
+        );
         for index in chosen.into_iter().rev() {
-            let Some(job) = state.jobs.remove(index) else { continue };
+            let Some(job) = state.jobs.remove(index) else {
+                continue;
+            };
             shared.metrics.queue_depth.dec();
             if job.claim() {
                 rows += job.rows;
@@ -63,10 +73,17 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
             }
         }
         let now = Instant::now();
-        if batch::ready_to_send(rows, max_rows, &batching.preferred_batch_sizes) || now >= deadline || state.closed {
+        if batch::ready_to_send(rows, max_rows, &batching.preferred_batch_sizes)
+            || now >= deadline
+            || state.closed
+        {
             break;
         }
-        state = shared.wake.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        state = shared
+            .wake
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
     state.forming = false;
     drop(state);
@@ -88,7 +105,11 @@ fn execute(shared: &Shared, jobs: Vec<Job>) {
         inputs.push(job.inputs);
     }
     let single = inputs.len() == 1;
-    let stacked = if single { inputs.pop().unwrap_or_default() } else { batch::assemble(inputs) };
+    let stacked = if single {
+        inputs.pop().unwrap_or_default()
+    } else {
+        batch::assemble(inputs)
+    };
     let compute_input = started.elapsed();
     let infer_started = Instant::now();
     // A model that panics must fail its requests, not kill the worker and hang the queue.
@@ -100,7 +121,8 @@ fn execute(shared: &Shared, jobs: Vec<Job>) {
         if single {
             Ok(vec![outputs])
         } else {
-            batch::split(outputs, &rows).map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
+            batch::split(outputs, &rows)
+                .map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
         }
     });
     let execution = Execution {
@@ -109,13 +131,20 @@ fn execute(shared: &Shared, jobs: Vec<Job>) {
         compute_infer,
         compute_output: output_started.elapsed(),
     };
-    shared.metrics.compute_duration.observe(compute_infer.as_secs_f64());
+    shared
+        .metrics
+        .compute_duration
+        .observe(compute_infer.as_secs_f64());
     shared.metrics.batch_size.observe(total_rows as f64);
     match answers {
         Ok(answers) => {
             shared.stats.executed(&execution);
             for ((reply, queued), outputs) in replies.into_iter().zip(answers) {
-                let _ = reply.send(Ok(Answer { outputs, queued, execution }));
+                let _ = reply.send(Ok(Answer {
+                    outputs,
+                    queued,
+                    execution,
+                }));
             }
         }
         Err(err) => {
