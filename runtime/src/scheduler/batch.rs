@@ -40,14 +40,11 @@ pub fn rows(inputs: &[Tensor]) -> Result<usize, String> {
                 tensor.name
             ));
         };
-        match rows {
-            None => rows = Some(first),
-            Some(seen) if seen != first => return Err(format!(
-                "inputs disagree on the batch size: '{}' has {first} rows, another input {seen}",
-                tensor.name
-            )),
-            Some(_) => {}
+        if let Some(seen) = rows.filter(|&seen| seen != first) {
+            let name = &tensor.name;
+            return Err(format!("inputs disagree on the batch size: '{name}' has {first} rows, another input {seen}"));
         }
+        rows = Some(first);
     }
     Ok(rows.unwrap_or(1))
 }
