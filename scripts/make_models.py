@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 from onnx import TensorProto, helper
 
 OPSET = [helper.make_opsetid("", 17)]
@@ -115,6 +116,32 @@ def fixed(root):
     save(helper.make_model(graph, opset_imports=OPSET), root, "fixed")
 
 
+def mlp(root):
+    """A compute-heavy MLP (256 -> 2048 -> 2048 -> 16, about 4.7 M parameters) for batching."""
+    rng = np.random.default_rng(0)
+    sizes = [256, 2048, 2048, 16]
+    nodes, weights = [], []
+    current = "x"
+    for index, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
+        w = (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32)
+        b = (rng.standard_normal(fan_out) * 0.01).astype(np.float32)
+        weights += [onnx.numpy_helper.from_array(w, f"w{index}"), onnx.numpy_helper.from_array(b, f"b{index}")]
+        last = index == len(sizes) - 2
+        gemm_out = "y" if last else f"h{index}"
+        nodes.append(helper.make_node("Gemm", [current, f"w{index}", f"b{index}"], [gemm_out]))
+        if not last:
+            nodes.append(helper.make_node("Relu", [gemm_out], [f"a{index}"]))
+            current = f"a{index}"
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 256])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 16])],
+        initializer=weights,
+    )
+    save(helper.make_model(graph, opset_imports=OPSET), root, "mlp")
+
+
 def broken(root):
     """Not an ONNX file at all: the server must report it and keep serving the rest."""
     folder = root / "broken" / "1"
@@ -138,7 +165,7 @@ def main():
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    makers = [iris, simple, string_upper, identity_all, fixed]
+    makers = [iris, simple, string_upper, identity_all, fixed, mlp]
     if not demo:
         makers += [broken, zipmap]
     for make in makers:

@@ -122,6 +122,16 @@ impl Metrics {
             "Requests waiting for their model",
             queue_depth.clone(),
         );
+        registry.register(
+            "weir_inference_rejected",
+            "Requests a model version did not run: queue_full, queue_timeout, or cancelled (the client left)",
+            rejected.clone(),
+        );
+        registry.register(
+            "weir_inference_shed",
+            "Requests refused at once because the server was at its concurrency limit",
+            shed.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -236,7 +246,16 @@ mod tests {
         version.count(503);
         version.request_duration.observe(0.0001);
         version.inflight.inc();
+        version.rejected_cancelled.inc();
+        metrics.shed.inc();
         let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"weir_inference_rejected_total{model="iris",version="2",reason="cancelled"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("weir_inference_shed_total 1"), "{text}");
         assert!(
             text.contains(
                 r#"weir_inference_requests_total{model="iris",version="2",code="200"} 2"#

@@ -3,92 +3,31 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
 
-use std::path::PathBuf;
-
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
 use weir_models::{Tensor, TensorData};
 use weir_runtime::{RunningServer, ServeConfig};
 
-fn test_models() -> PathBuf {
-    let dir = std::env::var_os("WEIR_TEST_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-models"));
-    assert!(
-        dir.is_dir(),
-        "{} is missing: run `make setup` first",
-        dir.display()
-    );
-    dir
-}
+mod common;
+
+use common::{call, test_models, Answer};
 
 async fn start_with(max_body_bytes: usize) -> RunningServer {
-    let mut server = RunningServer::start(ServeConfig {
+    common::start(ServeConfig {
         max_body_bytes,
-        ..ServeConfig::new(test_models(), "127.0.0.1", 0)
+        ..common::config(&test_models())
     })
     .await
-    .unwrap();
-    server.wait_ready().await.unwrap();
-    server
 }
 
 async fn start() -> RunningServer {
     start_with(1 << 20).await
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn error(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error field"))
-            .to_owned()
-    }
-}
-
-async fn call(server: &RunningServer, method: Method, uri: &str, body: impl Into<Body>) -> Answer {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(body.into())
-        .unwrap();
-    let response = weir_runtime::routes::router(server.app.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
 async fn post(server: &RunningServer, uri: &str, body: Value) -> Answer {
-    call(server, Method::POST, uri, body.to_string()).await
+    common::post(&server.app, uri, body).await
 }
 
 fn iris_request() -> Value {
@@ -100,18 +39,18 @@ fn iris_request() -> Value {
 async fn health_metadata_and_the_repository_index() {
     let server = start().await;
     assert_eq!(
-        call(&server, Method::GET, "/v2/health/live", Body::empty())
+        call(&server.app, Method::GET, "/v2/health/live", Body::empty())
             .await
             .status,
         StatusCode::OK
     );
     assert_eq!(
-        call(&server, Method::GET, "/v2/health/ready", Body::empty())
+        call(&server.app, Method::GET, "/v2/health/ready", Body::empty())
             .await
             .status,
         StatusCode::OK
     );
-    let metadata = call(&server, Method::GET, "/v2", Body::empty())
+    let metadata = call(&server.app, Method::GET, "/v2", Body::empty())
         .await
         .json();
     assert_eq!(metadata["name"], "weir");
@@ -120,7 +59,7 @@ async fn health_metadata_and_the_repository_index() {
         .unwrap()
         .contains(&json!("binary_tensor_data")));
 
-    let iris = call(&server, Method::GET, "/v2/models/iris", Body::empty())
+    let iris = call(&server.app, Method::GET, "/v2/models/iris", Body::empty())
         .await
         .json();
     assert_eq!(iris["versions"], json!(["1", "2"]));
@@ -130,7 +69,7 @@ async fn health_metadata_and_the_repository_index() {
         json!([{"name": "features", "datatype": "FP32", "shape": [-1, 4]}])
     );
     let v1 = call(
-        &server,
+        &server.app,
         Method::GET,
         "/v2/models/iris/versions/1",
         Body::empty(),
@@ -140,7 +79,7 @@ async fn health_metadata_and_the_repository_index() {
     assert_eq!(v1["versions"], json!(["1"]));
     assert_eq!(
         call(
-            &server,
+            &server.app,
             Method::GET,
             "/v2/models/iris/versions/1/ready",
             Body::empty()
@@ -181,7 +120,7 @@ async fn health_metadata_and_the_repository_index() {
         "{states:?}"
     );
     let ready_only = call(
-        &server,
+        &server.app,
         Method::POST,
         "/v2/repository/index",
         r#"{"ready": true}"#,
@@ -193,7 +132,13 @@ async fn health_metadata_and_the_repository_index() {
         .unwrap()
         .iter()
         .all(|row| row["state"] == "READY"));
-    let empty_body = call(&server, Method::POST, "/v2/repository/index", Body::empty()).await;
+    let empty_body = call(
+        &server.app,
+        Method::POST,
+        "/v2/repository/index",
+        Body::empty(),
+    )
+    .await;
     assert_eq!(empty_body.status, StatusCode::OK);
 }
 
@@ -261,21 +206,15 @@ async fn binary_tensors_in_and_out() {
         .header("inference-header-content-length", header.len())
         .body(Body::from(body))
         .unwrap();
-    let response = weir_runtime::routes::router(server.app.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/octet-stream"
-    );
-    let length: usize = response.headers()["inference-header-content-length"]
+    let response = common::send(&server.app, request).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.headers["content-type"], "application/octet-stream");
+    let length: usize = response.headers["inference-header-content-length"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let bytes = response.body;
     let json: Value = serde_json::from_slice(&bytes[..length]).unwrap();
     assert_eq!(json["outputs"][0]["name"], "OUTPUT1");
     assert_eq!(json["outputs"][0]["parameters"]["binary_data_size"], 64);
@@ -291,7 +230,7 @@ async fn binary_tensors_in_and_out() {
 #[tokio::test]
 async fn kserve_v1_lists_models_and_predicts() {
     let server = start().await;
-    let models = call(&server, Method::GET, "/v1/models", Body::empty())
+    let models = call(&server.app, Method::GET, "/v1/models", Body::empty())
         .await
         .json();
     assert!(models["models"]
@@ -299,13 +238,13 @@ async fn kserve_v1_lists_models_and_predicts() {
         .unwrap()
         .contains(&json!("iris")));
     assert_eq!(
-        call(&server, Method::GET, "/v1/models/iris", Body::empty())
+        call(&server.app, Method::GET, "/v1/models/iris", Body::empty())
             .await
             .json(),
         json!({"name": "iris", "ready": true})
     );
     assert_eq!(
-        call(&server, Method::GET, "/v1/models/broken", Body::empty())
+        call(&server.app, Method::GET, "/v1/models/broken", Body::empty())
             .await
             .json()["ready"],
         false
@@ -463,7 +402,7 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
         ),
     ];
     for (method, uri, body, status, message) in cases {
-        let answer = call(&server, method.clone(), uri, body).await;
+        let answer = call(&server.app, method.clone(), uri, body).await;
         assert_eq!(
             answer.status,
             status,
@@ -486,14 +425,20 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
 async fn bodies_over_the_limit_get_413_declared_or_streamed() {
     let server = start_with(1024).await;
     let big = vec![b' '; 4096];
-    let declared = call(&server, Method::POST, "/v2/models/iris/infer", big.clone()).await;
+    let declared = call(
+        &server.app,
+        Method::POST,
+        "/v2/models/iris/infer",
+        big.clone(),
+    )
+    .await;
     assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(declared.error().contains("limit of 1024 bytes"));
     let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..8)
         .map(|_| Ok(bytes::Bytes::from(vec![b' '; 512])))
         .collect();
     let streamed = call(
-        &server,
+        &server.app,
         Method::POST,
         "/v1/models/iris:predict",
         Body::from_stream(futures_stream(chunks)),
@@ -522,7 +467,7 @@ async fn metrics_count_answers_by_model_version_and_code() {
     .await;
     post(&server, "/v2/models/unknown/infer", iris_request()).await;
     let text = String::from_utf8(
-        call(&server, Method::GET, "/metrics", Body::empty())
+        call(&server.app, Method::GET, "/metrics", Body::empty())
             .await
             .body,
     )
