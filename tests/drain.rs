@@ -1,0 +1,139 @@
+//! Graceful drain of the real binary: SIGTERM while requests are in flight.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Sends one HTTP/1.1 request on a fresh connection; returns the status code and body.
+fn http(address: &str, head: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let status = std::str::from_utf8(&answer[9..12])
+        .unwrap()
+        .parse()
+        .unwrap();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |p| p + 4);
+    (status, answer[split..].to_vec())
+}
+
+fn get(address: &str, path: &str) -> (u16, String) {
+    let (status, body) = http(
+        address,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        b"",
+    );
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A binary-tensor request for the MLP test model, `rows` rows.
+fn mlp_request(address: &str, rows: usize) -> u16 {
+    let header = format!(
+        r#"{{"inputs": [{{"name": "x", "shape": [{rows}, 256], "datatype": "FP32", "parameters": {{"binary_data_size": {}}}}}]}}"#,
+        rows * 1024
+    );
+    let mut body = header.clone().into_bytes();
+    body.extend(std::iter::repeat_n(0.25f32.to_le_bytes(), rows * 256).flatten());
+    let head = format!(
+        "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n",
+        header.len(),
+        body.len()
+    );
+    http(address, &head, &body).0
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_finishes_every_accepted_request_then_exits_zero() {
+    let repo = std::env::temp_dir().join(format!("weir-drain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(repo.join("mlp/1")).unwrap();
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
+    std::fs::copy(
+        models.join("mlp/1/model.onnx"),
+        repo.join("mlp/1/model.onnx"),
+    )
+    .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "serve",
+            "--http-port",
+            "0",
+            "--drain-timeout-secs",
+            "60",
+            "--model-repository",
+        ])
+        .arg(&repo)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let address = first.trim().rsplit("http://").next().unwrap().to_owned();
+    wait_until("ready", || get(&address, "/v2/health/ready").0 == 200);
+
+    // Six large requests on one model instance: one runs while five wait in its queue.
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || mlp_request(&address, 2048))
+        })
+        .collect();
+    wait_until("all six requests accepted", || {
+        get(&address, "/metrics")
+            .1
+            .contains(r#"weir_inflight_requests{model="mlp",version="1"} 6"#)
+    });
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+
+    for client in clients {
+        assert_eq!(
+            client.join().unwrap(),
+            200,
+            "an accepted request failed during the drain"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weir serve did not exit after draining"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        TcpStream::connect(&address).is_err(),
+        "the port should be closed after exit"
+    );
+    let _ = std::fs::remove_dir_all(&repo);
+}
