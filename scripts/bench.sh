@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 PORT=${PORT:-18099}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+for tool in wrk jq; do command -v $tool >/dev/null || { apt-get update -qq && apt-get install -y -qq $tool >/dev/null; }; done
 cargo build --release --bin weir 2>&1 | tail -1
 cargo build --release -p weir-benches --bins 2>&1 | tail -1
 models=target/test-models
@@ -30,4 +30,34 @@ url="http://127.0.0.1:$PORT/v2/models/iris/infer"
 for connections in 1 32; do
   echo "== wrk: V2 JSON infer, iris [1x4], $connections connections, 1 wrk thread, $DURATION"
   wrk -t1 -c"$connections" -d"$DURATION" --latency -s benches/load/iris.lua "$url" | grep -E 'Requests/sec|Non-2xx|50%|90%|99%|requests in'
+done
+
+echo
+echo "== MLP (256 -> 2048 -> 2048 -> 16, 4.7 M parameters): batching on vs off vs in-process batched"
+# One row per request from 64 closed-loop clients; batching with no queue delay takes whatever
+# queued while the model computed. Each setting at one and at two model instances.
+bench_repo=target/bench-models
+rm -rf "$bench_repo"
+for instances in 1 2; do
+  for mode in batched unbatched; do
+    name="mlp_${mode}_x$instances"
+    mkdir -p "$bench_repo/$name/1"
+    cp "$models/mlp/1/model.onnx" "$bench_repo/$name/1/"
+    echo "instance_count = $instances" > "$bench_repo/$name/config.toml"
+    if [ $mode = batched ]; then
+      printf 'max_batch_size = 64\n[dynamic_batching]\nmax_queue_delay_us = 0\n' >> "$bench_repo/$name/config.toml"
+    fi
+  done
+done
+target/release/inprocess "$models/mlp/1" x 64 256 200 1
+target/release/inprocess "$models/mlp/1" x 64 256 200 2
+
+kill $server 2>/dev/null; wait $server 2>/dev/null || true
+target/release/weir serve --model-repository "$bench_repo" --http-port "$PORT" --log warn > target/bench-serve.log &
+server=$!
+for _ in $(seq 1 200); do grep -q "ready in" target/bench-serve.log 2>/dev/null && break; sleep 0.05; done
+for name in mlp_batched_x1 mlp_unbatched_x1 mlp_batched_x2 mlp_unbatched_x2; do
+  echo "== wrk: $name, one row per request, 64 connections, $DURATION"
+  wrk -t1 -c64 -d"$DURATION" --latency -s benches/load/mlp.lua "http://127.0.0.1:$PORT/v2/models/$name/infer" | grep -E 'Requests/sec|Non-2xx|50%|99%'
+  curl -s "http://127.0.0.1:$PORT/v2/models/$name/stats" | jq -r '.model_stats[0] | "   executions \(.execution_count), inferences \(.inference_count), mean batch \(.inference_count / ([.execution_count, 1] | max) | floor) rows"'
 done
