@@ -20,17 +20,32 @@ fn main() -> anyhow::Result<()> {
     };
     let rows: usize = rows.parse().context("ROWS")?;
     let columns: usize = columns.parse().context("COLUMNS")?;
-    let calls: usize = rest.first().map_or(Ok(20_000), |c| c.parse()).context("CALLS")?;
-    let threads: usize = rest.get(1).map_or(Ok(1), |t| t.parse()).context("THREADS")?;
+    let calls: usize = rest
+        .first()
+        .map_or(Ok(20_000), |c| c.parse())
+        .context("CALLS")?;
+    let threads: usize = rest
+        .get(1)
+        .map_or(Ok(1), |t| t.parse())
+        .context("THREADS")?;
     let config = ModelConfig {
         instance_count: threads.max(1),
         ..ModelConfig::default()
     };
     let model = load_version(std::path::Path::new(dir), &config)?;
-    let outputs: Vec<String> = model.signature().outputs.iter().map(|o| o.name.clone()).collect();
+    let outputs: Vec<String> = model
+        .signature()
+        .outputs
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
     let values: Vec<f32> = (0..rows * columns).map(|i| (i % 7) as f32 * 0.9).collect();
     let call = |model: &dyn Backend| -> anyhow::Result<Duration> {
-        let tensor = Tensor::new(input.clone(), vec![rows, columns], TensorData::Fp32(values.clone()));
+        let tensor = Tensor::new(
+            input.clone(),
+            vec![rows, columns],
+            TensorData::Fp32(values.clone()),
+        );
         let started = Instant::now();
         model.infer(vec![tensor], &outputs)?;
         Ok(started.elapsed())
@@ -39,9 +54,14 @@ fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
-                .map(|_| scope.spawn(|| (0..calls).try_for_each(|_| call(model.as_ref()).map(drop))))
+                .map(|_| {
+                    scope.spawn(|| (0..calls).try_for_each(|_| call(model.as_ref()).map(drop)))
+                })
                 .collect();
-            workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a thread panicked"))))
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread panicked")))
+            })
         })?;
         let elapsed = started.elapsed().as_secs_f64();
         let total = (calls * threads) as f64;
@@ -56,7 +76,9 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..calls / 10 {
         call(model.as_ref())?;
     }
-    let mut times: Vec<Duration> = (0..calls).map(|_| call(model.as_ref())).collect::<anyhow::Result<_>>()?;
+    let mut times: Vec<Duration> = (0..calls)
+        .map(|_| call(model.as_ref()))
+        .collect::<anyhow::Result<_>>()?;
     times.sort();
     let total: Duration = times.iter().sum();
     println!(
