@@ -30,6 +30,8 @@ url="http://127.0.0.1:$PORT/v2/models/iris/infer"
 for connections in 1 32; do
   echo "== wrk: V2 JSON infer, iris [1x4], $connections connections, 1 wrk thread, $DURATION"
   wrk -t1 -c"$connections" -d"$DURATION" --latency -s benches/load/iris.lua "$url" | grep -E 'Requests/sec|Non-2xx|50%|90%|99%|requests in'
+  # Inside the server: from the handler's start to the answer built (statistics extension).
+  curl -s "http://127.0.0.1:$PORT/v2/models/iris/versions/2/stats" | jq -r '.model_stats[0].inference_stats as $s | "   server-side mean so far: \($s.success.ns / $s.success.count / 1000 | . * 10 | floor / 10) us per request (queue \($s.queue.ns / $s.queue.count / 1000 | . * 10 | floor / 10) us, model \($s.compute_infer.ns / $s.compute_infer.count / 1000 | . * 10 | floor / 10) us)"'
 done
 
 echo
@@ -49,8 +51,10 @@ for instances in 1 2; do
     fi
   done
 done
-target/release/inprocess "$models/mlp/1" x 64 256 200 1
-target/release/inprocess "$models/mlp/1" x 64 256 200 2
+for rows in 32 64; do
+  target/release/inprocess "$models/mlp/1" x $rows 256 200 1
+  target/release/inprocess "$models/mlp/1" x $rows 256 200 2
+done
 
 kill $server 2>/dev/null; wait $server 2>/dev/null || true
 target/release/weir serve --model-repository "$bench_repo" --http-port "$PORT" --log warn > target/bench-serve.log &

@@ -11,7 +11,7 @@ pub mod batch;
 mod worker;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -112,6 +112,8 @@ impl Job {
 
 struct State {
     jobs: VecDeque<Job>,
+    /// Model calls running now, on workers or inline; never more than `policy.instances`.
+    running: usize,
     closed: bool,
     /// A worker is gathering a batch; others wait rather than take its requests away.
     forming: bool,
@@ -124,11 +126,64 @@ struct Shared {
     backend: Arc<dyn Backend>,
     metrics: VersionMetrics,
     stats: Arc<VersionStats>,
+    /// Recent model-call time in nanoseconds (a moving average); `u64::MAX` until measured.
+    recent_call_ns: AtomicU64,
+    /// When the latest request arrived, in nanoseconds since `epoch`.
+    last_arrival_ns: AtomicU64,
+    /// Moving average of the time between arrivals, in nanoseconds.
+    arrival_gap_ns: AtomicU64,
+    epoch: Instant,
 }
+
+/// Model calls shorter than this on average may run on the request's own thread when traffic is
+/// light (see `INLINE_GAP_NS`) and an instance is idle with nothing queued: for a tiny model the
+/// hand-off to a worker thread and back costs several times the call itself. Longer calls always
+/// go to the workers, so a heavy model never holds up the threads that answer HTTP.
+const INLINE_BUDGET_NS: u64 = 50_000;
+/// Inline calls only while requests arrive on average at least this far apart. Under load the
+/// workers take the calls so that HTTP and model work overlap, which measured about 20% more
+/// throughput at 32 connections than running inline; at one connection inline saves ~25 µs.
+const INLINE_GAP_NS: u64 = 60_000;
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Folds one call's duration into the moving average.
+    fn record_call(&self, took: Duration) {
+        let took = took.as_nanos().min(u128::from(u64::MAX - 1)) as u64;
+        let previous = self.recent_call_ns.load(Ordering::Relaxed);
+        let next = if previous == u64::MAX {
+            took
+        } else {
+            previous - previous / 8 + took / 8
+        };
+        self.recent_call_ns.store(next, Ordering::Relaxed);
+    }
+
+    /// Claims an idle instance for an inline call, if the rules allow one now.
+    fn claim_inline(&self) -> bool {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        // Gaps are capped so one idle minute does not stand for light traffic long after.
+        let gap = now
+            .saturating_sub(self.last_arrival_ns.swap(now, Ordering::Relaxed))
+            .min(1_000_000);
+        let average = self.arrival_gap_ns.load(Ordering::Relaxed);
+        let average = average - average / 8 + gap / 8;
+        self.arrival_gap_ns.store(average, Ordering::Relaxed);
+        if average < INLINE_GAP_NS
+            || self.policy.batching.is_some()
+            || self.recent_call_ns.load(Ordering::Relaxed) >= INLINE_BUDGET_NS
+        {
+            return false;
+        }
+        let mut state = self.lock();
+        if state.closed || !state.jobs.is_empty() || state.running >= self.policy.instances {
+            return false;
+        }
+        state.running += 1;
+        true
     }
 }
 
@@ -150,6 +205,7 @@ impl Scheduler {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
+                running: 0,
                 closed: false,
                 forming: false,
             }),
@@ -158,6 +214,10 @@ impl Scheduler {
             backend,
             metrics,
             stats,
+            recent_call_ns: AtomicU64::new(u64::MAX),
+            last_arrival_ns: AtomicU64::new(0),
+            arrival_gap_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
         });
         for instance in 0..instances {
             let shared = shared.clone();
@@ -198,6 +258,11 @@ impl Scheduler {
             inputs.sort_by(|a, b| a.name.cmp(&b.name));
             BatchKey::of(&inputs, &outputs)
         });
+        if self.shared.claim_inline() {
+            let result = worker::run_inline(&self.shared, inputs, outputs, rows);
+            self.shared.lock().running -= 1;
+            return result;
+        }
         let (reply, answer) = oneshot::channel();
         let progress = Arc::new(AtomicU8::new(QUEUED));
         {

@@ -296,3 +296,46 @@ async fn dropping_the_scheduler_still_answers_what_was_queued() {
     assert!(running.await.unwrap().is_ok());
     assert!(queued.await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn light_traffic_to_a_fast_model_runs_inline_without_queueing() {
+    let h = harness(policy(0, 8));
+    for _ in 0..6 {
+        h.permits.send(()).unwrap();
+    }
+    let mut queued = Vec::new();
+    for i in 0..6 {
+        // Requests a millisecond apart are light traffic; the first call is measured on a worker.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let answer = h
+            .scheduler
+            .infer(rows(1, i), vec!["y".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.outputs[0].data,
+            TensorData::Int32(vec![i * 2, (i + 1) * 2])
+        );
+        queued.push(answer.queued);
+    }
+    assert_eq!(calls(&h).len(), 6);
+    assert!(
+        queued[2..].iter().all(|q| q.is_zero()),
+        "later calls should run inline: {queued:?}"
+    );
+}
+
+#[tokio::test]
+async fn batching_models_never_run_inline() {
+    let h = harness(policy(4, 8));
+    for i in 0..4 {
+        h.permits.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let answer = h
+            .scheduler
+            .infer(rows(1, i), vec!["y".into()])
+            .await
+            .unwrap();
+        assert!(!answer.queued.is_zero(), "a batching model went inline");
+    }
+}

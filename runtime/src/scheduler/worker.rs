@@ -1,9 +1,9 @@
 //! A model instance's thread: take a batch, run it, answer each request.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use weir_models::BackendError;
+use weir_models::{BackendError, Tensor};
 
 use super::{batch, Answer, Job, ScheduleError, Shared};
 use crate::stats::Execution;
@@ -11,7 +11,53 @@ use crate::stats::Execution;
 pub(super) fn run(shared: &Shared) {
     while let Some(jobs) = next_batch(shared) {
         execute(shared, jobs);
+        shared.lock().running -= 1;
     }
+}
+
+/// Runs one request on the caller's thread (see `INLINE_BUDGET_NS`); the caller has claimed an
+/// instance.
+pub(super) fn run_inline(
+    shared: &Shared,
+    inputs: Vec<Tensor>,
+    outputs: Vec<String>,
+    rows: usize,
+) -> Result<Answer, ScheduleError> {
+    let started = Instant::now();
+    let result = call_model(shared, inputs, &outputs);
+    let execution = Execution {
+        rows,
+        compute_infer: started.elapsed(),
+        ..Execution::default()
+    };
+    record(shared, &execution);
+    let outputs = result?;
+    shared.stats.executed(&execution);
+    Ok(Answer {
+        outputs,
+        queued: Duration::ZERO,
+        execution,
+    })
+}
+
+/// A model call; a model that panics fails its requests instead of killing the thread.
+fn call_model(
+    shared: &Shared,
+    inputs: Vec<Tensor>,
+    outputs: &[String],
+) -> Result<Vec<Tensor>, ScheduleError> {
+    catch_unwind(AssertUnwindSafe(|| shared.backend.infer(inputs, outputs)))
+        .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".to_owned())))
+        .map_err(ScheduleError::from)
+}
+
+fn record(shared: &Shared, execution: &Execution) {
+    shared.record_call(execution.compute_infer);
+    shared
+        .metrics
+        .compute_duration
+        .observe(execution.compute_infer.as_secs_f64());
+    shared.metrics.batch_size.observe(execution.rows as f64);
 }
 
 /// Pops the oldest job a worker may run, dropping (and counting) those nobody waits for.
@@ -43,6 +89,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
         state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
     };
     let (Some(key), Some(batching)) = (first.key.clone(), shared.policy.batching.as_ref()) else {
+        state.running += 1;
         return Some(vec![first]);
     };
     let max_rows = shared.policy.max_batch_size;
@@ -86,6 +133,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
             .0;
     }
     state.forming = false;
+    state.running += 1;
     drop(state);
     shared.wake.notify_all();
     // Removal walked the queue backwards; answer in arrival order.
@@ -113,11 +161,10 @@ fn execute(shared: &Shared, jobs: Vec<Job>) {
     let compute_input = started.elapsed();
     let infer_started = Instant::now();
     // A model that panics must fail its requests, not kill the worker and hang the queue.
-    let result = catch_unwind(AssertUnwindSafe(|| shared.backend.infer(stacked, &outputs)))
-        .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".to_owned())));
+    let result = call_model(shared, stacked, &outputs);
     let compute_infer = infer_started.elapsed();
     let output_started = Instant::now();
-    let answers = result.map_err(ScheduleError::from).and_then(|outputs| {
+    let answers = result.and_then(|outputs| {
         if single {
             Ok(vec![outputs])
         } else {
@@ -131,11 +178,7 @@ fn execute(shared: &Shared, jobs: Vec<Job>) {
         compute_infer,
         compute_output: output_started.elapsed(),
     };
-    shared
-        .metrics
-        .compute_duration
-        .observe(compute_infer.as_secs_f64());
-    shared.metrics.batch_size.observe(total_rows as f64);
+    record(shared, &execution);
     match answers {
         Ok(answers) => {
             shared.stats.executed(&execution);
