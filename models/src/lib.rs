@@ -3,13 +3,16 @@
 //! The crate is split where the abstractions end: [`format`] holds the vocabulary every other
 //! part speaks (datatypes, tensors, signatures), [`backend`] is the one small trait a model
 //! implementation must satisfy, [`onnx`] implements it on ONNX Runtime, and [`repository`] reads
-//! a Triton-style model repository from disk. Nothing here knows about HTTP; the runtime crate
+//! a Triton-style model repository from disk; [`safetensors`] implements the trait on candle for
+//! native networks described by a manifest and for BERT-family sentence encoders. [`safetensors`] implements it on candle for native
+//! networks described by a manifest and for BERT-family sentence encoders. Nothing here knows about HTTP; the runtime crate
 //! turns protocol requests into [`format::Tensor`]s and calls a [`backend::Backend`].
 
 pub mod backend;
 pub mod format;
 pub mod onnx;
 pub mod repository;
+pub mod safetensors;
 
 pub use backend::{Backend, BackendError};
 pub use format::{DataType, Dim, Signature, Tensor, TensorData, TensorSpec, ValidationError};

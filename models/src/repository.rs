@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::backend::{Backend, BackendError};
 use crate::onnx::{OnnxModel, OnnxOptions};
+use crate::safetensors::{NativeNetwork, SentenceEncoder};
 
 /// A model's `config.toml`. Every key is optional; unknown keys are refused so a typo is
 /// reported instead of silently ignored.
@@ -130,9 +131,12 @@ pub enum RepositoryError {
     NoVersions { model: String, dir: String },
     #[error("model '{model}' has no version folder matching its version_policy")]
     NoSelectedVersions { model: String },
-    #[error("no model artifact in {dir} (expected model.onnx)")]
+    #[error(
+        "no model artifact in {dir} (expected model.onnx, model.safetensors with weir.toml, \
+         or a Hugging Face folder with model.safetensors, config.json and tokenizer.json)"
+    )]
     NoArtifact { dir: String },
-    #[error("unknown platform \"{platform}\" in {path} (weir serves onnxruntime_onnx)")]
+    #[error("unknown platform \"{platform}\" in {path} (weir serves onnxruntime_onnx, candle_safetensors and candle_bert)")]
     UnknownPlatform { platform: String, path: String },
 }
 
@@ -249,7 +253,7 @@ fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
         });
     }
     if let Some(platform) = &config.platform {
-        if platform != "onnxruntime_onnx" {
+        if !["onnxruntime_onnx", "candle_safetensors", "candle_bert"].contains(&platform.as_str()) {
             return Err(RepositoryError::UnknownPlatform {
                 platform: platform.clone(),
                 path: path.display().to_string(),
@@ -274,7 +278,9 @@ impl Default for ModelConfig {
     }
 }
 
-/// Loads one version folder with the backend its files call for.
+/// Loads one version folder with the backend its files call for: `model.onnx` (ONNX Runtime),
+/// `model.safetensors` + `weir.toml` (a native network), or `model.safetensors` +
+/// `config.json` + `tokenizer.json` (a BERT-family sentence encoder).
 pub fn load_version(dir: &Path, config: &ModelConfig) -> Result<Arc<dyn Backend>, BackendError> {
     let onnx = dir.join("model.onnx");
     if onnx.is_file() {
@@ -283,6 +289,12 @@ pub fn load_version(dir: &Path, config: &ModelConfig) -> Result<Arc<dyn Backend>
             &config.onnx,
             config.instance_count,
         )?));
+    }
+    if dir.join("model.safetensors").is_file() && dir.join("weir.toml").is_file() {
+        return Ok(Arc::new(NativeNetwork::load(dir)?));
+    }
+    if SentenceEncoder::is_encoder_dir(dir) {
+        return Ok(Arc::new(SentenceEncoder::load(dir)?));
     }
     Err(BackendError::Load {
         path: dir.display().to_string(),

@@ -10,6 +10,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "target" / "test-models"
+TEXT_MODELS = ROOT / "target" / "text-models"
 
 
 def weir_binary():
@@ -19,10 +20,10 @@ def weir_binary():
 
 
 class Server:
-    def __init__(self, *extra_args):
-        assert MODELS.is_dir(), f"{MODELS} is missing: run `make setup`"
+    def __init__(self, *extra_args, repository=MODELS):
+        assert repository.is_dir(), f"{repository} is missing: run `make setup`"
         self.process = subprocess.Popen(
-            [str(weir_binary()), "serve", "--model-repository", str(MODELS), "--http-port", "0", *extra_args],
+            [str(weir_binary()), "serve", "--model-repository", str(repository), "--http-port", "0", *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -53,5 +54,12 @@ class Server:
 @pytest.fixture(scope="session")
 def server():
     running = Server("--max-body-bytes", str(1 << 20))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def text_server():
+    running = Server(repository=TEXT_MODELS)
     yield running
     running.stop()
