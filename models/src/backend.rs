@@ -16,6 +16,12 @@ pub trait Backend: Send + Sync {
     /// Runs the model. `inputs` have been validated against [`Backend::signature`]; `outputs`
     /// names the outputs to return, in that order.
     fn infer(&self, inputs: Vec<Tensor>, outputs: &[String]) -> Result<Vec<Tensor>, BackendError>;
+
+    /// For sequence models: the longest sequence (in tokens) among a request's rows, so the
+    /// batcher can bound padded work. `None` for models without sequences.
+    fn sequence_length(&self, _inputs: &[Tensor]) -> Option<usize> {
+        None
+    }
 }
 
 /// Why a model could not be loaded or could not answer.

@@ -57,6 +57,9 @@ pub struct DynamicBatching {
     /// Batch sizes worth sending at once, without waiting out the delay.
     #[serde(default)]
     pub preferred_batch_sizes: Vec<usize>,
+    /// For text models: the most padded tokens (rows × longest sequence) one batch may hold,
+    /// as text-embeddings-inference's `max_batch_tokens`. A request over it runs alone.
+    pub max_batch_tokens: Option<usize>,
 }
 
 /// `[queue]`: what happens when requests arrive faster than the model answers.

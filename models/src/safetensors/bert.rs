@@ -216,6 +216,18 @@ impl Backend for SentenceEncoder {
         "candle_bert"
     }
 
+    fn sequence_length(&self, inputs: &[Tensor]) -> Option<usize> {
+        let TensorData::Bytes(elements) = &inputs.first()?.data else {
+            return None;
+        };
+        elements
+            .iter()
+            .filter_map(|bytes| std::str::from_utf8(bytes).ok())
+            .filter_map(|text| self.tokenizer.encode(text, true).ok())
+            .map(|encoding| encoding.len())
+            .max()
+    }
+
     fn infer(&self, inputs: Vec<Tensor>, _outputs: &[String]) -> Result<Vec<Tensor>, BackendError> {
         let input = inputs
             .into_iter()

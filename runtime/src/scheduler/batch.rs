@@ -49,27 +49,63 @@ pub fn rows(inputs: &[Tensor]) -> Result<usize, String> {
     Ok(rows.unwrap_or(1))
 }
 
-/// Picks the queued requests that join a batch opened by a request of `first_rows` rows:
-/// those with the same key, in queue order, while the batch stays within `max_rows`. A request
-/// that does not fit is skipped (a later, smaller one may still fit) and keeps its place.
+/// Picks the queued requests that join a batch opened by a request of size `first`: those with
+/// the same key, in queue order, while the batch stays within `limits`. A request that does not
+/// fit is skipped (a later, smaller one may still fit) and keeps its place.
 pub fn cut<'a>(
     key: &BatchKey,
-    first_rows: usize,
-    max_rows: usize,
-    queued: impl Iterator<Item = (&'a BatchKey, usize)>,
+    first: Size,
+    limits: &Limits,
+    queued: impl Iterator<Item = (&'a BatchKey, Size)>,
 ) -> Vec<usize> {
-    let mut total = first_rows;
+    let mut total = first;
     let mut chosen = Vec::new();
-    for (index, (candidate, rows)) in queued.enumerate() {
-        if total >= max_rows {
+    for (index, (candidate, size)) in queued.enumerate() {
+        if total.rows >= limits.max_rows {
             break;
         }
-        if candidate == key && total + rows <= max_rows {
-            total += rows;
+        let joined = total.join(size);
+        if candidate == key && limits.fits(joined) {
+            total = joined;
             chosen.push(index);
         }
     }
     chosen
+}
+
+/// A request's (or batch's) size: its rows, and the longest sequence among them (1 for models
+/// without sequences).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub rows: usize,
+    pub length: usize,
+}
+
+impl Size {
+    /// The size of two batches stacked: sequences pad to the longer one.
+    pub fn join(self, other: Size) -> Size {
+        Size {
+            rows: self.rows + other.rows,
+            length: self.length.max(other.length),
+        }
+    }
+}
+
+/// What a batch may hold: rows, and for sequence models a budget of padded tokens (rows ×
+/// longest sequence), as text-embeddings-inference's `max_batch_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub max_tokens: Option<usize>,
+}
+
+impl Limits {
+    pub fn fits(&self, size: Size) -> bool {
+        size.rows <= self.max_rows
+            && self
+                .max_tokens
+                .is_none_or(|budget| size.rows * size.length <= budget)
+    }
 }
 
 /// Whether a batch of `rows` should go now rather than wait out the queue delay.
@@ -164,18 +200,56 @@ mod tests {
         let key = BatchKey::of(&request(1, 4, 0), &[]);
         let other = BatchKey::of(&request(1, 5, 0), &[]);
         let queued = [(&key, 2), (&other, 1), (&key, 4), (&key, 1), (&key, 3)];
-        // 1 (first) + 2 + 1 fits 4; the 4-row request is skipped, not blocking the 1-row one.
+        let sized = || {
+            queued.iter().map(|(k, rows)| {
+                (
+                    *k,
+                    Size {
+                        rows: *rows,
+                        length: 1,
+                    },
+                )
+            })
+        };
+        let limit = |max_rows| Limits {
+            max_rows,
+            max_tokens: None,
+        };
+        let one = Size { rows: 1, length: 1 };
+        // 1 (first) + 2 + 1 fits 4; the 4-row one is skipped, not blocking the 1-row one.
+        assert_eq!(cut(&key, one, &limit(4), sized()), [0, 3]);
+        assert_eq!(cut(&key, one, &limit(100), sized()), [0, 2, 3, 4]);
+        let full = Size { rows: 4, length: 1 };
+        assert_eq!(cut(&key, full, &limit(4), sized()), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_token_budget_counts_padding_to_the_longest_sequence() {
+        let key = BatchKey::of(&[], &[]);
+        let limits = Limits {
+            max_rows: 100,
+            max_tokens: Some(64),
+        };
+        let texts = |length| Size { rows: 1, length };
+        // First text: 10 tokens. A 30-token text pads both: 2 × 30 = 60 fits. Another 10-token
+        // text would make 3 × 30 = 90: too many, skipped; a 2-row request of 5 likewise (4 × 30).
+        let queued = [texts(30), texts(10), Size { rows: 2, length: 5 }];
         assert_eq!(
-            cut(&key, 1, 4, queued.iter().map(|(k, r)| (*k, *r))),
-            [0, 3]
+            cut(&key, texts(10), &limits, queued.iter().map(|s| (&key, *s))),
+            [0]
         );
+        // Short texts pack densely: 6 × 10 = 60.
+        let short = [texts(10); 8];
         assert_eq!(
-            cut(&key, 1, 100, queued.iter().map(|(k, r)| (*k, *r))),
-            [0, 2, 3, 4]
+            cut(&key, texts(10), &limits, short.iter().map(|s| (&key, *s))).len(),
+            5
         );
-        assert_eq!(
-            cut(&key, 4, 4, queued.iter().map(|(k, r)| (*k, *r))),
-            Vec::<usize>::new()
+        assert!(
+            !limits.fits(Size {
+                rows: 1,
+                length: 65
+            }),
+            "alone over budget: it runs alone"
         );
     }
 
@@ -210,11 +284,17 @@ mod tests {
         }
 
         #[test]
-        fn a_cut_never_exceeds_the_limit(first in 1usize..8, max in 1usize..16, queued in proptest::collection::vec((0usize..2, 1usize..6), 0..12)) {
+        fn a_cut_never_exceeds_the_limits(
+            first in (1usize..8, 1usize..20), max in 1usize..16, budget in proptest::option::of(1usize..200),
+            queued in proptest::collection::vec((0usize..2, 1usize..6, 1usize..20), 0..12),
+        ) {
             let keys = [BatchKey::of(&request(1, 1, 0), &[]), BatchKey::of(&request(1, 2, 0), &[])];
-            let chosen = cut(&keys[0], first, max, queued.iter().map(|&(k, r)| (&keys[k], r)));
-            let total: usize = first + chosen.iter().map(|&i| queued[i].1).sum::<usize>();
-            prop_assert!(chosen.is_empty() || total <= max);
+            let limits = Limits { max_rows: max, max_tokens: budget };
+            let first = Size { rows: first.0, length: first.1 };
+            let sizes = queued.iter().map(|&(k, rows, length)| (&keys[k], Size { rows, length }));
+            let chosen = cut(&keys[0], first, &limits, sizes);
+            let total = chosen.iter().fold(first, |t, &i| t.join(Size { rows: queued[i].1, length: queued[i].2 }));
+            prop_assert!(chosen.is_empty() || limits.fits(total));
             prop_assert!(chosen.iter().all(|&i| queued[i].0 == 0));
         }
     }

@@ -38,6 +38,8 @@ pub struct Policy {
 pub struct Batching {
     pub max_queue_delay: Duration,
     pub preferred_batch_sizes: Vec<usize>,
+    /// Budget of padded tokens per batch for sequence models (rows × longest sequence).
+    pub max_batch_tokens: Option<usize>,
 }
 
 impl From<&ModelConfig> for Policy {
@@ -47,6 +49,7 @@ impl From<&ModelConfig> for Policy {
             batching: config.dynamic_batching.as_ref().map(|b| Batching {
                 max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
                 preferred_batch_sizes: b.preferred_batch_sizes.clone(),
+                max_batch_tokens: b.max_batch_tokens,
             }),
             queue_max_size: config.queue.max_size,
             queue_timeout: (config.queue.timeout_ms > 0)
@@ -91,7 +94,7 @@ struct Job {
     outputs: Vec<String>,
     /// Present when the model batches.
     key: Option<BatchKey>,
-    rows: usize,
+    size: batch::Size,
     enqueued: Instant,
     /// QUEUED until a worker takes it (STARTED) or its caller stops waiting (ABANDONED);
     /// whichever side moves it first wins.
@@ -258,6 +261,11 @@ impl Scheduler {
             inputs.sort_by(|a, b| a.name.cmp(&b.name));
             BatchKey::of(&inputs, &outputs)
         });
+        // Sequence lengths matter only under a token budget; finding them costs a tokenisation.
+        let length = match policy.batching.as_ref().and_then(|b| b.max_batch_tokens) {
+            Some(_) => self.shared.backend.sequence_length(&inputs).unwrap_or(1),
+            None => 1,
+        };
         if self.shared.claim_inline() {
             let result = worker::run_inline(&self.shared, inputs, outputs, rows);
             self.shared.lock().running -= 1;
@@ -280,7 +288,7 @@ impl Scheduler {
                 inputs,
                 outputs,
                 key,
-                rows,
+                size: batch::Size { rows, length },
                 enqueued: Instant::now(),
                 progress: progress.clone(),
                 reply,

@@ -92,6 +92,7 @@ fn policy(max_batch_size: usize, queue_max_size: usize) -> Policy {
         batching: (max_batch_size > 0).then(|| Batching {
             max_queue_delay: Duration::ZERO,
             preferred_batch_sizes: Vec::new(),
+            max_batch_tokens: None,
         }),
         queue_max_size,
         queue_timeout: None,

@@ -92,35 +92,34 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
         state.running += 1;
         return Some(vec![first]);
     };
-    let max_rows = shared.policy.max_batch_size;
+    let limits = batch::Limits {
+        max_rows: shared.policy.max_batch_size,
+        max_tokens: batching.max_batch_tokens,
+    };
     let deadline = first.enqueued + batching.max_queue_delay;
-    let mut rows = first.rows;
+    let mut size = first.size;
     let mut jobs = vec![first];
     state.forming = true;
     loop {
-        let chosen = batch::cut(
-            &key,
-            rows,
-            max_rows,
-            state
-                .jobs
-                .iter()
-                .map(|j| (j.key.as_ref().unwrap_or(&key), j.rows)),
-        );
+        let queued = state
+            .jobs
+            .iter()
+            .map(|j| (j.key.as_ref().unwrap_or(&key), j.size));
+        let chosen = batch::cut(&key, size, &limits, queued);
         for index in chosen.into_iter().rev() {
             let Some(job) = state.jobs.remove(index) else {
                 continue;
             };
             shared.metrics.queue_depth.dec();
             if job.claim() {
-                rows += job.rows;
+                size = size.join(job.size);
                 jobs.push(job);
             } else if job.reply.is_closed() {
                 shared.metrics.rejected_cancelled.inc();
             }
         }
         let now = Instant::now();
-        if batch::ready_to_send(rows, max_rows, &batching.preferred_batch_sizes)
+        if batch::ready_to_send(size.rows, limits.max_rows, &batching.preferred_batch_sizes)
             || now >= deadline
             || state.closed
         {
@@ -143,7 +142,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
 
 fn execute(shared: &Shared, jobs: Vec<Job>) {
     let started = Instant::now();
-    let rows: Vec<usize> = jobs.iter().map(|job| job.rows).collect();
+    let rows: Vec<usize> = jobs.iter().map(|job| job.size.rows).collect();
     let total_rows: usize = rows.iter().sum();
     let outputs = jobs[0].outputs.clone();
     let mut replies = Vec::with_capacity(jobs.len());
