@@ -5,10 +5,12 @@ cd "$(dirname "$0")/.."
 port=${1:-8080}
 repo=demo-repository
 
-if ! command -v curl >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq curl >/dev/null
-fi
+for tool in curl jq; do
+  command -v $tool >/dev/null || { apt-get update -qq && apt-get install -y -qq $tool >/dev/null; }
+done
 .venv/bin/python scripts/make_models.py "$repo" --demo
+# The sentence-embedding model (90 MB, from the PyPI package set-up installed) joins by link.
+ln -s "$PWD/target/text-models/minilm" "$repo/minilm"
 
 target/release/weir serve --model-repository "$repo" --http-port "$port" &
 server=$!
@@ -32,6 +34,11 @@ run curl -s -X POST "http://127.0.0.1:$port/v2/models/iris/infer" \
 run curl -s -X POST "http://127.0.0.1:$port/v1/models/iris:predict" -d '{"instances": [[5.9, 3.0, 5.1, 1.8]]}'
 run curl -s -X POST "http://127.0.0.1:$port/v2/models/string_upper/infer" \
   -d '{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["hello", "weir"]}]}'
+echo "Sentence embeddings (all-MiniLM-L6-v2 on candle; 384 numbers per sentence, first 8 shown):"
+printf '\n\033[1m$ %s\033[0m\n' "curl -s -X POST http://127.0.0.1:$port/v1/models/minilm:predict -d '{\"instances\": [\"The cat sits outside\", \"The cat plays in the garden\"]}'"
+curl -s -X POST "http://127.0.0.1:$port/v1/models/minilm:predict" \
+  -d '{"instances": ["The cat sits outside", "The cat plays in the garden"]}' | jq -c '.predictions[] | .[:8]'
+echo
 
 if [ -t 0 ] && [ -z "${CI:-}" ]; then
   echo "Press Ctrl-C to stop the server (metrics: http://127.0.0.1:$port/metrics)."

@@ -37,7 +37,12 @@ fn batching(c: &mut Criterion) {
         .map(|r| batch::BatchKey::of(r, &["y".to_owned()]))
         .collect();
     group.bench_function("cut_64_queued", |b| {
-        b.iter(|| batch::cut(&keys[0], 1, 64, keys.iter().map(|k| (k, 1usize))).len())
+        let one = batch::Size { rows: 1, length: 1 };
+        let limits = batch::Limits {
+            max_rows: 64,
+            max_tokens: None,
+        };
+        b.iter(|| batch::cut(&keys[0], one, &limits, keys.iter().map(|k| (k, one))).len())
     });
     group.finish();
 }

@@ -155,7 +155,8 @@ pub fn scan(root: &Path) -> Result<Vec<ScannedModel>, RepositoryError> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(root).map_err(unreadable)? {
         let entry = entry.map_err(unreadable)?;
-        let is_dir = entry.file_type().map_err(unreadable)?.is_dir();
+        // Follows symbolic links: a model folder may be linked in from elsewhere.
+        let is_dir = entry.path().is_dir();
         if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
             if !name.starts_with('.') {
                 names.push(name.to_owned());
@@ -383,6 +384,20 @@ mod tests {
         let typo = scanned[2].1.as_ref().unwrap_err().to_string();
         assert!(typo.contains("max_batch_sise"), "{typo}");
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn model_folders_linked_in_from_elsewhere_are_found() {
+        let root = temp_repository("linked");
+        let elsewhere = temp_repository("linked-target");
+        std::fs::create_dir_all(elsewhere.join("1")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("embedder")).unwrap();
+        let scanned = scan(&root).unwrap();
+        assert_eq!(scanned.len(), 1);
+        assert_eq!(scanned[0].0, "embedder");
+        assert!(scanned[0].1.is_ok());
+        std::fs::remove_dir_all(root).unwrap();
+        std::fs::remove_dir_all(elsewhere).unwrap();
     }
 
     #[test]
