@@ -65,3 +65,16 @@ for name in mlp_batched_x1 mlp_unbatched_x1 mlp_batched_x2 mlp_unbatched_x2; do
   wrk -t1 -c64 -d"$DURATION" --latency -s benches/load/mlp.lua "http://127.0.0.1:$PORT/v2/models/$name/infer" | grep -E 'Requests/sec|Non-2xx|50%|99%'
   curl -s "http://127.0.0.1:$PORT/v2/models/$name/stats" | jq -r '.model_stats[0] | "   executions \(.execution_count), inferences \(.inference_count), mean batch \(.inference_count / ([.execution_count, 1] | max) | floor) rows"'
 done
+
+echo
+echo "== MiniLM (all-MiniLM-L6-v2, candle): ready time and sentences/s at batch 32"
+kill $server 2>/dev/null; wait $server 2>/dev/null || true
+target/release/weir serve --model-repository target/text-models --http-port "$PORT" --log warn > target/bench-serve.log &
+server=$!
+for _ in $(seq 1 200); do grep -q "ready in" target/bench-serve.log 2>/dev/null && break; sleep 0.05; done
+grep "ready in" target/bench-serve.log
+echo "== wrk: 32 sentences per request, 1 connection, $DURATION"
+wrk -t1 -c1 -d"$DURATION" --latency -s benches/load/minilm.lua "http://127.0.0.1:$PORT/v2/models/minilm/infer" \
+  | grep -E 'Requests/sec|Non-2xx|50%' | awk '/Requests\/sec/ {printf "   %s (= %.0f sentences/s)\n", $0, $2 * 32; next} {print}'
+kill $server 2>/dev/null; wait $server 2>/dev/null || true
+.venv/bin/python scripts/bench_embeddings.py target/text-models/minilm/1 "${DURATION%s}"
