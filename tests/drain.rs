@@ -2,41 +2,13 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Sends one HTTP/1.1 request on a fresh connection; returns the status code and body.
-fn http(address: &str, head: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let status = std::str::from_utf8(&answer[9..12])
-        .unwrap()
-        .parse()
-        .unwrap();
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(answer.len(), |p| p + 4);
-    (status, answer[split..].to_vec())
-}
-
-fn get(address: &str, path: &str) -> (u16, String) {
-    let (status, body) = http(
-        address,
-        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-        b"",
-    );
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
 
 /// A binary-tensor request for the MLP test model, `rows` rows.
 fn mlp_request(address: &str, rows: usize) -> u16 {
@@ -46,12 +18,9 @@ fn mlp_request(address: &str, rows: usize) -> u16 {
     );
     let mut body = header.clone().into_bytes();
     body.extend(std::iter::repeat_n(0.25f32.to_le_bytes(), rows * 256).flatten());
-    let head = format!(
-        "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n",
-        header.len(),
-        body.len()
-    );
-    http(address, &head, &body).0
+    let headers = format!("Inference-Header-Content-Length: {}\r\n", header.len());
+    common::http(address, "POST /v2/models/mlp/infer", &headers, &body)
+        .map_or(0, |(status, _)| status)
 }
 
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -92,7 +61,9 @@ fn sigterm_finishes_every_accepted_request_then_exits_zero() {
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     let address = first.trim().rsplit("http://").next().unwrap().to_owned();
-    wait_until("ready", || get(&address, "/v2/health/ready").0 == 200);
+    wait_until("ready", || {
+        common::get(&address, "/v2/health/ready").0 == 200
+    });
 
     // Six large requests on one model instance: one runs while five wait in its queue.
     let clients: Vec<_> = (0..6)
@@ -102,7 +73,7 @@ fn sigterm_finishes_every_accepted_request_then_exits_zero() {
         })
         .collect();
     wait_until("all six requests accepted", || {
-        get(&address, "/metrics")
+        common::get(&address, "/metrics")
             .1
             .contains(r#"weir_inflight_requests{model="mlp",version="1"} 6"#)
     });

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{get, post, start, until, TempRepo};
+use common::{get, index, post, start, until, TempRepo};
 use serde_json::{json, Value};
 use weir_runtime::{ModelControl, ServeConfig};
 
@@ -23,27 +23,6 @@ fn explicit(repo: &TempRepo) -> ServeConfig {
         model_control: ModelControl::Explicit,
         ..common::config(&repo.dir)
     }
-}
-
-async fn index(app: &Arc<weir_runtime::App>) -> Vec<(String, String, String)> {
-    post(app, "/v2/repository/index", json!({}))
-        .await
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            (
-                format!(
-                    "{}/{}",
-                    row["name"].as_str().unwrap(),
-                    row["version"].as_str().unwrap_or("")
-                ),
-                row["state"].as_str().unwrap().to_owned(),
-                row["reason"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use common::{call, get, post, start, until, TempRepo};
+use common::{call, get, post, start, until_metrics, TempRepo};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weir_models::{Tensor, TensorData};
@@ -291,11 +291,6 @@ async fn a_client_that_disconnects_has_its_queued_work_dropped() {
     let server = start(common::config(&repo.dir)).await;
     let app = server.app.clone();
     let addr = server.local_addr();
-    let metrics = || {
-        let app = app.clone();
-        async move { String::from_utf8(get(&app, "/metrics").await.body).unwrap() }
-    };
-
     // Keep the single model instance busy: one large request running, one queued behind it
     // (the worker takes a request the moment it is free, so a queued one means it is busy).
     let busy: Vec<_> = (0..2)
@@ -304,16 +299,11 @@ async fn a_client_that_disconnects_has_its_queued_work_dropped() {
             tokio::spawn(async move { common::send(&app, mlp_binary_request(4096)).await.status })
         })
         .collect();
-    until(
+    let depth = |n: usize| format!(r#"weir_queue_depth{{model="mlp",version="1"}} {n}"#);
+    until_metrics(
+        &app,
         "the model to be busy with a request queued behind it",
-        || {
-            let metrics = metrics();
-            async move {
-                metrics
-                    .await
-                    .contains(r#"weir_queue_depth{model="mlp",version="1"} 1"#)
-            }
-        },
+        &depth(1),
     )
     .await;
     // A client queues behind them, then hangs up.
@@ -324,27 +314,18 @@ async fn a_client_that_disconnects_has_its_queued_work_dropped() {
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
-    until("the socket request to be queued", || {
-        let metrics = metrics();
-        async move {
-            metrics
-                .await
-                .contains(r#"weir_queue_depth{model="mlp",version="1"} 2"#)
-        }
-    })
-    .await;
+    until_metrics(&app, "the socket request to be queued", &depth(2)).await;
     drop(stream);
     for handle in busy {
         assert_eq!(handle.await.unwrap(), StatusCode::OK);
     }
-    until("the abandoned request to be counted and skipped", || {
-        let metrics = metrics();
-        async move {
-            metrics.await.contains(
-                r#"weir_inference_rejected_total{model="mlp",version="1",reason="cancelled"} 1"#,
-            )
-        }
-    })
+    let cancelled =
+        r#"weir_inference_rejected_total{model="mlp",version="1",reason="cancelled"} 1"#;
+    until_metrics(
+        &app,
+        "the abandoned request to be counted and skipped",
+        cancelled,
+    )
     .await;
     let stats = get(&app, "/v2/models/mlp/stats").await.json()["model_stats"][0].clone();
     assert_eq!(

@@ -89,23 +89,10 @@ async fn health_metadata_and_the_repository_index() {
         StatusCode::OK
     );
 
-    let index = post(&server, "/v2/repository/index", json!({}))
+    let states: Vec<(String, String)> = common::index(&server.app)
         .await
-        .json();
-    let states: Vec<(String, String)> = index
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            (
-                format!(
-                    "{}/{}",
-                    row["name"].as_str().unwrap(),
-                    row["version"].as_str().unwrap_or("")
-                ),
-                row["state"].as_str().unwrap().to_owned(),
-            )
-        })
+        .into_iter()
+        .map(|(name, state, _)| (name, state))
         .collect();
     assert!(
         states.contains(&("broken/1".into(), "UNAVAILABLE".into())),

@@ -154,3 +154,39 @@ pub async fn until<F: std::future::Future<Output = bool>>(
     }
     panic!("gave up waiting for: {what}");
 }
+
+/// `POST /v2/repository/index` as (`model/version`, state, reason) rows.
+pub async fn index(app: &Arc<App>) -> Vec<(String, String, String)> {
+    let rows = post(app, "/v2/repository/index", serde_json::json!({}))
+        .await
+        .json();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let name = format!(
+                "{}/{}",
+                row["name"].as_str().unwrap(),
+                row["version"].as_str().unwrap_or("")
+            );
+            (
+                name,
+                row["state"].as_str().unwrap().to_owned(),
+                row["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits (bounded) until the server's metrics text contains `needle`.
+pub async fn until_metrics(app: &Arc<App>, what: &str, needle: &str) {
+    until(what, || {
+        let app = app.clone();
+        async move {
+            String::from_utf8(get(&app, "/metrics").await.body)
+                .unwrap()
+                .contains(needle)
+        }
+    })
+    .await;
+}

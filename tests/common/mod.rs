@@ -1,0 +1,39 @@
+//! Helpers for the tests that run the `weir` binary.
+
+#![allow(dead_code, clippy::unwrap_used)] // each test file uses a subset
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Sends one HTTP/1.1 request (with `Connection: close`) on a fresh connection and returns the
+/// status code and body; `None` when the server cannot be reached or answers nothing.
+pub fn http(
+    address: &str,
+    method_and_path: &str,
+    headers: &str,
+    body: &[u8],
+) -> Option<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
+    let head = format!("{method_and_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let status = std::str::from_utf8(answer.get(9..12)?).ok()?.parse().ok()?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |p| p + 4);
+    Some((status, answer[split..].to_vec()))
+}
+
+/// A GET whose body is read as text; status 0 when unreachable.
+pub fn get(address: &str, path: &str) -> (u16, String) {
+    http(address, &format!("GET {path}"), "", b"").map_or((0, String::new()), |(status, body)| {
+        (status, String::from_utf8_lossy(&body).into_owned())
+    })
+}
