@@ -31,6 +31,24 @@ enum LogFormat {
 enum Command {
     /// Serve the models of a model repository over the Open Inference Protocol (V2) and KServe V1.
     Serve(ServeArgs),
+    /// Run the model registry (MLflow's REST API) on SQLite and a local artifact directory.
+    Registry(RegistryArgs),
+}
+
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// Where registry data lives: `sqlite://PATH` (the embedded default).
+    #[arg(long, env = "WEIR_DB", default_value = "sqlite://weir.db")]
+    db: String,
+    /// Folder holding model artifacts (`mlflow-artifacts:/…`).
+    #[arg(long, env = "WEIR_ARTIFACTS", default_value = "weir-artifacts")]
+    artifacts: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "WEIR_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// HTTP port; 0 picks a free one (the chosen port is printed).
+    #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 5000)]
+    http_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -116,6 +134,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
+    let path = match args.db.split_once("://") {
+        Some(("sqlite", path)) => PathBuf::from(path),
+        Some((scheme, _)) => anyhow::bail!(
+            "--db {:?}: the {scheme} backend is not available yet; use sqlite://PATH",
+            args.db
+        ),
+        None => PathBuf::from(&args.db),
+    };
+    let registry = weir_registry::Registry {
+        store: weir_registry::Store::open_sqlite(&path)
+            .with_context(|| format!("cannot open the registry database {}", path.display()))?,
+        artifacts: weir_registry::artifacts::ArtifactStore::open(&args.artifacts)?,
+    };
+    let bind = format!("{}:{}", args.host, args.http_port);
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    println!(
+        "weir registry listening on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(
+        listener,
+        weir_registry::router(std::sync::Arc::new(registry)),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("the registry server failed")
+}
+
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
@@ -148,6 +197,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Registry(args) => registry(args).await,
         }
     })
 }

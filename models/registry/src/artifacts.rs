@@ -1,0 +1,197 @@
+//! Artifacts in a local directory, addressed by relative paths that can never leave it.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// One entry of a directory listing, as MLflow's artifact API writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileInfo {
+    pub path: String,
+    pub is_dir: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<u64>,
+}
+
+pub struct ArtifactStore {
+    root: PathBuf,
+}
+
+impl ArtifactStore {
+    pub fn open(root: &Path) -> Result<ArtifactStore, StoreError> {
+        std::fs::create_dir_all(root).map_err(|e| {
+            StoreError::Internal(format!(
+                "cannot create artifact root {}: {e}",
+                root.display()
+            ))
+        })?;
+        Ok(ArtifactStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The file a relative artifact path names. Only plain segments are allowed: no `..`, no
+    /// absolute paths, no backslashes or NUL, so a path cannot reach outside the root.
+    pub fn resolve(&self, relative: &str) -> Result<PathBuf, StoreError> {
+        let invalid = || {
+            StoreError::InvalidParameter(format!(
+                "invalid artifact path '{relative}': use plain relative segments, without '..'"
+            ))
+        };
+        if relative.contains(['\\', '\0']) {
+            return Err(invalid());
+        }
+        let mut path = self.root.clone();
+        for component in Path::new(relative.trim_start_matches('/')).components() {
+            match component {
+                Component::Normal(segment) => path.push(segment),
+                Component::CurDir => {}
+                Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                    return Err(invalid())
+                }
+            }
+        }
+        Ok(path)
+    }
+
+    /// Stores bytes durably: written to a temporary file, synced, then renamed into place, so a
+    /// reader never sees half a file and an acknowledged upload survives a crash.
+    pub fn put(&self, relative: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.resolve(relative)?;
+        if path == self.root || path.is_dir() {
+            return Err(StoreError::InvalidParameter(format!(
+                "artifact path '{relative}' names a directory"
+            )));
+        }
+        let io = |e: std::io::Error| {
+            StoreError::Internal(format!("cannot store artifact '{relative}': {e}"))
+        };
+        let parent = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(parent).map_err(io)?;
+        let temporary = parent.join(format!(
+            ".{}.partial",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("artifact")
+        ));
+        let mut file = std::fs::File::create(&temporary).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&temporary, &path).map_err(io)?;
+        if let Ok(directory) = std::fs::File::open(parent) {
+            let _ = directory.sync_all();
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, relative: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.resolve(relative)?;
+        if !path.is_file() {
+            return Err(StoreError::NotFound(format!(
+                "artifact '{relative}' not found"
+            )));
+        }
+        std::fs::read(&path)
+            .map_err(|e| StoreError::Internal(format!("cannot read artifact '{relative}': {e}")))
+    }
+
+    /// The entries directly under `relative`, with paths relative to it (as MLflow lists them).
+    pub fn list(&self, relative: &str) -> Result<Vec<FileInfo>, StoreError> {
+        let dir = self.resolve(relative)?;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut files: Vec<FileInfo> = entries
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|entry| {
+                let metadata = entry.metadata().ok()?;
+                Some(FileInfo {
+                    path: entry.file_name().to_string_lossy().into_owned(),
+                    is_dir: metadata.is_dir(),
+                    file_size: metadata.is_file().then_some(metadata.len()),
+                })
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    pub fn delete(&self, relative: &str) -> Result<(), StoreError> {
+        let path = self.resolve(relative)?;
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.map_err(|_| StoreError::NotFound(format!("artifact '{relative}' not found")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(tag: &str) -> ArtifactStore {
+        let root =
+            std::env::temp_dir().join(format!("weir-artifacts-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        ArtifactStore::open(&root).unwrap()
+    }
+
+    #[test]
+    fn put_get_list_delete() {
+        let store = store("basics");
+        store
+            .put("1/run/artifacts/model/model.onnx", b"weights")
+            .unwrap();
+        store
+            .put("1/run/artifacts/model/MLmodel", b"flavors: {}")
+            .unwrap();
+        assert_eq!(
+            store.get("1/run/artifacts/model/model.onnx").unwrap(),
+            b"weights"
+        );
+        let listed = store.list("1/run/artifacts/model").unwrap();
+        assert_eq!(
+            listed.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["MLmodel", "model.onnx"]
+        );
+        assert_eq!(listed[1].file_size, Some(7));
+        assert!(store.list("1/run/artifacts").unwrap()[0].is_dir);
+        assert!(store.list("nothing/here").unwrap().is_empty());
+        store.delete("1/run/artifacts/model/MLmodel").unwrap();
+        assert!(matches!(
+            store.get("1/run/artifacts/model/MLmodel"),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn paths_cannot_leave_the_root() {
+        let store = store("traversal");
+        for bad in [
+            "../escape",
+            "a/../../escape",
+            "a\\b",
+            "a\0b",
+            "/../etc/passwd",
+        ] {
+            assert!(
+                matches!(store.put(bad, b"x"), Err(StoreError::InvalidParameter(_))),
+                "{bad:?}"
+            );
+            assert!(store.get(bad).is_err(), "{bad:?}");
+        }
+        // A leading slash is relative to the root, not the filesystem's.
+        store.put("/inside.txt", b"ok").unwrap();
+        assert_eq!(store.get("inside.txt").unwrap(), b"ok");
+        assert!(matches!(
+            store.put("", b"x"),
+            Err(StoreError::InvalidParameter(_))
+        ));
+    }
+}

@@ -1,0 +1,10 @@
+//! weir's model registry: registered models, versions, tags, aliases and their artifacts,
+//! served through MLflow's REST API so the official `mlflow` client works against it.
+
+pub mod artifacts;
+pub mod filter;
+pub mod mlflow;
+pub mod store;
+
+pub use mlflow::{router, Registry};
+pub use store::{Store, StoreError};

@@ -1,0 +1,118 @@
+"""`weir registry` against the official mlflow client (3.x), unmodified, on SQLite."""
+import re
+import subprocess
+import tempfile
+import warnings
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from conftest import weir_binary
+
+
+@pytest.fixture(scope="module")
+def registry():
+    folder = tempfile.mkdtemp(prefix="weir-registry-")
+    process = subprocess.Popen(
+        [str(weir_binary()), "registry", "--db", f"sqlite://{folder}/registry.db", "--artifacts", f"{folder}/artifacts", "--http-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = process.stdout.readline()
+    match = re.search(r"listening on (http://[\d.]+:\d+)", line)
+    assert match, f"unexpected first line from weir registry: {line!r}"
+    yield match.group(1)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def client(registry):
+    return MlflowClient(tracking_uri=registry, registry_uri=registry)
+
+
+def error_code(call):
+    with pytest.raises(MlflowException) as caught:
+        call()
+    return caught.value.error_code
+
+
+def test_registered_models_versions_tags_and_aliases(client):
+    model = client.create_registered_model("iris", tags={"team": "ml"}, description="flowers")
+    assert model.name == "iris" and model.tags == {"team": "ml"} and model.description == "flowers"
+    assert error_code(lambda: client.create_registered_model("iris")) == "RESOURCE_ALREADY_EXISTS"
+
+    v1 = client.create_model_version("iris", source="mlflow-artifacts:/models/iris/1", tags={"stage": "test"})
+    v2 = client.create_model_version("iris", source="mlflow-artifacts:/models/iris/2", description="second")
+    assert (v1.version, v2.version) == ("1", "2")
+    assert v1.status == "READY" and v1.tags == {"stage": "test"}
+    assert client.get_model_version("iris", "2").description == "second"
+    assert client.get_model_version_download_uri("iris", "1") == "mlflow-artifacts:/models/iris/1"
+
+    client.set_registered_model_alias("iris", "champion", "1")
+    assert client.get_model_version_by_alias("iris", "champion").version == "1"
+    client.set_registered_model_alias("iris", "champion", "2")
+    assert client.get_registered_model("iris").aliases == {"champion": "2"}
+    assert error_code(lambda: client.get_model_version_by_alias("iris", "nope")) == "INVALID_PARAMETER_VALUE"
+    client.delete_registered_model_alias("iris", "champion")
+    assert client.get_registered_model("iris").aliases == {}
+
+    client.set_model_version_tag("iris", "2", "validated", "yes")
+    client.delete_model_version_tag("iris", "1", "stage")
+    assert client.get_model_version("iris", "2").tags == {"validated": "yes"}
+    assert client.get_model_version("iris", "1").tags == {}
+    client.set_registered_model_tag("iris", "owner", "alice")
+    client.delete_registered_model_tag("iris", "team")
+    assert client.get_registered_model("iris").tags == {"owner": "alice"}
+    assert client.update_model_version("iris", "1", description="first").description == "first"
+    assert client.update_registered_model("iris", description="renamed soon").description == "renamed soon"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        moved = client.transition_model_version_stage("iris", "2", "Production", archive_existing_versions=True)
+        assert moved.current_stage == "Production"
+        latest = {v.current_stage: v.version for v in client.get_latest_versions("iris")}
+        assert latest["Production"] == "2"
+
+
+def test_search_rename_delete_and_errors(client):
+    for name in ("search_a", "search_b", "other"):
+        client.create_registered_model(name)
+    client.create_model_version("search_a", source="s3://bucket/a")
+    found = client.search_registered_models(filter_string="name LIKE 'search_%'")
+    assert sorted(m.name for m in found) == ["search_a", "search_b"]
+    assert [m.name for m in client.search_registered_models(filter_string="name = 'other'")] == ["other"]
+    assert [v.version for v in client.search_model_versions("name='search_a'")] == ["1"]
+    paged = client.search_registered_models(max_results=1)
+    assert len(paged) == 1 and paged.token
+
+    client.rename_registered_model("search_a", "search_renamed")
+    assert client.get_registered_model("search_renamed").name == "search_renamed"
+    assert error_code(lambda: client.get_registered_model("search_a")) == "RESOURCE_DOES_NOT_EXIST"
+    assert client.get_model_version("search_renamed", "1").source == "s3://bucket/a"
+    client.delete_model_version("search_renamed", "1")
+    assert error_code(lambda: client.get_model_version("search_renamed", "1")) == "RESOURCE_DOES_NOT_EXIST"
+    client.delete_registered_model("search_renamed")
+    assert error_code(lambda: client.get_registered_model("search_renamed")) == "RESOURCE_DOES_NOT_EXIST"
+    assert error_code(lambda: client.search_registered_models(filter_string="name = 'a' OR name = 'b'")) == "INVALID_PARAMETER_VALUE"
+    assert error_code(lambda: client.create_registered_model("a/b")) == "INVALID_PARAMETER_VALUE"
+
+
+def test_artifacts_upload_list_download(registry, tmp_path):
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x01weights")
+    (tmp_path / "MLmodel").write_text("flavors: {}\n")
+    with _use_tracking_uri(registry):
+        repository = get_artifact_repository("mlflow-artifacts:/models/iris/1")
+        repository.log_artifact(str(tmp_path / "model.onnx"))
+        repository.log_artifact(str(tmp_path / "MLmodel"), artifact_path="meta")
+        listed = {f.path: f for f in repository.list_artifacts()}
+        assert set(listed) == {"model.onnx", "meta"}
+        assert listed["meta"].is_dir and listed["model.onnx"].file_size == 9
+        out = tmp_path / "out"
+        out.mkdir()
+        local = repository.download_artifacts("model.onnx", dst_path=str(out))
+        assert open(local, "rb").read() == b"\x08\x01weights"
