@@ -22,8 +22,9 @@ lint:
 unit-test:
 	cargo test --workspace --exclude weir-benches
 
+# The binary is built the way `cargo test` builds it (same features), so nothing is compiled twice.
 python-test:
-	cargo build --bin weir
+	cargo test --workspace --exclude weir-benches --no-run --quiet
 	.venv/bin/python -m pytest -q tests/python
 
 ## make bench: load benchmarks on loopback (see benches/README.md).
