@@ -49,6 +49,23 @@ struct RegistryArgs {
     /// HTTP port; 0 picks a free one (the chosen port is printed).
     #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 5000)]
     http_port: u16,
+    /// TOML file mapping bearer tokens to user names (`[tokens]` then `"TOKEN" = "alice"`).
+    /// Without it, the user is taken from HTTP Basic auth or `X-Weir-User`.
+    #[arg(long, env = "WEIR_TOKENS")]
+    tokens: Option<PathBuf>,
+    /// Aliases that may point only at approved versions.
+    #[arg(
+        long,
+        env = "WEIR_PROTECTED_ALIASES",
+        value_delimiter = ',',
+        default_value = "production,champion"
+    )]
+    protected_aliases: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenFile {
+    tokens: std::collections::HashMap<String, String>,
 }
 
 #[derive(clap::Args)]
@@ -143,10 +160,22 @@ async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
         ),
         None => PathBuf::from(&args.db),
     };
+    let tokens = match &args.tokens {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let parsed: TokenFile = toml::from_str(&text)
+                .with_context(|| format!("invalid token file {}", file.display()))?;
+            Some(parsed.tokens)
+        }
+        None => None,
+    };
+    let store = weir_registry::Store::open_sqlite(&path)
+        .with_context(|| format!("cannot open the registry database {}", path.display()))?;
     let registry = weir_registry::Registry {
-        store: weir_registry::Store::open_sqlite(&path)
-            .with_context(|| format!("cannot open the registry database {}", path.display()))?,
+        store: store.with_protected_aliases(args.protected_aliases),
         artifacts: weir_registry::artifacts::ArtifactStore::open(&args.artifacts)?,
+        tokens,
     };
     let bind = format!("{}:{}", args.host, args.http_port);
     let listener = tokio::net::TcpListener::bind(&bind)

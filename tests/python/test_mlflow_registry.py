@@ -51,12 +51,12 @@ def test_registered_models_versions_tags_and_aliases(client):
     assert client.get_model_version("iris", "2").description == "second"
     assert client.get_model_version_download_uri("iris", "1") == "mlflow-artifacts:/models/iris/1"
 
-    client.set_registered_model_alias("iris", "champion", "1")
-    assert client.get_model_version_by_alias("iris", "champion").version == "1"
-    client.set_registered_model_alias("iris", "champion", "2")
-    assert client.get_registered_model("iris").aliases == {"champion": "2"}
+    client.set_registered_model_alias("iris", "candidate", "1")
+    assert client.get_model_version_by_alias("iris", "candidate").version == "1"
+    client.set_registered_model_alias("iris", "candidate", "2")
+    assert client.get_registered_model("iris").aliases == {"candidate": "2"}
     assert error_code(lambda: client.get_model_version_by_alias("iris", "nope")) == "INVALID_PARAMETER_VALUE"
-    client.delete_registered_model_alias("iris", "champion")
+    client.delete_registered_model_alias("iris", "candidate")
     assert client.get_registered_model("iris").aliases == {}
 
     client.set_model_version_tag("iris", "2", "validated", "yes")
@@ -116,3 +116,54 @@ def test_artifacts_upload_list_download(registry, tmp_path):
         out.mkdir()
         local = repository.download_artifacts("model.onnx", dst_path=str(out))
         assert open(local, "rb").read() == b"\x08\x01weights"
+
+
+def weir_call(registry, user, method, path, body=None):
+    """weir's own API (/api/2.0/weir/…) as `user` (HTTP Basic, as the mlflow client sends it)."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{registry}/api/2.0/weir/{path}", data=data, method=method)
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:x".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_protected_aliases_need_approval_from_someone_else(registry, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "x")
+    alice = MlflowClient(tracking_uri=registry, registry_uri=registry)
+    alice.create_registered_model("fraud")
+    version = alice.create_model_version("fraud", source="mlflow-artifacts:/fraud/1").version
+    assert version == "1"
+    with pytest.raises(MlflowException) as refused:
+        alice.set_registered_model_alias("fraud", "production", version)
+    assert refused.value.error_code == "PERMISSION_DENIED"
+    assert "0 of 1 required approvals" in refused.value.message
+
+    assert weir_call(registry, "alice", "POST", "approvals/request", {"name": "fraud", "version": "1", "comment": "ready"})[0] == 200
+    status, body = weir_call(registry, "alice", "POST", "approvals/approve", {"name": "fraud", "version": "1"})
+    assert status == 403 and body["error_code"] == "PERMISSION_DENIED" and "cannot approve" in body["message"]
+    assert weir_call(registry, "alice", "POST", "approvals/policy", {"name": "fraud", "required_approvals": 2})[0] == 200
+    status, body = weir_call(registry, "bob", "POST", "approvals/approve", {"name": "fraud", "version": "1", "comment": "metrics ok"})
+    assert status == 200 and body["approval"]["approved"] is False and body["approval"]["approved_by"] == ["bob"]
+    status, body = weir_call(registry, "carol", "POST", "approvals/reject", {"name": "fraud", "version": "1", "comment": "drift"})
+    assert body["approval"]["rejected_by"] == ["carol"]
+    status, body = weir_call(registry, "carol", "POST", "approvals/approve", {"name": "fraud", "version": "1", "comment": "fixed"})
+    assert body["approval"]["approved"] is True
+
+    alice.set_registered_model_alias("fraud", "production", version)
+    assert alice.get_model_version_by_alias("fraud", "production").version == "1"
+    status, body = weir_call(registry, "alice", "GET", "audit/list?name=fraud")
+    actions = [(e["user"], e["action"]) for e in reversed(body["events"])]
+    assert actions == [
+        ("alice", "create_registered_model"), ("alice", "create_model_version"), ("alice", "request"),
+        ("alice", "set_approval_policy"), ("bob", "approve"), ("carol", "reject"), ("carol", "approve"),
+        ("alice", "set_alias"),
+    ]

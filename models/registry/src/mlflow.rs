@@ -26,6 +26,56 @@ use crate::store::{NewVersion, Store, StoreError, Tag};
 pub struct Registry {
     pub store: Store,
     pub artifacts: ArtifactStore,
+    /// Bearer tokens and the people they stand for; `None` in the local default, where the
+    /// user name is taken from the request (see [`Actor`]).
+    pub tokens: Option<HashMap<String, String>>,
+}
+
+/// Who is making a request. With tokens configured, a valid `Authorization: Bearer` token is
+/// required; without, the name comes from HTTP Basic auth (what the mlflow client sends for
+/// `MLFLOW_TRACKING_USERNAME`), else an `X-Weir-User` header, else `anonymous`.
+pub struct Actor(pub String);
+
+impl axum::extract::FromRequestParts<Arc<Registry>> for Actor {
+    type Rejection = MlflowError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        registry: &Arc<Registry>,
+    ) -> Result<Self, MlflowError> {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(tokens) = &registry.tokens {
+            let token = authorization.strip_prefix("Bearer ").unwrap_or("");
+            return tokens
+                .get(token)
+                .map(|user| Actor(user.clone()))
+                .ok_or_else(|| {
+                    MlflowError(StoreError::Unauthenticated(
+                        "a valid bearer token is required (Authorization: Bearer …)".to_owned(),
+                    ))
+                });
+        }
+        let basic = authorization
+            .strip_prefix("Basic ")
+            .and_then(|encoded| base64::decode(encoded.trim()).ok())
+            .and_then(|decoded| String::from_utf8(decoded).ok())
+            .and_then(|pair| pair.split_once(':').map(|(user, _)| user.to_owned()));
+        let header = parts
+            .headers
+            .get("x-weir-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Actor(
+            basic
+                .or(header)
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "anonymous".to_owned()),
+        ))
+    }
 }
 
 /// An MLflow error answer.
@@ -43,6 +93,8 @@ impl IntoResponse for MlflowError {
             StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST"),
             StoreError::AlreadyExists(_) => (StatusCode::BAD_REQUEST, "RESOURCE_ALREADY_EXISTS"),
             StoreError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE"),
+            StoreError::PermissionDenied(_) => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
+            StoreError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
             StoreError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         };
         if status.is_server_error() {
@@ -149,10 +201,15 @@ fn tags(tags: Vec<TagBody>) -> Vec<Tag> {
         .collect()
 }
 
-async fn create_registered_model(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn create_registered_model(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: CreateModel = body(&bytes)?;
     let model = blocking(&registry, move |r| {
         r.store.create_registered_model(
+            &actor,
             &request.name,
             request.description.as_deref().unwrap_or(""),
             &tags(request.tags),
@@ -177,11 +234,15 @@ struct Rename {
     new_name: String,
 }
 
-async fn rename_registered_model(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn rename_registered_model(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: Rename = body(&bytes)?;
     let model = blocking(&registry, move |r| {
         r.store
-            .rename_registered_model(&request.name, &request.new_name)
+            .rename_registered_model(&actor, &request.name, &request.new_name)
     })
     .await?;
     ok(json!({ "registered_model": model }))
@@ -196,11 +257,15 @@ struct Describe {
     description: String,
 }
 
-async fn update_registered_model(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn update_registered_model(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: Describe = body(&bytes)?;
     let model = blocking(&registry, move |r| {
         r.store
-            .update_registered_model(&request.name, &request.description)
+            .update_registered_model(&actor, &request.name, &request.description)
     })
     .await?;
     ok(json!({ "registered_model": model }))
@@ -221,10 +286,14 @@ fn required(value: Option<String>, name: &str) -> Result<String, MlflowError> {
     value.ok_or_else(|| invalid(format!("Missing value for required parameter '{name}'.")))
 }
 
-async fn delete_registered_model(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn delete_registered_model(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: Named = body(&bytes)?;
     blocking(&registry, move |r| {
-        r.store.delete_registered_model(&request.name)
+        r.store.delete_registered_model(&actor, &request.name)
     })
     .await?;
     ok(json!({}))
@@ -260,10 +329,15 @@ struct SetTag {
     value: String,
 }
 
-async fn set_registered_model_tag(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn set_registered_model_tag(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: SetTag = body(&bytes)?;
     blocking(&registry, move |r| {
         r.store.set_registered_model_tag(
+            &actor,
             &request.name,
             &Tag {
                 key: request.key,
@@ -277,25 +351,31 @@ async fn set_registered_model_tag(State(registry): State<Arc<Registry>>, bytes: 
 
 async fn delete_registered_model_tag(
     State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
     bytes: Bytes,
 ) -> Answer {
     let request: Named = body(&bytes)?;
     let key = required(request.key, "key")?;
     blocking(&registry, move |r| {
-        r.store.delete_registered_model_tag(&request.name, &key)
+        r.store
+            .delete_registered_model_tag(&actor, &request.name, &key)
     })
     .await?;
     ok(json!({}))
 }
 
-async fn set_alias(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn set_alias(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: Named = body(&bytes)?;
     let (alias, version) = (
         required(request.alias, "alias")?,
         required(request.version, "version")?,
     );
     blocking(&registry, move |r| {
-        r.store.set_alias(&request.name, &alias, &version)
+        r.store.set_alias(&actor, &request.name, &alias, &version)
     })
     .await?;
     ok(json!({}))
@@ -316,11 +396,15 @@ async fn get_alias(
     ok(json!({ "model_version": version }))
 }
 
-async fn delete_alias(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn delete_alias(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: Named = body(&bytes)?;
     let alias = required(request.alias, "alias")?;
     blocking(&registry, move |r| {
-        r.store.delete_alias(&request.name, &alias)
+        r.store.delete_alias(&actor, &request.name, &alias)
     })
     .await?;
     ok(json!({}))
@@ -366,7 +450,11 @@ struct CreateVersion {
     tags: Vec<TagBody>,
 }
 
-async fn create_model_version(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn create_model_version(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: CreateVersion = body(&bytes)?;
     let new = NewVersion {
         source: request.source,
@@ -376,7 +464,7 @@ async fn create_model_version(State(registry): State<Arc<Registry>>, bytes: Byte
         tags: tags(request.tags),
     };
     let version = blocking(&registry, move |r| {
-        r.store.create_model_version(&request.name, &new)
+        r.store.create_model_version(&actor, &request.name, &new)
     })
     .await?;
     ok(json!({ "model_version": version }))
@@ -412,22 +500,31 @@ async fn get_download_uri(
     ok(json!({ "artifact_uri": version.source }))
 }
 
-async fn update_model_version(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn update_model_version(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: Describe = body(&bytes)?;
     let version = required(request.version, "version")?;
     let updated = blocking(&registry, move |r| {
         r.store
-            .update_model_version(&request.name, &version, &request.description)
+            .update_model_version(&actor, &request.name, &version, &request.description)
     })
     .await?;
     ok(json!({ "model_version": updated }))
 }
 
-async fn delete_model_version(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn delete_model_version(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: Named = body(&bytes)?;
     let version = required(request.version, "version")?;
     blocking(&registry, move |r| {
-        r.store.delete_model_version(&request.name, &version)
+        r.store
+            .delete_model_version(&actor, &request.name, &version)
     })
     .await?;
     ok(json!({}))
@@ -453,11 +550,16 @@ async fn search_model_versions(
     ok(answer)
 }
 
-async fn set_model_version_tag(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn set_model_version_tag(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: SetTag = body(&bytes)?;
     let version = required(request.version, "version")?;
     blocking(&registry, move |r| {
         r.store.set_model_version_tag(
+            &actor,
             &request.name,
             &version,
             &Tag {
@@ -470,7 +572,11 @@ async fn set_model_version_tag(State(registry): State<Arc<Registry>>, bytes: Byt
     ok(json!({}))
 }
 
-async fn delete_model_version_tag(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn delete_model_version_tag(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: Named = body(&bytes)?;
     let (version, key) = (
         required(request.version, "version")?,
@@ -478,7 +584,7 @@ async fn delete_model_version_tag(State(registry): State<Arc<Registry>>, bytes: 
     );
     blocking(&registry, move |r| {
         r.store
-            .delete_model_version_tag(&request.name, &version, &key)
+            .delete_model_version_tag(&actor, &request.name, &version, &key)
     })
     .await?;
     ok(json!({}))
@@ -493,10 +599,15 @@ struct Transition {
     archive_existing_versions: bool,
 }
 
-async fn transition_stage(State(registry): State<Arc<Registry>>, bytes: Bytes) -> Answer {
+async fn transition_stage(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
     let request: Transition = body(&bytes)?;
     let version = blocking(&registry, move |r| {
         r.store.transition_stage(
+            &actor,
             &request.name,
             &request.version,
             &request.stage,
@@ -539,6 +650,91 @@ async fn list_artifacts(
     let path = query.get("path").cloned().unwrap_or_default();
     let files = blocking(&registry, move |r| r.artifacts.list(&path)).await?;
     ok(json!({ "files": files }))
+}
+
+#[derive(Deserialize)]
+struct Decision {
+    name: String,
+    version: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /api/2.0/weir/approvals/{request|approve|reject}` → the version's approval status.
+async fn decide(
+    State(registry): State<Arc<Registry>>,
+    Path(kind): Path<String>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
+    let request: Decision = body(&bytes)?;
+    let status = blocking(&registry, move |r| match kind.as_str() {
+        "request" => {
+            r.store
+                .request_approval(&actor, &request.name, &request.version, &request.comment)
+        }
+        "approve" => r
+            .store
+            .approve(&actor, &request.name, &request.version, &request.comment),
+        "reject" => r
+            .store
+            .reject(&actor, &request.name, &request.version, &request.comment),
+        other => Err(StoreError::NotFound(format!(
+            "unknown approval action '{other}'; use request, approve or reject"
+        ))),
+    })
+    .await?;
+    ok(json!({ "approval": status }))
+}
+
+async fn approval_status(
+    State(registry): State<Arc<Registry>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer {
+    let (name, version) = (
+        param(&query, "name")?.to_owned(),
+        param(&query, "version")?.to_owned(),
+    );
+    let status = blocking(&registry, move |r| r.store.approval_status(&name, &version)).await?;
+    ok(json!({ "approval": status }))
+}
+
+#[derive(Deserialize)]
+struct Policy {
+    name: String,
+    required_approvals: u32,
+}
+
+async fn set_policy(
+    State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
+    bytes: Bytes,
+) -> Answer {
+    let request: Policy = body(&bytes)?;
+    blocking(&registry, move |r| {
+        r.store
+            .set_required_approvals(&actor, &request.name, request.required_approvals)
+    })
+    .await?;
+    ok(json!({}))
+}
+
+/// `GET /api/2.0/weir/audit/list?name=&action=&user=&max_results=`, newest first.
+async fn audit(
+    State(registry): State<Arc<Registry>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer {
+    let (max, _) = paging(query.get("max_results").map(String::as_str), None)?;
+    let events = blocking(&registry, move |r| {
+        r.store.audit(
+            query.get("name").map(String::as_str),
+            query.get("action").map(String::as_str),
+            query.get("user").map(String::as_str),
+            max,
+        )
+    })
+    .await?;
+    ok(json!({ "events": events }))
 }
 
 /// Largest request body (artifact uploads are held in memory while they are written).
@@ -623,6 +819,10 @@ pub fn router(registry: Arc<Registry>) -> Router {
             &format!("{api}/model-versions/transition-stage"),
             post(transition_stage),
         )
+        .route("/api/2.0/weir/approvals/get", get(approval_status))
+        .route("/api/2.0/weir/approvals/policy", post(set_policy))
+        .route("/api/2.0/weir/approvals/{kind}", post(decide))
+        .route("/api/2.0/weir/audit/list", get(audit))
         .route("/api/2.0/mlflow-artifacts/artifacts", get(list_artifacts))
         .route(
             "/api/2.0/mlflow-artifacts/artifacts/{*path}",
@@ -640,6 +840,48 @@ pub fn router(registry: Arc<Registry>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn with_tokens_configured_writes_need_a_token_and_name_its_user() {
+        let root = std::env::temp_dir().join(format!("weir-tokens-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let registry = Arc::new(Registry {
+            store: Store::open_sqlite(&root.join("r.db")).unwrap(),
+            artifacts: ArtifactStore::open(&root.join("artifacts")).unwrap(),
+            tokens: Some([("s3cret".to_owned(), "alice".to_owned())].into()),
+        });
+        let create = |token: Option<&str>| {
+            let mut request = Request::post("/api/2.0/mlflow/registered-models/create");
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            request.body(Body::from(r#"{"name": "m"}"#)).unwrap()
+        };
+        let anonymous = router(registry.clone())
+            .oneshot(create(None))
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        let wrong = router(registry.clone())
+            .oneshot(create(Some("guess")))
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        let alice = router(registry.clone())
+            .oneshot(create(Some("s3cret")))
+            .await
+            .unwrap();
+        assert_eq!(alice.status(), StatusCode::OK);
+        assert_eq!(
+            registry.store.audit(Some("m"), None, None, 10).unwrap()[0].user,
+            "alice"
+        );
+    }
 
     #[test]
     fn paging_refuses_nonsense() {

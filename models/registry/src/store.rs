@@ -22,6 +22,10 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("registry storage failed: {0}")]
     Internal(String),
 }
@@ -113,6 +117,21 @@ const SCHEMA: &[&str] = &[
      CREATE TABLE registered_model_aliases (
         name TEXT NOT NULL REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
         alias TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (name, alias));",
+    // 2: approvals and the append-only audit log.
+    "CREATE TABLE approval_policies (
+        name TEXT PRIMARY KEY REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
+        required_approvals INTEGER NOT NULL);
+     CREATE TABLE approval_decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL, version INTEGER NOT NULL, user_id TEXT NOT NULL,
+        decision TEXT NOT NULL, comment TEXT NOT NULL, timestamp INTEGER NOT NULL,
+        FOREIGN KEY (name, version) REFERENCES model_versions(name, version) ON DELETE CASCADE ON UPDATE CASCADE);
+     CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        timestamp INTEGER NOT NULL, user_id TEXT NOT NULL, action TEXT NOT NULL,
+        model TEXT NOT NULL, version TEXT NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL);
+     CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 fn now_ms() -> i64 {
@@ -126,6 +145,60 @@ const STAGES: [&str; 4] = ["None", "Staging", "Production", "Archived"];
 
 pub struct Store {
     db: Mutex<Connection>,
+    /// Aliases that may point only at approved versions.
+    protected_aliases: Vec<String>,
+}
+
+/// Where a version stands in the approval workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalStatus {
+    pub name: String,
+    pub version: String,
+    pub creator: String,
+    pub required_approvals: u32,
+    /// People whose latest decision is an approval.
+    pub approved_by: Vec<String>,
+    /// People whose latest decision is a rejection; any one blocks approval.
+    pub rejected_by: Vec<String>,
+    pub requested_by: Vec<String>,
+    pub approved: bool,
+}
+
+impl ApprovalStatus {
+    /// What stands between the version and approval, for refusals.
+    pub fn explain(&self) -> String {
+        if !self.rejected_by.is_empty() {
+            return format!("rejected by {}", self.rejected_by.join(", "));
+        }
+        let who = if self.approved_by.is_empty() {
+            "nobody yet".to_owned()
+        } else {
+            self.approved_by.join(", ")
+        };
+        format!(
+            "{} of {} required approvals (approved by {who}; approvers must not be its creator {})",
+            self.approved_by.len(),
+            self.required_approvals,
+            if self.creator.is_empty() {
+                "(unknown)"
+            } else {
+                &self.creator
+            }
+        )
+    }
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub timestamp: i64,
+    pub user: String,
+    pub action: String,
+    pub model: String,
+    pub version: String,
+    pub before: String,
+    pub after: String,
 }
 
 impl Store {
@@ -134,7 +207,150 @@ impl Store {
         let db = Connection::open(path)?;
         db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA case_sensitive_like = ON;")?;
         migrate(&db)?;
-        Ok(Store { db: Mutex::new(db) })
+        Ok(Store {
+            db: Mutex::new(db),
+            protected_aliases: vec!["production".to_owned(), "champion".to_owned()],
+        })
+    }
+
+    /// Replaces the default protected aliases (`production`, `champion`).
+    pub fn with_protected_aliases(mut self, aliases: Vec<String>) -> Store {
+        self.protected_aliases = aliases;
+        self
+    }
+
+    /// Records that someone asks for a version to be reviewed.
+    pub fn request_approval(
+        &self,
+        actor: &str,
+        name: &str,
+        version: &str,
+        comment: &str,
+    ) -> Result<ApprovalStatus, StoreError> {
+        self.decide(actor, name, version, "request", comment)
+    }
+
+    /// Approves a version; its creator cannot.
+    pub fn approve(
+        &self,
+        actor: &str,
+        name: &str,
+        version: &str,
+        comment: &str,
+    ) -> Result<ApprovalStatus, StoreError> {
+        self.decide(actor, name, version, "approve", comment)
+    }
+
+    /// Rejects a version; the rejection stands until the same person approves it.
+    pub fn reject(
+        &self,
+        actor: &str,
+        name: &str,
+        version: &str,
+        comment: &str,
+    ) -> Result<ApprovalStatus, StoreError> {
+        self.decide(actor, name, version, "reject", comment)
+    }
+
+    fn decide(
+        &self,
+        actor: &str,
+        name: &str,
+        version: &str,
+        decision: &str,
+        comment: &str,
+    ) -> Result<ApprovalStatus, StoreError> {
+        let number = parse_version(version)?;
+        self.write(actor, decision, name, version, |db| {
+            let creator = read_model_version(db, name, number)?.user_id;
+            if decision == "approve" && !creator.is_empty() && creator == actor {
+                return Err(StoreError::PermissionDenied(format!(
+                    "{actor} created version {version} of '{name}' and cannot approve it; another person must"
+                )));
+            }
+            db.execute(
+                "INSERT INTO approval_decisions (name, version, user_id, decision, comment, timestamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![name, number, actor, decision, comment, now_ms()],
+            )?;
+            Ok((approval_status(db, name, number)?, String::new(), comment.to_owned()))
+        })
+    }
+
+    pub fn approval_status(&self, name: &str, version: &str) -> Result<ApprovalStatus, StoreError> {
+        let number = parse_version(version)?;
+        self.with(|db| approval_status(db, name, number))
+    }
+
+    /// Sets how many approvals (from people other than the creator) a model's versions need.
+    pub fn set_required_approvals(
+        &self,
+        actor: &str,
+        name: &str,
+        required: u32,
+    ) -> Result<(), StoreError> {
+        if required == 0 {
+            return Err(StoreError::InvalidParameter(
+                "required_approvals must be at least 1".to_owned(),
+            ));
+        }
+        self.write(actor, "set_approval_policy", name, "", |db| {
+            require_model(db, name)?;
+            let before = required_approvals(db, name)?;
+            db.execute("INSERT OR REPLACE INTO approval_policies (name, required_approvals) VALUES (?1, ?2)", params![name, required])?;
+            Ok(((), before.to_string(), required.to_string()))
+        })
+    }
+
+    /// Audit entries, newest first, optionally for one model, action or user.
+    pub fn audit(
+        &self,
+        model: Option<&str>,
+        action: Option<&str>,
+        user: Option<&str>,
+        max_results: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with(|db| {
+            let mut statement = db.prepare(
+                "SELECT id, timestamp, user_id, action, model, version, before, after FROM audit_log
+                 WHERE (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR user_id = ?3)
+                 ORDER BY id DESC LIMIT ?4",
+            )?;
+            let rows = statement.query_map(params![model, action, user, max_results as i64], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    timestamp: r.get(1)?,
+                    user: r.get(2)?,
+                    action: r.get(3)?,
+                    model: r.get(4)?,
+                    version: r.get(5)?,
+                    before: r.get(6)?,
+                    after: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Runs a change and appends its audit entry in one transaction: the log holds exactly the
+    /// changes that happened. `work` returns its result and the entry's before/after.
+    fn write<T>(
+        &self,
+        actor: &str,
+        action: &str,
+        model: &str,
+        version: &str,
+        work: impl FnOnce(&rusqlite::Transaction) -> Result<(T, String, String), StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with(|db| {
+            let tx = db.transaction()?;
+            let (result, before, after) = work(&tx)?;
+            tx.execute(
+                "INSERT INTO audit_log (timestamp, user_id, action, model, version, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![now_ms(), actor, action, model, version, before, after],
+            )?;
+            tx.commit()?;
+            Ok(result)
+        })
     }
 
     fn with<T>(
@@ -147,17 +363,16 @@ impl Store {
 
     pub fn create_registered_model(
         &self,
+        actor: &str,
         name: &str,
         description: &str,
         tags: &[Tag],
     ) -> Result<RegisteredModel, StoreError> {
         check_name(name)?;
-        self.with(|db| {
-            let tx = db.transaction()?;
-            let now = now_ms();
+        self.write(actor, "create_registered_model", name, "", |tx| {
             let inserted = tx.execute(
                 "INSERT INTO registered_models (name, creation_timestamp, last_updated_timestamp, description) VALUES (?1, ?2, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![name, now, description],
+                params![name, now_ms(), description],
             )?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("Registered Model (name={name}) already exists.")));
@@ -165,8 +380,7 @@ impl Store {
             for tag in tags {
                 tx.execute("INSERT OR REPLACE INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)", params![name, tag.key, tag.value])?;
             }
-            tx.commit()?;
-            Ok(())
+            Ok(((), String::new(), description.to_owned()))
         })?;
         self.get_registered_model(name)
     }
@@ -177,37 +391,39 @@ impl Store {
 
     pub fn rename_registered_model(
         &self,
+        actor: &str,
         name: &str,
         new_name: &str,
     ) -> Result<RegisteredModel, StoreError> {
         check_name(new_name)?;
-        self.with(|db| {
+        self.write(actor, "rename_registered_model", new_name, "", |db| {
             require_model(db, name)?;
             if db.query_row("SELECT 1 FROM registered_models WHERE name = ?1", [new_name], |_| Ok(())).optional()?.is_some() {
                 return Err(StoreError::AlreadyExists(format!("Registered Model (name={new_name}) already exists.")));
             }
             db.execute("UPDATE registered_models SET name = ?2, last_updated_timestamp = ?3 WHERE name = ?1", params![name, new_name, now_ms()])?;
-            read_registered_model(db, new_name)
+            Ok((read_registered_model(db, new_name)?, name.to_owned(), new_name.to_owned()))
         })
     }
 
     pub fn update_registered_model(
         &self,
+        actor: &str,
         name: &str,
         description: &str,
     ) -> Result<RegisteredModel, StoreError> {
-        self.with(|db| {
-            require_model(db, name)?;
+        self.write(actor, "update_registered_model", name, "", |db| {
+            let before = read_registered_model(db, name)?.description;
             db.execute("UPDATE registered_models SET description = ?2, last_updated_timestamp = ?3 WHERE name = ?1", params![name, description, now_ms()])?;
-            read_registered_model(db, name)
+            Ok((read_registered_model(db, name)?, before, description.to_owned()))
         })
     }
 
-    pub fn delete_registered_model(&self, name: &str) -> Result<(), StoreError> {
-        self.with(|db| {
+    pub fn delete_registered_model(&self, actor: &str, name: &str) -> Result<(), StoreError> {
+        self.write(actor, "delete_registered_model", name, "", |db| {
             require_model(db, name)?;
             db.execute("DELETE FROM registered_models WHERE name = ?1", [name])?;
-            Ok(())
+            Ok(((), name.to_owned(), String::new()))
         })
     }
 
@@ -232,46 +448,67 @@ impl Store {
         })
     }
 
-    pub fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> Result<(), StoreError> {
-        self.with(|db| {
+    pub fn set_registered_model_tag(
+        &self,
+        actor: &str,
+        name: &str,
+        tag: &Tag,
+    ) -> Result<(), StoreError> {
+        self.write(actor, "set_registered_model_tag", name, "", |db| {
             require_model(db, name)?;
+            let before = tag_value(db, "SELECT value FROM registered_model_tags WHERE name = ?1 AND key = ?2", params![name, tag.key])?;
             db.execute("INSERT OR REPLACE INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)", params![name, tag.key, tag.value])?;
-            Ok(())
+            Ok(((), format!("{}={before}", tag.key), format!("{}={}", tag.key, tag.value)))
         })
     }
 
-    pub fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<(), StoreError> {
-        self.with(|db| {
+    pub fn delete_registered_model_tag(
+        &self,
+        actor: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        self.write(actor, "delete_registered_model_tag", name, "", |db| {
             require_model(db, name)?;
+            let before = tag_value(
+                db,
+                "SELECT value FROM registered_model_tags WHERE name = ?1 AND key = ?2",
+                params![name, key],
+            )?;
             db.execute(
                 "DELETE FROM registered_model_tags WHERE name = ?1 AND key = ?2",
                 params![name, key],
             )?;
-            Ok(())
+            Ok(((), format!("{key}={before}"), String::new()))
         })
     }
 
     pub fn create_model_version(
         &self,
+        actor: &str,
         name: &str,
         new: &NewVersion,
     ) -> Result<ModelVersion, StoreError> {
         let version = self.with(|db| {
-            let tx = db.transaction()?;
-            require_model(&tx, name)?;
-            let version: i64 = tx.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1", [name], |r| r.get(0))?;
+            require_model(db, name)?;
+            Ok(db.query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )?)
+        })?;
+        self.write(actor, "create_model_version", name, &version.to_string(), |tx| {
             let now = now_ms();
             tx.execute(
                 "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, user_id, description, source, run_id)
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
-                params![name, version, now, new.user_id, new.description, new.source, new.run_id],
+                params![name, version, now, actor, new.description, new.source, new.run_id],
             )?;
             for tag in &new.tags {
                 tx.execute("INSERT OR REPLACE INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)", params![name, version, tag.key, tag.value])?;
             }
             tx.execute("UPDATE registered_models SET last_updated_timestamp = ?2 WHERE name = ?1", params![name, now])?;
-            tx.commit()?;
-            Ok(version)
+            Ok(((), String::new(), new.source.clone()))
         })?;
         self.get_model_version(name, &version.to_string())
     }
@@ -282,22 +519,28 @@ impl Store {
 
     pub fn update_model_version(
         &self,
+        actor: &str,
         name: &str,
         version: &str,
         description: &str,
     ) -> Result<ModelVersion, StoreError> {
         let number = parse_version(version)?;
-        self.with(|db| {
-            read_model_version(db, name, number)?;
+        self.write(actor, "update_model_version", name, version, |db| {
+            let before = read_model_version(db, name, number)?.description;
             db.execute("UPDATE model_versions SET description = ?3, last_updated_timestamp = ?4 WHERE name = ?1 AND version = ?2", params![name, number, description, now_ms()])?;
-            read_model_version(db, name, number)
+            Ok((read_model_version(db, name, number)?, before, description.to_owned()))
         })
     }
 
-    pub fn delete_model_version(&self, name: &str, version: &str) -> Result<(), StoreError> {
+    pub fn delete_model_version(
+        &self,
+        actor: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<(), StoreError> {
         let number = parse_version(version)?;
-        self.with(|db| {
-            read_model_version(db, name, number)?;
+        self.write(actor, "delete_model_version", name, version, |db| {
+            let before = read_model_version(db, name, number)?.source;
             db.execute(
                 "DELETE FROM registered_model_aliases WHERE name = ?1 AND version = ?2",
                 params![name, number],
@@ -306,7 +549,7 @@ impl Store {
                 "DELETE FROM model_versions WHERE name = ?1 AND version = ?2",
                 params![name, number],
             )?;
-            Ok(())
+            Ok(((), before, String::new()))
         })
     }
 
@@ -335,37 +578,39 @@ impl Store {
 
     pub fn set_model_version_tag(
         &self,
+        actor: &str,
         name: &str,
         version: &str,
         tag: &Tag,
     ) -> Result<(), StoreError> {
         let number = parse_version(version)?;
-        self.with(|db| {
+        self.write(actor, "set_model_version_tag", name, version, |db| {
             read_model_version(db, name, number)?;
+            let before = tag_value(db, "SELECT value FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3", params![name, number, tag.key])?;
             db.execute("INSERT OR REPLACE INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)", params![name, number, tag.key, tag.value])?;
-            Ok(())
+            Ok(((), format!("{}={before}", tag.key), format!("{}={}", tag.key, tag.value)))
         })
     }
 
     pub fn delete_model_version_tag(
         &self,
+        actor: &str,
         name: &str,
         version: &str,
         key: &str,
     ) -> Result<(), StoreError> {
         let number = parse_version(version)?;
-        self.with(|db| {
+        self.write(actor, "delete_model_version_tag", name, version, |db| {
             read_model_version(db, name, number)?;
-            db.execute(
-                "DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3",
-                params![name, number, key],
-            )?;
-            Ok(())
+            let before = tag_value(db, "SELECT value FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3", params![name, number, key])?;
+            db.execute("DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3", params![name, number, key])?;
+            Ok(((), format!("{key}={before}"), String::new()))
         })
     }
 
     pub fn transition_stage(
         &self,
+        actor: &str,
         name: &str,
         version: &str,
         stage: &str,
@@ -376,8 +621,8 @@ impl Store {
             .iter()
             .find(|s| s.eq_ignore_ascii_case(stage))
             .ok_or_else(|| StoreError::InvalidParameter(format!("Invalid Model Version stage: {stage}. Value must be one of None, Staging, Production, Archived.")))?;
-        self.with(|db| {
-            read_model_version(db, name, number)?;
+        self.write(actor, "transition_stage", name, version, |db| {
+            let before = read_model_version(db, name, number)?.current_stage;
             let now = now_ms();
             if archive_existing && (*stage == "Staging" || *stage == "Production") {
                 db.execute(
@@ -386,11 +631,19 @@ impl Store {
                 )?;
             }
             db.execute("UPDATE model_versions SET current_stage = ?3, last_updated_timestamp = ?4 WHERE name = ?1 AND version = ?2", params![name, number, stage, now])?;
-            read_model_version(db, name, number)
+            Ok((read_model_version(db, name, number)?, before, (*stage).to_owned()))
         })
     }
 
-    pub fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), StoreError> {
+    /// Points an alias at a version. A protected alias may point only at an approved version; the
+    /// refusal says what approval is missing.
+    pub fn set_alias(
+        &self,
+        actor: &str,
+        name: &str,
+        alias: &str,
+        version: &str,
+    ) -> Result<(), StoreError> {
         let number = parse_version(version)?;
         if alias.is_empty() || alias.parse::<u64>().is_ok() || alias.eq_ignore_ascii_case("latest")
         {
@@ -398,10 +651,23 @@ impl Store {
                 "alias '{alias}' is reserved or empty; aliases cannot be numbers or 'latest'"
             )));
         }
-        self.with(|db| {
+        let protected = self.protected_aliases.iter().any(|p| p == alias);
+        self.write(actor, "set_alias", name, version, |db| {
             read_model_version(db, name, number)?;
+            if protected {
+                let status = approval_status(db, name, number)?;
+                if !status.approved {
+                    return Err(StoreError::PermissionDenied(format!(
+                        "alias '{alias}' is protected and version {version} of '{name}' is not approved: {}",
+                        status.explain()
+                    )));
+                }
+            }
+            let before: Option<i64> = db
+                .query_row("SELECT version FROM registered_model_aliases WHERE name = ?1 AND alias = ?2", params![name, alias], |r| r.get(0))
+                .optional()?;
             db.execute("INSERT OR REPLACE INTO registered_model_aliases (name, alias, version) VALUES (?1, ?2, ?3)", params![name, alias, number])?;
-            Ok(())
+            Ok(((), format!("{alias}={}", before.map(|v| v.to_string()).unwrap_or_default()), format!("{alias}={number}")))
         })
     }
 
@@ -426,14 +692,28 @@ impl Store {
         })
     }
 
-    pub fn delete_alias(&self, name: &str, alias: &str) -> Result<(), StoreError> {
-        self.with(|db| {
+    pub fn delete_alias(&self, actor: &str, name: &str, alias: &str) -> Result<(), StoreError> {
+        self.write(actor, "delete_alias", name, "", |db| {
             require_model(db, name)?;
+            let before: Option<i64> = db
+                .query_row(
+                    "SELECT version FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
+                    params![name, alias],
+                    |r| r.get(0),
+                )
+                .optional()?;
             db.execute(
                 "DELETE FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
                 params![name, alias],
             )?;
-            Ok(())
+            Ok((
+                (),
+                format!(
+                    "{alias}={}",
+                    before.map(|v| v.to_string()).unwrap_or_default()
+                ),
+                String::new(),
+            ))
         })
     }
 }
@@ -452,6 +732,74 @@ fn migrate(db: &Connection) -> Result<(), StoreError> {
         ))?;
     }
     Ok(())
+}
+
+fn tag_value(
+    db: &Connection,
+    sql: &str,
+    values: impl rusqlite::Params,
+) -> Result<String, StoreError> {
+    Ok(db
+        .query_row(sql, values, |r| r.get::<_, String>(0))
+        .optional()?
+        .unwrap_or_default())
+}
+
+fn required_approvals(db: &Connection, name: &str) -> Result<u32, StoreError> {
+    Ok(db
+        .query_row(
+            "SELECT required_approvals FROM approval_policies WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(1))
+}
+
+/// Each person's latest decision counts; the creator's approvals never do.
+fn approval_status(
+    db: &Connection,
+    name: &str,
+    version: i64,
+) -> Result<ApprovalStatus, StoreError> {
+    let creator = read_model_version(db, name, version)?.user_id;
+    let mut latest: Vec<(String, String)> = Vec::new();
+    let mut requested_by = Vec::new();
+    let mut statement = db.prepare("SELECT user_id, decision FROM approval_decisions WHERE name = ?1 AND version = ?2 ORDER BY id")?;
+    for row in statement.query_map(params![name, version], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })? {
+        let (user, decision) = row?;
+        if decision == "request" {
+            if !requested_by.contains(&user) {
+                requested_by.push(user);
+            }
+            continue;
+        }
+        latest.retain(|(u, _)| *u != user);
+        latest.push((user, decision));
+    }
+    let approved_by: Vec<String> = latest
+        .iter()
+        .filter(|(u, d)| d == "approve" && *u != creator)
+        .map(|(u, _)| u.clone())
+        .collect();
+    let rejected_by: Vec<String> = latest
+        .iter()
+        .filter(|(_, d)| d == "reject")
+        .map(|(u, _)| u.clone())
+        .collect();
+    let required = required_approvals(db, name)?;
+    Ok(ApprovalStatus {
+        name: name.to_owned(),
+        version: version.to_string(),
+        approved: rejected_by.is_empty() && approved_by.len() >= required as usize,
+        creator,
+        required_approvals: required,
+        approved_by,
+        rejected_by,
+        requested_by,
+    })
 }
 
 fn check_name(name: &str) -> Result<(), StoreError> {

@@ -19,15 +19,16 @@ fn tag(key: &str, value: &str) -> Tag {
 fn models_versions_tags_and_aliases() {
     let store = Store::open_sqlite(&temp_db("basics")).unwrap();
     let model = store
-        .create_registered_model("iris", "flowers", &[tag("team", "ml")])
+        .create_registered_model("alice", "iris", "flowers", &[tag("team", "ml")])
         .unwrap();
     assert_eq!(model.tags, [tag("team", "ml")]);
     assert!(matches!(
-        store.create_registered_model("iris", "", &[]),
+        store.create_registered_model("alice", "iris", "", &[]),
         Err(StoreError::AlreadyExists(_))
     ));
     let v1 = store
         .create_model_version(
+            "alice",
             "iris",
             &NewVersion {
                 source: "s3://a".into(),
@@ -37,6 +38,7 @@ fn models_versions_tags_and_aliases() {
         .unwrap();
     let v2 = store
         .create_model_version(
+            "alice",
             "iris",
             &NewVersion {
                 tags: vec![tag("k", "v")],
@@ -47,22 +49,22 @@ fn models_versions_tags_and_aliases() {
     assert_eq!((v1.version.as_str(), v2.version.as_str()), ("1", "2"));
     assert_eq!(v1.status, "READY");
     assert_eq!(v2.tags, [tag("k", "v")]);
-    store.set_alias("iris", "champion", "1").unwrap();
+    store.set_alias("alice", "iris", "candidate", "1").unwrap();
     assert_eq!(
         store
-            .get_version_by_alias("iris", "champion")
+            .get_version_by_alias("iris", "candidate")
             .unwrap()
             .version,
         "1"
     );
     assert_eq!(
         store.get_model_version("iris", "1").unwrap().aliases,
-        ["champion"]
+        ["candidate"]
     );
-    store.set_alias("iris", "champion", "2").unwrap();
+    store.set_alias("alice", "iris", "candidate", "2").unwrap();
     assert_eq!(
         store
-            .get_version_by_alias("iris", "champion")
+            .get_version_by_alias("iris", "candidate")
             .unwrap()
             .version,
         "2"
@@ -72,19 +74,21 @@ fn models_versions_tags_and_aliases() {
         Err(StoreError::InvalidParameter(_))
     ));
     assert!(matches!(
-        store.set_alias("iris", "7", "1"),
+        store.set_alias("alice", "iris", "7", "1"),
         Err(StoreError::InvalidParameter(_))
     ));
-    store.delete_alias("iris", "champion").unwrap();
+    store.delete_alias("alice", "iris", "candidate").unwrap();
     assert!(store
         .get_registered_model("iris")
         .unwrap()
         .aliases
         .is_empty());
     store
-        .set_model_version_tag("iris", "1", &tag("validated", "yes"))
+        .set_model_version_tag("alice", "iris", "1", &tag("validated", "yes"))
         .unwrap();
-    store.delete_model_version_tag("iris", "2", "k").unwrap();
+    store
+        .delete_model_version_tag("alice", "iris", "2", "k")
+        .unwrap();
     assert!(store
         .get_model_version("iris", "2")
         .unwrap()
@@ -99,7 +103,7 @@ fn models_versions_tags_and_aliases() {
         Err(StoreError::InvalidParameter(_))
     ));
     assert!(matches!(
-        store.create_model_version("nope", &NewVersion::default()),
+        store.create_model_version("alice", "nope", &NewVersion::default()),
         Err(StoreError::NotFound(_))
     ));
 }
@@ -108,10 +112,11 @@ fn models_versions_tags_and_aliases() {
 fn renames_and_deletes_cascade() {
     let store = Store::open_sqlite(&temp_db("cascade")).unwrap();
     store
-        .create_registered_model("a", "", &[tag("t", "1")])
+        .create_registered_model("alice", "a", "", &[tag("t", "1")])
         .unwrap();
     store
         .create_model_version(
+            "alice",
             "a",
             &NewVersion {
                 tags: vec![tag("x", "y")],
@@ -119,8 +124,8 @@ fn renames_and_deletes_cascade() {
             },
         )
         .unwrap();
-    store.set_alias("a", "prod", "1").unwrap();
-    let renamed = store.rename_registered_model("a", "b").unwrap();
+    store.set_alias("alice", "a", "prod", "1").unwrap();
+    let renamed = store.rename_registered_model("alice", "a", "b").unwrap();
     assert_eq!(
         renamed.aliases,
         [Alias {
@@ -137,19 +142,21 @@ fn renames_and_deletes_cascade() {
         store.get_registered_model("a"),
         Err(StoreError::NotFound(_))
     ));
-    store.create_registered_model("c", "", &[]).unwrap();
+    store
+        .create_registered_model("alice", "c", "", &[])
+        .unwrap();
     assert!(matches!(
-        store.rename_registered_model("b", "c"),
+        store.rename_registered_model("alice", "b", "c"),
         Err(StoreError::AlreadyExists(_))
     ));
-    store.delete_model_version("b", "1").unwrap();
+    store.delete_model_version("alice", "b", "1").unwrap();
     assert!(
         store.get_registered_model("b").unwrap().aliases.is_empty(),
         "deleting a version drops its aliases"
     );
-    store.delete_registered_model("b").unwrap();
+    store.delete_registered_model("alice", "b").unwrap();
     assert!(matches!(
-        store.delete_registered_model("b"),
+        store.delete_registered_model("alice", "b"),
         Err(StoreError::NotFound(_))
     ));
 }
@@ -157,17 +164,19 @@ fn renames_and_deletes_cascade() {
 #[test]
 fn stages_and_latest_versions() {
     let store = Store::open_sqlite(&temp_db("stages")).unwrap();
-    store.create_registered_model("m", "", &[]).unwrap();
+    store
+        .create_registered_model("alice", "m", "", &[])
+        .unwrap();
     for _ in 0..3 {
         store
-            .create_model_version("m", &NewVersion::default())
+            .create_model_version("alice", "m", &NewVersion::default())
             .unwrap();
     }
     store
-        .transition_stage("m", "1", "production", false)
+        .transition_stage("alice", "m", "1", "production", false)
         .unwrap();
     let moved = store
-        .transition_stage("m", "2", "Production", true)
+        .transition_stage("alice", "m", "2", "Production", true)
         .unwrap();
     assert_eq!(moved.current_stage, "Production");
     assert_eq!(
@@ -175,7 +184,7 @@ fn stages_and_latest_versions() {
         "Archived"
     );
     assert!(matches!(
-        store.transition_stage("m", "3", "Live", false),
+        store.transition_stage("alice", "m", "3", "Live", false),
         Err(StoreError::InvalidParameter(_))
     ));
     let latest: Vec<(String, String)> = store
@@ -199,10 +208,12 @@ fn search_pages_and_writes_survive_reopening() {
     {
         let store = Store::open_sqlite(&path).unwrap();
         for name in ["alpha", "beta", "alphabet", "gamma"] {
-            store.create_registered_model(name, "", &[]).unwrap();
+            store
+                .create_registered_model("alice", name, "", &[])
+                .unwrap();
         }
         store
-            .create_model_version("alpha", &NewVersion::default())
+            .create_model_version("alice", "alpha", &NewVersion::default())
             .unwrap();
     }
     let store = Store::open_sqlite(&path).unwrap();
@@ -241,7 +252,7 @@ fn search_pages_and_writes_survive_reopening() {
         1
     );
     store
-        .set_registered_model_tag("beta", &tag("mlflow.prompt.is_prompt", "true"))
+        .set_registered_model_tag("alice", "beta", &tag("mlflow.prompt.is_prompt", "true"))
         .unwrap();
     let not_prompts = store
         .search_registered_models(&filter("tag.`mlflow.prompt.is_prompt` != 'true'"), 100, 0)
@@ -260,8 +271,12 @@ fn search_pages_and_writes_survive_reopening() {
         .0;
     assert_eq!(prompts[0].name, "beta");
     // `_` is literal in an exact match.
-    store.create_registered_model("a_b", "", &[]).unwrap();
-    store.create_registered_model("axb", "", &[]).unwrap();
+    store
+        .create_registered_model("alice", "a_b", "", &[])
+        .unwrap();
+    store
+        .create_registered_model("alice", "axb", "", &[])
+        .unwrap();
     assert_eq!(
         store
             .search_registered_models(&filter("name = 'a_b'"), 100, 0)
@@ -278,10 +293,146 @@ fn names_that_could_escape_are_refused() {
     for bad in ["", "a/b", "..", "x..y", "a\\b"] {
         assert!(
             matches!(
-                store.create_registered_model(bad, "", &[]),
+                store.create_registered_model("alice", bad, "", &[]),
                 Err(StoreError::InvalidParameter(_))
             ),
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn approvals_need_other_people_and_protect_aliases() {
+    let store = Store::open_sqlite(&temp_db("approvals")).unwrap();
+    store
+        .create_registered_model("alice", "iris", "", &[])
+        .unwrap();
+    store
+        .create_model_version("alice", "iris", &NewVersion::default())
+        .unwrap();
+    assert_eq!(
+        store.get_model_version("iris", "1").unwrap().user_id,
+        "alice"
+    );
+    // Unapproved: protected aliases refuse it, naming what is missing; others are fine.
+    let refused = store
+        .set_alias("alice", "iris", "production", "1")
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::PermissionDenied(m) if m.contains("0 of 1 required approvals")),
+        "{refused}"
+    );
+    store.set_alias("alice", "iris", "candidate", "1").unwrap();
+    // The creator cannot approve her own version.
+    assert!(matches!(
+        store.approve("alice", "iris", "1", "lgtm"),
+        Err(StoreError::PermissionDenied(_))
+    ));
+    store
+        .request_approval("alice", "iris", "1", "please")
+        .unwrap();
+    // A quorum of two, then one approval is not enough.
+    store.set_required_approvals("alice", "iris", 2).unwrap();
+    let status = store.approve("bob", "iris", "1", "ok").unwrap();
+    assert!(!status.approved);
+    assert_eq!(
+        (status.approved_by.clone(), status.requested_by.clone()),
+        (vec!["bob".to_owned()], vec!["alice".to_owned()])
+    );
+    let denied = store
+        .set_alias("bob", "iris", "champion", "1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        denied.contains("1 of 2 required approvals (approved by bob"),
+        "{denied}"
+    );
+    // A rejection blocks even a full quorum, until the rejecter approves.
+    store.reject("carol", "iris", "1", "bad metrics").unwrap();
+    let status = store.approve("dave", "iris", "1", "ok").unwrap();
+    assert!(!status.approved);
+    assert!(store
+        .set_alias("bob", "iris", "production", "1")
+        .unwrap_err()
+        .to_string()
+        .contains("rejected by carol"));
+    assert!(
+        store
+            .approve("carol", "iris", "1", "fixed")
+            .unwrap()
+            .approved
+    );
+    store.set_alias("bob", "iris", "production", "1").unwrap();
+    assert!(matches!(
+        store.set_required_approvals("alice", "iris", 0),
+        Err(StoreError::InvalidParameter(_))
+    ));
+}
+
+#[test]
+fn every_change_is_audited_and_the_log_is_append_only() {
+    let path = temp_db("audit");
+    let store = Store::open_sqlite(&path).unwrap();
+    store
+        .create_registered_model("alice", "m", "first", &[])
+        .unwrap();
+    store
+        .create_model_version(
+            "alice",
+            "m",
+            &NewVersion {
+                source: "s3://x".into(),
+                ..NewVersion::default()
+            },
+        )
+        .unwrap();
+    store.approve("bob", "m", "1", "fine").unwrap();
+    store.set_alias("bob", "m", "production", "1").unwrap();
+    store
+        .update_registered_model("carol", "m", "second")
+        .unwrap();
+    assert!(
+        store.set_alias("carol", "nope", "x", "1").is_err(),
+        "failed changes are not logged"
+    );
+    let events = store.audit(Some("m"), None, None, 100).unwrap();
+    let summary: Vec<(&str, &str, &str, &str)> = events
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e.user.as_str(),
+                e.action.as_str(),
+                e.before.as_str(),
+                e.after.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("alice", "create_registered_model", "", "first"),
+            ("alice", "create_model_version", "", "s3://x"),
+            ("bob", "approve", "", "fine"),
+            ("bob", "set_alias", "production=", "production=1"),
+            ("carol", "update_registered_model", "first", "second"),
+        ]
+    );
+    assert_eq!(
+        store
+            .audit(None, Some("approve"), Some("bob"), 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    let db = Connection::open(&path).unwrap();
+    assert!(
+        db.execute("DELETE FROM audit_log", []).is_err(),
+        "deleting audit entries must fail"
+    );
+    assert!(
+        db.execute("UPDATE audit_log SET user_id = 'mallory'", [])
+            .is_err(),
+        "editing audit entries must fail"
+    );
 }
