@@ -95,6 +95,21 @@ struct ServeArgs {
     /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for accepted requests to finish.
     #[arg(long, env = "WEIR_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     drain_timeout_secs: u64,
+    /// URL of a `weir registry` to serve approved versions from (with --model).
+    #[arg(long, env = "WEIR_REGISTRY")]
+    registry: Option<String>,
+    /// A registry model to serve: NAME=models:/NAME@ALIAS or NAME=models:/NAME/VERSION; repeat
+    /// for several. Its files are verified and placed in the model repository.
+    #[arg(
+        long = "model",
+        env = "WEIR_MODEL",
+        value_delimiter = ',',
+        requires = "registry"
+    )]
+    models: Vec<weir_runtime::registry::RegistryModel>,
+    /// Seconds between registry checks (an alias that moves is served within one interval).
+    #[arg(long, env = "WEIR_REGISTRY_POLL_INTERVAL", default_value_t = 10)]
+    registry_poll_interval: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,6 +146,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         repository_poll: Duration::from_secs(args.repository_poll_secs.max(1)),
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+        registry: args
+            .registry
+            .map(|url| weir_runtime::registry::RegistrySource {
+                url,
+                models: args.models,
+                poll: Duration::from_secs(args.registry_poll_interval.max(1)),
+            }),
         ..ServeConfig::new(args.model_repository, args.host, args.http_port)
     };
     let mut server = RunningServer::start(config)

@@ -9,6 +9,7 @@
 //! turns protocol requests into [`format::Tensor`]s and calls a [`backend::Backend`].
 
 pub mod backend;
+pub mod digest;
 pub mod format;
 pub mod onnx;
 pub mod repository;

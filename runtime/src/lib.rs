@@ -10,6 +10,7 @@
 pub mod error;
 pub mod metrics;
 pub mod protocol;
+pub mod registry;
 pub mod routes;
 pub mod scheduler;
 pub mod server;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
+use crate::registry::{RegistrySource, RegistrySync};
 use crate::store::ModelStore;
 
 /// Everything `weir serve` is told on its command line.
@@ -29,6 +30,8 @@ pub struct ServeConfig {
     pub repository_poll: Duration,
     /// How long a shutdown waits for accepted requests to finish.
     pub drain_timeout: Duration,
+    /// Models to follow in a registry (`--registry`, `--model`).
+    pub registry: Option<RegistrySource>,
 }
 
 impl ServeConfig {
@@ -46,6 +49,7 @@ impl ServeConfig {
             model_control: ModelControl::None,
             repository_poll: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(30),
+            registry: None,
         }
     }
 }
@@ -134,9 +138,23 @@ impl RunningServer {
                 })
                 .await
         });
+        let registry = app
+            .config
+            .registry
+            .clone()
+            .map(|source| Arc::new(RegistrySync::new(source)));
         let loader = app.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            loader.store.sync_all()?;
+        let first_sync = registry.clone();
+        let loaded = tokio::spawn(async move {
+            let store = loader.clone();
+            tokio::task::spawn_blocking(move || store.store.sync_all())
+                .await
+                .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
+            // Registry models are resolved once before the server reports ready; a refusal is
+            // logged and recorded, and the server starts with what it could load.
+            if let Some(sync) = first_sync {
+                sync.sync(&loader).await;
+            }
             loader.ready.store(true, Ordering::Release);
             let elapsed = started.elapsed();
             tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "server ready");
@@ -144,6 +162,9 @@ impl RunningServer {
         });
         if app.config.model_control == ModelControl::Poll {
             tokio::spawn(poll_repository(app.clone(), shutdown.subscribe()));
+        }
+        if let Some(sync) = registry {
+            tokio::spawn(follow_registry(app.clone(), sync, shutdown.subscribe()));
         }
         tracing::info!(%addr, "listening");
         Ok(RunningServer {
@@ -184,6 +205,17 @@ impl RunningServer {
                 Ok(())
             }
         }
+    }
+}
+
+/// Re-resolves the registry models every poll interval until shutdown.
+async fn follow_registry(app: Arc<App>, sync: Arc<RegistrySync>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(sync.poll_interval()) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        sync.sync(&app).await;
     }
 }
 

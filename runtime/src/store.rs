@@ -147,6 +147,42 @@ impl ModelStore {
         }
     }
 
+    /// Records that a version could not be brought in (for instance from the registry), without
+    /// touching what serves: the repository index shows the reason.
+    pub fn record_failure(&self, name: &str, version: u64, reason: String) {
+        let _guard = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.models.load().get(name).cloned();
+        let mut entry = ModelEntry {
+            versions: current
+                .as_ref()
+                .map(|e| e.versions.clone())
+                .unwrap_or_default(),
+            failures: current
+                .as_ref()
+                .map(|e| e.failures.clone())
+                .unwrap_or_default(),
+            error: None,
+        };
+        entry.failures.insert(version, reason);
+        self.replace(name, Some(entry));
+    }
+
+    /// The highest version serving under `name`, if any.
+    pub fn serving_version(&self, name: &str) -> Option<u64> {
+        self.models
+            .load()
+            .get(name)?
+            .versions
+            .keys()
+            .next_back()
+            .copied()
+    }
+
+    /// The repository folder this store loads from.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Stops serving a model (`POST /v2/repository/models/{m}/unload`); it stays listed as
     /// unavailable until loaded again. Requests already running finish.
     pub fn unload(&self, name: &str) -> Result<(), ApiError> {

@@ -120,6 +120,63 @@ impl ArtifactStore {
         Ok(files)
     }
 
+    /// Every file under `relative`, recursively, as paths relative to it, sorted.
+    pub fn files(&self, relative: &str) -> Result<Vec<String>, StoreError> {
+        fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let relative = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                if entry.path().is_dir() {
+                    walk(&entry.path(), &relative, out);
+                } else {
+                    out.push(relative);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&self.resolve(relative)?, "", &mut files);
+        files.sort();
+        Ok(files)
+    }
+
+    /// The digest of an artifact folder (or file): sha256 over each file's relative path and
+    /// sha256, in path order. `None` when there is nothing there.
+    pub fn digest(&self, relative: &str) -> Result<Option<String>, StoreError> {
+        let root = self.resolve(relative)?;
+        if root.is_file() {
+            let bytes = std::fs::read(&root).map_err(|e| StoreError::Internal(e.to_string()))?;
+            return Ok(Some(weir_models::digest::artifact_digest([(
+                "",
+                bytes.as_slice(),
+            )])));
+        }
+        let files = self.files(relative)?;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let mut contents = Vec::with_capacity(files.len());
+        for file in files {
+            let bytes =
+                std::fs::read(root.join(&file)).map_err(|e| StoreError::Internal(e.to_string()))?;
+            contents.push((file, bytes));
+        }
+        Ok(Some(weir_models::digest::artifact_digest(
+            contents
+                .iter()
+                .map(|(path, bytes)| (path.as_str(), bytes.as_slice())),
+        )))
+    }
+
     pub fn delete(&self, relative: &str) -> Result<(), StoreError> {
         let path = self.resolve(relative)?;
         let result = if path.is_dir() {
@@ -134,6 +191,22 @@ impl ArtifactStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_cover_names_and_contents() {
+        let store = store("digest");
+        store.put("m/1/model.onnx", b"weights").unwrap();
+        store.put("m/1/config/extra.json", b"{}").unwrap();
+        let digest = store.digest("m/1").unwrap().unwrap();
+        assert_eq!(digest.len(), 64);
+        assert_eq!(
+            store.files("m/1").unwrap(),
+            ["config/extra.json", "model.onnx"]
+        );
+        store.put("m/1/model.onnx", b"weightz").unwrap();
+        assert_ne!(store.digest("m/1").unwrap().unwrap(), digest);
+        assert_eq!(store.digest("m/nothing").unwrap(), None);
+    }
 
     fn store(tag: &str) -> ArtifactStore {
         let root =

@@ -456,14 +456,20 @@ async fn create_model_version(
     bytes: Bytes,
 ) -> Answer {
     let request: CreateVersion = body(&bytes)?;
-    let new = NewVersion {
+    let mut new = NewVersion {
         source: request.source,
         run_id: request.run_id.unwrap_or_default(),
         description: request.description.unwrap_or_default(),
         user_id: String::new(),
         tags: tags(request.tags),
+        sha256: String::new(),
     };
     let version = blocking(&registry, move |r| {
+        // The registry computes the digest itself from what it stores: the runtime checks what
+        // it downloads against it.
+        if let Some(path) = new.source.strip_prefix(ARTIFACT_SCHEME) {
+            new.sha256 = r.artifacts.digest(path)?.unwrap_or_default();
+        }
         r.store.create_model_version(&actor, &request.name, &new)
     })
     .await?;
@@ -719,6 +725,52 @@ async fn set_policy(
     ok(json!({}))
 }
 
+/// Artifact sources in this registry's store.
+const ARTIFACT_SCHEME: &str = "mlflow-artifacts:/";
+
+/// `GET /api/2.0/weir/resolve?name=&alias=` (or `&version=`): what a server needs to serve a
+/// version — its source files, their digest, and whether it is approved.
+async fn resolve(
+    State(registry): State<Arc<Registry>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer {
+    let name = param(&query, "name")?.to_owned();
+    let (alias, version) = (query.get("alias").cloned(), query.get("version").cloned());
+    let answer = blocking(&registry, move |r| {
+        let model_version = match (alias, version) {
+            (Some(alias), None) => r.store.get_version_by_alias(&name, &alias)?,
+            (None, Some(version)) => r.store.get_model_version(&name, &version)?,
+            _ => {
+                return Err(StoreError::InvalidParameter(
+                    "give exactly one of alias or version".to_owned(),
+                ))
+            }
+        };
+        let approval = r.store.approval_status(&name, &model_version.version)?;
+        let sha256 = r.store.artifact_sha256(&name, &model_version.version)?;
+        let path = model_version
+            .source
+            .strip_prefix(ARTIFACT_SCHEME)
+            .map(str::to_owned);
+        let files = match &path {
+            Some(path) => r.artifacts.files(path)?,
+            None => Vec::new(),
+        };
+        Ok(json!({
+            "name": name,
+            "version": model_version.version,
+            "source": model_version.source,
+            "artifact_path": path,
+            "files": files,
+            "sha256": sha256,
+            "approved": approval.approved,
+            "approval": approval,
+        }))
+    })
+    .await?;
+    ok(answer)
+}
+
 /// `GET /api/2.0/weir/audit/list?name=&action=&user=&max_results=`, newest first.
 async fn audit(
     State(registry): State<Arc<Registry>>,
@@ -823,6 +875,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/api/2.0/weir/approvals/policy", post(set_policy))
         .route("/api/2.0/weir/approvals/{kind}", post(decide))
         .route("/api/2.0/weir/audit/list", get(audit))
+        .route("/api/2.0/weir/resolve", get(resolve))
         .route("/api/2.0/mlflow-artifacts/artifacts", get(list_artifacts))
         .route(
             "/api/2.0/mlflow-artifacts/artifacts/{*path}",

@@ -87,6 +87,9 @@ pub struct NewVersion {
     pub description: String,
     pub user_id: String,
     pub tags: Vec<Tag>,
+    /// Digest of the artifact files (see `artifacts::digest`); empty when the source is not in
+    /// this registry's artifact store.
+    pub sha256: String,
 }
 
 const SCHEMA: &[&str] = &[
@@ -132,6 +135,8 @@ const SCHEMA: &[&str] = &[
         model TEXT NOT NULL, version TEXT NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL);
      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 3: the digest of each version's artifact files, computed by the registry at registration.
+    "ALTER TABLE model_versions ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''",
 ];
 
 fn now_ms() -> i64 {
@@ -279,6 +284,19 @@ impl Store {
     pub fn approval_status(&self, name: &str, version: &str) -> Result<ApprovalStatus, StoreError> {
         let number = parse_version(version)?;
         self.with(|db| approval_status(db, name, number))
+    }
+
+    /// The recorded artifact digest of a version.
+    pub fn artifact_sha256(&self, name: &str, version: &str) -> Result<String, StoreError> {
+        let number = parse_version(version)?;
+        self.with(|db| {
+            read_model_version(db, name, number)?;
+            Ok(db.query_row(
+                "SELECT sha256 FROM model_versions WHERE name = ?1 AND version = ?2",
+                params![name, number],
+                |r| r.get(0),
+            )?)
+        })
     }
 
     /// Sets how many approvals (from people other than the creator) a model's versions need.
@@ -500,9 +518,9 @@ impl Store {
         self.write(actor, "create_model_version", name, &version.to_string(), |tx| {
             let now = now_ms();
             tx.execute(
-                "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, user_id, description, source, run_id)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
-                params![name, version, now, actor, new.description, new.source, new.run_id],
+                "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, user_id, description, source, run_id, sha256)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![name, version, now, actor, new.description, new.source, new.run_id, new.sha256],
             )?;
             for tag in &new.tags {
                 tx.execute("INSERT OR REPLACE INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)", params![name, version, tag.key, tag.value])?;

@@ -1,0 +1,340 @@
+//! Serving registry-approved versions: `--registry URL --model NAME=models:/NAME@ALIAS`.
+//!
+//! Each poll resolves every configured model through the registry (`/api/2.0/weir/resolve`),
+//! and when the resolved version differs from the one serving: refuses it unless it is approved,
+//! downloads its files, checks them against the digest the registry recorded at registration,
+//! places them in the model repository and reloads — the usual load-then-swap, so requests never
+//! fail. A refused or tampered version is recorded in the repository index with its reason and
+//! the previous version keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+
+use crate::server::App;
+
+/// Which registry version a served model follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Alias(String),
+    Version(String),
+}
+
+/// One `--model NAME=models:/NAME@ALIAS` (or `models:/NAME/VERSION`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryModel {
+    /// The name requests use.
+    pub served_as: String,
+    /// The registered model's name.
+    pub name: String,
+    pub selector: Selector,
+}
+
+impl FromStr for RegistryModel {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (served_as, uri) = match text.split_once('=') {
+            Some((served, uri)) => (Some(served.trim()), uri.trim()),
+            None => (None, text.trim()),
+        };
+        let bad = || {
+            format!("invalid model {text:?}: expected NAME=models:/NAME@ALIAS or NAME=models:/NAME/VERSION")
+        };
+        let rest = uri.strip_prefix("models:/").ok_or_else(bad)?;
+        let (name, selector) = match (rest.split_once('@'), rest.split_once('/')) {
+            (Some((name, alias)), _) if !alias.is_empty() => {
+                (name, Selector::Alias(alias.to_owned()))
+            }
+            (None, Some((name, version))) if version.parse::<u64>().is_ok_and(|v| v > 0) => {
+                (name, Selector::Version(version.to_owned()))
+            }
+            _ => return Err(bad()),
+        };
+        let served_as = served_as.unwrap_or(name);
+        let plain = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != "..";
+        if !plain(name) || !plain(served_as) {
+            return Err(bad());
+        }
+        Ok(RegistryModel {
+            served_as: served_as.to_owned(),
+            name: name.to_owned(),
+            selector,
+        })
+    }
+}
+
+/// Where served models come from when a registry is configured.
+#[derive(Debug, Clone)]
+pub struct RegistrySource {
+    /// `http://host:port` of `weir registry`.
+    pub url: String,
+    pub models: Vec<RegistryModel>,
+    pub poll: Duration,
+}
+
+#[derive(Deserialize)]
+struct Resolved {
+    version: String,
+    artifact_path: Option<String>,
+    files: Vec<String>,
+    sha256: String,
+    approved: bool,
+    approval: Approval,
+}
+
+#[derive(Deserialize)]
+struct Approval {
+    required_approvals: u32,
+    approved_by: Vec<String>,
+    rejected_by: Vec<String>,
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Follows the registry for the configured models.
+pub struct RegistrySync {
+    source: RegistrySource,
+    client: HttpClient,
+}
+
+/// What one model's sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Unchanged(u64),
+    Loaded(u64),
+}
+
+impl RegistrySync {
+    pub fn new(source: RegistrySource) -> RegistrySync {
+        RegistrySync {
+            source,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        self.source.poll
+    }
+
+    async fn get(&self, path_and_query: &str) -> Result<Bytes, String> {
+        let url = format!("{}{path_and_query}", self.source.url.trim_end_matches('/'));
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| format!("invalid registry URL {url}: {e}"))?;
+        let response = tokio::time::timeout(Duration::from_secs(60), self.client.get(uri))
+            .await
+            .map_err(|_| format!("the registry did not answer {url} within 60 s"))?
+            .map_err(|e| format!("cannot reach the registry at {url}: {e}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading {url}: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(format!(
+                "the registry answered {status} for {url}: {message}"
+            ));
+        }
+        Ok(body)
+    }
+
+    /// Brings every configured model in line with the registry once.
+    pub async fn sync(&self, app: &Arc<App>) -> Vec<(String, Result<Outcome, String>)> {
+        let mut outcomes = Vec::with_capacity(self.source.models.len());
+        for model in &self.source.models {
+            let outcome = self.sync_model(app, model).await;
+            match &outcome {
+                Ok(Outcome::Loaded(version)) => {
+                    tracing::info!(model = %model.served_as, version, "serving registry version")
+                }
+                Ok(Outcome::Unchanged(_)) => {}
+                Err(reason) => {
+                    tracing::error!(model = %model.served_as, error = %reason, "registry version refused")
+                }
+            }
+            outcomes.push((model.served_as.clone(), outcome));
+        }
+        outcomes
+    }
+
+    async fn sync_model(&self, app: &Arc<App>, model: &RegistryModel) -> Result<Outcome, String> {
+        let query = match &model.selector {
+            Selector::Alias(alias) => format!("alias={alias}"),
+            Selector::Version(version) => format!("version={version}"),
+        };
+        let body = self
+            .get(&format!(
+                "/api/2.0/weir/resolve?name={}&{query}",
+                model.name
+            ))
+            .await?;
+        let resolved: Resolved = serde_json::from_slice(&body)
+            .map_err(|e| format!("unexpected answer from the registry: {e}"))?;
+        let version: u64 = resolved
+            .version
+            .parse()
+            .map_err(|_| format!("the registry named version {:?}", resolved.version))?;
+        if app.store.serving_version(&model.served_as) == Some(version) {
+            return Ok(Outcome::Unchanged(version));
+        }
+        let refuse = |reason: String| {
+            app.store
+                .record_failure(&model.served_as, version, reason.clone());
+            Err(reason)
+        };
+        if !resolved.approved {
+            let approval = &resolved.approval;
+            return refuse(format!(
+                "version {version} of '{}' is not approved: {} of {} required approvals{}",
+                model.name,
+                approval.approved_by.len(),
+                approval.required_approvals,
+                if approval.rejected_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", rejected by {}", approval.rejected_by.join(", "))
+                }
+            ));
+        }
+        let (Some(artifact_path), false) = (
+            resolved.artifact_path.as_deref(),
+            resolved.sha256.is_empty(),
+        ) else {
+            return refuse(format!(
+                "version {version} of '{}' has no artifact in the registry's store to verify",
+                model.name
+            ));
+        };
+        let mut files = Vec::with_capacity(resolved.files.len());
+        for file in &resolved.files {
+            files.push((
+                file.clone(),
+                self.get(&format!(
+                    "/api/2.0/mlflow-artifacts/artifacts/{artifact_path}/{file}"
+                ))
+                .await?,
+            ));
+        }
+        let digest = weir_models::digest::artifact_digest(
+            files
+                .iter()
+                .map(|(path, bytes)| (path.as_str(), bytes.as_ref())),
+        );
+        if digest != resolved.sha256 {
+            return refuse(format!(
+                "version {version} of '{}' failed its integrity check: the registry recorded sha256 {} at registration but the files hash to {digest}; refusing it",
+                model.name, resolved.sha256
+            ));
+        }
+        let root = app.store.root().to_path_buf();
+        let served_as = model.served_as.clone();
+        let placed = tokio::task::spawn_blocking(move || place(&root, &served_as, version, &files))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(reason) = placed {
+            return refuse(reason);
+        }
+        let store_app = app.clone();
+        let served_as = model.served_as.clone();
+        tokio::task::spawn_blocking(move || store_app.store.load(&served_as))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.message)?;
+        Ok(Outcome::Loaded(version))
+    }
+}
+
+/// Writes a version's files under `root/served_as/version` (via a temporary folder and a rename,
+/// so a half-written version is never loaded) and removes the other versions of that model.
+fn place(
+    root: &Path,
+    served_as: &str,
+    version: u64,
+    files: &[(String, Bytes)],
+) -> Result<(), String> {
+    let io = |e: std::io::Error| {
+        format!(
+            "cannot place {served_as} version {version} in {}: {e}",
+            root.display()
+        )
+    };
+    let incoming: PathBuf = root.join(format!(".incoming-{served_as}-{version}"));
+    let _ = std::fs::remove_dir_all(&incoming);
+    for (path, bytes) in files {
+        if path
+            .split('/')
+            .any(|segment| segment == ".." || segment.is_empty())
+        {
+            return Err(format!("the registry listed an unsafe file path {path:?}"));
+        }
+        let target = incoming.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&target, bytes).map_err(io)?;
+    }
+    let model_dir = root.join(served_as);
+    std::fs::create_dir_all(&model_dir).map_err(io)?;
+    let destination = model_dir.join(version.to_string());
+    let _ = std::fs::remove_dir_all(&destination);
+    std::fs::rename(&incoming, &destination).map_err(io)?;
+    for entry in std::fs::read_dir(&model_dir).map_err(io)?.flatten() {
+        let other = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok());
+        if other.is_some_and(|v| v != version) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_references_parse() {
+        let alias: RegistryModel = "iris=models:/iris-prod@production".parse().unwrap();
+        assert_eq!(
+            alias,
+            RegistryModel {
+                served_as: "iris".into(),
+                name: "iris-prod".into(),
+                selector: Selector::Alias("production".into())
+            }
+        );
+        let version: RegistryModel = "models:/fraud/3".parse().unwrap();
+        assert_eq!(
+            (version.served_as.as_str(), version.selector),
+            ("fraud", Selector::Version("3".into()))
+        );
+        for bad in [
+            "iris",
+            "iris=runs:/abc",
+            "models:/iris",
+            "models:/iris/0",
+            "models:/iris@",
+            "../x=models:/x/1",
+            "models:/a/b/1",
+        ] {
+            assert!(bad.parse::<RegistryModel>().is_err(), "{bad}");
+        }
+    }
+}
