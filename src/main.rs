@@ -1,5 +1,7 @@
 //! The `weir` command: parses flags and wires the crates together; nothing else lives here.
 
+mod models_cli;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,6 +35,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run the model registry (MLflow's REST API) on SQLite and a local artifact directory.
     Registry(RegistryArgs),
+    /// Register, approve and alias model versions in a registry.
+    Models(models_cli::ModelsArgs),
 }
 
 #[derive(clap::Args)]
@@ -238,17 +242,28 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve(args).await,
-            Command::Registry(args) => registry(args).await,
+        .context("cannot start the async runtime")
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                match cli.command {
+                    Command::Serve(args) => serve(args).await,
+                    Command::Registry(args) => registry(args).await,
+                    Command::Models(args) => models_cli::run(args).await,
+                }
+            })
+        });
+    // The cause chain is what a user needs; a backtrace is noise at this edge.
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
         }
-    })
+    }
 }

@@ -122,31 +122,12 @@ impl ArtifactStore {
 
     /// Every file under `relative`, recursively, as paths relative to it, sorted.
     pub fn files(&self, relative: &str) -> Result<Vec<String>, StoreError> {
-        fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                return;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') {
-                    continue;
-                }
-                let relative = if prefix.is_empty() {
-                    name
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                if entry.path().is_dir() {
-                    walk(&entry.path(), &relative, out);
-                } else {
-                    out.push(relative);
-                }
-            }
+        let dir = self.resolve(relative)?;
+        if !dir.is_dir() {
+            return Ok(Vec::new());
         }
-        let mut files = Vec::new();
-        walk(&self.resolve(relative)?, "", &mut files);
-        files.sort();
-        Ok(files)
+        files_under(&dir)
+            .map_err(|e| StoreError::Internal(format!("cannot list artifact '{relative}': {e}")))
     }
 
     /// The digest of an artifact folder (or file): sha256 over each file's relative path and
@@ -186,6 +167,34 @@ impl ArtifactStore {
         };
         result.map_err(|_| StoreError::NotFound(format!("artifact '{relative}' not found")))
     }
+}
+
+/// Files under a folder as sorted relative paths with `/` separators (hidden files skipped).
+pub fn files_under(folder: &Path) -> std::io::Result<Vec<String>> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let relative = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if entry.path().is_dir() {
+                walk(&entry.path(), &relative, out)?;
+            } else {
+                out.push(relative);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(folder, "", &mut files)?;
+    files.sort();
+    Ok(files)
 }
 
 #[cfg(test)]

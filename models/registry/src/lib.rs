@@ -2,6 +2,7 @@
 //! served through MLflow's REST API so the official `mlflow` client works against it.
 
 pub mod artifacts;
+pub mod client;
 pub mod filter;
 pub mod mlflow;
 pub mod store;

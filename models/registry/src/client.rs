@@ -1,0 +1,180 @@
+//! A client for a `weir registry` (used by `weir models`): MLflow's registry calls, weir's
+//! approval calls, and artifact uploads, with the caller's identity on every request.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use crate::artifacts::files_under;
+
+/// Who the client acts as.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// A user name, sent as `X-Weir-User` (registries without tokens).
+    User(String),
+    /// A bearer token (registries with `--tokens`).
+    Token(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the registry at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The registry refused: its error code and message.
+    #[error("{code}: {message}")]
+    Refused { code: String, message: String },
+    #[error("{0}")]
+    Local(String),
+}
+
+pub struct RegistryClient {
+    base: String,
+    identity: Identity,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl RegistryClient {
+    pub fn new(base: &str, identity: Identity) -> RegistryClient {
+        RegistryClient {
+            base: base.trim_end_matches('/').to_owned(),
+            identity,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let unreachable = |reason: String| ClientError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let mut request = hyper::Request::builder().method(method).uri(&url);
+        request = match &self.identity {
+            Identity::User(user) => request.header("x-weir-user", user),
+            Identity::Token(token) => request.header("authorization", format!("Bearer {token}")),
+        };
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let response = tokio::time::timeout(Duration::from_secs(120), self.http.request(request))
+            .await
+            .map_err(|_| unreachable("no answer within 120 s".to_owned()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(ClientError::Refused {
+                code: value["error_code"]
+                    .as_str()
+                    .unwrap_or(status.as_str())
+                    .to_owned(),
+                message: value["message"].as_str().map_or_else(
+                    || String::from_utf8_lossy(&bytes).into_owned(),
+                    str::to_owned,
+                ),
+            });
+        }
+        Ok(value)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value, ClientError> {
+        self.call("POST", path, body.to_string().into_bytes()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.call("GET", path, Vec::new()).await
+    }
+
+    /// Uploads every file of a version folder and registers it (creating the registered model
+    /// when it does not exist yet). Returns the new version.
+    pub async fn register(
+        &self,
+        name: &str,
+        folder: &Path,
+        description: &str,
+    ) -> Result<Value, ClientError> {
+        let files = files_under(folder)
+            .map_err(|e| ClientError::Local(format!("cannot read {}: {e}", folder.display())))?;
+        if files.is_empty() {
+            return Err(ClientError::Local(format!(
+                "{} holds no files to register",
+                folder.display()
+            )));
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let artifact = format!("models/{name}/{stamp}");
+        for relative in &files {
+            let bytes = std::fs::read(folder.join(relative))
+                .map_err(|e| ClientError::Local(format!("cannot read {relative}: {e}")))?;
+            self.call(
+                "PUT",
+                &format!("/api/2.0/mlflow-artifacts/artifacts/{artifact}/{relative}"),
+                bytes,
+            )
+            .await?;
+        }
+        match self
+            .post(
+                "/api/2.0/mlflow/registered-models/create",
+                json!({ "name": name }),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(ClientError::Refused { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => {}
+            Err(err) => return Err(err),
+        }
+        let created = self
+            .post(
+                "/api/2.0/mlflow/model-versions/create",
+                json!({ "name": name, "source": format!("mlflow-artifacts:/{artifact}"), "description": description }),
+            )
+            .await?;
+        Ok(created["model_version"].clone())
+    }
+
+    /// `request`, `approve` or `reject`.
+    pub async fn decide(
+        &self,
+        kind: &str,
+        name: &str,
+        version: &str,
+        comment: &str,
+    ) -> Result<Value, ClientError> {
+        let answer = self
+            .post(
+                &format!("/api/2.0/weir/approvals/{kind}"),
+                json!({ "name": name, "version": version, "comment": comment }),
+            )
+            .await?;
+        Ok(answer["approval"].clone())
+    }
+
+    pub async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+    ) -> Result<(), ClientError> {
+        self.post(
+            "/api/2.0/mlflow/registered-models/alias",
+            json!({ "name": name, "alias": alias, "version": version }),
+        )
+        .await
+        .map(drop)
+    }
+}
