@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,26 +32,14 @@ async fn versions_swap_under_load_with_zero_failed_requests() {
     let app = server.app.clone();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (app, stop) = (app.clone(), stop.clone());
-            tokio::spawn(async move {
-                let (mut answered, mut versions) = (0u32, BTreeSet::new());
-                while !stop.load(Ordering::Relaxed) {
-                    let answer = post(&app, "/v2/models/iris/infer", iris_request()).await;
-                    assert_eq!(
-                        answer.status,
-                        StatusCode::OK,
-                        "{}",
-                        String::from_utf8_lossy(&answer.body)
-                    );
-                    versions.insert(answer.json()["model_version"].as_str().unwrap().to_owned());
-                    answered += 1;
-                }
-                (answered, versions)
-            })
-        })
-        .collect();
+    let clients = common::load_loop(
+        &app,
+        4,
+        "/v2/models/iris/infer",
+        iris_request(),
+        stop.clone(),
+    )
+    .await;
     // Each round adds the next version, loads it, removes the previous one and loads again.
     for version in 2..=6u64 {
         repo.copy_version("iris", 1 + version % 2, "iris", version);
@@ -75,13 +62,7 @@ async fn versions_swap_under_load_with_zero_failed_requests() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     stop.store(true, Ordering::Relaxed);
-    let mut seen = BTreeSet::new();
-    let mut total = 0;
-    for client in clients {
-        let (answered, versions) = client.await.unwrap();
-        total += answered;
-        seen.extend(versions);
-    }
+    let (total, seen) = clients.await.unwrap();
     assert!(total > 20, "only {total} requests ran during the swaps");
     assert!(
         seen.len() >= 3,

@@ -175,28 +175,14 @@ async fn only_approved_verified_versions_serve_and_alias_moves_swap_without_fail
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (app, stop) = (app.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut versions = BTreeSet::new();
-                let mut answered = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let answer = post(&app, "/v2/models/iris/infer", iris_request()).await;
-                    assert_eq!(
-                        answer.status,
-                        StatusCode::OK,
-                        "{}",
-                        String::from_utf8_lossy(&answer.body)
-                    );
-                    versions.insert(answer.json()["model_version"].as_str().unwrap().to_owned());
-                    answered += 1;
-                }
-                (answered, versions)
-            })
-        })
-        .collect();
-
+    let clients = common::load_loop(
+        &app,
+        4,
+        "/v2/models/iris/infer",
+        iris_request(),
+        stop.clone(),
+    )
+    .await;
     // Version 2: registered, approved, production moves; the server follows under load.
     let v2 = register(&registry, "models/iris/2", &v2_bytes).await;
     approve(&registry, &v2).await;
@@ -255,13 +241,7 @@ async fn only_approved_verified_versions_serve_and_alias_moves_swap_without_fail
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut seen = BTreeSet::new();
-    let mut total = 0;
-    for client in clients {
-        let (answered, versions) = client.await.unwrap();
-        total += answered;
-        seen.extend(versions);
-    }
+    let (total, seen) = clients.await.unwrap();
     assert!(total > 20, "only {total} requests ran");
     assert_eq!(
         seen,

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::artifacts::ArtifactStore;
 use crate::filter::Filter;
-use crate::store::{NewVersion, Store, StoreError, Tag};
+use crate::store::{Decision, NewVersion, Store, StoreError, Tag};
 
 /// The registry behind the API.
 pub struct Registry {
@@ -303,20 +303,31 @@ async fn search_registered_models(
     State(registry): State<Arc<Registry>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer {
+    let (filter, max, offset) = search_request(&query)?;
+    let (models, next) = blocking(&registry, move |r| {
+        r.store.search_registered_models(&filter, max, offset)
+    })
+    .await?;
+    ok(page("registered_models", json!(models), next))
+}
+
+/// A search's filter and paging from its query string.
+fn search_request(query: &HashMap<String, String>) -> Result<(Filter, usize, usize), MlflowError> {
     let filter = parse_filter(query.get("filter").map(String::as_str))?;
     let (max, offset) = paging(
         query.get("max_results").map(String::as_str),
         query.get("page_token").map(String::as_str),
     )?;
-    let (models, next) = blocking(&registry, move |r| {
-        r.store.search_registered_models(&filter, max, offset)
-    })
-    .await?;
-    let mut answer = json!({ "registered_models": models });
+    Ok((filter, max, offset))
+}
+
+/// `{key: items, next_page_token?}`.
+fn page(key: &str, items: Value, next: Option<usize>) -> Value {
+    let mut answer = json!({ key: items });
     if let Some(next) = next {
         answer["next_page_token"] = json!(next.to_string());
     }
-    ok(answer)
+    answer
 }
 
 #[derive(Deserialize)]
@@ -540,20 +551,12 @@ async fn search_model_versions(
     State(registry): State<Arc<Registry>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer {
-    let filter = parse_filter(query.get("filter").map(String::as_str))?;
-    let (max, offset) = paging(
-        query.get("max_results").map(String::as_str),
-        query.get("page_token").map(String::as_str),
-    )?;
+    let (filter, max, offset) = search_request(&query)?;
     let (versions, next) = blocking(&registry, move |r| {
         r.store.search_model_versions(&filter, max, offset)
     })
     .await?;
-    let mut answer = json!({ "model_versions": versions });
-    if let Some(next) = next {
-        answer["next_page_token"] = json!(next.to_string());
-    }
-    ok(answer)
+    ok(page("model_versions", json!(versions), next))
 }
 
 async fn set_model_version_tag(
@@ -659,7 +662,7 @@ async fn list_artifacts(
 }
 
 #[derive(Deserialize)]
-struct Decision {
+struct DecisionBody {
     name: String,
     version: String,
     #[serde(default)]
@@ -673,21 +676,16 @@ async fn decide(
     Actor(actor): Actor,
     bytes: Bytes,
 ) -> Answer {
-    let request: Decision = body(&bytes)?;
-    let status = blocking(&registry, move |r| match kind.as_str() {
-        "request" => {
-            r.store
-                .request_approval(&actor, &request.name, &request.version, &request.comment)
-        }
-        "approve" => r
-            .store
-            .approve(&actor, &request.name, &request.version, &request.comment),
-        "reject" => r
-            .store
-            .reject(&actor, &request.name, &request.version, &request.comment),
-        other => Err(StoreError::NotFound(format!(
-            "unknown approval action '{other}'; use request, approve or reject"
-        ))),
+    let request: DecisionBody = body(&bytes)?;
+    let decision: Decision = kind.parse()?;
+    let status = blocking(&registry, move |r| {
+        r.store.decide(
+            &actor,
+            &request.name,
+            &request.version,
+            decision,
+            &request.comment,
+        )
     })
     .await?;
     ok(json!({ "approval": status }))

@@ -193,6 +193,39 @@ impl ApprovalStatus {
     }
 }
 
+/// A decision in the approval workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Request,
+    Approve,
+    Reject,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Request => "request",
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        }
+    }
+}
+
+impl std::str::FromStr for Decision {
+    type Err = StoreError;
+
+    fn from_str(text: &str) -> Result<Self, StoreError> {
+        [Decision::Request, Decision::Approve, Decision::Reject]
+            .into_iter()
+            .find(|d| d.as_str() == text)
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "unknown approval action '{text}'; use request, approve or reject"
+                ))
+            })
+    }
+}
+
 /// One audit log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
@@ -224,58 +257,27 @@ impl Store {
         self
     }
 
-    /// Records that someone asks for a version to be reviewed.
-    pub fn request_approval(
+    /// Records a decision on a version: a request for review, an approval (never by its
+    /// creator), or a rejection (which stands until the same person approves).
+    pub fn decide(
         &self,
         actor: &str,
         name: &str,
         version: &str,
-        comment: &str,
-    ) -> Result<ApprovalStatus, StoreError> {
-        self.decide(actor, name, version, "request", comment)
-    }
-
-    /// Approves a version; its creator cannot.
-    pub fn approve(
-        &self,
-        actor: &str,
-        name: &str,
-        version: &str,
-        comment: &str,
-    ) -> Result<ApprovalStatus, StoreError> {
-        self.decide(actor, name, version, "approve", comment)
-    }
-
-    /// Rejects a version; the rejection stands until the same person approves it.
-    pub fn reject(
-        &self,
-        actor: &str,
-        name: &str,
-        version: &str,
-        comment: &str,
-    ) -> Result<ApprovalStatus, StoreError> {
-        self.decide(actor, name, version, "reject", comment)
-    }
-
-    fn decide(
-        &self,
-        actor: &str,
-        name: &str,
-        version: &str,
-        decision: &str,
+        decision: Decision,
         comment: &str,
     ) -> Result<ApprovalStatus, StoreError> {
         let number = parse_version(version)?;
-        self.write(actor, decision, name, version, |db| {
+        self.write(actor, decision.as_str(), name, version, |db| {
             let creator = read_model_version(db, name, number)?.user_id;
-            if decision == "approve" && !creator.is_empty() && creator == actor {
+            if decision == Decision::Approve && !creator.is_empty() && creator == actor {
                 return Err(StoreError::PermissionDenied(format!(
                     "{actor} created version {version} of '{name}' and cannot approve it; another person must"
                 )));
             }
             db.execute(
                 "INSERT INTO approval_decisions (name, version, user_id, decision, comment, timestamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![name, number, actor, decision, comment, now_ms()],
+                params![name, number, actor, decision.as_str(), comment, now_ms()],
             )?;
             Ok((approval_status(db, name, number)?, String::new(), comment.to_owned()))
         })

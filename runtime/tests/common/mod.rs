@@ -190,3 +190,43 @@ pub async fn until_metrics(app: &Arc<App>, what: &str, needle: &str) {
     })
     .await;
 }
+
+/// Clients that keep sending `body` to `uri` until `stop`, each asserting every answer is 200;
+/// together they return how many requests ran and which `model_version`s answered.
+pub async fn load_loop(
+    app: &Arc<App>,
+    clients: usize,
+    uri: &'static str,
+    body: serde_json::Value,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, std::collections::BTreeSet<String>)> {
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let (app, stop, body) = (app.clone(), stop.clone(), body.clone());
+            tokio::spawn(async move {
+                let (mut answered, mut versions) = (0, std::collections::BTreeSet::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = post(&app, uri, body.clone()).await;
+                    assert_eq!(
+                        answer.status,
+                        StatusCode::OK,
+                        "{}",
+                        String::from_utf8_lossy(&answer.body)
+                    );
+                    versions.insert(answer.json()["model_version"].as_str().unwrap().to_owned());
+                    answered += 1;
+                }
+                (answered, versions)
+            })
+        })
+        .collect();
+    tokio::spawn(async move {
+        let mut total = (0, std::collections::BTreeSet::new());
+        for handle in handles {
+            let (answered, versions) = handle.await.unwrap();
+            total.0 += answered;
+            total.1.extend(versions);
+        }
+        total
+    })
+}

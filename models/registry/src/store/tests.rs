@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::Decision;
 
 fn temp_db(tag: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("weir-registry-{tag}-{}.db", std::process::id()));
@@ -325,15 +326,17 @@ fn approvals_need_other_people_and_protect_aliases() {
     store.set_alias("alice", "iris", "candidate", "1").unwrap();
     // The creator cannot approve her own version.
     assert!(matches!(
-        store.approve("alice", "iris", "1", "lgtm"),
+        store.decide("alice", "iris", "1", Decision::Approve, "lgtm"),
         Err(StoreError::PermissionDenied(_))
     ));
     store
-        .request_approval("alice", "iris", "1", "please")
+        .decide("alice", "iris", "1", Decision::Request, "please")
         .unwrap();
     // A quorum of two, then one approval is not enough.
     store.set_required_approvals("alice", "iris", 2).unwrap();
-    let status = store.approve("bob", "iris", "1", "ok").unwrap();
+    let status = store
+        .decide("bob", "iris", "1", Decision::Approve, "ok")
+        .unwrap();
     assert!(!status.approved);
     assert_eq!(
         (status.approved_by.clone(), status.requested_by.clone()),
@@ -348,8 +351,12 @@ fn approvals_need_other_people_and_protect_aliases() {
         "{denied}"
     );
     // A rejection blocks even a full quorum, until the rejecter approves.
-    store.reject("carol", "iris", "1", "bad metrics").unwrap();
-    let status = store.approve("dave", "iris", "1", "ok").unwrap();
+    store
+        .decide("carol", "iris", "1", Decision::Reject, "bad metrics")
+        .unwrap();
+    let status = store
+        .decide("dave", "iris", "1", Decision::Approve, "ok")
+        .unwrap();
     assert!(!status.approved);
     assert!(store
         .set_alias("bob", "iris", "production", "1")
@@ -358,7 +365,7 @@ fn approvals_need_other_people_and_protect_aliases() {
         .contains("rejected by carol"));
     assert!(
         store
-            .approve("carol", "iris", "1", "fixed")
+            .decide("carol", "iris", "1", Decision::Approve, "fixed")
             .unwrap()
             .approved
     );
@@ -386,7 +393,9 @@ fn every_change_is_audited_and_the_log_is_append_only() {
             },
         )
         .unwrap();
-    store.approve("bob", "m", "1", "fine").unwrap();
+    store
+        .decide("bob", "m", "1", Decision::Approve, "fine")
+        .unwrap();
     store.set_alias("bob", "m", "production", "1").unwrap();
     store
         .update_registered_model("carol", "m", "second")
