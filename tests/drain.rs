@@ -10,17 +10,25 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A binary-tensor request for the MLP test model, `rows` rows.
-fn mlp_request(address: &str, rows: usize) -> u16 {
+/// A binary-tensor request for the MLP test model, `rows` rows: its extra headers and body.
+fn mlp_request(rows: usize) -> (String, Vec<u8>) {
     let header = format!(
         r#"{{"inputs": [{{"name": "x", "shape": [{rows}, 256], "datatype": "FP32", "parameters": {{"binary_data_size": {}}}}}]}}"#,
         rows * 1024
     );
     let mut body = header.clone().into_bytes();
     body.extend(std::iter::repeat_n(0.25f32.to_le_bytes(), rows * 256).flatten());
-    let headers = format!("Inference-Header-Content-Length: {}\r\n", header.len());
-    common::http(address, "POST /v2/models/mlp/infer", &headers, &body)
-        .map_or(0, |(status, _)| status)
+    (
+        format!("Inference-Header-Content-Length: {}\r\n", header.len()),
+        body,
+    )
+}
+
+/// A number from the metrics text, 0 when the series is absent.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -66,17 +74,37 @@ fn sigterm_finishes_every_accepted_request_then_exits_zero() {
     });
 
     // Six large requests on one model instance: one runs while five wait in its queue.
+    // Large requests (~1 s of model time each) on one instance: while one runs the others wait.
+    let request = std::sync::Arc::new(mlp_request(8192));
     let clients: Vec<_> = (0..6)
         .map(|_| {
-            let address = address.clone();
-            std::thread::spawn(move || mlp_request(&address, 2048))
+            let (address, request) = (address.clone(), request.clone());
+            std::thread::spawn(move || {
+                common::http(
+                    &address,
+                    "POST /v2/models/mlp/infer",
+                    &request.0,
+                    &request.1,
+                )
+                .map_or(0, |(status, _)| status)
+            })
         })
         .collect();
+    // Accepted = in flight + already answered: it only grows, so no poll can miss it.
+    let mut in_flight_at_signal = 0;
     wait_until("all six requests accepted", || {
-        common::get(&address, "/metrics")
-            .1
-            .contains(r#"weir_inflight_requests{model="mlp",version="1"} 6"#)
+        let text = common::get(&address, "/metrics").1;
+        in_flight_at_signal = metric(&text, r#"weir_inflight_requests{model="mlp",version="1"}"#);
+        let answered = metric(
+            &text,
+            r#"weir_inference_requests_total{model="mlp",version="1",code="200"}"#,
+        );
+        in_flight_at_signal + answered == 6
     });
+    assert!(
+        in_flight_at_signal >= 1,
+        "no request was in flight when the signal went out"
+    );
     let signalled = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

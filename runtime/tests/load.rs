@@ -196,10 +196,10 @@ async fn overload_gets_503_with_retry_after_while_health_checks_and_the_rest_suc
     repo.write_config("mlp", "[queue]\nmax_size = 1\n");
     let server = start(common::config(&repo.dir)).await;
     let app = server.app.clone();
-    let expected = post(&app, "/v2/models/mlp/infer", mlp_request(64))
-        .await
-        .json()["outputs"][0]["data"]
-        .clone();
+    // Binary bodies decode in microseconds, so the clients' requests arrive together while each
+    // 512-row call keeps the model busy: a full queue is certain, not a matter of timing.
+    let expected =
+        common::send(&app, mlp_binary_request(512)).await.json()["outputs"][0]["data"].clone();
 
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let prober = {
@@ -223,7 +223,7 @@ async fn overload_gets_503_with_retry_after_while_health_checks_and_the_rest_suc
     let clients: Vec<_> = (0..32)
         .map(|_| {
             let app = app.clone();
-            tokio::spawn(async move { post(&app, "/v2/models/mlp/infer", mlp_request(64)).await })
+            tokio::spawn(async move { common::send(&app, mlp_binary_request(512)).await })
         })
         .collect();
     let (mut served, mut refused) = (0, 0);
