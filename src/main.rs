@@ -162,11 +162,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut server = RunningServer::start(config)
         .await
         .context("cannot start the inference server")?;
-    println!("weir serve listening on http://{}", server.local_addr());
+    announce(format_args!(
+        "weir serve listening on http://{}",
+        server.local_addr()
+    ));
     tokio::select! {
         loaded = server.wait_ready() => {
             let elapsed = loaded.context("cannot load the model repository")?;
-            println!("weir serve ready in {} ms", elapsed.as_millis());
+            announce(format_args!("weir serve ready in {} ms", elapsed.as_millis()));
         }
         _ = shutdown_signal() => return server.shutdown().await.context("shutdown failed"),
     }
@@ -207,10 +210,10 @@ async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
-    println!(
+    announce(format_args!(
         "weir registry listening on http://{}",
         listener.local_addr()?
-    );
+    ));
     axum::serve(
         listener,
         weir_registry::router(std::sync::Arc::new(registry)),
@@ -218,6 +221,15 @@ async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("the registry server failed")
+}
+
+/// Prints a line for whoever started the server (scripts read the address from the first one).
+/// A closed stdout (`weir serve | head -1`) must not take a running server down, as `println!`
+/// would by panicking, so write errors are ignored.
+fn announce(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
