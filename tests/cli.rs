@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,10 +87,7 @@ fn missing_onnx_runtime_is_explained_not_a_panic() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let address = first.trim().rsplit("http://").next().unwrap().to_owned();
+    let address = common::announced_address(&mut child);
     let deadline = Instant::now() + Duration::from_secs(20);
     let index = loop {
         let answer = common::http(&address, "POST /v2/repository/index", "", b"")

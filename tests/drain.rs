@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -65,10 +64,7 @@ fn sigterm_finishes_every_accepted_request_then_exits_zero() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let address = first.trim().rsplit("http://").next().unwrap().to_owned();
+    let address = common::announced_address(&mut child);
     wait_until("ready", || {
         common::get(&address, "/v2/health/ready").0 == 200
     });

@@ -2,7 +2,8 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -33,16 +34,7 @@ fn registry() -> Registry {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .rsplit("listening on ")
-        .next()
-        .unwrap()
-        .to_owned();
+    let url = common::announced_url(&mut child);
     Registry { child, url, folder }
 }
 

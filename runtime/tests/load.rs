@@ -39,13 +39,7 @@ async fn simple_request(
                 {"name": "INPUT0", "shape": [rows, 16], "datatype": "INT32", "data": a},
                 {"name": "INPUT1", "shape": [rows, 16], "datatype": "INT32", "data": b}]});
             let answer = post(app, "/v2/models/simple/infer", body).await;
-            assert_eq!(
-                answer.status,
-                StatusCode::OK,
-                "{}",
-                String::from_utf8_lossy(&answer.body)
-            );
-            let outputs = answer.json()["outputs"].clone();
+            let outputs = answer.ok_json()["outputs"].clone();
             (numbers(&outputs[0]["data"]), numbers(&outputs[1]["data"]))
         }
         1 => {
@@ -62,13 +56,7 @@ async fn simple_request(
                 .body(Body::from(body))
                 .unwrap();
             let answer = common::send(app, request).await;
-            assert_eq!(
-                answer.status,
-                StatusCode::OK,
-                "{}",
-                String::from_utf8_lossy(&answer.body)
-            );
-            let outputs = answer.json()["outputs"].clone();
+            let outputs = answer.ok_json()["outputs"].clone();
             (numbers(&outputs[0]["data"]), numbers(&outputs[1]["data"]))
         }
         _ => {
@@ -81,13 +69,7 @@ async fn simple_request(
                 json!({ "instances": instances }),
             )
             .await;
-            assert_eq!(
-                answer.status,
-                StatusCode::OK,
-                "{}",
-                String::from_utf8_lossy(&answer.body)
-            );
-            let predictions = answer.json()["predictions"].clone();
+            let predictions = answer.ok_json()["predictions"].clone();
             let column = |name: &str| {
                 predictions
                     .as_array()

@@ -2,7 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // each test file uses a subset
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -36,4 +36,27 @@ pub fn get(address: &str, path: &str) -> (u16, String) {
     http(address, &format!("GET {path}"), "", b"").map_or((0, String::new()), |(status, body)| {
         (status, String::from_utf8_lossy(&body).into_owned())
     })
+}
+
+/// The `http://host:port` a freshly started `weir serve` or `weir registry` announces on its
+/// first line of output (`… listening on http://127.0.0.1:PORT`). The pipe is closed after that
+/// line, as `weir serve | head -1` would close it: the server must keep running regardless.
+pub fn announced_url(child: &mut std::process::Child) -> String {
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    first
+        .trim()
+        .rsplit("listening on ")
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The `host:port` part of [`announced_url`].
+pub fn announced_address(child: &mut std::process::Child) -> String {
+    announced_url(child)
+        .trim_start_matches("http://")
+        .to_owned()
 }

@@ -91,6 +91,17 @@ impl Answer {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
+    /// The JSON body of an answer that must be 200 (else the test fails showing the body).
+    pub fn ok_json(&self) -> Value {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+
     pub fn error(&self) -> String {
         self.json()["error"]
             .as_str()
@@ -207,13 +218,12 @@ pub async fn load_loop(
                 let (mut answered, mut versions) = (0, std::collections::BTreeSet::new());
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let answer = post(&app, uri, body.clone()).await;
-                    assert_eq!(
-                        answer.status,
-                        StatusCode::OK,
-                        "{}",
-                        String::from_utf8_lossy(&answer.body)
+                    versions.insert(
+                        answer.ok_json()["model_version"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
                     );
-                    versions.insert(answer.json()["model_version"].as_str().unwrap().to_owned());
                     answered += 1;
                 }
                 (answered, versions)
