@@ -19,13 +19,17 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# Tests run every store against SQLite and a private PostgreSQL (scripts/postgres.sh starts it);
+# WEIR_REQUIRE_POSTGRES makes a missing server a failure rather than a skip.
+PG = export WEIR_TEST_POSTGRES_URL=$$(scripts/postgres.sh) WEIR_REQUIRE_POSTGRES=1 &&
+
 unit-test:
-	cargo test --workspace --exclude weir-benches
+	$(PG) cargo test --workspace --exclude weir-benches
 
 # The binary is built the way `cargo test` builds it (same features), so nothing is compiled twice.
 python-test:
 	cargo test --workspace --exclude weir-benches --no-run --quiet
-	.venv/bin/python -m pytest -q tests/python
+	$(PG) .venv/bin/python -m pytest -q tests/python
 
 ## make bench: load benchmarks on loopback (see benches/README.md).
 bench: setup

@@ -41,7 +41,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RegistryArgs {
-    /// Where registry data lives: `sqlite://PATH` (the embedded default).
+    /// Where registry data lives: `sqlite://PATH` (the embedded default) or
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE` (schema created on first start).
     #[arg(long, env = "WEIR_DB", default_value = "sqlite://weir.db")]
     db: String,
     /// Folder holding model artifacts (`mlflow-artifacts:/…`).
@@ -181,14 +182,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
-    let path = match args.db.split_once("://") {
-        Some(("sqlite", path)) => PathBuf::from(path),
-        Some((scheme, _)) => anyhow::bail!(
-            "--db {:?}: the {scheme} backend is not available yet; use sqlite://PATH",
-            args.db
-        ),
-        None => PathBuf::from(&args.db),
-    };
     let tokens = match &args.tokens {
         Some(file) => {
             let text = std::fs::read_to_string(file)
@@ -199,8 +192,11 @@ async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let store = weir_registry::Store::open_sqlite(&path)
-        .with_context(|| format!("cannot open the registry database {}", path.display()))?;
+    // The PostgreSQL driver blocks, and must not do so on an async worker.
+    let db = args.db.clone();
+    let store = tokio::task::spawn_blocking(move || weir_registry::Store::open(&db))
+        .await?
+        .context("cannot open the registry database")?;
     let registry = weir_registry::Registry {
         store: store.with_protected_aliases(args.protected_aliases),
         artifacts: weir_registry::artifacts::ArtifactStore::open(&args.artifacts)?,

@@ -109,10 +109,28 @@ fn iris_request() -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn only_approved_verified_versions_serve_and_alias_moves_swap_without_failures() {
+async fn only_approved_verified_versions_serve_on_sqlite() {
+    let db = weir_sql::testing::sqlite("runtime_registry");
+    only_approved_verified_versions_serve_and_alias_moves_swap_without_failures(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_approved_verified_versions_serve_on_postgres() {
+    if let Some(db) = weir_sql::testing::postgres("runtime_registry") {
+        only_approved_verified_versions_serve_and_alias_moves_swap_without_failures(&db.url).await;
+    }
+}
+
+async fn only_approved_verified_versions_serve_and_alias_moves_swap_without_failures(db_url: &str) {
     let scratch = TempRepo::new("registry-side");
+    let db_url = db_url.to_owned();
+    // The PostgreSQL driver blocks; open off the async workers as `weir registry` does.
+    let store = tokio::task::spawn_blocking(move || Store::open(&db_url))
+        .await
+        .unwrap()
+        .unwrap();
     let registry = Arc::new(Registry {
-        store: Store::open_sqlite(&scratch.path("registry.db")).unwrap(),
+        store,
         artifacts: ArtifactStore::open(&scratch.path("artifacts")).unwrap(),
         tokens: None,
     });

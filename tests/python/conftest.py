@@ -1,4 +1,7 @@
-"""Starts the real `weir serve` binary on a free loopback port for the interop tests."""
+"""Starts the real `weir serve` and `weir registry` binaries on free loopback ports for the
+interop tests, with the registry on SQLite or on a fresh database of the PostgreSQL server that
+`make test` starts (`WEIR_TEST_POSTGRES_URL`)."""
+import itertools
 import os
 import pathlib
 import re
@@ -63,3 +66,51 @@ def text_server():
     running = Server(repository=TEXT_MODELS)
     yield running
     running.stop()
+
+
+# The storage engines every registry test runs against.
+DATABASES = ["sqlite", "postgres"]
+_created_databases = []
+_serial = itertools.count()
+
+
+def database_url(kind, folder):
+    """A fresh, empty database of the given kind for one registry."""
+    if kind == "sqlite":
+        return f"sqlite://{folder}/registry.db"
+    admin = os.environ.get("WEIR_TEST_POSTGRES_URL")
+    if not admin:
+        if os.environ.get("WEIR_REQUIRE_POSTGRES") == "1":
+            pytest.fail("WEIR_REQUIRE_POSTGRES=1 but WEIR_TEST_POSTGRES_URL is not set")
+        pytest.skip("WEIR_TEST_POSTGRES_URL is not set (scripts/postgres.sh prints it)")
+    name = f"weir_py_{os.getpid()}_{next(_serial)}"
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    _created_databases.append((admin, name))
+    return f"{admin.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_test_databases():
+    yield
+    for admin, name in _created_databases:
+        subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
+
+
+class Registry:
+    """A `weir registry` process; `url` is where it listens."""
+
+    def __init__(self, db_url, folder, *extra_args):
+        self.process = subprocess.Popen(
+            [str(weir_binary()), "registry", "--db", db_url, "--artifacts", f"{folder}/artifacts", "--http-port", "0", *extra_args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        match = re.search(r"listening on (http://[\d.]+:\d+)", line)
+        assert match, f"unexpected first line from weir registry: {line!r}"
+        self.url = match.group(1)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)

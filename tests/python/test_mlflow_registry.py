@@ -1,6 +1,5 @@
-"""`weir registry` against the official mlflow client (3.x), unmodified, on SQLite."""
-import re
-import subprocess
+"""`weir registry` against the official mlflow client (3.x), unmodified, on SQLite and on
+PostgreSQL."""
 import tempfile
 import warnings
 
@@ -8,24 +7,15 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from conftest import weir_binary
+from conftest import DATABASES, Registry, database_url
 
 
-@pytest.fixture(scope="module")
-def registry():
+@pytest.fixture(scope="module", params=DATABASES)
+def registry(request):
     folder = tempfile.mkdtemp(prefix="weir-registry-")
-    process = subprocess.Popen(
-        [str(weir_binary()), "registry", "--db", f"sqlite://{folder}/registry.db", "--artifacts", f"{folder}/artifacts", "--http-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    line = process.stdout.readline()
-    match = re.search(r"listening on (http://[\d.]+:\d+)", line)
-    assert match, f"unexpected first line from weir registry: {line!r}"
-    yield match.group(1)
-    process.terminate()
-    process.wait(timeout=10)
+    running = Registry(database_url(request.param, folder), folder)
+    yield running.url
+    running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -2,27 +2,17 @@
 acknowledged is there."""
 import concurrent.futures
 import json
-import re
 import signal
-import subprocess
 import tempfile
 import threading
 import urllib.error
 import urllib.request
 
-from conftest import weir_binary
+import pytest
+
+from conftest import DATABASES, Registry, database_url
 
 
-def start(folder):
-    process = subprocess.Popen(
-        [str(weir_binary()), "registry", "--db", f"sqlite://{folder}/registry.db", "--artifacts", f"{folder}/artifacts", "--http-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    match = re.search(r"listening on (http://[\d.]+:\d+)", process.stdout.readline())
-    assert match
-    return process, match.group(1)
 
 
 def call(url, method, path, body=None):
@@ -32,9 +22,12 @@ def call(url, method, path, body=None):
         return json.loads(answer.read())
 
 
-def test_acknowledged_writes_survive_kill_9():
+@pytest.mark.parametrize("kind", DATABASES)
+def test_acknowledged_writes_survive_kill_9(kind):
     folder = tempfile.mkdtemp(prefix="weir-crash-")
-    process, url = start(folder)
+    db_url = database_url(kind, folder)
+    registry = Registry(db_url, folder)
+    url = registry.url
     acknowledged, lock, enough = [], threading.Lock(), threading.Event()
 
     def write(index):
@@ -52,16 +45,16 @@ def test_acknowledged_writes_survive_kill_9():
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         futures = [pool.submit(write, i) for i in range(400)]
         enough.wait(timeout=60)
-        process.send_signal(signal.SIGKILL)  # no chance to flush anything
-        process.wait(timeout=10)
+        registry.process.send_signal(signal.SIGKILL)  # no chance to flush anything
+        registry.process.wait(timeout=10)
         concurrent.futures.wait(futures, timeout=60)
 
     assert len(acknowledged) >= 60
-    process, url = start(folder)
+    registry = Registry(db_url, folder)
+    url = registry.url
     try:
         for name, version in acknowledged:
             model = call(url, "GET", f"model-versions/get?name={name}&version={version}")["model_version"]
             assert model["source"].startswith("s3://b/")
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        registry.stop()

@@ -50,12 +50,16 @@ impl Filter {
         let mut conditions = vec!["1 = 1".to_owned()];
         let mut values = Vec::new();
         for clause in &self.clauses {
-            let comparison = match clause.operator {
-                Operator::Equal => "= ?",
-                Operator::NotEqual => "!= ?",
-                Operator::Like => "LIKE ? ESCAPE '\\'",
-                Operator::ILike => "LIKE ? ESCAPE '\\' COLLATE NOCASE",
+            let like = matches!(clause.operator, Operator::Like | Operator::ILike);
+            let fold = |sql: String| {
+                if clause.operator == Operator::ILike {
+                    format!("LOWER({sql})")
+                } else {
+                    sql
+                }
             };
+            let escape = if like { " ESCAPE '\\'" } else { "" };
+            let needle = fold("?".to_owned());
             match &clause.field {
                 Field::Name | Field::RunId => {
                     let column = if clause.field == Field::Name {
@@ -63,12 +67,13 @@ impl Filter {
                     } else {
                         "run_id"
                     };
-                    if clause.operator == Operator::ILike {
-                        conditions
-                            .push(format!("LOWER({table}.{column}) LIKE LOWER(?) ESCAPE '\\'"));
-                    } else {
-                        conditions.push(format!("{table}.{column} {comparison}"));
-                    }
+                    let operator = match clause.operator {
+                        Operator::Equal => "=",
+                        Operator::NotEqual => "!=",
+                        Operator::Like | Operator::ILike => "LIKE",
+                    };
+                    let subject = fold(format!("{table}.{column}"));
+                    conditions.push(format!("{subject} {operator} {needle}{escape}"));
                     values.push(clause.value.clone());
                 }
                 Field::Tag(key) => {
@@ -78,25 +83,14 @@ impl Filter {
                         .collect();
                     // `!=` keeps rows without the tag, as MLflow does.
                     let (exists, operator) = match clause.operator {
-                        Operator::NotEqual => ("NOT EXISTS", "= ?"),
-                        Operator::Equal => ("EXISTS", "= ?"),
-                        Operator::Like => ("EXISTS", "LIKE ? ESCAPE '\\'"),
-                        Operator::ILike => ("EXISTS", "LIKE ? ESCAPE '\\'"),
+                        Operator::NotEqual => ("NOT EXISTS", "="),
+                        Operator::Equal => ("EXISTS", "="),
+                        Operator::Like | Operator::ILike => ("EXISTS", "LIKE"),
                     };
-                    let value = if clause.operator == Operator::ILike {
-                        "LOWER(t.value)"
-                    } else {
-                        "t.value"
-                    };
-                    let needle = if clause.operator == Operator::ILike {
-                        "LOWER(?)"
-                    } else {
-                        "?"
-                    };
+                    let subject = fold("t.value".to_owned());
                     conditions.push(format!(
-                        "{exists} (SELECT 1 FROM {tags} t WHERE {} AND t.key = ? AND {value} {})",
+                        "{exists} (SELECT 1 FROM {tags} t WHERE {} AND t.key = ? AND {subject} {operator} {needle}{escape})",
                         join.join(" AND "),
-                        operator.replace('?', needle)
                     ));
                     values.push(key.clone());
                     values.push(clause.value.clone());

@@ -902,7 +902,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         let registry = Arc::new(Registry {
-            store: Store::open_sqlite(&root.join("r.db")).unwrap(),
+            store: Store::open(&format!("sqlite://{}", root.join("r.db").display())).unwrap(),
             artifacts: ArtifactStore::open(&root.join("artifacts")).unwrap(),
             tokens: Some([("s3cret".to_owned(), "alice".to_owned())].into()),
         });

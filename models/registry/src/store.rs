@@ -1,15 +1,16 @@
-//! Registry storage on SQLite: registered models, versions, tags and aliases.
+//! Registry storage: registered models, versions, tags, aliases, approvals and the audit log,
+//! on SQLite (embedded default) or PostgreSQL through `weir-sql`.
 //!
-//! Durability first: WAL journal with `synchronous = FULL`, so a write the API acknowledged is on
-//! disk before the answer leaves, and a `kill -9` loses nothing acknowledged. Names cascade on
-//! rename through foreign keys, so a rename is one statement.
+//! Every change and its audit entry commit in one transaction, so the log holds exactly the
+//! changes that happened, and a change is acknowledged only once it is durable: a `kill -9`
+//! loses nothing acknowledged. Names cascade on rename through foreign keys, so a rename is one
+//! statement.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde::Serialize;
+use weir_sql::{params, Database, Migration, Row, Sql, SqlError, Value};
 
 use crate::filter::Filter;
 
@@ -30,8 +31,8 @@ pub enum StoreError {
     Internal(String),
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(err: rusqlite::Error) -> Self {
+impl From<SqlError> for StoreError {
+    fn from(err: SqlError) -> Self {
         StoreError::Internal(err.to_string())
     }
 }
@@ -92,51 +93,74 @@ pub struct NewVersion {
     pub sha256: String,
 }
 
-const SCHEMA: &[&str] = &[
+/// The registry's schema, step by step; steps are append-only.
+const SCHEMA: &[Migration] = &[
     // 1: the registry tables.
-    "CREATE TABLE registered_models (
-        name TEXT PRIMARY KEY,
-        creation_timestamp INTEGER NOT NULL,
-        last_updated_timestamp INTEGER NOT NULL,
-        description TEXT NOT NULL DEFAULT '');
-     CREATE TABLE registered_model_tags (
-        name TEXT NOT NULL REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
-        key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, key));
-     CREATE TABLE model_versions (
-        name TEXT NOT NULL REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
-        version INTEGER NOT NULL,
-        creation_timestamp INTEGER NOT NULL,
-        last_updated_timestamp INTEGER NOT NULL,
-        user_id TEXT NOT NULL DEFAULT '',
-        current_stage TEXT NOT NULL DEFAULT 'None',
-        description TEXT NOT NULL DEFAULT '',
-        source TEXT NOT NULL DEFAULT '',
-        run_id TEXT NOT NULL DEFAULT '',
-        PRIMARY KEY (name, version));
-     CREATE TABLE model_version_tags (
-        name TEXT NOT NULL, version INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-        PRIMARY KEY (name, version, key),
-        FOREIGN KEY (name, version) REFERENCES model_versions(name, version) ON DELETE CASCADE ON UPDATE CASCADE);
-     CREATE TABLE registered_model_aliases (
-        name TEXT NOT NULL REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
-        alias TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (name, alias));",
+    Migration::same(
+        "CREATE TABLE registered_models (
+            name TEXT PRIMARY KEY,
+            creation_timestamp BIGINT NOT NULL,
+            last_updated_timestamp BIGINT NOT NULL,
+            description TEXT NOT NULL DEFAULT '');
+         CREATE TABLE registered_model_tags (
+            name TEXT NOT NULL REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
+            key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, key));
+         CREATE TABLE model_versions (
+            name TEXT NOT NULL REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
+            version BIGINT NOT NULL,
+            creation_timestamp BIGINT NOT NULL,
+            last_updated_timestamp BIGINT NOT NULL,
+            user_id TEXT NOT NULL DEFAULT '',
+            current_stage TEXT NOT NULL DEFAULT 'None',
+            description TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT '',
+            run_id TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (name, version));
+         CREATE TABLE model_version_tags (
+            name TEXT NOT NULL, version BIGINT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY (name, version, key),
+            FOREIGN KEY (name, version) REFERENCES model_versions(name, version) ON DELETE CASCADE ON UPDATE CASCADE);
+         CREATE TABLE registered_model_aliases (
+            name TEXT NOT NULL REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
+            alias TEXT NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (name, alias));",
+    ),
     // 2: approvals and the append-only audit log.
-    "CREATE TABLE approval_policies (
-        name TEXT PRIMARY KEY REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
-        required_approvals INTEGER NOT NULL);
-     CREATE TABLE approval_decisions (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL, version INTEGER NOT NULL, user_id TEXT NOT NULL,
-        decision TEXT NOT NULL, comment TEXT NOT NULL, timestamp INTEGER NOT NULL,
-        FOREIGN KEY (name, version) REFERENCES model_versions(name, version) ON DELETE CASCADE ON UPDATE CASCADE);
-     CREATE TABLE audit_log (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        timestamp INTEGER NOT NULL, user_id TEXT NOT NULL, action TEXT NOT NULL,
-        model TEXT NOT NULL, version TEXT NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL);
-     CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    Migration {
+        sqlite: "CREATE TABLE approval_policies (
+            name TEXT PRIMARY KEY REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
+            required_approvals INTEGER NOT NULL);
+         CREATE TABLE approval_decisions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL, version INTEGER NOT NULL, user_id TEXT NOT NULL,
+            decision TEXT NOT NULL, comment TEXT NOT NULL, timestamp INTEGER NOT NULL,
+            FOREIGN KEY (name, version) REFERENCES model_versions(name, version) ON DELETE CASCADE ON UPDATE CASCADE);
+         CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            timestamp INTEGER NOT NULL, user_id TEXT NOT NULL, action TEXT NOT NULL,
+            model TEXT NOT NULL, version TEXT NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL);
+         CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+         CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+        postgres: "CREATE TABLE approval_policies (
+            name TEXT PRIMARY KEY REFERENCES registered_models(name) ON DELETE CASCADE ON UPDATE CASCADE,
+            required_approvals BIGINT NOT NULL);
+         CREATE TABLE approval_decisions (
+            id BIGSERIAL PRIMARY KEY,
+            name TEXT NOT NULL, version BIGINT NOT NULL, user_id TEXT NOT NULL,
+            decision TEXT NOT NULL, comment TEXT NOT NULL, timestamp BIGINT NOT NULL,
+            FOREIGN KEY (name, version) REFERENCES model_versions(name, version) ON DELETE CASCADE ON UPDATE CASCADE);
+         CREATE TABLE audit_log (
+            id BIGSERIAL PRIMARY KEY,
+            timestamp BIGINT NOT NULL, user_id TEXT NOT NULL, action TEXT NOT NULL,
+            model TEXT NOT NULL, version TEXT NOT NULL, before TEXT NOT NULL, after TEXT NOT NULL);
+         CREATE FUNCTION weir_audit_log_is_append_only() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+         CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+            FOR EACH ROW EXECUTE FUNCTION weir_audit_log_is_append_only();
+         CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+            FOR EACH STATEMENT EXECUTE FUNCTION weir_audit_log_is_append_only();",
+    },
     // 3: the digest of each version's artifact files, computed by the registry at registration.
-    "ALTER TABLE model_versions ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''",
+    Migration::same("ALTER TABLE model_versions ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''"),
 ];
 
 fn now_ms() -> i64 {
@@ -149,7 +173,7 @@ fn now_ms() -> i64 {
 const STAGES: [&str; 4] = ["None", "Staging", "Production", "Archived"];
 
 pub struct Store {
-    db: Mutex<Connection>,
+    db: Arc<Database>,
     /// Aliases that may point only at approved versions.
     protected_aliases: Vec<String>,
 }
@@ -240,13 +264,17 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    /// Opens (creating if needed) a SQLite registry and brings its schema up to date.
-    pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        let db = Connection::open(path)?;
-        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA case_sensitive_like = ON;")?;
-        migrate(&db)?;
+    /// Opens (creating if needed) the registry at a database URL (`sqlite://PATH`,
+    /// `postgres://…`) and brings its schema up to date.
+    pub fn open(url: &str) -> Result<Store, StoreError> {
+        Store::new(Arc::new(Database::open(url)?))
+    }
+
+    /// The registry on a database other stores (tracking) share.
+    pub fn new(db: Arc<Database>) -> Result<Store, StoreError> {
+        db.migrate("schema_version", SCHEMA)?;
         Ok(Store {
-            db: Mutex::new(db),
+            db,
             protected_aliases: vec!["production".to_owned(), "champion".to_owned()],
         })
     }
@@ -285,19 +313,20 @@ impl Store {
 
     pub fn approval_status(&self, name: &str, version: &str) -> Result<ApprovalStatus, StoreError> {
         let number = parse_version(version)?;
-        self.with(|db| approval_status(db, name, number))
+        self.read(|db| approval_status(db, name, number))
     }
 
     /// The recorded artifact digest of a version.
     pub fn artifact_sha256(&self, name: &str, version: &str) -> Result<String, StoreError> {
         let number = parse_version(version)?;
-        self.with(|db| {
+        self.read(|db| {
             read_model_version(db, name, number)?;
-            Ok(db.query_row(
-                "SELECT sha256 FROM model_versions WHERE name = ?1 AND version = ?2",
-                params![name, number],
-                |r| r.get(0),
-            )?)
+            Ok(db
+                .query_value(
+                    "SELECT sha256 FROM model_versions WHERE name = ?1 AND version = ?2",
+                    params![name, number],
+                )?
+                .unwrap_or_default())
         })
     }
 
@@ -316,7 +345,11 @@ impl Store {
         self.write(actor, "set_approval_policy", name, "", |db| {
             require_model(db, name)?;
             let before = required_approvals(db, name)?;
-            db.execute("INSERT OR REPLACE INTO approval_policies (name, required_approvals) VALUES (?1, ?2)", params![name, required])?;
+            db.execute(
+                "INSERT INTO approval_policies (name, required_approvals) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET required_approvals = excluded.required_approvals",
+                params![name, required],
+            )?;
             Ok(((), before.to_string(), required.to_string()))
         })
     }
@@ -329,56 +362,53 @@ impl Store {
         user: Option<&str>,
         max_results: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with(|db| {
-            let mut statement = db.prepare(
+        self.read(|db| {
+            let rows = db.query(
                 "SELECT id, timestamp, user_id, action, model, version, before, after FROM audit_log
-                 WHERE (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR user_id = ?3)
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR model = ?1) AND (CAST(?2 AS TEXT) IS NULL OR action = ?2)
+                   AND (CAST(?3 AS TEXT) IS NULL OR user_id = ?3)
                  ORDER BY id DESC LIMIT ?4",
+                params![model, action, user, max_results],
             )?;
-            let rows = statement.query_map(params![model, action, user, max_results as i64], |r| {
-                Ok(AuditEntry {
-                    id: r.get(0)?,
-                    timestamp: r.get(1)?,
-                    user: r.get(2)?,
-                    action: r.get(3)?,
-                    model: r.get(4)?,
-                    version: r.get(5)?,
-                    before: r.get(6)?,
-                    after: r.get(7)?,
+            rows.iter()
+                .map(|r| {
+                    Ok(AuditEntry {
+                        id: r.get(0)?,
+                        timestamp: r.get(1)?,
+                        user: r.get(2)?,
+                        action: r.get(3)?,
+                        model: r.get(4)?,
+                        version: r.get(5)?,
+                        before: r.get(6)?,
+                        after: r.get(7)?,
+                    })
                 })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+                .collect()
         })
     }
 
-    /// Runs a change and appends its audit entry in one transaction: the log holds exactly the
-    /// changes that happened. `work` returns its result and the entry's before/after.
+    /// Runs a change and appends its audit entry in one transaction. `work` returns its result
+    /// and the entry's before/after.
     fn write<T>(
         &self,
         actor: &str,
         action: &str,
         model: &str,
         version: &str,
-        work: impl FnOnce(&rusqlite::Transaction) -> Result<(T, String, String), StoreError>,
+        work: impl FnOnce(&mut dyn Sql) -> Result<(T, String, String), StoreError>,
     ) -> Result<T, StoreError> {
-        self.with(|db| {
-            let tx = db.transaction()?;
-            let (result, before, after) = work(&tx)?;
-            tx.execute(
-                "INSERT INTO audit_log (timestamp, user_id, action, model, version, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![now_ms(), actor, action, model, version, before, after],
-            )?;
-            tx.commit()?;
+        self.db.transaction(|db: &mut dyn Sql| {
+            let (result, before, after) = work(db)?;
+            append_audit(db, actor, action, model, version, &before, &after)?;
             Ok(result)
         })
     }
 
-    fn with<T>(
+    fn read<T>(
         &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+        work: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        work(&mut db)
+        self.db.transaction(work)
     }
 
     pub fn create_registered_model(
@@ -389,24 +419,25 @@ impl Store {
         tags: &[Tag],
     ) -> Result<RegisteredModel, StoreError> {
         check_name(name)?;
-        self.write(actor, "create_registered_model", name, "", |tx| {
-            let inserted = tx.execute(
+        self.write(actor, "create_registered_model", name, "", |db| {
+            let inserted = db.execute(
                 "INSERT INTO registered_models (name, creation_timestamp, last_updated_timestamp, description) VALUES (?1, ?2, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![name, now_ms(), description],
             )?;
             if inserted == 0 {
-                return Err(StoreError::AlreadyExists(format!("Registered Model (name={name}) already exists.")));
+                return Err(StoreError::AlreadyExists(format!(
+                    "Registered Model (name={name}) already exists."
+                )));
             }
             for tag in tags {
-                tx.execute("INSERT OR REPLACE INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)", params![name, tag.key, tag.value])?;
+                upsert_model_tag(db, name, tag)?;
             }
-            Ok(((), String::new(), description.to_owned()))
-        })?;
-        self.get_registered_model(name)
+            Ok((read_registered_model(db, name)?, String::new(), description.to_owned()))
+        })
     }
 
     pub fn get_registered_model(&self, name: &str) -> Result<RegisteredModel, StoreError> {
-        self.with(|db| read_registered_model(db, name))
+        self.read(|db| read_registered_model(db, name))
     }
 
     pub fn rename_registered_model(
@@ -418,10 +449,15 @@ impl Store {
         check_name(new_name)?;
         self.write(actor, "rename_registered_model", new_name, "", |db| {
             require_model(db, name)?;
-            if db.query_row("SELECT 1 FROM registered_models WHERE name = ?1", [new_name], |_| Ok(())).optional()?.is_some() {
-                return Err(StoreError::AlreadyExists(format!("Registered Model (name={new_name}) already exists.")));
+            if model_exists(db, new_name)? {
+                return Err(StoreError::AlreadyExists(format!(
+                    "Registered Model (name={new_name}) already exists."
+                )));
             }
-            db.execute("UPDATE registered_models SET name = ?2, last_updated_timestamp = ?3 WHERE name = ?1", params![name, new_name, now_ms()])?;
+            db.execute(
+                "UPDATE registered_models SET name = ?2, last_updated_timestamp = ?3 WHERE name = ?1",
+                params![name, new_name, now_ms()],
+            )?;
             Ok((read_registered_model(db, new_name)?, name.to_owned(), new_name.to_owned()))
         })
     }
@@ -434,7 +470,10 @@ impl Store {
     ) -> Result<RegisteredModel, StoreError> {
         self.write(actor, "update_registered_model", name, "", |db| {
             let before = read_registered_model(db, name)?.description;
-            db.execute("UPDATE registered_models SET description = ?2, last_updated_timestamp = ?3 WHERE name = ?1", params![name, description, now_ms()])?;
+            db.execute(
+                "UPDATE registered_models SET description = ?2, last_updated_timestamp = ?3 WHERE name = ?1",
+                params![name, description, now_ms()],
+            )?;
             Ok((read_registered_model(db, name)?, before, description.to_owned()))
         })
     }
@@ -442,13 +481,14 @@ impl Store {
     pub fn delete_registered_model(&self, actor: &str, name: &str) -> Result<(), StoreError> {
         self.write(actor, "delete_registered_model", name, "", |db| {
             require_model(db, name)?;
-            db.execute("DELETE FROM registered_models WHERE name = ?1", [name])?;
+            db.execute(
+                "DELETE FROM registered_models WHERE name = ?1",
+                params![name],
+            )?;
             Ok(((), name.to_owned(), String::new()))
         })
     }
 
-    /// Registered models whose name matches a SQL LIKE pattern (MLflow's `name LIKE '…'` and
-    /// `name = '…'` filters), in name order, paged by offset tokens.
     /// Registered models matching a filter, in name order, paged by offset tokens.
     pub fn search_registered_models(
         &self,
@@ -456,14 +496,19 @@ impl Store {
         max_results: usize,
         offset: usize,
     ) -> Result<(Vec<RegisteredModel>, Option<usize>), StoreError> {
-        let (condition, mut values) =
+        let (condition, values) =
             filter.to_sql("registered_models", "registered_model_tags", &["name"]);
-        values.extend([(max_results + 1).to_string(), offset.to_string()]);
-        self.with(|db| {
-            let sql = format!("SELECT name FROM registered_models WHERE {condition} ORDER BY name LIMIT ? OFFSET ?");
-            let names: Vec<String> = db.prepare(&sql)?.query_map(params_from_iter(&values), |row| row.get(0))?.collect::<Result<_, _>>()?;
-            let more = names.len() > max_results;
-            let models = names.iter().take(max_results).map(|n| read_registered_model(db, n)).collect::<Result<_, _>>()?;
+        let sql = format!(
+            "SELECT name FROM registered_models WHERE {condition} ORDER BY name LIMIT ? OFFSET ?"
+        );
+        self.read(|db| {
+            let rows = db.query(&sql, &page_values(values, max_results, offset))?;
+            let more = rows.len() > max_results;
+            let models = rows
+                .iter()
+                .take(max_results)
+                .map(|r| read_registered_model(db, &r.get::<String>(0)?))
+                .collect::<Result<_, _>>()?;
             Ok((models, more.then_some(offset + max_results)))
         })
     }
@@ -476,9 +521,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write(actor, "set_registered_model_tag", name, "", |db| {
             require_model(db, name)?;
-            let before = tag_value(db, "SELECT value FROM registered_model_tags WHERE name = ?1 AND key = ?2", params![name, tag.key])?;
-            db.execute("INSERT OR REPLACE INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)", params![name, tag.key, tag.value])?;
-            Ok(((), format!("{}={before}", tag.key), format!("{}={}", tag.key, tag.value)))
+            let before = registered_model_tag(db, name, &tag.key)?;
+            upsert_model_tag(db, name, tag)?;
+            Ok((
+                (),
+                format!("{}={before}", tag.key),
+                format!("{}={}", tag.key, tag.value),
+            ))
         })
     }
 
@@ -490,11 +539,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write(actor, "delete_registered_model_tag", name, "", |db| {
             require_model(db, name)?;
-            let before = tag_value(
-                db,
-                "SELECT value FROM registered_model_tags WHERE name = ?1 AND key = ?2",
-                params![name, key],
-            )?;
+            let before = registered_model_tag(db, name, key)?;
             db.execute(
                 "DELETE FROM registered_model_tags WHERE name = ?1 AND key = ?2",
                 params![name, key],
@@ -503,38 +548,44 @@ impl Store {
         })
     }
 
+    /// Adds the next version number; numbering and the audit entry commit together, so two
+    /// registrations at once get distinct numbers.
     pub fn create_model_version(
         &self,
         actor: &str,
         name: &str,
         new: &NewVersion,
     ) -> Result<ModelVersion, StoreError> {
-        let version = self.with(|db| {
+        self.db.transaction(|db: &mut dyn Sql| {
             require_model(db, name)?;
-            Ok(db.query_row(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1",
-                [name],
-                |r| r.get::<_, i64>(0),
-            )?)
-        })?;
-        self.write(actor, "create_model_version", name, &version.to_string(), |tx| {
+            let version: i64 = db
+                .query_value(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1",
+                    params![name],
+                )?
+                .unwrap_or(1);
             let now = now_ms();
-            tx.execute(
+            db.execute(
                 "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, user_id, description, source, run_id, sha256)
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![name, version, now, actor, new.description, new.source, new.run_id, new.sha256],
+                params![name, version, now, actor, &new.description, &new.source, &new.run_id, &new.sha256],
             )?;
             for tag in &new.tags {
-                tx.execute("INSERT OR REPLACE INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)", params![name, version, tag.key, tag.value])?;
+                upsert_version_tag(db, name, version, tag)?;
             }
-            tx.execute("UPDATE registered_models SET last_updated_timestamp = ?2 WHERE name = ?1", params![name, now])?;
-            Ok(((), String::new(), new.source.clone()))
-        })?;
-        self.get_model_version(name, &version.to_string())
+            db.execute(
+                "UPDATE registered_models SET last_updated_timestamp = ?2 WHERE name = ?1",
+                params![name, now],
+            )?;
+            let version_text = version.to_string();
+            append_audit(db, actor, "create_model_version", name, &version_text, "", &new.source)?;
+            read_model_version(db, name, version)
+        })
     }
 
     pub fn get_model_version(&self, name: &str, version: &str) -> Result<ModelVersion, StoreError> {
-        self.with(|db| read_model_version(db, name, parse_version(version)?))
+        let number = parse_version(version)?;
+        self.read(|db| read_model_version(db, name, number))
     }
 
     pub fn update_model_version(
@@ -547,7 +598,10 @@ impl Store {
         let number = parse_version(version)?;
         self.write(actor, "update_model_version", name, version, |db| {
             let before = read_model_version(db, name, number)?.description;
-            db.execute("UPDATE model_versions SET description = ?3, last_updated_timestamp = ?4 WHERE name = ?1 AND version = ?2", params![name, number, description, now_ms()])?;
+            db.execute(
+                "UPDATE model_versions SET description = ?3, last_updated_timestamp = ?4 WHERE name = ?1 AND version = ?2",
+                params![name, number, description, now_ms()],
+            )?;
             Ok((read_model_version(db, name, number)?, before, description.to_owned()))
         })
     }
@@ -573,7 +627,6 @@ impl Store {
         })
     }
 
-    /// Versions of the models named like `pattern` (LIKE), newest first.
     /// Versions matching a filter, by name then newest first.
     pub fn search_model_versions(
         &self,
@@ -581,17 +634,19 @@ impl Store {
         max_results: usize,
         offset: usize,
     ) -> Result<(Vec<ModelVersion>, Option<usize>), StoreError> {
-        let (condition, mut values) =
+        let (condition, values) =
             filter.to_sql("model_versions", "model_version_tags", &["name", "version"]);
-        values.extend([(max_results + 1).to_string(), offset.to_string()]);
-        self.with(|db| {
-            let sql = format!("SELECT name, version FROM model_versions WHERE {condition} ORDER BY name, version DESC LIMIT ? OFFSET ?");
-            let keys: Vec<(String, i64)> = db
-                .prepare(&sql)?
-                .query_map(params_from_iter(&values), |row| Ok((row.get(0)?, row.get(1)?)))?
+        let sql = format!(
+            "SELECT name, version FROM model_versions WHERE {condition} ORDER BY name, version DESC LIMIT ? OFFSET ?"
+        );
+        self.read(|db| {
+            let rows = db.query(&sql, &page_values(values, max_results, offset))?;
+            let more = rows.len() > max_results;
+            let versions = rows
+                .iter()
+                .take(max_results)
+                .map(|r| read_model_version(db, &r.get::<String>(0)?, r.get(1)?))
                 .collect::<Result<_, _>>()?;
-            let more = keys.len() > max_results;
-            let versions = keys.iter().take(max_results).map(|(n, v)| read_model_version(db, n, *v)).collect::<Result<_, _>>()?;
             Ok((versions, more.then_some(offset + max_results)))
         })
     }
@@ -606,9 +661,13 @@ impl Store {
         let number = parse_version(version)?;
         self.write(actor, "set_model_version_tag", name, version, |db| {
             read_model_version(db, name, number)?;
-            let before = tag_value(db, "SELECT value FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3", params![name, number, tag.key])?;
-            db.execute("INSERT OR REPLACE INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)", params![name, number, tag.key, tag.value])?;
-            Ok(((), format!("{}={before}", tag.key), format!("{}={}", tag.key, tag.value)))
+            let before = version_tag(db, name, number, &tag.key)?;
+            upsert_version_tag(db, name, number, tag)?;
+            Ok((
+                (),
+                format!("{}={before}", tag.key),
+                format!("{}={}", tag.key, tag.value),
+            ))
         })
     }
 
@@ -622,8 +681,11 @@ impl Store {
         let number = parse_version(version)?;
         self.write(actor, "delete_model_version_tag", name, version, |db| {
             read_model_version(db, name, number)?;
-            let before = tag_value(db, "SELECT value FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3", params![name, number, key])?;
-            db.execute("DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3", params![name, number, key])?;
+            let before = version_tag(db, name, number, key)?;
+            db.execute(
+                "DELETE FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3",
+                params![name, number, key],
+            )?;
             Ok(((), format!("{key}={before}"), String::new()))
         })
     }
@@ -647,10 +709,13 @@ impl Store {
             if archive_existing && (*stage == "Staging" || *stage == "Production") {
                 db.execute(
                     "UPDATE model_versions SET current_stage = 'Archived', last_updated_timestamp = ?3 WHERE name = ?1 AND version != ?2 AND current_stage = ?4",
-                    params![name, number, now, stage],
+                    params![name, number, now, *stage],
                 )?;
             }
-            db.execute("UPDATE model_versions SET current_stage = ?3, last_updated_timestamp = ?4 WHERE name = ?1 AND version = ?2", params![name, number, stage, now])?;
+            db.execute(
+                "UPDATE model_versions SET current_stage = ?3, last_updated_timestamp = ?4 WHERE name = ?1 AND version = ?2",
+                params![name, number, *stage, now],
+            )?;
             Ok((read_model_version(db, name, number)?, before, (*stage).to_owned()))
         })
     }
@@ -683,10 +748,12 @@ impl Store {
                     )));
                 }
             }
-            let before: Option<i64> = db
-                .query_row("SELECT version FROM registered_model_aliases WHERE name = ?1 AND alias = ?2", params![name, alias], |r| r.get(0))
-                .optional()?;
-            db.execute("INSERT OR REPLACE INTO registered_model_aliases (name, alias, version) VALUES (?1, ?2, ?3)", params![name, alias, number])?;
+            let before = alias_version(db, name, alias)?;
+            db.execute(
+                "INSERT INTO registered_model_aliases (name, alias, version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                params![name, alias, number],
+            )?;
             Ok(((), format!("{alias}={}", before.map(|v| v.to_string()).unwrap_or_default()), format!("{alias}={number}")))
         })
     }
@@ -696,16 +763,9 @@ impl Store {
         name: &str,
         alias: &str,
     ) -> Result<ModelVersion, StoreError> {
-        self.with(|db| {
+        self.read(|db| {
             require_model(db, name)?;
-            let version: Option<i64> = db
-                .query_row(
-                    "SELECT version FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
-                    params![name, alias],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let version = version.ok_or_else(|| {
+            let version = alias_version(db, name, alias)?.ok_or_else(|| {
                 StoreError::InvalidParameter(format!("Registered model alias {alias} not found."))
             })?;
             read_model_version(db, name, version)
@@ -715,13 +775,7 @@ impl Store {
     pub fn delete_alias(&self, actor: &str, name: &str, alias: &str) -> Result<(), StoreError> {
         self.write(actor, "delete_alias", name, "", |db| {
             require_model(db, name)?;
-            let before: Option<i64> = db
-                .query_row(
-                    "SELECT version FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
-                    params![name, alias],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let before = alias_version(db, name, alias)?;
             db.execute(
                 "DELETE FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
                 params![name, alias],
@@ -738,58 +792,107 @@ impl Store {
     }
 }
 
-fn migrate(db: &Connection) -> Result<(), StoreError> {
-    db.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
-    let applied: i64 = db.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-        [],
-        |r| r.get(0),
+fn append_audit(
+    db: &mut dyn Sql,
+    actor: &str,
+    action: &str,
+    model: &str,
+    version: &str,
+    before: &str,
+    after: &str,
+) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO audit_log (timestamp, user_id, action, model, version, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![now_ms(), actor, action, model, version, before, after],
     )?;
-    for (index, step) in SCHEMA.iter().enumerate().skip(applied as usize) {
-        db.execute_batch(&format!(
-            "BEGIN; {step}; INSERT INTO schema_version (version) VALUES ({}); COMMIT;",
-            index + 1
-        ))?;
-    }
     Ok(())
 }
 
-fn tag_value(
-    db: &Connection,
-    sql: &str,
-    values: impl rusqlite::Params,
-) -> Result<String, StoreError> {
+/// A filter's values followed by the page's LIMIT (one extra row tells whether more follow) and
+/// OFFSET.
+fn page_values(filter_values: Vec<String>, max_results: usize, offset: usize) -> Vec<Value> {
+    let mut values: Vec<Value> = filter_values.into_iter().map(Value::from).collect();
+    values.extend([Value::from(max_results + 1), Value::from(offset)]);
+    values
+}
+
+fn upsert_model_tag(db: &mut dyn Sql, name: &str, tag: &Tag) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO registered_model_tags (name, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+        params![name, &tag.key, &tag.value],
+    )?;
+    Ok(())
+}
+
+fn upsert_version_tag(
+    db: &mut dyn Sql,
+    name: &str,
+    version: i64,
+    tag: &Tag,
+) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO model_version_tags (name, version, key, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+        params![name, version, &tag.key, &tag.value],
+    )?;
+    Ok(())
+}
+
+fn registered_model_tag(db: &mut dyn Sql, name: &str, key: &str) -> Result<String, StoreError> {
     Ok(db
-        .query_row(sql, values, |r| r.get::<_, String>(0))
-        .optional()?
+        .query_value(
+            "SELECT value FROM registered_model_tags WHERE name = ?1 AND key = ?2",
+            params![name, key],
+        )?
         .unwrap_or_default())
 }
 
-fn required_approvals(db: &Connection, name: &str) -> Result<u32, StoreError> {
+fn version_tag(
+    db: &mut dyn Sql,
+    name: &str,
+    version: i64,
+    key: &str,
+) -> Result<String, StoreError> {
     Ok(db
-        .query_row(
+        .query_value(
+            "SELECT value FROM model_version_tags WHERE name = ?1 AND version = ?2 AND key = ?3",
+            params![name, version, key],
+        )?
+        .unwrap_or_default())
+}
+
+fn alias_version(db: &mut dyn Sql, name: &str, alias: &str) -> Result<Option<i64>, StoreError> {
+    Ok(db.query_value(
+        "SELECT version FROM registered_model_aliases WHERE name = ?1 AND alias = ?2",
+        params![name, alias],
+    )?)
+}
+
+fn required_approvals(db: &mut dyn Sql, name: &str) -> Result<u32, StoreError> {
+    Ok(db
+        .query_value(
             "SELECT required_approvals FROM approval_policies WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?
+            params![name],
+        )?
         .unwrap_or(1))
 }
 
 /// Each person's latest decision counts; the creator's approvals never do.
 fn approval_status(
-    db: &Connection,
+    db: &mut dyn Sql,
     name: &str,
     version: i64,
 ) -> Result<ApprovalStatus, StoreError> {
     let creator = read_model_version(db, name, version)?.user_id;
     let mut latest: Vec<(String, String)> = Vec::new();
     let mut requested_by = Vec::new();
-    let mut statement = db.prepare("SELECT user_id, decision FROM approval_decisions WHERE name = ?1 AND version = ?2 ORDER BY id")?;
-    for row in statement.query_map(params![name, version], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })? {
-        let (user, decision) = row?;
+    let rows = db.query(
+        "SELECT user_id, decision FROM approval_decisions WHERE name = ?1 AND version = ?2 ORDER BY id",
+        params![name, version],
+    )?;
+    for row in &rows {
+        let (user, decision): (String, String) = (row.get(0)?, row.get(1)?);
         if decision == "request" {
             if !requested_by.contains(&user) {
                 requested_by.push(user);
@@ -847,59 +950,74 @@ fn parse_version(version: &str) -> Result<i64, StoreError> {
         })
 }
 
-fn require_model(db: &Connection, name: &str) -> Result<(), StoreError> {
-    db.query_row(
-        "SELECT 1 FROM registered_models WHERE name = ?1",
-        [name],
-        |_| Ok(()),
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={name} not found")))
+fn model_exists(db: &mut dyn Sql, name: &str) -> Result<bool, StoreError> {
+    Ok(db
+        .query_row(
+            "SELECT 1 FROM registered_models WHERE name = ?1",
+            params![name],
+        )?
+        .is_some())
 }
 
-fn read_registered_model(db: &Connection, name: &str) -> Result<RegisteredModel, StoreError> {
-    let row = db
-        .query_row(
-            "SELECT name, creation_timestamp, last_updated_timestamp, description FROM registered_models WHERE name = ?1",
-            [name],
-            |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={name} not found")))?;
-    let tags = db
-        .prepare("SELECT key, value FROM registered_model_tags WHERE name = ?1 ORDER BY key")?
-        .query_map([name], |r| {
+fn require_model(db: &mut dyn Sql, name: &str) -> Result<(), StoreError> {
+    if model_exists(db, name)? {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!(
+            "Registered Model with name={name} not found"
+        )))
+    }
+}
+
+fn tags(rows: Vec<Row>) -> Result<Vec<Tag>, StoreError> {
+    rows.iter()
+        .map(|r| {
             Ok(Tag {
                 key: r.get(0)?,
                 value: r.get(1)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
-    let aliases = db
-        .prepare(
-            "SELECT alias, version FROM registered_model_aliases WHERE name = ?1 ORDER BY alias",
+        })
+        .collect()
+}
+
+fn read_registered_model(db: &mut dyn Sql, name: &str) -> Result<RegisteredModel, StoreError> {
+    let row = db
+        .query_row(
+            "SELECT creation_timestamp, last_updated_timestamp, description FROM registered_models WHERE name = ?1",
+            params![name],
         )?
-        .query_map([name], |r| {
+        .ok_or_else(|| StoreError::NotFound(format!("Registered Model with name={name} not found")))?;
+    let tags = tags(db.query(
+        "SELECT key, value FROM registered_model_tags WHERE name = ?1 ORDER BY key",
+        params![name],
+    )?)?;
+    let aliases = db
+        .query(
+            "SELECT alias, version FROM registered_model_aliases WHERE name = ?1 ORDER BY alias",
+            params![name],
+        )?
+        .iter()
+        .map(|r| {
             Ok(Alias {
                 alias: r.get(0)?,
-                version: r.get::<_, i64>(1)?.to_string(),
+                version: r.get::<i64>(1)?.to_string(),
             })
-        })?
-        .collect::<Result<_, _>>()?;
+        })
+        .collect::<Result<_, StoreError>>()?;
     // MLflow's latest_versions: the newest version in each stage.
-    let latest: Vec<i64> = db
-        .prepare("SELECT MAX(version) FROM model_versions WHERE name = ?1 GROUP BY current_stage")?
-        .query_map([name], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let latest = db.query(
+        "SELECT MAX(version) FROM model_versions WHERE name = ?1 GROUP BY current_stage ORDER BY 1",
+        params![name],
+    )?;
     let latest_versions = latest
-        .into_iter()
-        .map(|v| read_model_version(db, name, v))
+        .iter()
+        .map(|r| read_model_version(db, name, r.get(0)?))
         .collect::<Result<_, _>>()?;
     Ok(RegisteredModel {
-        name: row.0,
-        creation_timestamp: row.1,
-        last_updated_timestamp: row.2,
-        description: row.3,
+        name: name.to_owned(),
+        creation_timestamp: row.get(0)?,
+        last_updated_timestamp: row.get(1)?,
+        description: row.get(2)?,
         tags,
         aliases,
         latest_versions,
@@ -907,48 +1025,47 @@ fn read_registered_model(db: &Connection, name: &str) -> Result<RegisteredModel,
 }
 
 fn read_model_version(
-    db: &Connection,
+    db: &mut dyn Sql,
     name: &str,
     version: i64,
 ) -> Result<ModelVersion, StoreError> {
-    let missing = || {
-        StoreError::NotFound(format!(
-            "Model Version (name={name}, version={version}) not found"
-        ))
-    };
-    let mut model_version = db
+    let row = db
         .query_row(
             "SELECT creation_timestamp, last_updated_timestamp, user_id, current_stage, description, source, run_id
              FROM model_versions WHERE name = ?1 AND version = ?2",
             params![name, version],
-            |r| {
-                Ok(ModelVersion {
-                    name: name.to_owned(),
-                    version: version.to_string(),
-                    creation_timestamp: r.get(0)?,
-                    last_updated_timestamp: r.get(1)?,
-                    user_id: r.get(2)?,
-                    current_stage: r.get(3)?,
-                    description: r.get(4)?,
-                    source: r.get(5)?,
-                    run_id: r.get(6)?,
-                    status: "READY".to_owned(),
-                    tags: Vec::new(),
-                    aliases: Vec::new(),
-                })
-            },
-        )
-        .optional()?
-        .ok_or_else(missing)?;
-    model_version.tags = db
-        .prepare("SELECT key, value FROM model_version_tags WHERE name = ?1 AND version = ?2 ORDER BY key")?
-        .query_map(params![name, version], |r| Ok(Tag { key: r.get(0)?, value: r.get(1)? }))?
+        )?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "Model Version (name={name}, version={version}) not found"
+            ))
+        })?;
+    let tags = tags(db.query(
+        "SELECT key, value FROM model_version_tags WHERE name = ?1 AND version = ?2 ORDER BY key",
+        params![name, version],
+    )?)?;
+    let aliases = db
+        .query(
+            "SELECT alias FROM registered_model_aliases WHERE name = ?1 AND version = ?2 ORDER BY alias",
+            params![name, version],
+        )?
+        .iter()
+        .map(|r| r.get(0))
         .collect::<Result<_, _>>()?;
-    model_version.aliases = db
-        .prepare("SELECT alias FROM registered_model_aliases WHERE name = ?1 AND version = ?2 ORDER BY alias")?
-        .query_map(params![name, version], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(model_version)
+    Ok(ModelVersion {
+        name: name.to_owned(),
+        version: version.to_string(),
+        creation_timestamp: row.get(0)?,
+        last_updated_timestamp: row.get(1)?,
+        user_id: row.get(2)?,
+        current_stage: row.get(3)?,
+        description: row.get(4)?,
+        source: row.get(5)?,
+        run_id: row.get(6)?,
+        status: "READY".to_owned(),
+        tags,
+        aliases,
+    })
 }
 
 #[cfg(test)]

@@ -33,8 +33,12 @@ pub struct TempRepo {
 }
 
 impl TempRepo {
+    /// A fresh folder, unique to this process and call (tests run in parallel threads).
     pub fn new(tag: &str) -> TempRepo {
-        let dir = std::env::temp_dir().join(format!("weir-test-{tag}-{}", std::process::id()));
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let serial = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("weir-test-{tag}-{}-{serial}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempRepo { dir }

@@ -1,0 +1,199 @@
+//! PostgreSQL over the synchronous `postgres` driver: one connection per process (work is
+//! serialised as it is on SQLite, so a store behaves the same on both), re-established when the
+//! server restarts, with prepared statements cached per connection.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Statement};
+
+use crate::value::from_postgres;
+use crate::{Dialect, Row, Sql, SqlError, Value};
+
+/// Statements kept prepared per connection; beyond this the cache starts over.
+const STATEMENT_CACHE: usize = 512;
+
+pub(crate) struct Shared {
+    config: postgres::Config,
+    target: String,
+    connection: Mutex<Option<Connection>>,
+}
+
+struct Connection {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Shared {
+    pub(crate) fn connect(url: &str) -> Result<Shared, SqlError> {
+        let target = redact(url);
+        let mut config: postgres::Config =
+            url.parse()
+                .map_err(|err: postgres::Error| SqlError::Connect {
+                    target: target.clone(),
+                    message: err.to_string(),
+                })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("weir");
+        }
+        let connection = Connection::open(&config, &target)?;
+        Ok(Shared {
+            config,
+            target,
+            connection: Mutex::new(Some(connection)),
+        })
+    }
+
+    pub(crate) fn transaction<T, E: From<SqlError>>(
+        &self,
+        work: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut slot = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        let connection = match slot.take() {
+            Some(connection) if !connection.client.is_closed() => connection,
+            _ => Connection::open(&self.config, &self.target)?,
+        };
+        let Connection { client, statements } = slot.insert(connection);
+        let transaction = client.transaction().map_err(SqlError::from)?;
+        let mut handle = PostgresTransaction {
+            transaction,
+            statements,
+        };
+        let result = work(&mut handle)?;
+        handle.transaction.commit().map_err(SqlError::from)?;
+        Ok(result)
+    }
+}
+
+impl Connection {
+    fn open(config: &postgres::Config, target: &str) -> Result<Connection, SqlError> {
+        let client = config.connect(NoTls).map_err(|err| SqlError::Connect {
+            target: target.to_owned(),
+            message: err.to_string(),
+        })?;
+        Ok(Connection {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+}
+
+struct PostgresTransaction<'a> {
+    transaction: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+impl PostgresTransaction<'_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, SqlError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        if self.statements.len() >= STATEMENT_CACHE {
+            self.statements.clear();
+        }
+        let statement = self.transaction.prepare(&numbered_placeholders(sql))?;
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+impl Sql for PostgresTransaction<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
+        let statement = self.statement(sql)?;
+        Ok(self.transaction.execute(&statement, &arguments(params))?)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, SqlError> {
+        let statement = self.statement(sql)?;
+        self.transaction
+            .query(&statement, &arguments(params))?
+            .iter()
+            .map(from_postgres)
+            .collect()
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<(), SqlError> {
+        Ok(self.transaction.batch_execute(sql)?)
+    }
+}
+
+fn arguments(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// SQLite's `?N` and `?` placeholders as PostgreSQL's `$N`, leaving quoted text alone.
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quoted = false;
+    let mut next = 1;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                out.push('$');
+                if chars.peek().is_some_and(char::is_ascii_digit) {
+                    while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                        out.push(digit);
+                    }
+                } else {
+                    out.push_str(&next.to_string());
+                    next += 1;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The URL with its password replaced, safe to log.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_outside_quotes() {
+        assert_eq!(
+            numbered_placeholders("SELECT ?1, ?12 WHERE a = '?' AND b LIKE ? ESCAPE '\\'"),
+            "SELECT $1, $12 WHERE a = '?' AND b LIKE $1 ESCAPE '\\'"
+        );
+        assert_eq!(numbered_placeholders("VALUES (?, ?)"), "VALUES ($1, $2)");
+    }
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("postgres://weir:secret@db:5432/weir"),
+            "postgres://weir:***@db:5432/weir"
+        );
+        assert_eq!(redact("postgres://weir@db/weir"), "postgres://weir@db/weir");
+    }
+}
