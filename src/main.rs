@@ -1,6 +1,8 @@
 //! The `weir` command: parses flags and wires the crates together; nothing else lives here.
 
 mod models_cli;
+mod output;
+mod runs_cli;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,10 +35,13 @@ enum LogFormat {
 enum Command {
     /// Serve the models of a model repository over the Open Inference Protocol (V2) and KServe V1.
     Serve(ServeArgs),
-    /// Run the model registry (MLflow's REST API) on SQLite and a local artifact directory.
+    /// Run the model registry and experiment tracking (MLflow's REST API) on SQLite or
+    /// PostgreSQL and a local artifact directory.
     Registry(RegistryArgs),
     /// Register, approve and alias model versions in a registry.
     Models(models_cli::ModelsArgs),
+    /// List and show tracked runs.
+    Runs(runs_cli::RunsArgs),
 }
 
 #[derive(clap::Args)]
@@ -192,14 +197,24 @@ async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    // The PostgreSQL driver blocks, and must not do so on an async worker.
-    let db = args.db.clone();
-    let store = tokio::task::spawn_blocking(move || weir_registry::Store::open(&db))
-        .await?
-        .context("cannot open the registry database")?;
+    // The registry and tracking share one database. The PostgreSQL driver blocks, and must not
+    // do so on an async worker.
+    let url = args.db.clone();
+    let (store, tracking) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let db = std::sync::Arc::new(weir_sql::Database::open(&url)?);
+        let store = weir_registry::Store::new(db.clone())?;
+        let tracking = weir_tracking::TrackingStore::new(db)?;
+        Ok((
+            store,
+            std::sync::Arc::new(weir_tracking::Tracking { store: tracking }),
+        ))
+    })
+    .await?
+    .context("cannot open the registry database")?;
     let registry = weir_registry::Registry {
         store: store.with_protected_aliases(args.protected_aliases),
         artifacts: weir_registry::artifacts::ArtifactStore::open(&args.artifacts)?,
+        sources: Some(logged_model_locations(tracking.clone())),
         tokens,
     };
     let bind = format!("{}:{}", args.host, args.http_port);
@@ -210,13 +225,34 @@ async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
         "weir registry listening on http://{}",
         listener.local_addr()?
     ));
-    axum::serve(
-        listener,
-        weir_registry::router(std::sync::Arc::new(registry)),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("the registry server failed")
+    let app =
+        weir_tracking::router(tracking).merge(weir_registry::router(std::sync::Arc::new(registry)));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the registry server failed")
+}
+
+/// `mlflow.register_model("runs:/…")` registers MLflow 3 logged models as `models:/<model_id>`;
+/// their files live where the tracking store put the logged model.
+fn logged_model_locations(
+    tracking: std::sync::Arc<weir_tracking::Tracking>,
+) -> weir_registry::SourceResolver {
+    std::sync::Arc::new(move |source: &str| {
+        let Some(model_id) = source
+            .strip_prefix("models:/")
+            .filter(|id| id.starts_with("m-"))
+        else {
+            return Ok(None);
+        };
+        match tracking.store.get_logged_model(model_id) {
+            Ok(model) => Ok(Some(model.info.artifact_uri)),
+            Err(weir_tracking::TrackingError::NotFound(message)) => {
+                Err(weir_registry::StoreError::NotFound(message))
+            }
+            Err(err) => Err(weir_registry::StoreError::Internal(err.to_string())),
+        }
+    })
 }
 
 /// Prints a line for whoever started the server (scripts read the address from the first one).
@@ -263,6 +299,7 @@ fn main() -> std::process::ExitCode {
                     Command::Serve(args) => serve(args).await,
                     Command::Registry(args) => registry(args).await,
                     Command::Models(args) => models_cli::run(args).await,
+                    Command::Runs(args) => runs_cli::run(args).await,
                 }
             })
         });

@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use serde_json::Value;
 use weir_registry::client::{Identity, RegistryClient};
+
+use crate::output::{table, text, Output};
 
 #[derive(clap::Args)]
 pub struct ModelsArgs {
@@ -28,12 +30,6 @@ pub struct ModelsArgs {
     output: Output,
     #[command(subcommand)]
     command: ModelsCommand,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Output {
-    Table,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -88,36 +84,6 @@ enum ModelsCommand {
     },
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(headers.iter().map(|h| h.to_uppercase()).collect());
-    for row in rows {
-        line(row);
-    }
-}
-
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
-}
-
 fn approval_line(status: &Value) -> String {
     format!(
         "version {} of '{}': {} ({} of {} approvals{}{})",
@@ -157,12 +123,7 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
     };
     let client = RegistryClient::new(&args.registry, identity);
     let json = matches!(args.output, Output::Json);
-    let print = |value: &Value| {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        )
-    };
+    let print = crate::output::json;
     let shared = &client;
     let decision = |kind: &'static str, name: String, version: String, comment: String| async move {
         let status = shared

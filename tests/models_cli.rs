@@ -5,38 +5,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-struct Registry {
-    child: std::process::Child,
-    url: String,
-    folder: PathBuf,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.folder);
-    }
-}
-
-fn registry() -> Registry {
-    let folder = std::env::temp_dir().join(format!("weir-models-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&folder);
-    std::fs::create_dir_all(&folder).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["registry", "--http-port", "0", "--db"])
-        .arg(format!("sqlite://{}/r.db", folder.display()))
-        .arg("--artifacts")
-        .arg(folder.join("artifacts"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = common::announced_url(&mut child);
-    Registry { child, url, folder }
-}
+use common::Registry;
 
 fn models(registry: &Registry, user: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -46,18 +17,9 @@ fn models(registry: &Registry, user: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn register_approve_alias_and_inspect() {
-    let registry = registry();
+    let registry = Registry::start("models-cli");
     let version_folder = registry.folder.join("v1");
     std::fs::create_dir_all(version_folder.join("extra")).unwrap();
     let models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
@@ -68,7 +30,7 @@ fn register_approve_alias_and_inspect() {
     .unwrap();
     std::fs::write(version_folder.join("extra/notes.txt"), "trained on iris").unwrap();
 
-    let registered = stdout(&models(
+    let registered = common::stdout(&models(
         &registry,
         "alice",
         &["register", "iris", version_folder.to_str().unwrap()],
@@ -97,7 +59,7 @@ fn register_approve_alias_and_inspect() {
         Some(1),
         "an unapproved version cannot become production"
     );
-    let approved = stdout(&models(
+    let approved = common::stdout(&models(
         &registry,
         "bob",
         &["approve", "iris", "1", "--comment", "lgtm"],
@@ -107,7 +69,7 @@ fn register_approve_alias_and_inspect() {
         "{approved}"
     );
     assert_eq!(
-        stdout(&models(
+        common::stdout(&models(
             &registry,
             "alice",
             &["alias", "iris", "production", "1"]
@@ -116,21 +78,21 @@ fn register_approve_alias_and_inspect() {
         "iris@production -> version 1"
     );
 
-    let listed = stdout(&models(&registry, "carol", &["list"]));
+    let listed = common::stdout(&models(&registry, "carol", &["list"]));
     assert!(
         listed
             .lines()
             .any(|l| l.starts_with("iris") && l.contains("production=1")),
         "{listed}"
     );
-    let shown = stdout(&models(&registry, "carol", &["show", "iris"]));
+    let shown = common::stdout(&models(&registry, "carol", &["show", "iris"]));
     assert!(
         shown
             .lines()
             .any(|l| l.starts_with('1') && l.contains("alice") && l.contains("approved")),
         "{shown}"
     );
-    let json: serde_json::Value = serde_json::from_str(&stdout(&models(
+    let json: serde_json::Value = serde_json::from_str(&common::stdout(&models(
         &registry,
         "carol",
         &["--output", "json", "show", "iris"],
@@ -140,7 +102,7 @@ fn register_approve_alias_and_inspect() {
         json[0]["approval"]["approved_by"],
         serde_json::json!(["bob"])
     );
-    let audit = stdout(&models(&registry, "carol", &["audit", "iris"]));
+    let audit = common::stdout(&models(&registry, "carol", &["audit", "iris"]));
     let actions: Vec<&str> = audit
         .lines()
         .skip(1)

@@ -132,6 +132,7 @@ async fn only_approved_verified_versions_serve_and_alias_moves_swap_without_fail
     let registry = Arc::new(Registry {
         store,
         artifacts: ArtifactStore::open(&scratch.path("artifacts")).unwrap(),
+        sources: None,
         tokens: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -60,3 +60,47 @@ pub fn announced_address(child: &mut std::process::Child) -> String {
         .trim_start_matches("http://")
         .to_owned()
 }
+
+/// A `weir registry` (with tracking) on a free port, SQLite in a fresh folder.
+pub struct Registry {
+    child: std::process::Child,
+    pub url: String,
+    pub folder: std::path::PathBuf,
+}
+
+impl Registry {
+    pub fn start(tag: &str) -> Registry {
+        let folder = std::env::temp_dir().join(format!("weir-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["registry", "--http-port", "0", "--db"])
+            .arg(format!("sqlite://{}/r.db", folder.display()))
+            .arg("--artifacts")
+            .arg(folder.join("artifacts"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = announced_url(&mut child);
+        Registry { child, url, folder }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// A command's stdout, after checking that it succeeded.
+pub fn stdout(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

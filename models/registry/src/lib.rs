@@ -7,5 +7,5 @@ pub mod filter;
 pub mod mlflow;
 pub mod store;
 
-pub use mlflow::{router, Registry};
+pub use mlflow::{router, Registry, SourceResolver};
 pub use store::{Store, StoreError};

@@ -26,10 +26,17 @@ use crate::store::{Decision, NewVersion, Store, StoreError, Tag};
 pub struct Registry {
     pub store: Store,
     pub artifacts: ArtifactStore,
+    /// Finds where a source that is not a plain artifact location keeps its files: the tracking
+    /// server beside the registry maps `models:/<model_id>` to the logged model's
+    /// `mlflow-artifacts:/…` location. `None` when the registry runs alone.
+    pub sources: Option<SourceResolver>,
     /// Bearer tokens and the people they stand for; `None` in the local default, where the
     /// user name is taken from the request (see [`Actor`]).
     pub tokens: Option<HashMap<String, String>>,
 }
+
+/// Maps a version's source to the `mlflow-artifacts:/` location of its files, if it knows it.
+pub type SourceResolver = Arc<dyn Fn(&str) -> Result<Option<String>, StoreError> + Send + Sync>;
 
 /// Who is making a request. With tokens configured, a valid `Authorization: Bearer` token is
 /// required; without, the name comes from HTTP Basic auth (what the mlflow client sends for
@@ -456,6 +463,8 @@ struct CreateVersion {
     #[serde(default)]
     run_id: Option<String>,
     #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
     description: Option<String>,
     #[serde(default)]
     tags: Vec<TagBody>,
@@ -474,11 +483,18 @@ async fn create_model_version(
         user_id: String::new(),
         tags: tags(request.tags),
         sha256: String::new(),
+        model_id: request.model_id.unwrap_or_default(),
+        storage_location: String::new(),
     };
     let version = blocking(&registry, move |r| {
+        let resolved = match &r.sources {
+            Some(resolve) if !new.source.starts_with(ARTIFACT_SCHEME) => resolve(&new.source)?,
+            _ => None,
+        };
+        new.storage_location = resolved.unwrap_or_else(|| new.source.clone());
         // The registry computes the digest itself from what it stores: the runtime checks what
         // it downloads against it.
-        if let Some(path) = new.source.strip_prefix(ARTIFACT_SCHEME) {
+        if let Some(path) = new.storage_location.strip_prefix(ARTIFACT_SCHEME) {
             new.sha256 = r.artifacts.digest(path)?.unwrap_or_default();
         }
         r.store.create_model_version(&actor, &request.name, &new)
@@ -514,7 +530,7 @@ async fn get_download_uri(
         r.store.get_model_version(&name, &version)
     })
     .await?;
-    ok(json!({ "artifact_uri": version.source }))
+    ok(json!({ "artifact_uri": version.storage_location }))
 }
 
 async fn update_model_version(
@@ -747,7 +763,7 @@ async fn resolve(
         let approval = r.store.approval_status(&name, &model_version.version)?;
         let sha256 = r.store.artifact_sha256(&name, &model_version.version)?;
         let path = model_version
-            .source
+            .storage_location
             .strip_prefix(ARTIFACT_SCHEME)
             .map(str::to_owned);
         let files = match &path {
@@ -904,6 +920,7 @@ mod tests {
         let registry = Arc::new(Registry {
             store: Store::open(&format!("sqlite://{}", root.join("r.db").display())).unwrap(),
             artifacts: ArtifactStore::open(&root.join("artifacts")).unwrap(),
+            sources: None,
             tokens: Some([("s3cret".to_owned(), "alice".to_owned())].into()),
         });
         let create = |token: Option<&str>| {

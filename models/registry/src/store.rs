@@ -62,6 +62,12 @@ pub struct ModelVersion {
     pub description: String,
     pub source: String,
     pub run_id: String,
+    /// The MLflow 3 logged model this version was registered from, if any.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub model_id: String,
+    /// Where the files are: the source itself, or for a `models:/<model_id>` source the logged
+    /// model's artifact location.
+    pub storage_location: String,
     /// Always `READY` once stored: the client polls anything else for minutes.
     pub status: String,
     pub tags: Vec<Tag>,
@@ -91,6 +97,9 @@ pub struct NewVersion {
     /// Digest of the artifact files (see `artifacts::digest`); empty when the source is not in
     /// this registry's artifact store.
     pub sha256: String,
+    pub model_id: String,
+    /// Where the files are, when that differs from `source` (see [`ModelVersion`]).
+    pub storage_location: String,
 }
 
 /// The registry's schema, step by step; steps are append-only.
@@ -161,6 +170,11 @@ const SCHEMA: &[Migration] = &[
     },
     // 3: the digest of each version's artifact files, computed by the registry at registration.
     Migration::same("ALTER TABLE model_versions ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''"),
+    // 4: versions registered from MLflow 3 logged models (`models:/<model_id>`).
+    Migration::same(
+        "ALTER TABLE model_versions ADD COLUMN model_id TEXT NOT NULL DEFAULT '';
+         ALTER TABLE model_versions ADD COLUMN storage_location TEXT NOT NULL DEFAULT '';",
+    ),
 ];
 
 fn now_ms() -> i64 {
@@ -566,9 +580,9 @@ impl Store {
                 .unwrap_or(1);
             let now = now_ms();
             db.execute(
-                "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, user_id, description, source, run_id, sha256)
-                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![name, version, now, actor, &new.description, &new.source, &new.run_id, &new.sha256],
+                "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, user_id, description, source, run_id, sha256, model_id, storage_location)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![name, version, now, actor, &new.description, &new.source, &new.run_id, &new.sha256, &new.model_id, &new.storage_location],
             )?;
             for tag in &new.tags {
                 upsert_version_tag(db, name, version, tag)?;
@@ -1031,7 +1045,7 @@ fn read_model_version(
 ) -> Result<ModelVersion, StoreError> {
     let row = db
         .query_row(
-            "SELECT creation_timestamp, last_updated_timestamp, user_id, current_stage, description, source, run_id
+            "SELECT creation_timestamp, last_updated_timestamp, user_id, current_stage, description, source, run_id, model_id, storage_location
              FROM model_versions WHERE name = ?1 AND version = ?2",
             params![name, version],
         )?
@@ -1062,6 +1076,10 @@ fn read_model_version(
         description: row.get(4)?,
         source: row.get(5)?,
         run_id: row.get(6)?,
+        model_id: row.get(7)?,
+        storage_location: Some(row.get::<String>(8)?)
+            .filter(|l| !l.is_empty())
+            .unwrap_or(row.get(5)?),
         status: "READY".to_owned(),
         tags,
         aliases,

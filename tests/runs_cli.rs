@@ -1,0 +1,126 @@
+//! weir-tracking's Rust client and `weir runs` against a real `weir registry`.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+mod common;
+
+use std::process::Command;
+
+use common::{stdout, Registry};
+use serde_json::Value;
+use weir_tracking::store::{KeyValue, Metric};
+use weir_tracking::TrackingClient;
+
+fn runs(registry: &Registry, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["runs", "--tracking-uri", &registry.url])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_rust_client_logs_and_weir_runs_reads() {
+    let registry = Registry::start("runs-cli");
+    let client = TrackingClient::new(&registry.url, Some("alice".into()));
+    let experiment = client.experiment_id("cli").await.unwrap();
+    assert_eq!(client.experiment_id("cli").await.unwrap(), experiment);
+    let mut run_ids = Vec::new();
+    for (name, accuracy) in [("small", 0.8), ("large", 0.95)] {
+        let run = client
+            .create_run(&experiment, name, &[KeyValue::new("team", "ml")])
+            .await
+            .unwrap();
+        let run_id = run["info"]["run_id"].as_str().unwrap().to_owned();
+        // More than one batch's worth, so the client has to split.
+        let loss: Vec<Metric> = (0..1500)
+            .map(|step| Metric {
+                key: "loss".into(),
+                value: 1.0 / f64::from(step + 1),
+                timestamp: 1,
+                step: i64::from(step),
+            })
+            .collect();
+        let accuracy = Metric {
+            key: "accuracy".into(),
+            value: accuracy,
+            timestamp: 1,
+            step: 0,
+        };
+        client
+            .log_batch(
+                &run_id,
+                &[loss, vec![accuracy]].concat(),
+                &[KeyValue::new("size", name)],
+                &[],
+            )
+            .await
+            .unwrap();
+        let notes = registry.folder.join(format!("{name}.txt"));
+        std::fs::write(&notes, name).unwrap();
+        client
+            .upload_artifact(
+                run["info"]["artifact_uri"].as_str().unwrap(),
+                &notes,
+                "notes.txt",
+            )
+            .await
+            .unwrap();
+        client.end_run(&run_id, "FINISHED").await.unwrap();
+        run_ids.push(run_id);
+    }
+
+    let listed = runs(
+        &registry,
+        &[
+            "list",
+            "--experiment",
+            "cli",
+            "--filter",
+            "metrics.accuracy > 0.9",
+            "--output",
+            "json",
+        ],
+    );
+    let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["info"]["run_id"], run_ids[1].as_str());
+
+    let table = stdout(&runs(
+        &registry,
+        &[
+            "list",
+            "--experiment",
+            "cli",
+            "--order-by",
+            "metrics.accuracy ASC",
+        ],
+    ));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("RUN ID"), "{table}");
+    assert!(
+        lines[1].starts_with(&run_ids[0]) && lines[2].starts_with(&run_ids[1]),
+        "{table}"
+    );
+    assert!(lines[1].contains("loss=0.000666"), "{table}");
+
+    let shown = stdout(&runs(&registry, &["show", &run_ids[0]]));
+    assert!(
+        shown.contains("FINISHED") && shown.contains("size") && shown.contains("small"),
+        "{shown}"
+    );
+    let downloaded = common::get(
+        registry.url.trim_start_matches("http://"),
+        &format!(
+            "/api/2.0/mlflow-artifacts/artifacts/{experiment}/{}/artifacts/notes.txt",
+            run_ids[0]
+        ),
+    );
+    assert_eq!(downloaded, (200, "small".to_owned()));
+
+    let missing = runs(&registry, &["show", "nope"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("RESOURCE_DOES_NOT_EXIST"));
+    let missing = runs(&registry, &["list", "--experiment", "nope"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot find experiment 'nope'"));
+}

@@ -1,0 +1,278 @@
+//! A Rust client for MLflow's tracking API (weir's own server or MLflow's), used by the
+//! training crate and `weir runs`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use crate::store::{KeyValue, Metric, MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the tracking server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The server refused: its error code and message.
+    #[error("{code}: {message}")]
+    Refused { code: String, message: String },
+    #[error("{0}")]
+    Local(String),
+}
+
+impl ClientError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Refused { code, .. } if code == "RESOURCE_DOES_NOT_EXIST")
+    }
+}
+
+pub struct TrackingClient {
+    base: String,
+    user: Option<String>,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl TrackingClient {
+    /// `user` is sent as HTTP Basic user name, as the mlflow client does.
+    pub fn new(base: &str, user: Option<String>) -> TrackingClient {
+        TrackingClient {
+            base: base.trim_end_matches('/').to_owned(),
+            user,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Bytes) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let unreachable = |reason: String| ClientError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json");
+        if let Some(user) = &self.user {
+            let encoded = base64::encode(format!("{user}:"));
+            request = request.header("authorization", format!("Basic {encoded}"));
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let response = tokio::time::timeout(Duration::from_secs(120), self.http.request(request))
+            .await
+            .map_err(|_| unreachable("no answer within 120 s".to_owned()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(ClientError::Refused {
+                code: value["error_code"]
+                    .as_str()
+                    .unwrap_or(status.as_str())
+                    .to_owned(),
+                message: value["message"].as_str().map_or_else(
+                    || String::from_utf8_lossy(&bytes).into_owned(),
+                    str::to_owned,
+                ),
+            });
+        }
+        Ok(value)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value, ClientError> {
+        self.call(
+            "POST",
+            &format!("/api/2.0/mlflow/{path}"),
+            Bytes::from(body.to_string()),
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, ClientError> {
+        let query: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+            .collect();
+        self.call(
+            "GET",
+            &format!("/api/2.0/mlflow/{path}?{}", query.join("&")),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// The id of the experiment named `name`, created when missing (as `mlflow.set_experiment`).
+    pub async fn experiment_id(&self, name: &str) -> Result<String, ClientError> {
+        match self
+            .get("experiments/get-by-name", &[("experiment_name", name)])
+            .await
+        {
+            Ok(found) => Ok(string(&found["experiment"]["experiment_id"])),
+            Err(err) if err.is_not_found() => {
+                let created = self
+                    .post("experiments/create", json!({ "name": name }))
+                    .await?;
+                Ok(string(&created["experiment_id"]))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The id of an existing experiment.
+    pub async fn find_experiment(&self, name: &str) -> Result<String, ClientError> {
+        let found = self
+            .get("experiments/get-by-name", &[("experiment_name", name)])
+            .await?;
+        Ok(string(&found["experiment"]["experiment_id"]))
+    }
+
+    /// Starts a run; its JSON (`info`, `data`) as the server answered.
+    pub async fn create_run(
+        &self,
+        experiment_id: &str,
+        run_name: &str,
+        tags: &[KeyValue],
+    ) -> Result<Value, ClientError> {
+        let created = self
+            .post(
+                "runs/create",
+                json!({
+                    "experiment_id": experiment_id,
+                    "run_name": run_name,
+                    "user_id": self.user.clone().unwrap_or_default(),
+                    "start_time": now_ms(),
+                    "tags": tags,
+                }),
+            )
+            .await?;
+        Ok(created["run"].clone())
+    }
+
+    /// Logs everything, split into batches within MLflow's limits.
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+    ) -> Result<(), ClientError> {
+        for chunk in params.chunks(MAX_BATCH_PARAMS) {
+            self.post(
+                "runs/log-batch",
+                json!({ "run_id": run_id, "params": chunk }),
+            )
+            .await?;
+        }
+        for chunk in tags.chunks(MAX_BATCH_TAGS) {
+            self.post("runs/log-batch", json!({ "run_id": run_id, "tags": chunk }))
+                .await?;
+        }
+        for chunk in metrics.chunks(MAX_BATCH_METRICS) {
+            self.post(
+                "runs/log-batch",
+                json!({ "run_id": run_id, "metrics": chunk }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn end_run(&self, run_id: &str, status: &str) -> Result<(), ClientError> {
+        self.post(
+            "runs/update",
+            json!({ "run_id": run_id, "status": status, "end_time": now_ms() }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> Result<Value, ClientError> {
+        Ok(self.get("runs/get", &[("run_id", run_id)]).await?["run"].clone())
+    }
+
+    pub async fn search_runs(
+        &self,
+        experiment_ids: &[String],
+        filter: &str,
+        order_by: &[String],
+        max_results: usize,
+    ) -> Result<Vec<Value>, ClientError> {
+        let found = self
+            .post(
+                "runs/search",
+                json!({
+                    "experiment_ids": experiment_ids,
+                    "filter": filter,
+                    "order_by": order_by,
+                    "max_results": max_results,
+                }),
+            )
+            .await?;
+        Ok(found["runs"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Uploads a file into a run's (or logged model's) `mlflow-artifacts:/` location.
+    pub async fn upload_artifact(
+        &self,
+        artifact_uri: &str,
+        file: &Path,
+        name: &str,
+    ) -> Result<(), ClientError> {
+        let root = artifact_uri
+            .strip_prefix("mlflow-artifacts:/")
+            .ok_or_else(|| {
+                ClientError::Local(format!(
+                    "artifact location {artifact_uri} is not served by the tracking server (mlflow-artifacts:/…)"
+                ))
+            })?
+            .trim_matches('/');
+        let bytes = std::fs::read(file)
+            .map_err(|e| ClientError::Local(format!("cannot read {}: {e}", file.display())))?;
+        self.call(
+            "PUT",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{root}/{name}"),
+            Bytes::from(bytes),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn string(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
