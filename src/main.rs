@@ -2,6 +2,7 @@
 
 mod models_cli;
 mod output;
+mod route_cli;
 mod runs_cli;
 
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ enum Command {
     Models(models_cli::ModelsArgs),
     /// List and show tracked runs.
     Runs(runs_cli::RunsArgs),
+    /// Run the canary router in front of `weir serve` replicas.
+    Route(route_cli::RouteArgs),
+    /// Set, promote, roll back, inspect and roll out canaries on a router.
+    Canary(route_cli::CanaryArgs),
 }
 
 #[derive(clap::Args)]
@@ -300,6 +305,8 @@ fn main() -> std::process::ExitCode {
                     Command::Registry(args) => registry(args).await,
                     Command::Models(args) => models_cli::run(args).await,
                     Command::Runs(args) => runs_cli::run(args).await,
+                    Command::Route(args) => route_cli::serve(args).await,
+                    Command::Canary(args) => route_cli::canary(args).await,
                 }
             })
         });

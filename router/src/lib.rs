@@ -1,1 +1,202 @@
-//! Canary router: weighted version split, pinning, shadowing and progressive rollouts (not built yet; see issue 7).
+//! Canary router: splits each model's traffic between versions by weight, with pinning, sticky
+//! keys and shadow copies; balances a version's replicas (two choices on in-flight requests,
+//! health checks, outlier ejection, one retry on connect errors); and changes weights through an
+//! admin API, by hand or by a progressive rollout judged on its own measurements.
+//!
+//! Weight changes build a new [`table::RouteTable`] and swap it in with `arc-swap`: requests in
+//! flight finish on the table they started with, none is dropped. Changes are persisted next to
+//! the routes file so a restart keeps them.
+
+pub mod admin;
+pub mod client;
+pub mod config;
+mod metrics;
+pub mod proxy;
+pub mod rollout;
+mod state;
+pub mod stats;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use axum::body::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub use config::{ConfigError, RoutesFile};
+use metrics::RouterMetrics;
+use table::RouteTable;
+
+pub struct Router {
+    pub table: ArcSwap<RouteTable>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    metrics: RouterMetrics,
+    admin: admin::AdminState,
+    /// The routes file as last loaded (saved weights are checked against it).
+    routes_file: ArcSwap<RoutesFile>,
+    config_path: PathBuf,
+    state_path: PathBuf,
+}
+
+/// Where the router keeps admin changes by default: beside the routes file.
+pub fn default_state_path(config: &Path) -> PathBuf {
+    let mut name = config.file_name().unwrap_or_default().to_os_string();
+    name.push(".state.json");
+    config.with_file_name(name)
+}
+
+impl Router {
+    /// Loads the routes file and any persisted weights that still apply to it.
+    pub fn new(
+        config_path: &Path,
+        state_path: Option<PathBuf>,
+        admin_token: Option<String>,
+    ) -> Result<Arc<Router>, ConfigError> {
+        let file = RoutesFile::load(config_path)?;
+        let state_path = state_path.unwrap_or_else(|| default_state_path(config_path));
+        let mut table = RouteTable::build(&file.route, file.settings.clone(), None);
+        for (model, weights) in state::load(&state_path, &file) {
+            table = table.with_weights(&model, &weights);
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let metrics = RouterMetrics::default();
+        metrics.set_weights(&table);
+        Ok(Arc::new(Router {
+            table: ArcSwap::from_pointee(table),
+            client,
+            metrics,
+            admin: admin::AdminState::new(admin_token),
+            routes_file: ArcSwap::from_pointee(file),
+            config_path: config_path.to_owned(),
+            state_path,
+        }))
+    }
+
+    /// The router's HTTP surface: admin API, metrics, and the data plane for everything else.
+    pub fn app(self: &Arc<Self>) -> axum::Router {
+        admin::routes()
+            .route(
+                "/metrics",
+                axum::routing::get(
+                    |axum::extract::State(router): axum::extract::State<Arc<Router>>| async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            router.metrics.encode(),
+                        )
+                    },
+                ),
+            )
+            .fallback(proxy::handle)
+            .with_state(self.clone())
+    }
+
+    /// Health checks, the per-version samplers behind `status`, and the routes-file watcher;
+    /// they stop when the router is dropped.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last_sample = Instant::now();
+            let mut config_stamp = modified(&weak);
+            loop {
+                let interval = match weak.upgrade() {
+                    Some(router) => {
+                        router.check_health().await;
+                        if last_sample.elapsed() >= Duration::from_secs(5) {
+                            last_sample = Instant::now();
+                            router.sample_stats(last_sample);
+                        }
+                        let stamp = modified(&weak);
+                        if stamp != config_stamp {
+                            config_stamp = stamp;
+                            router.reload().await;
+                        }
+                        Duration::from_millis(router.table.load().settings.health_check_interval_ms)
+                    }
+                    None => return,
+                };
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    /// Asks every replica `GET /v2/health/ready`; a replica that does not answer 200 within a
+    /// second gets no traffic until it does.
+    async fn check_health(&self) {
+        let table = self.table.load_full();
+        let mut checks = tokio::task::JoinSet::new();
+        for route in table.routes.values() {
+            let pools = route
+                .backends
+                .iter()
+                .map(|b| &b.pool)
+                .chain(route.shadow.as_ref().map(|s| &s.pool));
+            for pool in pools {
+                for endpoint in &pool.endpoints {
+                    let (endpoint, client) = (endpoint.clone(), self.client.clone());
+                    checks.spawn(async move {
+                        let request = hyper::Request::get(format!("{}/v2/health/ready", endpoint.base))
+                            .body(Full::new(Bytes::new()));
+                        let healthy = match request {
+                            Ok(request) => matches!(
+                                tokio::time::timeout(Duration::from_secs(1), client.request(request)).await,
+                                Ok(Ok(response)) if response.status().is_success()
+                            ),
+                            Err(_) => false,
+                        };
+                        endpoint.set_healthy(healthy);
+                    });
+                }
+            }
+        }
+        while checks.join_next().await.is_some() {}
+    }
+
+    fn sample_stats(&self, now: Instant) {
+        for route in self.table.load().routes.values() {
+            for backend in &route.backends {
+                backend.stats.sample(now);
+            }
+        }
+    }
+
+    /// The routes file changed: its weights win over earlier admin changes (the file is the
+    /// newer intention, e.g. a Helm upgrade); replicas that stay keep their state.
+    async fn reload(&self) {
+        match RoutesFile::load(&self.config_path) {
+            Ok(file) => {
+                let _guard = self.admin.lock().await;
+                let previous = self.table.load_full();
+                let table = RouteTable::build(&file.route, file.settings.clone(), Some(&previous));
+                self.metrics.set_weights(&table);
+                state::save(&self.state_path, &file, &table);
+                self.table.store(Arc::new(table));
+                self.routes_file.store(Arc::new(file));
+                tracing::info!(config = %self.config_path.display(), "routes file reloaded");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "the routes file changed but is invalid; keeping the current routes");
+            }
+        }
+    }
+}
+
+fn modified(router: &std::sync::Weak<Router>) -> Option<SystemTime> {
+    let router = router.upgrade()?;
+    std::fs::metadata(&router.config_path)
+        .and_then(|m| m.modified())
+        .ok()
+}

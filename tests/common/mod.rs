@@ -14,6 +14,17 @@ pub fn http(
     headers: &str,
     body: &[u8],
 ) -> Option<(u16, Vec<u8>)> {
+    http_with_headers(address, method_and_path, headers, body)
+        .map(|(status, _, body)| (status, body))
+}
+
+/// As [`http`], with the response's header block (lower-cased) as well.
+pub fn http_with_headers(
+    address: &str,
+    method_and_path: &str,
+    headers: &str,
+    body: &[u8],
+) -> Option<(u16, String, Vec<u8>)> {
     let mut stream = TcpStream::connect(address).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -28,7 +39,8 @@ pub fn http(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(answer.len(), |p| p + 4);
-    Some((status, answer[split..].to_vec()))
+    let head = String::from_utf8_lossy(&answer[..split]).to_lowercase();
+    Some((status, head, answer[split..].to_vec()))
 }
 
 /// A GET whose body is read as text; status 0 when unreachable.

@@ -1,0 +1,436 @@
+//! The admin API under `/admin/v1/`: route status, canary percentage, promote, rollback,
+//! explicit weights, and progressive rollouts. With a token configured every call needs
+//! `Authorization: Bearer TOKEN`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::proxy::{error, json_response};
+use crate::rollout::{Rollout, RolloutPlan};
+use crate::{state, Router};
+
+/// Events kept per model for `status`.
+const EVENTS_KEPT: usize = 200;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    pub message: String,
+}
+
+pub struct AdminState {
+    token: Option<String>,
+    /// Serialises weight changes: each reads the current table and swaps in the next.
+    changes: tokio::sync::Mutex<()>,
+    events: Mutex<HashMap<String, VecDeque<Event>>>,
+    pub(crate) rollouts: Mutex<HashMap<String, Arc<Rollout>>>,
+}
+
+impl AdminState {
+    pub fn new(token: Option<String>) -> AdminState {
+        AdminState {
+            token: token.filter(|t| !t.is_empty()),
+            changes: tokio::sync::Mutex::new(()),
+            events: Mutex::new(HashMap::new()),
+            rollouts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the admin API needs Authorization: Bearer <token>")]
+    Unauthorized,
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+        };
+        error(status, self.to_string())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Router {
+    /// Records an event for a model's status, and logs it.
+    pub fn event(&self, model: &str, message: String) {
+        tracing::info!(model, "{message}");
+        let mut events = self.admin.events.lock().unwrap_or_else(|p| p.into_inner());
+        let list = events.entry(model.to_owned()).or_default();
+        list.push_back(Event {
+            at_ms: now_ms(),
+            message,
+        });
+        while list.len() > EVENTS_KEPT {
+            list.pop_front();
+        }
+    }
+
+    /// Sets a model's weights (stable version first), atomically, and persists them.
+    pub async fn set_weights(
+        &self,
+        model: &str,
+        weights: Vec<(String, u32)>,
+        why: &str,
+    ) -> Result<(), AdminError> {
+        let _guard = self.admin.lock().await;
+        let current = self.table.load_full();
+        let route = current
+            .routes
+            .get(model)
+            .ok_or_else(|| AdminError::NotFound(format!("no route for model '{model}'")))?;
+        let mut known: Vec<&String> = route.backends.iter().map(|b| &b.version).collect();
+        let mut given: Vec<&String> = weights.iter().map(|(v, _)| v).collect();
+        known.sort();
+        given.sort();
+        if known != given {
+            return Err(AdminError::Invalid(format!(
+                "weights must name each version of '{model}' once: {}",
+                known
+                    .iter()
+                    .map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let total: u32 = weights.iter().map(|(_, w)| w).sum();
+        if total != 100 || weights.iter().any(|(_, w)| *w > 100) {
+            return Err(AdminError::Invalid(format!(
+                "weights must add up to 100, got {total}"
+            )));
+        }
+        let table = current.with_weights(model, &weights);
+        self.metrics.set_weights(&table);
+        state::save(&self.state_path, &self.routes_file.load(), &table);
+        self.table.store(Arc::new(table));
+        let described: Vec<String> = weights.iter().map(|(v, w)| format!("{v}={w}%")).collect();
+        self.event(model, format!("{why}: weights {}", described.join(" ")));
+        Ok(())
+    }
+
+    /// The stable and canary versions: the first two backends.
+    pub fn stable_and_canary(&self, model: &str) -> Result<(String, String), AdminError> {
+        let table = self.table.load();
+        let route = table
+            .routes
+            .get(model)
+            .ok_or_else(|| AdminError::NotFound(format!("no route for model '{model}'")))?;
+        match route.backends.as_slice() {
+            [stable, canary, ..] => Ok((stable.version.clone(), canary.version.clone())),
+            _ => Err(AdminError::Invalid(format!(
+                "model '{model}' has one version behind the router; a canary needs a second backend in the routes file"
+            ))),
+        }
+    }
+
+    /// Canary at `percent`, the stable version at the rest (other versions at 0).
+    pub async fn set_canary(&self, model: &str, percent: u32, why: &str) -> Result<(), AdminError> {
+        if percent > 100 {
+            return Err(AdminError::Invalid(format!(
+                "canary percent must be 0 to 100, got {percent}"
+            )));
+        }
+        let (stable, canary) = self.stable_and_canary(model)?;
+        let weights = self.weights_with(model, &[(stable, 100 - percent), (canary, percent)]);
+        self.set_weights(model, weights, why).await
+    }
+
+    /// The canary takes all traffic and becomes the stable version.
+    pub async fn promote(&self, model: &str, why: &str) -> Result<(), AdminError> {
+        let (stable, canary) = self.stable_and_canary(model)?;
+        let weights = self.weights_with(model, &[(canary, 100), (stable, 0)]);
+        self.set_weights(model, weights, why).await
+    }
+
+    /// `first` in order, then every other version at 0.
+    fn weights_with(&self, model: &str, first: &[(String, u32)]) -> Vec<(String, u32)> {
+        let table = self.table.load();
+        let mut weights = first.to_vec();
+        if let Some(route) = table.routes.get(model) {
+            for backend in &route.backends {
+                if !weights.iter().any(|(v, _)| *v == backend.version) {
+                    weights.push((backend.version.clone(), 0));
+                }
+            }
+        }
+        weights
+    }
+
+    /// Stops a running rollout of `model`, if any.
+    pub fn cancel_rollout(&self, model: &str, why: &str) {
+        let rollout = self
+            .admin
+            .rollouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(model)
+            .cloned();
+        if let Some(rollout) = rollout {
+            if rollout.cancel() {
+                self.event(model, format!("rollout cancelled: {why}"));
+            }
+        }
+    }
+
+    pub fn status(&self, model: &str) -> Result<Value, AdminError> {
+        let table = self.table.load();
+        let route = table
+            .routes
+            .get(model)
+            .ok_or_else(|| AdminError::NotFound(format!("no route for model '{model}'")))?;
+        let now = Instant::now();
+        let backends: Vec<Value> = route
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(index, backend)| {
+                let (window, seconds) = backend.stats.last_minute(now);
+                let role = match index {
+                    0 => "stable",
+                    1 => "canary",
+                    _ => "other",
+                };
+                json!({
+                    "version": backend.version,
+                    "role": role,
+                    "weight": backend.weight,
+                    "last_minute": {
+                        "seconds": seconds,
+                        "requests": window.requests,
+                        "requests_per_second": if seconds > 0.0 { window.requests as f64 / seconds } else { 0.0 },
+                        "error_rate": window.error_rate,
+                        "overloaded": window.overloaded,
+                        "p50_ms": window.p50_ms,
+                        "p99_ms": window.p99_ms,
+                    },
+                    "endpoints": backend.pool.endpoints.iter().map(|e| json!({
+                        "url": e.base,
+                        "available": e.available(),
+                        "inflight": e.inflight(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let events: Vec<Event> = self
+            .admin
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(model)
+            .map(|e| e.iter().cloned().collect())
+            .unwrap_or_default();
+        let rollout = self
+            .admin
+            .rollouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(model)
+            .map(|r| r.describe());
+        Ok(json!({
+            "model": model,
+            "sticky_header": route.sticky_header,
+            "shadow": route.shadow.as_ref().map(|s| json!({"percent": s.percent})),
+            "backends": backends,
+            "rollout": rollout,
+            "events": events,
+        }))
+    }
+}
+
+fn authorized(router: &Router, headers: &HeaderMap) -> Result<(), AdminError> {
+    let Some(token) = &router.admin.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err(AdminError::Unauthorized)
+    }
+}
+
+fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, AdminError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| AdminError::Invalid(format!("invalid request body: {e}")))
+}
+
+type Answer = Result<Response, AdminError>;
+
+fn done(router: &Router, model: &str) -> Answer {
+    Ok(json_response(StatusCode::OK, &router.status(model)?))
+}
+
+async fn list(State(router): State<Arc<Router>>, headers: HeaderMap) -> Answer {
+    authorized(&router, &headers)?;
+    let table = router.table.load();
+    let mut models: Vec<&String> = table.routes.keys().collect();
+    models.sort();
+    let routes: Vec<Value> = models
+        .into_iter()
+        .map(|model| {
+            let route = &table.routes[model];
+            json!({
+                "model": model,
+                "weights": route.weights().into_iter().map(|(v, w)| json!({"version": v, "weight": w})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "routes": routes })))
+}
+
+async fn status(
+    State(router): State<Arc<Router>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    authorized(&router, &headers)?;
+    done(&router, &model)
+}
+
+#[derive(Deserialize)]
+struct CanaryBody {
+    percent: u32,
+}
+
+async fn canary(
+    State(router): State<Arc<Router>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    authorized(&router, &headers)?;
+    let request: CanaryBody = body(&bytes)?;
+    router.cancel_rollout(&model, "the canary was set by hand");
+    router
+        .set_canary(&model, request.percent, "canary set")
+        .await?;
+    done(&router, &model)
+}
+
+async fn promote(
+    State(router): State<Arc<Router>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    authorized(&router, &headers)?;
+    router.cancel_rollout(&model, "promoted by hand");
+    router.promote(&model, "promoted").await?;
+    done(&router, &model)
+}
+
+async fn rollback(
+    State(router): State<Arc<Router>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    authorized(&router, &headers)?;
+    router.cancel_rollout(&model, "rolled back by hand");
+    router.set_canary(&model, 0, "rolled back").await?;
+    done(&router, &model)
+}
+
+#[derive(Deserialize)]
+struct WeightsBody {
+    /// Version → weight; the order of a JSON object is not kept, so the stable version stays
+    /// first when it is named.
+    weights: HashMap<String, u32>,
+}
+
+async fn weights(
+    State(router): State<Arc<Router>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    authorized(&router, &headers)?;
+    let request: WeightsBody = body(&bytes)?;
+    let table = router.table.load_full();
+    let order: Vec<String> = table
+        .routes
+        .get(&model)
+        .map(|r| r.backends.iter().map(|b| b.version.clone()).collect())
+        .unwrap_or_default();
+    let mut weights: Vec<(String, u32)> = order
+        .iter()
+        .filter_map(|v| request.weights.get(v).map(|w| (v.clone(), *w)))
+        .collect();
+    weights.extend(
+        request
+            .weights
+            .iter()
+            .filter(|(v, _)| !order.contains(v))
+            .map(|(v, w)| (v.clone(), *w)),
+    );
+    router.cancel_rollout(&model, "weights were set by hand");
+    router.set_weights(&model, weights, "weights set").await?;
+    done(&router, &model)
+}
+
+async fn start_rollout(
+    State(router): State<Arc<Router>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    authorized(&router, &headers)?;
+    let plan: RolloutPlan = body(&bytes)?;
+    plan.validate()?;
+    router.stable_and_canary(&model)?;
+    router.cancel_rollout(&model, "a new rollout started");
+    Rollout::start(&router, &model, plan);
+    done(&router, &model)
+}
+
+async fn stop_rollout(
+    State(router): State<Arc<Router>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    authorized(&router, &headers)?;
+    router.cancel_rollout(&model, "stopped by hand; weights stay where they are");
+    done(&router, &model)
+}
+
+pub fn routes() -> axum::Router<Arc<Router>> {
+    axum::Router::new()
+        .route("/admin/v1/routes", get(list))
+        .route("/admin/v1/routes/{model}", get(status))
+        .route("/admin/v1/routes/{model}/canary", post(canary))
+        .route("/admin/v1/routes/{model}/promote", post(promote))
+        .route("/admin/v1/routes/{model}/rollback", post(rollback))
+        .route("/admin/v1/routes/{model}/weights", post(weights))
+        .route(
+            "/admin/v1/routes/{model}/rollout",
+            post(start_rollout).delete(stop_rollout),
+        )
+}

@@ -1,0 +1,469 @@
+//! The data plane: every V2 and V1 request is matched to a model's route, given a version (pin
+//! header, version in the path, sticky key, or weight), forwarded to a replica of that version
+//! over pooled connections, and answered with `x-weir-version` added.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::json;
+
+use crate::stats::Outcome;
+use crate::table::{Endpoint, Pool, Route};
+use crate::Router;
+
+pub const VERSION_HEADER: &str = "x-weir-version";
+
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    json_response(status, &json!({ "error": message.into() }))
+}
+
+/// What a data-plane path asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    ServerLive,
+    ServerReady,
+    ServerMetadata,
+    ModelList,
+    /// A model, with the version the path names (if any) and whether it is the model's
+    /// readiness probe.
+    Model {
+        model: &'a str,
+        version: Option<&'a str>,
+        ready_probe: bool,
+    },
+    Unknown,
+}
+
+pub fn target(path: &str) -> Target<'_> {
+    match path {
+        "/v2/health/live" => return Target::ServerLive,
+        "/v2/health/ready" => return Target::ServerReady,
+        "/v2" | "/v2/" => return Target::ServerMetadata,
+        "/v1/models" | "/v2/repository/index" => return Target::ModelList,
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/v2/models/") {
+        let mut parts = rest.split('/');
+        let model = parts.next().unwrap_or_default();
+        let rest: Vec<&str> = parts.collect();
+        let (version, tail) = match rest.as_slice() {
+            ["versions", version, tail @ ..] => (Some(*version), tail),
+            tail => (None, tail),
+        };
+        if model.is_empty() {
+            return Target::Unknown;
+        }
+        return Target::Model {
+            model,
+            version,
+            ready_probe: tail == ["ready"],
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/models/") {
+        let model = rest.split(':').next().unwrap_or_default();
+        if !model.is_empty() && !model.contains('/') {
+            return Target::Model {
+                model,
+                version: None,
+                ready_probe: false,
+            };
+        }
+    }
+    Target::Unknown
+}
+
+/// The data-plane entry point (the router's fallback route).
+pub async fn handle(State(router): State<Arc<Router>>, request: Request<Body>) -> Response {
+    let path = request.uri().path().to_owned();
+    match target(&path) {
+        Target::ServerLive => json_response(StatusCode::OK, &json!({ "live": true })),
+        Target::ServerReady => {
+            let table = router.table.load();
+            let ready = table.routes.values().all(|route| {
+                route
+                    .backends
+                    .iter()
+                    .filter(|b| b.weight > 0)
+                    .any(|b| b.pool.endpoints.iter().any(|e| e.available()))
+            });
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json_response(status, &json!({ "ready": ready }))
+        }
+        Target::ServerMetadata => json_response(
+            StatusCode::OK,
+            &json!({
+                "name": "weir-router",
+                "version": env!("CARGO_PKG_VERSION"),
+                "extensions": [],
+            }),
+        ),
+        Target::ModelList => {
+            let table = router.table.load();
+            let mut models: Vec<&String> = table.routes.keys().collect();
+            models.sort();
+            json_response(StatusCode::OK, &json!({ "models": models }))
+        }
+        Target::Unknown => error(StatusCode::NOT_FOUND, format!("no route for {path}")),
+        Target::Model {
+            model,
+            version,
+            ready_probe,
+        } => {
+            let route = router.table.load().routes.get(model).cloned();
+            match route {
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown model '{model}': the router has no route for it"),
+                ),
+                Some(route) => {
+                    let version = version.map(str::to_owned);
+                    forward_to_route(&router, &route, version, ready_probe, request).await
+                }
+            }
+        }
+    }
+}
+
+async fn forward_to_route(
+    router: &Arc<Router>,
+    route: &Arc<Route>,
+    path_version: Option<String>,
+    ready_probe: bool,
+    request: Request<Body>,
+) -> Response {
+    let started = Instant::now();
+    let pinned = path_version.or_else(|| {
+        request
+            .headers()
+            .get(VERSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let backend = match &pinned {
+        Some(version) => match route.backend(version) {
+            Some(backend) => backend,
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "model '{}' has no version '{version}' behind this router",
+                        route.model
+                    ),
+                )
+            }
+        },
+        // A model is ready when any version with traffic is: ask the stable one first.
+        None if ready_probe => match route.backends.iter().find(|b| b.weight > 0) {
+            Some(backend) => backend,
+            None => return error(StatusCode::SERVICE_UNAVAILABLE, "no version has traffic"),
+        },
+        None => {
+            let sticky = route
+                .sticky_header
+                .as_ref()
+                .and_then(|name| request.headers().get(name.as_str()))
+                .map(HeaderValue::as_bytes);
+            match route.choose(sticky) {
+                Some(backend) => backend,
+                None => {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("model '{}' has no version with weight", route.model),
+                    )
+                }
+            }
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let limit = router.table.load().settings.max_body_bytes;
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            let too_large = err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            return if too_large {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body is larger than {limit} bytes"),
+                )
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {err}"),
+                )
+            };
+        }
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    if let Some(shadow) = route.shadow_for_this_request() {
+        let copy = Outgoing {
+            method: parts.method.clone(),
+            path_and_query: path_and_query.clone(),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        };
+        let (router, pool, stats, model) = (
+            router.clone(),
+            shadow.pool.clone(),
+            shadow.stats.clone(),
+            route.model.clone(),
+        );
+        tokio::spawn(async move {
+            let shadow_started = Instant::now();
+            let (code, outcome) = match router.send(&pool, &copy).await {
+                Ok(response) => (response.status().as_u16(), outcome_of(response.status())),
+                Err(_) => (0, Outcome::Error),
+            };
+            stats.record(shadow_started.elapsed(), outcome);
+            router.metrics.observe(
+                &model,
+                "shadow",
+                code,
+                shadow_started.elapsed().as_secs_f64(),
+            );
+        });
+    }
+    let outgoing = Outgoing {
+        method: parts.method,
+        path_and_query,
+        headers: parts.headers,
+        body,
+    };
+    let answer = router.send(&backend.pool, &outgoing).await;
+    let elapsed = started.elapsed();
+    let version = backend.version.clone();
+    let mut response = match answer {
+        Ok(response) => {
+            backend.stats.record(elapsed, outcome_of(response.status()));
+            router.metrics.observe(
+                &route.model,
+                &version,
+                response.status().as_u16(),
+                elapsed.as_secs_f64(),
+            );
+            response
+        }
+        Err(failure) => {
+            backend.stats.record(elapsed, Outcome::Error);
+            router
+                .metrics
+                .observe(&route.model, &version, 0, elapsed.as_secs_f64());
+            failure.into_response(&route.model, &version)
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&version) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(VERSION_HEADER), value);
+    }
+    response
+}
+
+fn outcome_of(status: StatusCode) -> Outcome {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        Outcome::Overloaded
+    } else if status.is_server_error() {
+        Outcome::Error
+    } else if status.is_client_error() {
+        Outcome::ClientError
+    } else {
+        Outcome::Success
+    }
+}
+
+/// A request as it will be sent to a replica (kept whole so it can be retried).
+pub struct Outgoing {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+pub enum Failure {
+    Unreachable(String),
+    TimedOut(Duration),
+}
+
+impl Failure {
+    fn into_response(self, model: &str, version: &str) -> Response {
+        match self {
+            Failure::Unreachable(reason) => error(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "no replica of model '{model}' version {version} could be reached: {reason}"
+                ),
+            ),
+            Failure::TimedOut(after) => error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "model '{model}' version {version} did not answer within {} ms",
+                    after.as_millis()
+                ),
+            ),
+        }
+    }
+}
+
+/// Headers that describe one connection, not the message: never forwarded.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    )
+}
+
+impl Router {
+    /// Sends to a replica picked by two choices. When no answer comes back because the
+    /// connection failed (refused, reset, closed by a replica that died), the request is sent
+    /// once more to another replica: inference has no side effects, so a second try is safe.
+    /// Timeouts and error answers are not retried.
+    pub async fn send(&self, pool: &Pool, outgoing: &Outgoing) -> Result<Response, Failure> {
+        let settings = self.table.load().settings.clone();
+        let timeout = Duration::from_millis(settings.request_timeout_ms);
+        let ejection_base = Duration::from_millis(settings.ejection_base_ms);
+        let mut tried: Option<Arc<Endpoint>> = None;
+        for attempt in 0..2 {
+            let Some(endpoint) = pool.pick(tried.as_ref()) else {
+                break;
+            };
+            let result = {
+                let _inflight = endpoint.start();
+                tokio::time::timeout(timeout, self.send_once(&endpoint, outgoing)).await
+            };
+            match result {
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+                        endpoint.record_failure(settings.ejection_failures, ejection_base);
+                    } else {
+                        endpoint.record_success();
+                        endpoint.forgive();
+                    }
+                    return Ok(response);
+                }
+                Ok(Err(reason)) => {
+                    endpoint.record_failure(settings.ejection_failures, ejection_base);
+                    if attempt == 1 || pool.endpoints.len() < 2 {
+                        return Err(Failure::Unreachable(reason));
+                    }
+                    tried = Some(endpoint);
+                }
+                Err(_) => {
+                    endpoint.record_failure(settings.ejection_failures, ejection_base);
+                    return Err(Failure::TimedOut(timeout));
+                }
+            }
+        }
+        Err(Failure::Unreachable("no replica is configured".to_owned()))
+    }
+
+    async fn send_once(
+        &self,
+        endpoint: &Endpoint,
+        outgoing: &Outgoing,
+    ) -> Result<Response, String> {
+        let uri = format!("{}{}", endpoint.base, outgoing.path_and_query);
+        let mut request = hyper::Request::builder()
+            .method(outgoing.method.clone())
+            .uri(uri);
+        if let Some(headers) = request.headers_mut() {
+            for (name, value) in &outgoing.headers {
+                if !hop_by_hop(name) {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+        }
+        let request = request
+            .body(Full::new(outgoing.body.clone()))
+            .map_err(|e| e.to_string())?;
+        let response = self.client.request(request).await.map_err(|e| {
+            format!(
+                "{e}: {}",
+                std::error::Error::source(&e).map_or(String::new(), ToString::to_string)
+            )
+        })?;
+        let (mut parts, body) = response.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| format!("the replica's answer broke off: {e}"))?
+            .to_bytes();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, Body::from(bytes)))
+    }
+}
+
+/// Drops connection-level headers from a replica's answer (the body is re-framed here).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers.keys().filter(|n| hop_by_hop(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_model_and_version() {
+        assert_eq!(
+            target("/v2/models/iris/versions/2/infer"),
+            Target::Model {
+                model: "iris",
+                version: Some("2"),
+                ready_probe: false
+            }
+        );
+        assert_eq!(
+            target("/v2/models/iris/ready"),
+            Target::Model {
+                model: "iris",
+                version: None,
+                ready_probe: true
+            }
+        );
+        assert_eq!(
+            target("/v1/models/iris:predict"),
+            Target::Model {
+                model: "iris",
+                version: None,
+                ready_probe: false
+            }
+        );
+        assert_eq!(target("/v2/health/ready"), Target::ServerReady);
+        assert_eq!(target("/v2/models/"), Target::Unknown);
+        assert_eq!(target("/etc/passwd"), Target::Unknown);
+    }
+}

@@ -1,0 +1,310 @@
+//! Progressive rollout: step the canary's weight, judge each interval on the canary's own
+//! measurements at the router, promote at the end, roll back after too many failed checks.
+//!
+//! An interval with fewer than `min_requests` canary requests is a failed check, never a pass:
+//! silence is not evidence of health.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::admin::AdminError;
+use crate::stats::Window;
+use crate::Router;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutPlan {
+    /// Canary percentages, increasing; the last is usually 100.
+    pub steps: Vec<u32>,
+    pub interval_ms: u64,
+    #[serde(default = "default_max_error_rate")]
+    pub max_error_rate: f64,
+    #[serde(default)]
+    pub max_p99_ms: Option<f64>,
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+}
+
+fn default_max_error_rate() -> f64 {
+    0.01
+}
+
+fn default_failure_threshold() -> u32 {
+    2
+}
+
+fn default_min_requests() -> u64 {
+    50
+}
+
+impl RolloutPlan {
+    pub fn validate(&self) -> Result<(), AdminError> {
+        let invalid = |m: String| Err(AdminError::Invalid(m));
+        if self.steps.is_empty() || self.steps.iter().any(|s| *s == 0 || *s > 100) {
+            return invalid(format!(
+                "steps must be percentages from 1 to 100, got {:?}",
+                self.steps
+            ));
+        }
+        if self.steps.windows(2).any(|w| w[0] >= w[1]) {
+            return invalid(format!("steps must increase, got {:?}", self.steps));
+        }
+        if self.interval_ms < 100 {
+            return invalid(format!(
+                "interval must be at least 100 ms, got {} ms",
+                self.interval_ms
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.max_error_rate) {
+            return invalid(format!(
+                "max_error_rate is a fraction from 0 to 1, got {}",
+                self.max_error_rate
+            ));
+        }
+        if self.failure_threshold == 0 {
+            return invalid("failure_threshold must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Why an interval fails, or `None` when it passes.
+    pub fn judge(&self, window: &Window) -> Option<String> {
+        if window.requests < self.min_requests {
+            return Some(format!(
+                "only {} canary requests (at least {} are needed to judge)",
+                window.requests, self.min_requests
+            ));
+        }
+        if window.error_rate > self.max_error_rate {
+            return Some(format!(
+                "error rate {:.2}% is above {:.2}%",
+                window.error_rate * 100.0,
+                self.max_error_rate * 100.0
+            ));
+        }
+        match self.max_p99_ms {
+            Some(limit) if window.p99_ms > limit => Some(format!(
+                "p99 {:.1} ms is above {limit:.1} ms",
+                window.p99_ms
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Progress {
+    phase: &'static str,
+    step: usize,
+    failures: u32,
+    last_check: Option<String>,
+}
+
+pub struct Rollout {
+    plan: RolloutPlan,
+    progress: Mutex<Progress>,
+    cancelled: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Rollout {
+    pub fn start(router: &Arc<Router>, model: &str, plan: RolloutPlan) {
+        let rollout = Arc::new(Rollout {
+            plan,
+            progress: Mutex::new(Progress {
+                phase: "running",
+                step: 0,
+                failures: 0,
+                last_check: None,
+            }),
+            cancelled: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+        });
+        router
+            .admin
+            .rollouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(model.to_owned(), rollout.clone());
+        let (router, model) = (router.clone(), model.to_owned());
+        tokio::spawn(async move { rollout.run(&router, &model).await });
+    }
+
+    /// True when it was running.
+    pub fn cancel(&self) -> bool {
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        if progress.phase != "running" {
+            return false;
+        }
+        progress.phase = "cancelled";
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        true
+    }
+
+    pub fn describe(&self) -> Value {
+        let progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        json!({ "plan": self.plan, "progress": *progress })
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Progress)) {
+        change(&mut self.progress.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn finish(&self, phase: &'static str) {
+        self.update(|p| {
+            if p.phase == "running" {
+                p.phase = phase;
+            }
+        });
+    }
+
+    async fn run(&self, router: &Router, model: &str) {
+        let plan = &self.plan;
+        router.event(
+            model,
+            format!(
+                "rollout started: steps {:?}, interval {} ms, max error rate {}, max p99 {}, {} failed checks roll back, {} requests per check",
+                plan.steps,
+                plan.interval_ms,
+                plan.max_error_rate,
+                plan.max_p99_ms.map_or("none".to_owned(), |p| format!("{p} ms")),
+                plan.failure_threshold,
+                plan.min_requests
+            ),
+        );
+        for (index, percent) in plan.steps.iter().enumerate() {
+            if self.cancelled.load(Ordering::SeqCst) {
+                return;
+            }
+            self.update(|p| p.step = index);
+            let why = format!("rollout step {} of {}", index + 1, plan.steps.len());
+            if let Err(err) = router.set_canary(model, *percent, &why).await {
+                router.event(model, format!("rollout stopped: {err}"));
+                self.finish("failed");
+                return;
+            }
+            loop {
+                let Ok((_, canary)) = router.stable_and_canary(model) else {
+                    self.finish("failed");
+                    return;
+                };
+                let Some(stats) = router
+                    .table
+                    .load()
+                    .routes
+                    .get(model)
+                    .and_then(|r| r.backend(&canary))
+                    .map(|b| b.stats.clone())
+                else {
+                    self.finish("failed");
+                    return;
+                };
+                let before = stats.snapshot();
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(plan.interval_ms)) => {}
+                    () = self.wake.notified() => {}
+                }
+                if self.cancelled.load(Ordering::SeqCst) {
+                    return;
+                }
+                let window = stats.snapshot().since(&before);
+                let verdict = plan.judge(&window);
+                let summary = format!(
+                    "check at {percent}%: {} canary requests, error rate {:.2}%, p99 {:.1} ms: {}",
+                    window.requests,
+                    window.error_rate * 100.0,
+                    window.p99_ms,
+                    verdict.as_deref().unwrap_or("passed")
+                );
+                router.event(model, summary.clone());
+                self.update(|p| p.last_check = Some(summary));
+                if verdict.is_none() {
+                    break;
+                }
+                let failures = {
+                    let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+                    progress.failures += 1;
+                    progress.failures
+                };
+                if failures >= plan.failure_threshold {
+                    let rolled_back = router
+                        .set_canary(model, 0, "rollout rolled back after failed checks")
+                        .await;
+                    if let Err(err) = rolled_back {
+                        router.event(model, format!("rollback failed: {err}"));
+                    }
+                    self.finish("rolled_back");
+                    return;
+                }
+            }
+        }
+        match router.promote(model, "rollout promoted the canary").await {
+            Ok(()) => self.finish("promoted"),
+            Err(err) => {
+                router.event(model, format!("promotion failed: {err}"));
+                self.finish("failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> RolloutPlan {
+        serde_json::from_value(
+            json!({"steps": [10, 50, 100], "interval_ms": 1000, "max_p99_ms": 250.0}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn judging_needs_traffic_and_health() {
+        let plan = plan();
+        let healthy = Window {
+            requests: 100,
+            error_rate: 0.0,
+            p99_ms: 20.0,
+            ..Window::default()
+        };
+        assert_eq!(plan.judge(&healthy), None);
+        let quiet = Window {
+            requests: 10,
+            ..healthy.clone()
+        };
+        assert!(plan.judge(&quiet).unwrap().contains("only 10"));
+        let failing = Window {
+            error_rate: 0.05,
+            ..healthy.clone()
+        };
+        assert!(plan.judge(&failing).unwrap().contains("error rate 5.00%"));
+        let slow = Window {
+            p99_ms: 400.0,
+            ..healthy
+        };
+        assert!(plan.judge(&slow).unwrap().contains("p99"));
+    }
+
+    #[test]
+    fn plans_are_checked() {
+        assert!(plan().validate().is_ok());
+        for bad in [
+            json!({"steps": [], "interval_ms": 1000}),
+            json!({"steps": [50, 10], "interval_ms": 1000}),
+            json!({"steps": [10, 150], "interval_ms": 1000}),
+            json!({"steps": [10], "interval_ms": 5}),
+            json!({"steps": [10], "interval_ms": 1000, "max_error_rate": 2.0}),
+        ] {
+            let plan: RolloutPlan = serde_json::from_value(bad.clone()).unwrap();
+            assert!(plan.validate().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! `weir route` (the canary router) and `weir canary …` (its admin API from the shell).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::{json, Value};
+use weir_router::client::AdminClient;
+
+use crate::output::{json as print_json, table, text, Output};
+
+#[derive(clap::Args)]
+pub struct RouteArgs {
+    /// The routes file (TOML: [[route]] with [[route.backend]] version, endpoints, weight).
+    #[arg(long, env = "WEIR_CONFIG")]
+    config: PathBuf,
+    /// Where admin changes are kept across restarts (default: next to the routes file).
+    #[arg(long, env = "WEIR_STATE")]
+    state: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "WEIR_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// HTTP port; 0 picks a free one (the chosen port is printed).
+    #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 8000)]
+    http_port: u16,
+    /// Bearer token the admin API requires; without it the admin API is open (bind to loopback).
+    #[arg(long, env = "WEIR_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Check the routes file, print the routes, and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
+    if args.check {
+        let file = weir_router::RoutesFile::load(&args.config)?;
+        for route in &file.route {
+            let weights: Vec<String> = route
+                .backend
+                .iter()
+                .map(|b| format!("{}={}%", b.version, b.weight))
+                .collect();
+            println!("{}: {}", route.model, weights.join(" "));
+        }
+        return Ok(());
+    }
+    let router = weir_router::Router::new(&args.config, args.state, args.admin_token)
+        .with_context(|| format!("cannot start the router with {}", args.config.display()))?;
+    router.spawn_background();
+    let bind = format!("{}:{}", args.host, args.http_port);
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    crate::announce(format_args!(
+        "weir route listening on http://{}",
+        listener.local_addr()?
+    ));
+    axum::serve(listener, router.app())
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await
+        .context("the router failed")
+}
+
+#[derive(clap::Args)]
+pub struct CanaryArgs {
+    /// The router to talk to.
+    #[arg(
+        long,
+        env = "WEIR_ROUTER",
+        default_value = "http://127.0.0.1:8000",
+        global = true
+    )]
+    router: String,
+    /// The router's admin token, when it has one.
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", global = true)]
+    token: Option<String>,
+    /// How to print answers.
+    #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
+    #[command(subcommand)]
+    command: CanaryCommand,
+}
+
+#[derive(Subcommand)]
+enum CanaryCommand {
+    /// Send PERCENT of MODEL's traffic to the canary, the rest to the stable version.
+    Set { model: String, percent: u32 },
+    /// The canary takes all traffic and becomes the stable version.
+    Promote { model: String },
+    /// All traffic back to the stable version (stops a rollout).
+    Rollback { model: String },
+    /// Weights, per-version traffic, errors and latency, rollout progress and events.
+    Status { model: String },
+    /// Step the canary through --steps, judging each interval; promote or roll back.
+    Rollout {
+        model: String,
+        /// Canary percentages, e.g. 5,10,25,50,100.
+        #[arg(long, value_delimiter = ',', default_value = "5,10,25,50,100")]
+        steps: Vec<u32>,
+        /// Time per check, e.g. 30s, 500ms, 2m.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Highest canary error rate (5xx other than 503, timeouts) a check passes with.
+        #[arg(long, default_value_t = 0.01)]
+        max_error_rate: f64,
+        /// Highest canary p99 a check passes with, e.g. 250ms.
+        #[arg(long, value_parser = parse_duration)]
+        max_p99: Option<Duration>,
+        /// Failed checks that roll the canary back.
+        #[arg(long, default_value_t = 2)]
+        failure_threshold: u32,
+        /// Canary requests an interval needs to be judged at all (fewer is a failed check).
+        #[arg(long, default_value_t = 50)]
+        min_requests: u64,
+    },
+}
+
+/// `250ms`, `30s`, `2m`, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 500ms, 30s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("'{text}': use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn print_status(status: &Value) {
+    let rows = status["backends"]
+        .as_array()
+        .map(|backends| {
+            backends
+                .iter()
+                .map(|b| {
+                    let minute = &b["last_minute"];
+                    vec![
+                        text(&b["version"]),
+                        text(&b["role"]),
+                        format!("{}%", text(&b["weight"])),
+                        format!(
+                            "{:.1}",
+                            minute["requests_per_second"].as_f64().unwrap_or(0.0)
+                        ),
+                        format!(
+                            "{:.2}%",
+                            minute["error_rate"].as_f64().unwrap_or(0.0) * 100.0
+                        ),
+                        format!("{:.2}", minute["p50_ms"].as_f64().unwrap_or(0.0)),
+                        format!("{:.2}", minute["p99_ms"].as_f64().unwrap_or(0.0)),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("model {}", text(&status["model"]));
+    table(
+        &[
+            "version",
+            "role",
+            "weight",
+            "req/s (1 min)",
+            "errors",
+            "p50 ms",
+            "p99 ms",
+        ],
+        rows,
+    );
+    if let Some(progress) = status["rollout"]["progress"].as_object() {
+        println!(
+            "\nrollout: {} (step {}, {} failed checks)",
+            text(&progress["phase"]),
+            progress["step"].as_u64().unwrap_or(0) + 1,
+            text(&progress["failures"])
+        );
+    }
+    if let Some(events) = status["events"].as_array().filter(|e| !e.is_empty()) {
+        println!("\nevents (newest last):");
+        for event in events.iter().rev().take(10).rev() {
+            println!("  {}", text(&event["message"]));
+        }
+    }
+}
+
+pub async fn canary(args: CanaryArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.router, args.token);
+    let route = |model: &str, action: &str| format!("routes/{model}/{action}");
+    let status = match args.command {
+        CanaryCommand::Set { model, percent } => {
+            client
+                .call(
+                    "POST",
+                    &route(&model, "canary"),
+                    Some(json!({ "percent": percent })),
+                )
+                .await
+        }
+        CanaryCommand::Promote { model } => {
+            client.call("POST", &route(&model, "promote"), None).await
+        }
+        CanaryCommand::Rollback { model } => {
+            client.call("POST", &route(&model, "rollback"), None).await
+        }
+        CanaryCommand::Status { model } => {
+            client.call("GET", &format!("routes/{model}"), None).await
+        }
+        CanaryCommand::Rollout {
+            model,
+            steps,
+            interval,
+            max_error_rate,
+            max_p99,
+            failure_threshold,
+            min_requests,
+        } => {
+            let plan = json!({
+                "steps": steps,
+                "interval_ms": interval.as_millis() as u64,
+                "max_error_rate": max_error_rate,
+                "max_p99_ms": max_p99.map(|d| d.as_secs_f64() * 1000.0),
+                "failure_threshold": failure_threshold,
+                "min_requests": min_requests,
+            });
+            client
+                .call("POST", &route(&model, "rollout"), Some(plan))
+                .await
+        }
+    }
+    .context("the router refused")?;
+    match args.output {
+        Output::Json => print_json(&status),
+        Output::Table => print_status(&status),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3h").is_err());
+    }
+}
