@@ -78,3 +78,16 @@ wrk -t1 -c1 -d"$DURATION" --latency -s benches/load/minilm.lua "http://127.0.0.1
   | grep -E 'Requests/sec|Non-2xx|50%' | awk '/Requests\/sec/ {printf "   %s (= %.0f sentences/s)\n", $0, $2 * 32; next} {print}'
 kill $server 2>/dev/null; wait $server 2>/dev/null || true
 .venv/bin/python scripts/bench_embeddings.py target/text-models/minilm/1 "${DURATION%s}"
+
+echo
+echo "== router: direct vs weir route vs nginx split_clients"
+scripts/bench_router.sh
+
+echo
+echo "== tracking: weir registry vs mlflow server (same client workload, both on SQLite)"
+# mlflow's server comes from PyPI into its own venv, kept apart from the project's client venv.
+if [ ! -x target/bench-venv/bin/mlflow ]; then
+  python3 -m venv target/bench-venv
+  target/bench-venv/bin/pip install -q mlflow==3.17.2
+fi
+.venv/bin/python scripts/bench_tracking.py --weir target/release/weir --mlflow target/bench-venv/bin/mlflow

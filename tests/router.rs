@@ -502,6 +502,19 @@ fn changes_survive_restarts_and_bad_requests_get_clear_errors() {
     assert_eq!(unknown.0, 404);
     assert!(String::from_utf8_lossy(&unknown.1).contains("unknown model 'wine'"));
     assert_eq!(infer(&router, "/v2/models/iris/infer", "").0, 200);
+    // Readiness and metadata answer for the route: the stable version, whatever the weights.
+    for path in [
+        "/v2/models/iris",
+        "/v2/models/iris/ready",
+        "/v1/models/iris",
+    ] {
+        for _ in 0..10 {
+            let (status, head, _) =
+                common::http_with_headers(&router, &format!("GET {path}"), "", b"").unwrap();
+            assert_eq!(status, 200, "{path}");
+            assert!(head.contains("x-weir-version: 1\r\n"), "{path}: {head}");
+        }
+    }
     let pinned = infer(&router, "/v2/models/iris/infer", "x-weir-version: 7\r\n");
     assert_eq!(pinned.0, 404);
     let (status, metrics) = common::get(&router, "/metrics");

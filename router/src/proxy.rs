@@ -38,12 +38,10 @@ pub enum Target<'a> {
     ServerReady,
     ServerMetadata,
     ModelList,
-    /// A model, with the version the path names (if any) and whether it is the model's
-    /// readiness probe.
+    /// A model, with the version the path names (if any).
     Model {
         model: &'a str,
         version: Option<&'a str>,
-        ready_probe: bool,
     },
     Unknown,
 }
@@ -60,18 +58,14 @@ pub fn target(path: &str) -> Target<'_> {
         let mut parts = rest.split('/');
         let model = parts.next().unwrap_or_default();
         let rest: Vec<&str> = parts.collect();
-        let (version, tail) = match rest.as_slice() {
-            ["versions", version, tail @ ..] => (Some(*version), tail),
-            tail => (None, tail),
+        let version = match rest.as_slice() {
+            ["versions", version, ..] => Some(*version),
+            _ => None,
         };
         if model.is_empty() {
             return Target::Unknown;
         }
-        return Target::Model {
-            model,
-            version,
-            ready_probe: tail == ["ready"],
-        };
+        return Target::Model { model, version };
     }
     if let Some(rest) = path.strip_prefix("/v1/models/") {
         let model = rest.split(':').next().unwrap_or_default();
@@ -79,7 +73,6 @@ pub fn target(path: &str) -> Target<'_> {
             return Target::Model {
                 model,
                 version: None,
-                ready_probe: false,
             };
         }
     }
@@ -122,11 +115,7 @@ pub async fn handle(State(router): State<Arc<Router>>, request: Request<Body>) -
             json_response(StatusCode::OK, &json!({ "models": models }))
         }
         Target::Unknown => error(StatusCode::NOT_FOUND, format!("no route for {path}")),
-        Target::Model {
-            model,
-            version,
-            ready_probe,
-        } => {
+        Target::Model { model, version } => {
             let route = router.table.load().routes.get(model).cloned();
             match route {
                 None => error(
@@ -135,7 +124,7 @@ pub async fn handle(State(router): State<Arc<Router>>, request: Request<Body>) -
                 ),
                 Some(route) => {
                     let version = version.map(str::to_owned);
-                    forward_to_route(&router, &route, version, ready_probe, request).await
+                    forward_to_route(&router, &route, version, request).await
                 }
             }
         }
@@ -146,7 +135,6 @@ async fn forward_to_route(
     router: &Arc<Router>,
     route: &Arc<Route>,
     path_version: Option<String>,
-    ready_probe: bool,
     request: Request<Body>,
 ) -> Response {
     let started = Instant::now();
@@ -170,11 +158,14 @@ async fn forward_to_route(
                 )
             }
         },
-        // A model is ready when any version with traffic is: ask the stable one first.
-        None if ready_probe => match route.backends.iter().find(|b| b.weight > 0) {
-            Some(backend) => backend,
-            None => return error(StatusCode::SERVICE_UNAVAILABLE, "no version has traffic"),
-        },
+        // Readiness and metadata (GETs) answer for the route as a whole: the stable version,
+        // the first with traffic.
+        None if request.method() == Method::GET => {
+            match route.backends.iter().find(|b| b.weight > 0) {
+                Some(backend) => backend,
+                None => return error(StatusCode::SERVICE_UNAVAILABLE, "no version has traffic"),
+            }
+        }
         None => {
             let sticky = route
                 .sticky_header
@@ -442,24 +433,21 @@ mod tests {
             target("/v2/models/iris/versions/2/infer"),
             Target::Model {
                 model: "iris",
-                version: Some("2"),
-                ready_probe: false
+                version: Some("2")
             }
         );
         assert_eq!(
             target("/v2/models/iris/ready"),
             Target::Model {
                 model: "iris",
-                version: None,
-                ready_probe: true
+                version: None
             }
         );
         assert_eq!(
             target("/v1/models/iris:predict"),
             Target::Model {
                 model: "iris",
-                version: None,
-                ready_probe: false
+                version: None
             }
         );
         assert_eq!(target("/v2/health/ready"), Target::ServerReady);
