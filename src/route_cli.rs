@@ -27,6 +27,9 @@ pub struct RouteArgs {
     /// Bearer token the admin API requires; without it the admin API is open (bind to loopback).
     #[arg(long, env = "WEIR_ADMIN_TOKEN")]
     admin_token: Option<String>,
+    /// Threads serving requests, each with its own event loop (default: one per core).
+    #[arg(long, env = "WEIR_WORKERS")]
+    workers: Option<usize>,
     /// Check the routes file, print the routes, and exit.
     #[arg(long)]
     check: bool,
@@ -49,17 +52,28 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot start the router with {}", args.config.display()))?;
     router.spawn_background();
     let bind = format!("{}:{}", args.host, args.http_port);
-    let listener = tokio::net::TcpListener::bind(&bind)
+    let address = tokio::net::lookup_host(&bind)
         .await
+        .with_context(|| format!("cannot resolve {bind}"))?
+        .next()
+        .with_context(|| format!("{bind} resolves to no address"))?;
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (bound, handles) = router
+        .serve_on_workers(address, workers, stopped)
         .with_context(|| format!("cannot listen on {bind}"))?;
-    crate::announce(format_args!(
-        "weir route listening on http://{}",
-        listener.local_addr()?
-    ));
-    axum::serve(listener, router.app())
-        .with_graceful_shutdown(crate::shutdown_signal())
-        .await
-        .context("the router failed")
+    crate::announce(format_args!("weir route listening on http://{bound}"));
+    crate::shutdown_signal().await;
+    let _ = stop.send(true);
+    tokio::task::spawn_blocking(move || {
+        for handle in handles {
+            let _ = handle.join();
+        }
+    })
+    .await
+    .context("the router's workers did not stop cleanly")
 }
 
 #[derive(clap::Args)]

@@ -398,7 +398,7 @@ impl Router {
         let request = request
             .body(Full::new(outgoing.body.clone()))
             .map_err(|e| e.to_string())?;
-        let response = self.client.request(request).await.map_err(|e| {
+        let response = crate::client().request(request).await.map_err(|e| {
             format!(
                 "{e}: {}",
                 std::error::Error::source(&e).map_or(String::new(), ToString::to_string)
