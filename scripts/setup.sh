@@ -18,6 +18,12 @@ for component in rustfmt clippy; do
   fi
 done
 
+# Prometheus (Debian package) for the tests that judge rollouts and scale from its queries.
+if ! command -v prometheus >/dev/null; then
+  say "installing Prometheus"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 # python3 with venv; Debian's python3 needs python3-venv for that.
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   say "installing python3-venv"

@@ -127,6 +127,10 @@ enum CanaryCommand {
         /// Canary requests an interval needs to be judged at all (fewer is a failed check).
         #[arg(long, default_value_t = 50)]
         min_requests: u64,
+        /// Judge from this Prometheus server (which scrapes the router) instead of the
+        /// router's own measurements.
+        #[arg(long)]
+        prometheus: Option<String>,
     },
 }
 
@@ -234,8 +238,10 @@ pub async fn canary(args: CanaryArgs) -> anyhow::Result<()> {
             max_p99,
             failure_threshold,
             min_requests,
+            prometheus,
         } => {
             let plan = json!({
+                "prometheus": prometheus.map(|url| json!({ "url": url })),
                 "steps": steps,
                 "interval_ms": interval.as_millis() as u64,
                 "max_error_rate": max_error_rate,

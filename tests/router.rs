@@ -525,3 +525,94 @@ fn changes_survive_restarts_and_bad_requests_get_clear_errors() {
     );
     assert!(metrics.contains("weir_router_requests_total"), "{metrics}");
 }
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn rollouts_can_be_judged_by_a_real_prometheus() {
+    let dir = scratch("prometheus");
+    let (v1_repo, v2_repo) = (iris_repository(&dir, 1), iris_repository(&dir, 2));
+    let (_a, a) = serve(&v1_repo);
+    let (_b, b) = serve(&v2_repo);
+    let config = routes_file(
+        &dir,
+        &format!(
+            "[[route]]\nmodel = \"iris\"\n{}{}",
+            backend("1", &[&a], 100),
+            backend("2", &[&b], 0)
+        ),
+    );
+    let (_router, router) = start_router(&config, &[]);
+    let port = free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!("global:\n  scrape_interval: 500ms\nscrape_configs:\n  - job_name: router\n    static_configs:\n      - targets: ['{router}']\n"),
+    )
+    .unwrap();
+    let _prometheus = Process(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is missing: make setup installs the Debian package"),
+    );
+    let prometheus = format!("127.0.0.1:{port}");
+    wait_for("Prometheus to be ready", 30, || {
+        common::get(&prometheus, "/-/ready").0 == 200
+    });
+    let load = Load::start(&router, 2);
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "canary",
+            "--router",
+            &format!("http://{router}"),
+            "rollout",
+            "iris",
+        ])
+        .args([
+            "--steps",
+            "50,100",
+            "--interval",
+            "3s",
+            "--min-requests",
+            "20",
+            "--max-p99",
+            "2s",
+        ])
+        .args(["--prometheus", &format!("http://{prometheus}")])
+        .output()
+        .unwrap();
+    common::stdout(&output);
+    wait_for("the rollout to promote", 40, || {
+        admin(&router, "GET", "routes/iris", &Value::Null).1["rollout"]["progress"]["phase"]
+            == "promoted"
+    });
+    let (ok, failed) = load.finish();
+    assert_eq!(failed, 0, "{failed} of {} failed", ok + failed);
+    let (_, status) = admin(&router, "GET", "routes/iris", &Value::Null);
+    let checks: Vec<&str> = status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("(prometheus)"))
+        .collect();
+    assert!(checks.iter().any(|m| m.ends_with("passed")), "{status}");
+    assert_eq!(status["backends"][0]["version"], "2");
+}

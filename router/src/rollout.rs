@@ -29,6 +29,119 @@ pub struct RolloutPlan {
     pub failure_threshold: u32,
     #[serde(default = "default_min_requests")]
     pub min_requests: u64,
+    /// Judge from a Prometheus server instead of the router's own measurements.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusJudge>,
+}
+
+/// PromQL that yields one number each; `$model`, `$version` (the canary) and `$interval` (the
+/// check's length, e.g. `30s`) are filled in. The defaults read the router's own metrics as
+/// Prometheus scraped them; point them at the runtime's (`weir_inference_requests_total`) to
+/// judge what the replicas saw.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusJudge {
+    pub url: String,
+    #[serde(default = "default_requests_query")]
+    pub requests_query: String,
+    #[serde(default = "default_error_rate_query")]
+    pub error_rate_query: String,
+    #[serde(default = "default_p99_ms_query")]
+    pub p99_ms_query: String,
+}
+
+fn default_requests_query() -> String {
+    r#"sum(increase(weir_router_requests_total{model="$model",version="$version"}[$interval]))"#
+        .to_owned()
+}
+
+fn default_error_rate_query() -> String {
+    r#"(sum(increase(weir_router_requests_total{model="$model",version="$version",code=~"0|5..",code!="503"}[$interval])) or vector(0)) / sum(increase(weir_router_requests_total{model="$model",version="$version"}[$interval]))"#
+        .to_owned()
+}
+
+fn default_p99_ms_query() -> String {
+    r#"1000 * histogram_quantile(0.99, sum by (le) (rate(weir_router_request_duration_seconds_bucket{model="$model",version="$version"}[$interval])))"#
+        .to_owned()
+}
+
+impl PrometheusJudge {
+    /// The interval as Prometheus saw it; a query that fails is a failed check, never a pass.
+    async fn window(
+        &self,
+        model: &str,
+        version: &str,
+        interval: Duration,
+    ) -> Result<Window, String> {
+        let range = format!("{}s", interval.as_millis().div_ceil(1000).max(1));
+        let fill = |query: &str| {
+            query
+                .replace("$model", model)
+                .replace("$version", version)
+                .replace("$interval", &range)
+        };
+        let requests = self
+            .query(&fill(&self.requests_query))
+            .await?
+            .unwrap_or(0.0);
+        let error_rate = self
+            .query(&fill(&self.error_rate_query))
+            .await?
+            .unwrap_or(0.0);
+        let p99_ms = self.query(&fill(&self.p99_ms_query)).await?.unwrap_or(0.0);
+        Ok(Window {
+            requests: requests.round().max(0.0) as u64,
+            error_rate,
+            p99_ms,
+            ..Window::default()
+        })
+    }
+
+    /// The first sample of an instant query; `None` when it has no data (or NaN).
+    async fn query(&self, promql: &str) -> Result<Option<f64>, String> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let url = format!(
+            "{}/api/v1/query?query={encoded}",
+            self.url.trim_end_matches('/')
+        );
+        let request = hyper::Request::get(&url)
+            .body(http_body_util::Full::new(axum::body::Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let response =
+            tokio::time::timeout(Duration::from_secs(5), crate::client().request(request))
+                .await
+                .map_err(|_| format!("Prometheus at {} did not answer within 5 s", self.url))?
+                .map_err(|e| format!("cannot query Prometheus at {}: {e}", self.url))?;
+        let status = response.status();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() || answer["status"] != "success" {
+            return Err(format!(
+                "Prometheus refused `{promql}`: {}",
+                answer["error"].as_str().unwrap_or(status.as_str())
+            ));
+        }
+        let data = &answer["data"];
+        let sample = match data["resultType"].as_str() {
+            Some("scalar") => &data["result"][1],
+            _ => &data["result"][0]["value"][1],
+        };
+        Ok(sample
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite()))
+    }
 }
 
 fn default_max_error_rate() -> f64 {
@@ -69,6 +182,14 @@ impl RolloutPlan {
         }
         if self.failure_threshold == 0 {
             return invalid("failure_threshold must be at least 1".to_owned());
+        }
+        if let Some(prometheus) = &self.prometheus {
+            if !prometheus.url.starts_with("http://") {
+                return invalid(format!(
+                    "prometheus.url must be http://HOST:PORT, got '{}'",
+                    prometheus.url
+                ));
+            }
         }
         Ok(())
     }
@@ -214,10 +335,23 @@ impl Rollout {
                 if self.cancelled.load(Ordering::SeqCst) {
                     return;
                 }
-                let window = stats.snapshot().since(&before);
-                let verdict = plan.judge(&window);
+                let interval = Duration::from_millis(plan.interval_ms);
+                let (window, source) = match &plan.prometheus {
+                    None => (Ok(stats.snapshot().since(&before)), "router"),
+                    Some(prometheus) => (
+                        prometheus.window(model, &canary, interval).await,
+                        "prometheus",
+                    ),
+                };
+                let (window, verdict) = match window {
+                    Ok(window) => {
+                        let verdict = plan.judge(&window);
+                        (window, verdict)
+                    }
+                    Err(reason) => (Window::default(), Some(reason)),
+                };
                 let summary = format!(
-                    "check at {percent}%: {} canary requests, error rate {:.2}%, p99 {:.1} ms: {}",
+                    "check at {percent}% ({source}): {} canary requests, error rate {:.2}%, p99 {:.1} ms: {}",
                     window.requests,
                     window.error_rate * 100.0,
                     window.p99_ms,
@@ -302,6 +436,7 @@ mod tests {
             json!({"steps": [10, 150], "interval_ms": 1000}),
             json!({"steps": [10], "interval_ms": 5}),
             json!({"steps": [10], "interval_ms": 1000, "max_error_rate": 2.0}),
+            json!({"steps": [10], "interval_ms": 1000, "prometheus": {"url": "localhost:9090"}}),
         ] {
             let plan: RolloutPlan = serde_json::from_value(bad.clone()).unwrap();
             assert!(plan.validate().is_err(), "{bad}");
