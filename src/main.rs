@@ -1,5 +1,6 @@
 //! The `weir` command: parses flags and wires the crates together; nothing else lives here.
 
+mod autoscale_cli;
 mod models_cli;
 mod output;
 mod route_cli;
@@ -47,6 +48,8 @@ enum Command {
     Route(route_cli::RouteArgs),
     /// Set, promote, roll back, inspect and roll out canaries on a router.
     Canary(route_cli::CanaryArgs),
+    /// Scale model versions on their load; `simulate` tries a policy on a trace.
+    Autoscale(autoscale_cli::AutoscaleArgs),
 }
 
 #[derive(clap::Args)]
@@ -307,6 +310,7 @@ fn main() -> std::process::ExitCode {
                     Command::Runs(args) => runs_cli::run(args).await,
                     Command::Route(args) => route_cli::serve(args).await,
                     Command::Canary(args) => route_cli::canary(args).await,
+                    Command::Autoscale(args) => autoscale_cli::run(args).await,
                 }
             })
         });

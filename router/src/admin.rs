@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::config::valid_endpoint;
 use crate::proxy::{error, json_response};
 use crate::rollout::{Rollout, RolloutPlan};
 use crate::{state, Router};
@@ -230,7 +231,8 @@ impl Router {
                         "p50_ms": window.p50_ms,
                         "p99_ms": window.p99_ms,
                     },
-                    "endpoints": backend.pool.endpoints.iter().map(|e| json!({
+                    "held": backend.pool.held(),
+                    "endpoints": backend.pool.endpoints().iter().map(|e| json!({
                         "url": e.base,
                         "available": e.available(),
                         "inflight": e.inflight(),
@@ -421,6 +423,51 @@ async fn stop_rollout(
     done(&router, &model)
 }
 
+#[derive(Deserialize)]
+struct EndpointsBody {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+/// An autoscaler adds replicas once they are ready and removes them before stopping them.
+/// Not persisted: replicas are facts of the running system, re-announced by whoever runs them.
+async fn endpoints(
+    State(router): State<Arc<Router>>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Answer {
+    authorized(&router, &headers)?;
+    let request: EndpointsBody = body(&bytes)?;
+    if let Some(bad) = request.add.iter().find(|url| !valid_endpoint(url)) {
+        return Err(AdminError::Invalid(format!(
+            "endpoint '{bad}' must be http://HOST:PORT"
+        )));
+    }
+    let table = router.table.load_full();
+    let backend = table
+        .routes
+        .get(&model)
+        .and_then(|route| route.backend(&version))
+        .ok_or_else(|| {
+            AdminError::NotFound(format!(
+                "no version '{version}' of model '{model}' behind this router"
+            ))
+        })?;
+    let before = backend.pool.endpoints().len();
+    backend.pool.change(&request.add, &request.remove);
+    let after = backend.pool.endpoints().len();
+    if before != after {
+        router.event(
+            &model,
+            format!("version {version}: {before} → {after} replicas"),
+        );
+    }
+    done(&router, &model)
+}
+
 pub fn routes() -> axum::Router<Arc<Router>> {
     axum::Router::new()
         .route("/admin/v1/routes", get(list))
@@ -429,6 +476,10 @@ pub fn routes() -> axum::Router<Arc<Router>> {
         .route("/admin/v1/routes/{model}/promote", post(promote))
         .route("/admin/v1/routes/{model}/rollback", post(rollback))
         .route("/admin/v1/routes/{model}/weights", post(weights))
+        .route(
+            "/admin/v1/routes/{model}/versions/{version}/endpoints",
+            post(endpoints),
+        )
         .route(
             "/admin/v1/routes/{model}/rollout",
             post(start_rollout).delete(stop_rollout),

@@ -57,6 +57,11 @@ pub struct Settings {
     pub ejection_base_ms: u64,
     /// Largest request body forwarded.
     pub max_body_bytes: usize,
+    /// How long a request waits for a first replica of a version that has none (scale from
+    /// zero) before a 503.
+    pub hold_timeout_ms: u64,
+    /// Requests that may wait at once per version; more get a 503 at once.
+    pub max_held: usize,
 }
 
 impl Default for Settings {
@@ -67,6 +72,8 @@ impl Default for Settings {
             ejection_failures: 5,
             ejection_base_ms: 5_000,
             max_body_bytes: 64 << 20,
+            hold_timeout_ms: 10_000,
+            max_held: 1000,
         }
     }
 }
@@ -147,10 +154,13 @@ impl RoutesFile {
                     ));
                 }
                 total += backend.weight;
-                check_endpoints(
-                    &format!("route '{model}' version {version}"),
-                    &backend.endpoints,
-                )?;
+                // No endpoints is allowed: an autoscaler adds replicas (scale from zero).
+                if !backend.endpoints.is_empty() {
+                    check_endpoints(
+                        &format!("route '{model}' version {version}"),
+                        &backend.endpoints,
+                    )?;
+                }
             }
             if total != 100 {
                 return invalid(format!(
@@ -176,17 +186,21 @@ fn check_endpoints(what: &str, endpoints: &[String]) -> Result<(), ConfigError> 
         return Err(ConfigError::Invalid(format!("{what} has no endpoints")));
     }
     for endpoint in endpoints {
-        let valid = endpoint
-            .strip_prefix("http://")
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#']))
-            && endpoint.parse::<hyper::Uri>().is_ok();
-        if !valid {
+        if !valid_endpoint(endpoint) {
             return Err(ConfigError::Invalid(format!(
                 "{what}: endpoint '{endpoint}' must be http://HOST:PORT"
             )));
         }
     }
     Ok(())
+}
+
+/// `http://HOST:PORT`, nothing more.
+pub(crate) fn valid_endpoint(endpoint: &str) -> bool {
+    endpoint
+        .strip_prefix("http://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#']))
+        && endpoint.parse::<hyper::Uri>().is_ok()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod client;
 pub mod config;
 mod metrics;
+pub mod prometheus;
 pub mod proxy;
 pub mod rollout;
 mod state;
@@ -136,7 +137,7 @@ impl Router {
                 .map(|b| &b.pool)
                 .chain(route.shadow.as_ref().map(|s| &s.pool));
             for pool in pools {
-                for endpoint in &pool.endpoints {
+                for endpoint in pool.endpoints().iter() {
                     let (endpoint, client) = (endpoint.clone(), client());
                     checks.spawn(async move {
                         let request = hyper::Request::get(format!("{}/v2/health/ready", endpoint.base))

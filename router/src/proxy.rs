@@ -91,7 +91,7 @@ pub async fn handle(State(router): State<Arc<Router>>, request: Request<Body>) -
                     .backends
                     .iter()
                     .filter(|b| b.weight > 0)
-                    .any(|b| b.pool.endpoints.iter().any(|e| e.available()))
+                    .any(|b| b.pool.endpoints().iter().any(|e| e.available()))
             });
             let status = if ready {
                 StatusCode::OK
@@ -296,6 +296,8 @@ pub struct Outgoing {
 pub enum Failure {
     Unreachable(String),
     TimedOut(Duration),
+    /// No replica arrived while the request was held.
+    NoReplica(Duration),
 }
 
 impl Failure {
@@ -307,6 +309,19 @@ impl Failure {
                     "no replica of model '{model}' version {version} could be reached: {reason}"
                 ),
             ),
+            Failure::NoReplica(waited) => {
+                let mut response = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "model '{model}' version {version} has no replica yet (waited {} ms for one to start)",
+                        waited.as_millis()
+                    ),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
             Failure::TimedOut(after) => error(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
@@ -343,6 +358,12 @@ impl Router {
         let settings = self.table.load().settings.clone();
         let timeout = Duration::from_millis(settings.request_timeout_ms);
         let ejection_base = Duration::from_millis(settings.ejection_base_ms);
+        if pool.endpoints().is_empty() {
+            let hold = Duration::from_millis(settings.hold_timeout_ms);
+            if !pool.wait_for_replica(hold, settings.max_held).await {
+                return Err(Failure::NoReplica(hold));
+            }
+        }
         let mut tried: Option<Arc<Endpoint>> = None;
         for attempt in 0..2 {
             let Some(endpoint) = pool.pick(tried.as_ref()) else {
@@ -365,7 +386,7 @@ impl Router {
                 }
                 Ok(Err(reason)) => {
                     endpoint.record_failure(settings.ejection_failures, ejection_base);
-                    if attempt == 1 || pool.endpoints.len() < 2 {
+                    if attempt == 1 || pool.endpoints().len() < 2 {
                         return Err(Failure::Unreachable(reason));
                     }
                     tried = Some(endpoint);

@@ -80,67 +80,21 @@ impl PrometheusJudge {
                 .replace("$version", version)
                 .replace("$interval", &range)
         };
-        let requests = self
-            .query(&fill(&self.requests_query))
+        let requests = crate::prometheus::query(&self.url, &fill(&self.requests_query))
             .await?
             .unwrap_or(0.0);
-        let error_rate = self
-            .query(&fill(&self.error_rate_query))
+        let error_rate = crate::prometheus::query(&self.url, &fill(&self.error_rate_query))
             .await?
             .unwrap_or(0.0);
-        let p99_ms = self.query(&fill(&self.p99_ms_query)).await?.unwrap_or(0.0);
+        let p99_ms = crate::prometheus::query(&self.url, &fill(&self.p99_ms_query))
+            .await?
+            .unwrap_or(0.0);
         Ok(Window {
             requests: requests.round().max(0.0) as u64,
             error_rate,
             p99_ms,
             ..Window::default()
         })
-    }
-
-    /// The first sample of an instant query; `None` when it has no data (or NaN).
-    async fn query(&self, promql: &str) -> Result<Option<f64>, String> {
-        let encoded: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let url = format!(
-            "{}/api/v1/query?query={encoded}",
-            self.url.trim_end_matches('/')
-        );
-        let request = hyper::Request::get(&url)
-            .body(http_body_util::Full::new(axum::body::Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let response =
-            tokio::time::timeout(Duration::from_secs(5), crate::client().request(request))
-                .await
-                .map_err(|_| format!("Prometheus at {} did not answer within 5 s", self.url))?
-                .map_err(|e| format!("cannot query Prometheus at {}: {e}", self.url))?;
-        let status = response.status();
-        let bytes = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !status.is_success() || answer["status"] != "success" {
-            return Err(format!(
-                "Prometheus refused `{promql}`: {}",
-                answer["error"].as_str().unwrap_or(status.as_str())
-            ));
-        }
-        let data = &answer["data"];
-        let sample = match data["resultType"].as_str() {
-            Some("scalar") => &data["result"][1],
-            _ => &data["result"][0]["value"][1],
-        };
-        Ok(sample
-            .as_str()
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite()))
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use rand::Rng;
 
 use crate::config::{RouteConfig, Settings};
@@ -103,30 +104,83 @@ impl Drop for InFlight {
     }
 }
 
-/// The replicas of one version (or of the shadow).
+/// The replicas of one version (or of the shadow). The list changes in place when an
+/// autoscaler adds or removes replicas, waking requests held while there were none.
 pub struct Pool {
-    pub endpoints: Vec<Arc<Endpoint>>,
+    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// Requests waiting for a first replica (scale from zero).
+    held: AtomicUsize,
+    arrived: tokio::sync::Notify,
 }
 
 impl Pool {
     pub fn new(endpoints: &[String]) -> Arc<Pool> {
         Arc::new(Pool {
-            endpoints: endpoints.iter().map(|e| Endpoint::new(e)).collect(),
+            endpoints: ArcSwap::from_pointee(endpoints.iter().map(|e| Endpoint::new(e)).collect()),
+            held: AtomicUsize::new(0),
+            arrived: tokio::sync::Notify::new(),
         })
+    }
+
+    pub fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        self.endpoints.load_full()
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Adds and removes replicas by URL; replicas that stay keep their state. Removed ones get
+    /// no new requests; those in flight finish.
+    pub fn change(&self, add: &[String], remove: &[String]) {
+        let current = self.endpoints();
+        let mut next: Vec<Arc<Endpoint>> = current
+            .iter()
+            .filter(|e| !remove.iter().any(|r| r.trim_end_matches('/') == e.base))
+            .cloned()
+            .collect();
+        for url in add {
+            if !next.iter().any(|e| e.base == url.trim_end_matches('/')) {
+                next.push(Endpoint::new(url));
+            }
+        }
+        self.endpoints.store(Arc::new(next));
+        self.arrived.notify_waiters();
+    }
+
+    /// Waits up to `timeout` for a replica while there is none; false when the wait timed out
+    /// or `max_held` requests are already waiting.
+    pub async fn wait_for_replica(&self, timeout: Duration, max_held: usize) -> bool {
+        if self.held.fetch_add(1, Ordering::Relaxed) >= max_held {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let arrived = loop {
+            let notified = self.arrived.notified();
+            if !self.endpoints().is_empty() {
+                break true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break !self.endpoints().is_empty();
+            }
+        };
+        self.held.fetch_sub(1, Ordering::Relaxed);
+        arrived
     }
 
     /// Power of two choices on in-flight requests among available replicas (all of them when
     /// none is available: a guess beats a refusal), skipping `exclude`.
     pub fn pick(&self, exclude: Option<&Arc<Endpoint>>) -> Option<Arc<Endpoint>> {
         let allowed = |e: &&Arc<Endpoint>| exclude.is_none_or(|x| !Arc::ptr_eq(x, e));
-        let mut candidates: Vec<&Arc<Endpoint>> = self
-            .endpoints
+        let endpoints = self.endpoints();
+        let mut candidates: Vec<&Arc<Endpoint>> = endpoints
             .iter()
             .filter(|e| e.available())
             .filter(allowed)
             .collect();
         if candidates.is_empty() {
-            candidates = self.endpoints.iter().filter(allowed).collect();
+            candidates = endpoints.iter().filter(allowed).collect();
         }
         let mut rng = rand::rng();
         match candidates.len() {
@@ -259,7 +313,7 @@ impl RouteTable {
                         let old = old.and_then(|r| r.backend(&b.version));
                         let same_endpoints = old.is_some_and(|o| {
                             o.pool
-                                .endpoints
+                                .endpoints()
                                 .iter()
                                 .map(|e| &e.base)
                                 .eq(b.endpoints.iter())
@@ -378,12 +432,15 @@ mod tests {
     #[test]
     fn weight_changes_keep_replica_state() {
         let table = table((90, 10));
-        let endpoint = table.routes["m"].backends[0].pool.endpoints[0].clone();
+        let endpoint = table.routes["m"].backends[0].pool.endpoints()[0].clone();
         let _busy = endpoint.start();
         let changed = table.with_weights("m", &[("2".into(), 50), ("1".into(), 50)]);
         let route = &changed.routes["m"];
         assert_eq!(route.backends[0].version, "2");
-        assert_eq!(route.backend("1").unwrap().pool.endpoints[0].inflight(), 1);
+        assert_eq!(
+            route.backend("1").unwrap().pool.endpoints()[0].inflight(),
+            1
+        );
     }
 
     #[test]
@@ -403,13 +460,11 @@ mod tests {
     #[test]
     fn two_choices_prefer_the_idle_replica() {
         let pool = Pool::new(&["http://a:1".into(), "http://b:1".into()]);
-        let _busy = pool.endpoints[0].start();
+        let endpoints = pool.endpoints();
+        let _busy = endpoints[0].start();
         assert!((0..50).all(|_| pool.pick(None).unwrap().base == "http://b:1"));
-        assert_eq!(
-            pool.pick(Some(&pool.endpoints[1])).unwrap().base,
-            "http://a:1"
-        );
-        pool.endpoints[1].set_healthy(false);
+        assert_eq!(pool.pick(Some(&endpoints[1])).unwrap().base, "http://a:1");
+        endpoints[1].set_healthy(false);
         assert_eq!(pool.pick(None).unwrap().base, "http://a:1");
     }
 }

@@ -1,0 +1,190 @@
+//! `autoscaler.toml`: what to scale, on which signal, with which policy.
+//!
+//! ```toml
+//! [settings]                       # optional; defaults shown
+//! sample_ms = 1000                 # how often the signal is read
+//! tick_ms = 2000                   # how often a decision is made
+//!
+//! [[target]]
+//! name = "iris-v2"
+//! scaler = { kind = "local", model = "iris", version = "2", repository = "models/iris-v2", router = "http://127.0.0.1:8000" }
+//! signal = { kind = "scrape" }
+//! policy = { metric = "concurrency", target = 10, min_replicas = 0, max_replicas = 20 }
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::PolicyConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("invalid autoscaler file: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalerFile {
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub target: Vec<Target>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub sample_ms: u64,
+    pub tick_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            sample_ms: 1000,
+            tick_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    pub scaler: Scaler,
+    pub signal: Signal,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Scaler {
+    /// Replicas of `weir serve` on loopback, registered with a router.
+    Local {
+        model: String,
+        version: String,
+        /// The model repository each replica serves.
+        repository: PathBuf,
+        /// The router whose admin API learns about replicas.
+        router: String,
+        #[serde(default)]
+        router_token: Option<String>,
+        /// Extra flags for `weir serve`.
+        #[serde(default)]
+        args: Vec<String>,
+    },
+    /// A Deployment's `scale` subresource.
+    Kubernetes {
+        namespace: String,
+        deployment: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Signal {
+    /// Read the replicas' `/metrics` directly (`weir_inflight_requests` for the model and
+    /// version), plus requests the router holds for a version without replicas.
+    Scrape,
+    /// A PromQL query yielding the total load of the target.
+    Prometheus { url: String, query: String },
+}
+
+impl AutoscalerFile {
+    pub fn load(path: &Path) -> Result<AutoscalerFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        AutoscalerFile::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<AutoscalerFile, ConfigError> {
+        let file: AutoscalerFile =
+            toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if file.settings.sample_ms == 0 || file.settings.tick_ms < file.settings.sample_ms {
+            return invalid(
+                "settings: sample_ms must be above 0 and tick_ms at least sample_ms".to_owned(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for target in &file.target {
+            if !names.insert(target.name.as_str()) {
+                return invalid(format!("two targets are named '{}'", target.name));
+            }
+            target
+                .policy
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("target '{}': {e}", target.name)))?;
+            if matches!(target.scaler, Scaler::Kubernetes { .. }) && target.signal == Signal::Scrape
+            {
+                return invalid(format!(
+                    "target '{}': the scrape signal reads local replicas; Kubernetes targets use a prometheus signal",
+                    target.name
+                ));
+            }
+            if target.policy.metric == "rps" && target.signal == Signal::Scrape {
+                return invalid(format!(
+                    "target '{}': scraping measures concurrency; use a prometheus signal for rps",
+                    target.name
+                ));
+            }
+        }
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        [[target]]
+        name = "iris-v2"
+        scaler = { kind = "local", model = "iris", version = "2", repository = "models", router = "http://127.0.0.1:8000" }
+        signal = { kind = "scrape" }
+        policy = { metric = "concurrency", target = 10, min_replicas = 0, max_replicas = 20 }
+
+        [[target]]
+        name = "iris-v1"
+        scaler = { kind = "kubernetes", namespace = "ml", deployment = "iris-v1" }
+        signal = { kind = "prometheus", url = "http://127.0.0.1:9090", query = "sum(weir_inflight_requests{model='iris'})" }
+    "#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let file = AutoscalerFile::parse(EXAMPLE).unwrap();
+        assert_eq!(file.target.len(), 2);
+        assert_eq!(file.target[0].policy.max_replicas, 20);
+        assert_eq!(
+            file.target[0].policy.target_utilization, 0.7,
+            "defaults fill the rest"
+        );
+        assert_eq!(file.settings, Settings::default());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (from, to, expected) in [
+            ("max_replicas = 20", "max_replicas = 0", "min_replicas"),
+            ("kind = \"local\"", "kind = \"docker\"", "unknown variant"),
+            (
+                "kind = \"prometheus\"",
+                "kind = \"scrape\"",
+                "Kubernetes targets",
+            ),
+            ("name = \"iris-v1\"", "name = \"iris-v2\"", "two targets"),
+        ] {
+            let err = AutoscalerFile::parse(&EXAMPLE.replacen(from, to, 1))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{to}: {err}");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The live loop: read each target's signal every `sample_ms`, decide every `tick_ms`, resize.
+//!
+//! Each target runs on its own task with its own policy, so a canary is scaled on its own
+//! load and never averaged with the stable version's. While a version has no replica the loop
+//! looks for requests the router holds every 100 ms and decides at once (what Knative's
+//! activator does), so a cold start does not wait for the next tick.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+use weir_router::client::AdminClient;
+
+use crate::config::{AutoscalerFile, Scaler, Settings, Signal, Target};
+use crate::local::LocalScaler;
+use crate::policy::Policy;
+use crate::signal;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    target: String,
+    direction: &'static str,
+}
+
+/// `weir_autoscaler_*`, named as DESIGN.md fixes them, plus the observed load and cold starts.
+pub struct AutoscalerMetrics {
+    registry: Registry,
+    desired: Family<TargetLabels, Gauge>,
+    panic: Family<TargetLabels, Gauge>,
+    observed: Family<TargetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    events: Family<EventLabels, Counter>,
+    cold_start: Family<TargetLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for AutoscalerMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let desired = Family::<TargetLabels, Gauge>::default();
+        let panic = Family::<TargetLabels, Gauge>::default();
+        let observed = Family::<TargetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let events = Family::<EventLabels, Counter>::default();
+        let cold_start =
+            Family::<TargetLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0])
+            });
+        registry.register(
+            "weir_autoscaler_desired_replicas",
+            "Replicas the policy asks for",
+            desired.clone(),
+        );
+        registry.register(
+            "weir_autoscaler_panic",
+            "1 while the policy is in panic mode",
+            panic.clone(),
+        );
+        registry.register(
+            "weir_autoscaler_observed",
+            "The load the policy last saw (total over replicas)",
+            observed.clone(),
+        );
+        registry.register(
+            "weir_autoscaler_scale_events",
+            "Resizes, by direction",
+            events.clone(),
+        );
+        registry.register(
+            "weir_autoscaler_cold_start_seconds",
+            "From deciding to leave zero replicas to the first replica serving",
+            cold_start.clone(),
+        );
+        AutoscalerMetrics {
+            registry,
+            desired,
+            panic,
+            observed,
+            events,
+            cold_start,
+        }
+    }
+}
+
+impl AutoscalerMetrics {
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("target '{0}': the Kubernetes scaler is not available in this build yet")]
+    KubernetesUnavailable(String),
+}
+
+/// Runs every target until `stop` turns true, then takes local replicas down cleanly.
+pub async fn run(
+    file: AutoscalerFile,
+    weir: PathBuf,
+    metrics: Arc<AutoscalerMetrics>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ControllerError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for target in file.target {
+        if matches!(target.scaler, Scaler::Kubernetes { .. }) {
+            return Err(ControllerError::KubernetesUnavailable(target.name));
+        }
+        let (weir, metrics, stop, settings) = (
+            weir.clone(),
+            metrics.clone(),
+            stop.clone(),
+            file.settings.clone(),
+        );
+        tasks.spawn(async move { run_target(target, settings, weir, metrics, stop).await });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn run_target(
+    target: Target,
+    settings: Settings,
+    weir: PathBuf,
+    metrics: Arc<AutoscalerMetrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Scaler::Local {
+        model,
+        version,
+        repository,
+        router,
+        router_token,
+        args,
+    } = &target.scaler
+    else {
+        return;
+    };
+    let labels = TargetLabels {
+        target: target.name.clone(),
+    };
+    let mut scaler = LocalScaler::new(
+        model,
+        version,
+        weir,
+        repository.clone(),
+        args.clone(),
+        router,
+        router_token.clone(),
+    );
+    let router = AdminClient::new(router, router_token.clone());
+    let mut policy = Policy::new(target.policy.clone());
+    let minimum = target.policy.min_replicas as usize;
+    if let Err(err) = scaler.scale_to(minimum).await {
+        tracing::error!(target = %target.name, error = %err, "cannot start the minimum replicas");
+    }
+    let started = Instant::now();
+    let tick = Duration::from_millis(settings.tick_ms);
+    let sample = Duration::from_millis(settings.sample_ms);
+    let mut next_tick = Duration::ZERO;
+    let mut next_sample = Duration::ZERO;
+    let mut ticks: u64 = 0;
+    loop {
+        let at_zero = scaler.replicas.is_empty();
+        let pause = if at_zero {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(50)
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let elapsed = started.elapsed();
+        let held = if at_zero {
+            held(&router, model, version).await.unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let cold = at_zero && held > 0.0;
+        if elapsed < next_sample && !cold {
+            continue;
+        }
+        next_sample = elapsed + sample;
+        let now = elapsed.as_secs_f64();
+        match observe(&target.signal, &scaler, &router, model, version).await {
+            Ok(value) => {
+                policy.observe(now, value);
+                metrics.observed.get_or_create(&labels).set(value);
+            }
+            Err(reason) => {
+                tracing::warn!(target = %target.name, %reason, "no sample this time; holding")
+            }
+        }
+        if elapsed < next_tick && !cold {
+            continue;
+        }
+        next_tick = elapsed + tick;
+        ticks += 1;
+        let ready = scaler.replicas.len() as u32;
+        let decision = policy.decide(now, ready);
+        metrics
+            .desired
+            .get_or_create(&labels)
+            .set(i64::from(decision.desired));
+        metrics
+            .panic
+            .get_or_create(&labels)
+            .set(i64::from(decision.panic));
+        if decision.desired == ready {
+            if ticks.is_multiple_of(10) {
+                let _ = scaler.announce().await;
+            }
+            continue;
+        }
+        let direction = if decision.desired > ready {
+            "up"
+        } else {
+            "down"
+        };
+        tracing::info!(
+            target = %target.name, from = ready, to = decision.desired, panic = decision.panic,
+            stable_average = decision.stable_average, panic_average = decision.panic_average,
+            reason = decision.reason, "scaling"
+        );
+        metrics
+            .events
+            .get_or_create(&EventLabels {
+                target: target.name.clone(),
+                direction,
+            })
+            .inc();
+        let resize_started = Instant::now();
+        match scaler.scale_to(decision.desired as usize).await {
+            Ok(()) if ready == 0 => metrics
+                .cold_start
+                .get_or_create(&labels)
+                .observe(resize_started.elapsed().as_secs_f64()),
+            Ok(()) => {}
+            Err(err) => tracing::error!(target = %target.name, error = %err, "resize failed"),
+        }
+    }
+    scaler.shutdown().await;
+}
+
+/// Requests the router holds for this version while it has no replica.
+async fn held(router: &AdminClient, model: &str, version: &str) -> Result<f64, String> {
+    let status: Value = router
+        .call("GET", &format!("routes/{model}"), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(status["backends"]
+        .as_array()
+        .and_then(|backends| backends.iter().find(|b| b["version"] == version))
+        .and_then(|b| b["held"].as_f64())
+        .unwrap_or(0.0))
+}
+
+async fn observe(
+    signal: &Signal,
+    scaler: &LocalScaler,
+    router: &AdminClient,
+    model: &str,
+    version: &str,
+) -> Result<f64, String> {
+    match signal {
+        Signal::Scrape => {
+            let urls: Vec<String> = scaler.replicas.iter().map(|r| r.url.clone()).collect();
+            let running = signal::scrape(&urls, model, version).await?;
+            Ok(running + held(router, model, version).await?)
+        }
+        Signal::Prometheus { url, query } => Ok(weir_router::prometheus::query(url, query)
+            .await?
+            .ok_or_else(|| format!("the query returned no data: {query}"))?),
+    }
+}

@@ -1,0 +1,197 @@
+//! Local replicas: `weir serve` processes on free loopback ports.
+//!
+//! Scaling never fails a request: a new replica is added to the router only once it answers
+//! ready, and a replica going away is removed from the router first, then asked to stop
+//! (SIGTERM), which makes `weir serve` finish what it accepted before exiting.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use weir_router::client::AdminClient;
+
+pub struct Replica {
+    pub url: String,
+    child: Child,
+}
+
+pub struct LocalScaler {
+    pub model: String,
+    pub version: String,
+    weir: PathBuf,
+    repository: PathBuf,
+    args: Vec<String>,
+    router: AdminClient,
+    pub replicas: Vec<Replica>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot start weir serve ({weir}): {reason}")]
+    Start { weir: String, reason: String },
+    #[error("the new replica did not become ready within {0:?}")]
+    NotReady(Duration),
+    #[error("the router refused a replica change: {0}")]
+    Router(String),
+}
+
+impl LocalScaler {
+    pub fn new(
+        model: &str,
+        version: &str,
+        weir: PathBuf,
+        repository: PathBuf,
+        args: Vec<String>,
+        router: &str,
+        router_token: Option<String>,
+    ) -> LocalScaler {
+        LocalScaler {
+            model: model.to_owned(),
+            version: version.to_owned(),
+            weir,
+            repository,
+            args,
+            router: AdminClient::new(router, router_token),
+            replicas: Vec::new(),
+        }
+    }
+
+    fn endpoints_path(&self) -> String {
+        format!("routes/{}/versions/{}/endpoints", self.model, self.version)
+    }
+
+    /// Tells the router about the replicas running now (after a router restart or a routes
+    /// file reload they would otherwise be forgotten).
+    pub async fn announce(&self) -> Result<(), LocalError> {
+        let urls: Vec<&String> = self.replicas.iter().map(|r| &r.url).collect();
+        self.router
+            .call("POST", &self.endpoints_path(), Some(json!({ "add": urls })))
+            .await
+            .map(|_| ())
+            .map_err(|e| LocalError::Router(e.to_string()))
+    }
+
+    /// Starts or stops replicas until `count` run.
+    pub async fn scale_to(&mut self, count: usize) -> Result<(), LocalError> {
+        while self.replicas.len() < count {
+            let replica = self.start_replica().await?;
+            self.router
+                .call(
+                    "POST",
+                    &self.endpoints_path(),
+                    Some(json!({ "add": [replica.url] })),
+                )
+                .await
+                .map_err(|e| LocalError::Router(e.to_string()))?;
+            self.replicas.push(replica);
+        }
+        while self.replicas.len() > count {
+            let Some(mut replica) = self.replicas.pop() else {
+                break;
+            };
+            let removed = self
+                .router
+                .call(
+                    "POST",
+                    &self.endpoints_path(),
+                    Some(json!({ "remove": [replica.url] })),
+                )
+                .await;
+            if let Err(err) = removed {
+                // Keep it serving rather than stop a replica the router still sends to.
+                self.replicas.push(replica);
+                return Err(LocalError::Router(err.to_string()));
+            }
+            stop(&mut replica.child).await;
+        }
+        Ok(())
+    }
+
+    async fn start_replica(&self) -> Result<Replica, LocalError> {
+        let start_error = |reason: String| LocalError::Start {
+            weir: self.weir.display().to_string(),
+            reason,
+        };
+        let mut child = Command::new(&self.weir)
+            .args([
+                "serve",
+                "--http-port",
+                "0",
+                "--log",
+                "warn",
+                "--model-repository",
+            ])
+            .arg(&self.repository)
+            .args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| start_error(e.to_string()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| start_error("no stdout".to_owned()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let wait = Duration::from_secs(60);
+        let first = tokio::time::timeout(wait, lines.next_line())
+            .await
+            .map_err(|_| LocalError::NotReady(wait))?
+            .map_err(|e| start_error(e.to_string()))?
+            .ok_or_else(|| start_error("it exited before listening".to_owned()))?;
+        let url = first
+            .rsplit("listening on ")
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .ok_or_else(|| start_error(format!("unexpected first line: {first}")))?
+            .trim()
+            .to_owned();
+        let deadline = Instant::now() + wait;
+        loop {
+            if ready(&url).await {
+                return Ok(Replica { url, child });
+            }
+            if Instant::now() > deadline {
+                stop(&mut child).await;
+                return Err(LocalError::NotReady(wait));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every replica (after taking it out of the router).
+    pub async fn shutdown(&mut self) {
+        if let Err(err) = self.scale_to(0).await {
+            tracing::warn!(error = %err, "stopping replicas without the router's agreement");
+            for replica in &mut self.replicas {
+                stop(&mut replica.child).await;
+            }
+            self.replicas.clear();
+        }
+    }
+}
+
+async fn ready(url: &str) -> bool {
+    crate::signal::get(&format!("{url}/v2/health/ready"))
+        .await
+        .is_ok_and(|(status, _)| status == 200)
+}
+
+/// SIGTERM (the replica drains what it accepted), then SIGKILL if it takes over 30 s.
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}

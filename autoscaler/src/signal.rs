@@ -1,0 +1,76 @@
+//! Where the load comes from: the replicas' own `/metrics`, or a Prometheus query.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+thread_local! {
+    static CLIENT: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+}
+
+/// A GET with a 2 s limit: status and body.
+pub async fn get(url: &str) -> Result<(u16, String), String> {
+    let client = CLIENT.with(Clone::clone);
+    let request = hyper::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(2), client.request(request))
+        .await
+        .map_err(|_| format!("{url} did not answer within 2 s"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The sum of `weir_inflight_requests` for one model version in an OpenMetrics text.
+pub fn inflight(metrics: &str, model: &str, version: &str) -> f64 {
+    let model_label = format!("model=\"{model}\"");
+    let version_label = format!("version=\"{version}\"");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("weir_inflight_requests{"))
+        .filter(|line| line.contains(&model_label) && line.contains(&version_label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Requests in flight on every replica; a replica that cannot be read makes the whole sample
+/// missing (a partial sum would look like less load and scale down).
+pub async fn scrape(replicas: &[String], model: &str, version: &str) -> Result<f64, String> {
+    let mut total = 0.0;
+    for url in replicas {
+        let (status, body) = get(&format!("{url}/metrics")).await?;
+        if status != 200 {
+            return Err(format!("{url}/metrics answered {status}"));
+        }
+        total += inflight(&body, model, version);
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inflight_sums_the_matching_series() {
+        let text = "# TYPE weir_inflight_requests gauge\n\
+            weir_inflight_requests{model=\"iris\",version=\"2\"} 3\n\
+            weir_inflight_requests{model=\"iris\",version=\"1\"} 7\n\
+            weir_inflight_requests{model=\"wine\",version=\"2\"} 9\n\
+            weir_queue_depth{model=\"iris\",version=\"2\"} 100\n";
+        assert_eq!(inflight(text, "iris", "2"), 3.0);
+        assert_eq!(inflight(text, "iris", "9"), 0.0);
+    }
+}

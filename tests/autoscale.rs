@@ -1,0 +1,255 @@
+//! `weir autoscale` with local replicas behind a real router: scale from zero serves the held
+//! request, a load step adds replicas, idleness takes them away, and no request fails; and
+//! `weir autoscale simulate` on a trace.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SIGTERM first: the autoscaler takes its replicas down on the way out.
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-autoscale-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn weir(args: &[&str], dir: &Path) -> (Process, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = common::announced_address(&mut child);
+    (Process(child), address)
+}
+
+fn mlp_request() -> Vec<u8> {
+    let data = vec!["0.5"; 256].join(",");
+    format!(r#"{{"inputs": [{{"name": "x", "shape": [1, 256], "datatype": "FP32", "data": [{data}]}}]}}"#)
+        .into_bytes()
+}
+
+fn replicas(router: &str) -> usize {
+    let (_, body) = common::get(router, "/admin/v1/routes/mlp");
+    let status: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    status["backends"][0]["endpoints"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn replicas_follow_the_load_from_zero_and_back_without_failures() {
+    let dir = scratch("local");
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("mlp/1")).unwrap();
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
+    std::fs::copy(
+        models.join("mlp/1/model.onnx"),
+        repo.join("mlp/1/model.onnx"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("routes.toml"),
+        "[[route]]\nmodel = \"mlp\"\n[[route.backend]]\nversion = \"1\"\nendpoints = []\nweight = 100\n",
+    )
+    .unwrap();
+    let (_router, router) = weir(
+        &["route", "--config", "routes.toml", "--http-port", "0"],
+        &dir,
+    );
+    std::fs::write(
+        dir.join("autoscaler.toml"),
+        format!(
+            r#"[settings]
+sample_ms = 250
+tick_ms = 500
+
+[[target]]
+name = "mlp-v1"
+scaler = {{ kind = "local", model = "mlp", version = "1", repository = "{}", router = "http://{router}" }}
+signal = {{ kind = "scrape" }}
+policy = {{ metric = "concurrency", target = 2, min_replicas = 0, max_replicas = 3, stable_window_secs = 6, scale_to_zero_grace_secs = 2 }}
+"#,
+            repo.display()
+        ),
+    )
+    .unwrap();
+    let (_autoscaler, autoscaler) = weir(
+        &[
+            "autoscale",
+            "--config",
+            "autoscaler.toml",
+            "--http-port",
+            "0",
+        ],
+        &dir,
+    );
+    assert_eq!(
+        replicas(&router),
+        0,
+        "min_replicas is 0: nothing runs before traffic"
+    );
+
+    // Scale from zero: the first request is held until a replica is up, then answered.
+    let started = Instant::now();
+    let (status, body) =
+        common::http(&router, "POST /v2/models/mlp/infer", "", &mlp_request()).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    eprintln!(
+        "first response from zero replicas after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(replicas(&router), 1);
+
+    // A load step: six closed loops.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let threads: Vec<_> = (0..6)
+        .map(|_| {
+            let (router, stop, ok, failed) =
+                (router.clone(), stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(90);
+                let body = mlp_request();
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let answer = common::http(&router, "POST /v2/models/mlp/infer", "", &body);
+                    if answer.is_some_and(|(status, _)| status == 200) {
+                        &ok
+                    } else {
+                        &failed
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    wait_for("replicas to grow under load", 30, || replicas(&router) >= 2);
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // Idle: back to zero after the stable window and the grace period.
+    wait_for("replicas to go back to zero", 40, || replicas(&router) == 0);
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok > 50, "only {ok} requests");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed while scaling",
+        ok + failed
+    );
+
+    let (_, metrics) = common::get(&autoscaler, "/metrics");
+    assert!(
+        metrics.contains("weir_autoscaler_desired_replicas{target=\"mlp-v1\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weir_autoscaler_scale_events_total{target=\"mlp-v1\",direction=\"up\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weir_autoscaler_cold_start_seconds_count{target=\"mlp-v1\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn simulate_replays_a_trace_as_a_table_csv_and_svg() {
+    let dir = scratch("simulate");
+    std::fs::write(
+        dir.join("autoscaler.toml"),
+        "[[target]]\nname = \"iris\"\nscaler = { kind = \"kubernetes\", namespace = \"ml\", deployment = \"iris\" }\nsignal = { kind = \"prometheus\", url = \"http://127.0.0.1:9090\", query = \"sum(weir_inflight_requests)\" }\npolicy = { target = 10, min_replicas = 1, max_replicas = 20 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("load.csv"),
+        "t_seconds,concurrency\n0,10\n120,40\n300,10\n500,10\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["autoscale", "simulate", "--config"])
+            .arg(dir.join("autoscaler.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let csv = common::stdout(&run(&[
+        "--trace",
+        dir.join("load.csv").to_str().unwrap(),
+        "--output",
+        "csv",
+        "--svg",
+        dir.join("chart.svg").to_str().unwrap(),
+    ]));
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(
+        csv.lines().next(),
+        Some("t,observed,desired_replicas,panic")
+    );
+    let at = |t: &str| rows.iter().find(|r| r[0] == t).unwrap().clone();
+    assert_eq!(at("100")[2], "2");
+    assert_eq!(at("122")[3], "true", "the step panics within one tick");
+    assert_eq!(at("200")[2], "6");
+    assert_eq!(rows.last().unwrap()[2], "2");
+    let svg = std::fs::read_to_string(dir.join("chart.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+    let table = common::stdout(&run(&["--trace", dir.join("load.csv").to_str().unwrap()]));
+    assert!(
+        table.contains("panic: scaling on the panic window"),
+        "{table}"
+    );
+
+    std::fs::write(dir.join("bad.csv"), "t_seconds,concurrency\n0,10\nten,40\n").unwrap();
+    let bad = run(&["--trace", dir.join("bad.csv").to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("trace line 3"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    std::fs::write(dir.join("rps.csv"), "t_seconds,rps\n0,10\n").unwrap();
+    let mismatch = run(&["--trace", dir.join("rps.csv").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&mismatch.stderr).contains("scales on concurrency"));
+}
