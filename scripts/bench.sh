@@ -91,3 +91,7 @@ if [ ! -x target/bench-venv/bin/mlflow ]; then
   target/bench-venv/bin/pip install -q mlflow==3.17.2
 fi
 .venv/bin/python scripts/bench_tracking.py --weir target/release/weir --mlflow target/bench-venv/bin/mlflow
+
+echo
+echo "== autoscaler: scale from zero and a 4x load step"
+scripts/bench_autoscale.sh

@@ -19,6 +19,9 @@ pub struct AutoscaleArgs {
     /// Port for /metrics; 0 picks a free one (printed).
     #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 9102)]
     http_port: u16,
+    /// Decide and log, but write nothing to Kubernetes.
+    #[arg(long, env = "WEIR_DRY_RUN")]
+    dry_run: bool,
     #[command(subcommand)]
     command: Option<AutoscaleCommand>,
 }
@@ -121,7 +124,11 @@ pub async fn run(args: AutoscaleArgs) -> anyhow::Result<()> {
             tokio::spawn(async move { axum::serve(listener, app).await });
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let controller = tokio::spawn(weir_autoscaler::controller::run(
-                file, weir, metrics, stopped,
+                file,
+                weir,
+                args.dry_run,
+                metrics,
+                stopped,
             ));
             crate::shutdown_signal().await;
             let _ = stop.send(true);

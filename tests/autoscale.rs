@@ -253,3 +253,115 @@ fn simulate_replays_a_trace_as_a_table_csv_and_svg() {
     let mismatch = run(&["--trace", dir.join("rps.csv").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&mismatch.stderr).contains("scales on concurrency"));
 }
+
+#[test]
+fn the_prometheus_signal_reads_real_replicas_through_a_real_prometheus() {
+    let dir = scratch("prometheus");
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("mlp/1")).unwrap();
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
+    std::fs::copy(
+        models.join("mlp/1/model.onnx"),
+        repo.join("mlp/1/model.onnx"),
+    )
+    .unwrap();
+    let repo = repo.to_str().unwrap().to_owned();
+    let (_a, a) = weir(
+        &["serve", "--http-port", "0", "--model-repository", &repo],
+        &dir,
+    );
+    let (_b, b) = weir(
+        &["serve", "--http-port", "0", "--model-repository", &repo],
+        &dir,
+    );
+    for replica in [&a, &b] {
+        wait_for("a replica", 30, || {
+            common::get(replica, "/v2/health/ready").0 == 200
+        });
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!("global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: weir\n    static_configs:\n      - targets: ['{a}', '{b}']\n"),
+    )
+    .unwrap();
+    let _prometheus = Process(
+        Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is missing: make setup installs the Debian package"),
+    );
+    let prometheus = format!("http://127.0.0.1:{port}");
+    wait_for("Prometheus", 30, || {
+        common::get(&prometheus[7..], "/-/ready").0 == 200
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let query = r#"sum(max_over_time(weir_inflight_requests{model="mlp",version="1"}[2s]))"#;
+    let read = || {
+        runtime
+            .block_on(weir_router::prometheus::query(&prometheus, query))
+            .unwrap()
+    };
+    // Both replicas scraped, nothing in flight yet.
+    wait_for("both replicas in Prometheus", 20, || {
+        read().is_some_and(|v| v == 0.0)
+            && runtime
+                .block_on(weir_router::prometheus::query(
+                    &prometheus,
+                    "count(up == 1)",
+                ))
+                .unwrap()
+                == Some(2.0)
+    });
+    // Four closed loops on each replica: Prometheus sees them in flight.
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..8)
+        .map(|index| {
+            let (replica, stop) = (
+                if index % 2 == 0 { a.clone() } else { b.clone() },
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    common::http(&replica, "POST /v2/models/mlp/infer", "", &mlp_request());
+                }
+            })
+        })
+        .collect();
+    wait_for("Prometheus to see the load", 20, || {
+        read().is_some_and(|v| v >= 2.0)
+    });
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    wait_for("the load to drain from Prometheus", 20, || {
+        read().is_some_and(|v| v == 0.0)
+    });
+    let missing = runtime.block_on(weir_router::prometheus::query(
+        &prometheus,
+        "sum(nothing_like_this)",
+    ));
+    assert_eq!(missing, Ok(None), "no data is None, never 0");
+    assert!(runtime
+        .block_on(weir_router::prometheus::query(&prometheus, "sum("))
+        .is_err());
+}

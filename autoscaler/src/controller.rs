@@ -19,6 +19,7 @@ use serde_json::Value;
 use weir_router::client::AdminClient;
 
 use crate::config::{AutoscalerFile, Scaler, Settings, Signal, Target};
+use crate::kubernetes::{KubernetesError, KubernetesScaler};
 use crate::local::LocalScaler;
 use crate::policy::Policy;
 use crate::signal;
@@ -101,32 +102,139 @@ impl AutoscalerMetrics {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
-    #[error("target '{0}': the Kubernetes scaler is not available in this build yet")]
-    KubernetesUnavailable(String),
+    #[error(transparent)]
+    Kubernetes(#[from] KubernetesError),
 }
 
 /// Runs every target until `stop` turns true, then takes local replicas down cleanly.
+/// `dry_run` logs Kubernetes decisions without writing them.
 pub async fn run(
     file: AutoscalerFile,
     weir: PathBuf,
+    dry_run: bool,
     metrics: Arc<AutoscalerMetrics>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ControllerError> {
+    let needs_cluster = file
+        .target
+        .iter()
+        .any(|t| matches!(t.scaler, Scaler::Kubernetes { .. }));
+    let client = if needs_cluster {
+        Some(KubernetesScaler::client().await?)
+    } else {
+        None
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for target in file.target {
-        if matches!(target.scaler, Scaler::Kubernetes { .. }) {
-            return Err(ControllerError::KubernetesUnavailable(target.name));
+        let (metrics, stop, settings) = (metrics.clone(), stop.clone(), file.settings.clone());
+        match (&target.scaler, &client) {
+            (
+                Scaler::Kubernetes {
+                    namespace,
+                    deployment,
+                },
+                Some(client),
+            ) => {
+                let scaler = KubernetesScaler::new(client.clone(), namespace, deployment, dry_run);
+                tasks.spawn(async move {
+                    run_kubernetes_target(target, settings, scaler, metrics, stop).await
+                });
+            }
+            _ => {
+                let weir = weir.clone();
+                tasks.spawn(async move { run_target(target, settings, weir, metrics, stop).await });
+            }
         }
-        let (weir, metrics, stop, settings) = (
-            weir.clone(),
-            metrics.clone(),
-            stop.clone(),
-            file.settings.clone(),
-        );
-        tasks.spawn(async move { run_target(target, settings, weir, metrics, stop).await });
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// A Deployment: sample the Prometheus signal, decide on the ready pods, write the scale.
+async fn run_kubernetes_target(
+    target: Target,
+    settings: Settings,
+    scaler: KubernetesScaler,
+    metrics: Arc<AutoscalerMetrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Signal::Prometheus { url, query } = &target.signal else {
+        return; // refused when the file is loaded
+    };
+    let labels = TargetLabels {
+        target: target.name.clone(),
+    };
+    let mut policy = Policy::new(target.policy.clone());
+    let started = Instant::now();
+    let (sample, tick) = (
+        Duration::from_millis(settings.sample_ms),
+        Duration::from_millis(settings.tick_ms),
+    );
+    let mut next_tick = Duration::ZERO;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(sample) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let elapsed = started.elapsed();
+        let now = elapsed.as_secs_f64();
+        match weir_router::prometheus::query(url, query).await {
+            Ok(Some(value)) => {
+                policy.observe(now, value);
+                metrics.observed.get_or_create(&labels).set(value);
+            }
+            Ok(None) => {
+                tracing::warn!(target = %target.name, "the query returned no data; holding")
+            }
+            Err(reason) => tracing::warn!(target = %target.name, %reason, "no sample; holding"),
+        }
+        if elapsed < next_tick {
+            continue;
+        }
+        next_tick = elapsed + tick;
+        let observed = match scaler.observe().await {
+            Ok(observed) => observed,
+            Err(err) => {
+                tracing::error!(target = %target.name, error = %err, "cannot read the deployment");
+                continue;
+            }
+        };
+        let decision = policy.decide(now, observed.ready);
+        metrics
+            .desired
+            .get_or_create(&labels)
+            .set(i64::from(decision.desired));
+        metrics
+            .panic
+            .get_or_create(&labels)
+            .set(i64::from(decision.panic));
+        if decision.desired == observed.replicas {
+            continue;
+        }
+        tracing::info!(
+            target = %target.name, from = observed.replicas, to = decision.desired, panic = decision.panic,
+            stable_average = decision.stable_average, panic_average = decision.panic_average,
+            reason = decision.reason, "scaling"
+        );
+        match scaler.scale_to(decision.desired).await {
+            Ok(true) => {
+                let direction = if decision.desired > observed.replicas {
+                    "up"
+                } else {
+                    "down"
+                };
+                metrics
+                    .events
+                    .get_or_create(&EventLabels {
+                        target: target.name.clone(),
+                        direction,
+                    })
+                    .inc();
+            }
+            Ok(false) => {}
+            Err(err) => tracing::error!(target = %target.name, error = %err, "resize failed"),
+        }
+    }
 }
 
 async fn run_target(

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod kubernetes;
 pub mod local;
 pub mod policy;
 pub mod signal;
