@@ -5,6 +5,7 @@ mod models_cli;
 mod output;
 mod route_cli;
 mod runs_cli;
+mod up;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +51,8 @@ enum Command {
     Canary(route_cli::CanaryArgs),
     /// Scale model versions on their load; `simulate` tries a policy on a trace.
     Autoscale(autoscale_cli::AutoscaleArgs),
+    /// The whole stack on this machine (registry, router, autoscaled replicas); --demo to try it.
+    Up(up::UpArgs),
 }
 
 #[derive(clap::Args)]
@@ -311,6 +314,7 @@ fn main() -> std::process::ExitCode {
                     Command::Route(args) => route_cli::serve(args).await,
                     Command::Canary(args) => route_cli::canary(args).await,
                     Command::Autoscale(args) => autoscale_cli::run(args).await,
+                    Command::Up(args) => up::run(args).await,
                 }
             })
         });

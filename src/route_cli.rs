@@ -254,7 +254,7 @@ pub async fn canary(args: CanaryArgs) -> anyhow::Result<()> {
                 .await
         }
     }
-    .context("the router refused")?;
+    .context("the router call failed")?;
     match args.output {
         Output::Json => print_json(&status),
         Output::Table => print_status(&status),

@@ -77,6 +77,10 @@ pub enum Scaler {
         /// Extra flags for `weir serve`.
         #[serde(default)]
         args: Vec<String>,
+        /// Give each replica its own empty folder under `repository` (for replicas that fetch
+        /// their model from a registry with `--registry … --model …` in `args`).
+        #[serde(default)]
+        fresh_repository: bool,
     },
     /// A Deployment's `scale` subresource.
     Kubernetes {

@@ -251,6 +251,7 @@ async fn run_target(
         router,
         router_token,
         args,
+        fresh_repository,
     } = &target.scaler
     else {
         return;
@@ -264,9 +265,9 @@ async fn run_target(
         weir,
         repository.clone(),
         args.clone(),
-        router,
-        router_token.clone(),
-    );
+        (router, router_token.clone()),
+    )
+    .with_fresh_repositories(*fresh_repository);
     let router = AdminClient::new(router, router_token.clone());
     let mut policy = Policy::new(target.policy.clone());
     let minimum = target.policy.min_replicas as usize;

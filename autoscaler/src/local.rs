@@ -24,6 +24,9 @@ pub struct LocalScaler {
     weir: PathBuf,
     repository: PathBuf,
     args: Vec<String>,
+    /// Each replica in its own folder under `repository`.
+    fresh_repository: bool,
+    started: usize,
     router: AdminClient,
     pub replicas: Vec<Replica>,
 }
@@ -45,8 +48,7 @@ impl LocalScaler {
         weir: PathBuf,
         repository: PathBuf,
         args: Vec<String>,
-        router: &str,
-        router_token: Option<String>,
+        router: (&str, Option<String>),
     ) -> LocalScaler {
         LocalScaler {
             model: model.to_owned(),
@@ -54,7 +56,9 @@ impl LocalScaler {
             weir,
             repository,
             args,
-            router: AdminClient::new(router, router_token),
+            fresh_repository: false,
+            started: 0,
+            router: AdminClient::new(router.0, router.1),
             replicas: Vec::new(),
         }
     }
@@ -110,7 +114,25 @@ impl LocalScaler {
         Ok(())
     }
 
-    async fn start_replica(&self) -> Result<Replica, LocalError> {
+    /// Gives each replica its own empty folder under the repository.
+    pub fn with_fresh_repositories(mut self, fresh: bool) -> LocalScaler {
+        self.fresh_repository = fresh;
+        self
+    }
+
+    async fn start_replica(&mut self) -> Result<Replica, LocalError> {
+        self.started += 1;
+        let repository = if self.fresh_repository {
+            let folder = self.repository.join(format!("replica-{}", self.started));
+            let _ = std::fs::remove_dir_all(&folder);
+            std::fs::create_dir_all(&folder).map_err(|e| LocalError::Start {
+                weir: self.weir.display().to_string(),
+                reason: format!("cannot create {}: {e}", folder.display()),
+            })?;
+            folder
+        } else {
+            self.repository.clone()
+        };
         let start_error = |reason: String| LocalError::Start {
             weir: self.weir.display().to_string(),
             reason,
@@ -124,7 +146,7 @@ impl LocalScaler {
                 "warn",
                 "--model-repository",
             ])
-            .arg(&self.repository)
+            .arg(&repository)
             .args(&self.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

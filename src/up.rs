@@ -1,0 +1,387 @@
+//! `weir up`: the whole stack on this machine from one `weir.toml`: a registry on SQLite, a
+//! router, and an autoscaler that runs local replicas of each model's stable and canary
+//! versions, fetched from the registry. `--demo` first registers and approves two versions of
+//! the iris model and serves them with a 10% canary.
+//!
+//! Every part is a `weir` child process, so each behaves exactly as when run alone; Ctrl-C stops
+//! them in reverse order (the autoscaler takes its replicas out of the router and drains them).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use weir_registry::client::{Identity, RegistryClient};
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// The stack's description (`[[model]]` tables); `--demo` writes one.
+    #[arg(long, env = "WEIR_CONFIG", default_value = "weir.toml")]
+    config: PathBuf,
+    /// Register and approve two versions of a demo model and serve them with a 10% canary.
+    #[arg(long)]
+    demo: bool,
+    /// Where the demo model's versions come from (`iris/1/model.onnx`, `iris/2/model.onnx`).
+    #[arg(long, env = "WEIR_DEMO_MODELS", default_value = "target/test-models")]
+    demo_models: PathBuf,
+    /// Folder for the registry's database and artifacts, and the replicas' files.
+    #[arg(long, env = "WEIR_DIR", default_value = "weir-up")]
+    dir: PathBuf,
+    #[arg(long, env = "WEIR_ROUTER_PORT", default_value_t = 8000)]
+    router_port: u16,
+    #[arg(long, env = "WEIR_REGISTRY_PORT", default_value_t = 5000)]
+    registry_port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StackFile {
+    #[serde(default)]
+    model: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    name: String,
+    /// The stable version: `models:/NAME@ALIAS` or `models:/NAME/VERSION`.
+    stable: String,
+    #[serde(default)]
+    canary: Option<String>,
+    #[serde(default)]
+    canary_percent: u32,
+    #[serde(default = "one")]
+    min_replicas: u32,
+    #[serde(default = "four")]
+    max_replicas: u32,
+    #[serde(default = "ten")]
+    target_concurrency: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn four() -> u32 {
+    4
+}
+
+fn ten() -> u32 {
+    10
+}
+
+const DEMO_STACK: &str = r#"# Written by `weir up --demo`: iris v1 stable, v2 as a 10% canary.
+[[model]]
+name = "iris"
+stable = "models:/iris@production"
+canary = "models:/iris@canary"
+canary_percent = 10
+min_replicas = 1
+max_replicas = 4
+target_concurrency = 10
+"#;
+
+/// A child `weir` process and the URL it announced.
+struct Part {
+    name: &'static str,
+    child: Child,
+    url: String,
+}
+
+async fn start(weir: &Path, name: &'static str, args: &[String]) -> anyhow::Result<Part> {
+    let mut child = Command::new(weir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start the {name}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let line = tokio::time::timeout(
+        Duration::from_secs(60),
+        BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .with_context(|| format!("the {name} did not start within 60 s"))??
+    .with_context(|| format!("the {name} exited at start (see its messages above)"))?;
+    let url = line
+        .rsplit("listening on ")
+        .next()
+        .filter(|u| u.starts_with("http://"))
+        .with_context(|| format!("unexpected first line from the {name}: {line}"))?
+        .trim()
+        .to_owned();
+    Ok(Part { name, child, url })
+}
+
+/// SIGTERM, then wait (the parts drain); SIGKILL after 40 s.
+async fn stop(part: &mut Part) {
+    if let Some(pid) = part.child.id() {
+        let _ = Command::new("kill").arg(pid.to_string()).status().await;
+    }
+    if tokio::time::timeout(Duration::from_secs(40), part.child.wait())
+        .await
+        .is_err()
+    {
+        let _ = part.child.kill().await;
+    }
+    tracing::info!(part = part.name, "stopped");
+}
+
+/// Registers iris v1 and v2 as alice, approves both as bob, points `production` at v1 and
+/// `canary` at v2.
+async fn register_demo(registry: &str, models: &Path) -> anyhow::Result<()> {
+    let alice = RegistryClient::new(registry, Identity::User("alice".to_owned()));
+    let bob = RegistryClient::new(registry, Identity::User("bob".to_owned()));
+    for version in ["1", "2"] {
+        let folder = models.join("iris").join(version);
+        anyhow::ensure!(
+            folder.join("model.onnx").is_file(),
+            "the demo model {} is missing: run `make setup` (it generates target/test-models)",
+            folder.join("model.onnx").display()
+        );
+        let registered = alice
+            .register("iris", &folder, &format!("iris demo version {version}"))
+            .await
+            .context("registering the demo model failed")?;
+        let number = registered["version"]
+            .as_str()
+            .context("the registry did not say which version it created")?
+            .to_owned();
+        bob.decide("approve", "iris", &number, "demo: approved by bob")
+            .await
+            .context("approving the demo model failed")?;
+        let alias = if version == "1" {
+            "production"
+        } else {
+            "canary"
+        };
+        alice
+            .set_alias("iris", alias, &number)
+            .await
+            .context("setting the demo aliases failed")?;
+    }
+    Ok(())
+}
+
+fn routes_file(stack: &StackFile) -> String {
+    let mut out = String::new();
+    for model in &stack.model {
+        let canary = model.canary.as_ref().map(|_| model.canary_percent.min(100));
+        out.push_str(&format!(
+            "[[route]]\nmodel = \"{}\"\n[[route.backend]]\nversion = \"stable\"\nendpoints = []\nweight = {}\n",
+            model.name,
+            100 - canary.unwrap_or(0)
+        ));
+        if let Some(percent) = canary {
+            out.push_str(&format!(
+                "[[route.backend]]\nversion = \"canary\"\nendpoints = []\nweight = {percent}\n"
+            ));
+        }
+    }
+    out
+}
+
+fn autoscaler_file(stack: &StackFile, dir: &Path, registry: &str, router: &str) -> String {
+    let mut out = String::new();
+    for model in &stack.model {
+        let roles = std::iter::once(("stable", &model.stable))
+            .chain(model.canary.iter().map(|c| ("canary", c)));
+        for (role, uri) in roles {
+            let repository = dir.join("replicas").join(format!("{}-{role}", model.name));
+            out.push_str(&format!(
+                r#"[[target]]
+name = "{name}-{role}"
+scaler = {{ kind = "local", model = "{name}", version = "{role}", repository = "{repository}", router = "{router}", fresh_repository = true, args = ["--registry", "{registry}", "--model", "{name}={uri}", "--registry-poll-interval", "5"] }}
+signal = {{ kind = "scrape" }}
+policy = {{ metric = "concurrency", target = {target}, min_replicas = {min}, max_replicas = {max} }}
+
+"#,
+                name = model.name,
+                repository = repository.display(),
+                target = model.target_concurrency,
+                min = model.min_replicas.max(1),
+                max = model.max_replicas.max(1),
+            ));
+        }
+    }
+    out
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let weir = std::env::current_exe().context("cannot find the weir binary")?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
+    let config = if args.demo {
+        let path = dir.join("weir.toml");
+        std::fs::write(&path, DEMO_STACK)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        path
+    } else {
+        args.config.clone()
+    };
+    let text = std::fs::read_to_string(&config).with_context(|| {
+        format!(
+            "cannot read {} (describe the stack there, or try `weir up --demo`)",
+            config.display()
+        )
+    })?;
+    let stack: StackFile =
+        toml::from_str(&text).with_context(|| format!("invalid {}", config.display()))?;
+    anyhow::ensure!(
+        !stack.model.is_empty(),
+        "{} names no [[model]]",
+        config.display()
+    );
+
+    let mut parts = Vec::new();
+    let registry = start(
+        &weir,
+        "registry",
+        &[
+            "registry".into(),
+            "--http-port".into(),
+            args.registry_port.to_string(),
+            "--db".into(),
+            format!("sqlite://{}", dir.join("registry.db").display()),
+            "--artifacts".into(),
+            dir.join("artifacts").display().to_string(),
+        ],
+    )
+    .await?;
+    let registry_url = registry.url.clone();
+    parts.push(registry);
+    let outcome = async {
+        if args.demo {
+            register_demo(&registry_url, &args.demo_models).await?;
+        }
+        std::fs::write(dir.join("routes.toml"), routes_file(&stack))?;
+        let router = start(
+            &weir,
+            "router",
+            &[
+                "route".into(),
+                "--config".into(),
+                dir.join("routes.toml").display().to_string(),
+                "--http-port".into(),
+                args.router_port.to_string(),
+            ],
+        )
+        .await?;
+        let router_url = router.url.clone();
+        parts.push(router);
+        std::fs::write(
+            dir.join("autoscaler.toml"),
+            autoscaler_file(&stack, &dir, &registry_url, &router_url),
+        )?;
+        let autoscaler = start(
+            &weir,
+            "autoscaler",
+            &[
+                "autoscale".into(),
+                "--config".into(),
+                dir.join("autoscaler.toml").display().to_string(),
+                "--http-port".into(),
+                "0".into(),
+            ],
+        )
+        .await?;
+        let autoscaler_url = autoscaler.url.clone();
+        parts.push(autoscaler);
+        wait_until_ready(&router_url, &stack).await?;
+        print_welcome(&stack, &registry_url, &router_url, &autoscaler_url);
+        anyhow::Ok(())
+    }
+    .await;
+    if outcome.is_ok() {
+        crate::shutdown_signal().await;
+    }
+    for part in parts.iter_mut().rev() {
+        stop(part).await;
+    }
+    outcome
+}
+
+async fn wait_until_ready(router: &str, stack: &StackFile) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let address = router.trim_start_matches("http://").to_owned();
+    for model in &stack.model {
+        loop {
+            let address = address.clone();
+            let path = format!("/v2/models/{}/ready", model.name);
+            let ready = tokio::task::spawn_blocking(move || {
+                std::net::TcpStream::connect(&address)
+                    .and_then(|mut stream| {
+                        use std::io::{Read, Write};
+                        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                        write!(
+                            stream,
+                            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                        )?;
+                        let mut answer = String::new();
+                        stream.read_to_string(&mut answer)?;
+                        Ok(answer.starts_with("HTTP/1.1 200"))
+                    })
+                    .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+            if ready {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "model '{}' had no ready replica within 120 s",
+                model.name
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+fn print_welcome(stack: &StackFile, registry: &str, router: &str, autoscaler: &str) {
+    let model = &stack.model[0].name;
+    crate::announce(format_args!(
+        "weir up ready: router {router}, registry {registry}, autoscaler metrics {autoscaler}/metrics"
+    ));
+    println!(
+        r#"
+Try:
+  curl -s -X POST {router}/v2/models/{model}/infer -d '{{"inputs": [{{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}}]}}' -D - 
+  weir canary status {model} --router {router}
+  weir canary set {model} 50 --router {router}
+  weir canary rollout {model} --steps 25,50,100 --interval 10s --min-requests 20 --router {router}
+  weir models list --registry {registry}
+Ctrl-C stops everything."#
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_stack_renders_a_canary_route_and_two_targets() {
+        let stack: StackFile = toml::from_str(DEMO_STACK).unwrap();
+        let routes = weir_router::RoutesFile::parse(&routes_file(&stack)).unwrap();
+        let weights: Vec<u32> = routes.route[0].backend.iter().map(|b| b.weight).collect();
+        assert_eq!(weights, [90, 10]);
+        let scaler = autoscaler_file(
+            &stack,
+            Path::new("/tmp/x"),
+            "http://r:5000",
+            "http://r:8000",
+        );
+        let file = weir_autoscaler::config::AutoscalerFile::parse(&scaler).unwrap();
+        assert_eq!(file.target.len(), 2);
+        assert_eq!(file.target[1].name, "iris-canary");
+    }
+}
