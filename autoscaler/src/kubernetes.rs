@@ -1,14 +1,14 @@
 //! Kubernetes Deployments through their `scale` subresource, with `kube`.
 //!
-//! The scale is read with its `resourceVersion` and replaced with it, so a concurrent change
+//! The scale is read with its `resourceVersion` and patched with it, so a concurrent change
 //! (a person, another controller) makes the API server answer 409 and the change is retried on
 //! fresh data rather than overwriting theirs. A Deployment annotated
 //! `weir.dev/autoscaling-paused: "true"` is left alone. 403 and 404 become errors that say what
 //! to fix.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
-use kube::api::{ObjectMeta, PostParams};
+use k8s_openapi::api::autoscaling::v1::Scale;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
 /// The annotation that tells the autoscaler to keep its hands off a Deployment.
@@ -123,21 +123,14 @@ impl KubernetesScaler {
                 tracing::info!(deployment = %self.name, from = now, to = replicas, "dry run: would scale");
                 return Ok(false);
             }
-            let next = Scale {
-                metadata: ObjectMeta {
-                    name: Some(self.name.clone()),
-                    namespace: Some(self.namespace.clone()),
-                    resource_version: current.metadata.resource_version.clone(),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(ScaleSpec {
-                    replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
-                }),
-                status: None,
-            };
+            // The resourceVersion in a merge patch is a precondition: a stale one is a 409.
+            let patch = serde_json::json!({
+                "metadata": { "resourceVersion": current.metadata.resource_version },
+                "spec": { "replicas": replicas },
+            });
             match self
                 .api
-                .replace_scale(&self.name, &PostParams::default(), &next)
+                .patch_scale(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
                 Ok(_) => return Ok(true),

@@ -113,16 +113,28 @@ async fn get_scale(
     }
 }
 
-async fn put_scale(
+async fn patch_scale(
     State(cluster): State<Shared>,
     Path((namespace, name)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut cluster = cluster.lock().unwrap();
-    let current = match lookup(&cluster, &namespace, &name, "update") {
-        Err(response) => return *response,
-        Ok(d) => d,
-    };
+    if let Err(response) = lookup(&cluster, &namespace, &name, "patch") {
+        return *response;
+    }
+    if headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        != Some("application/merge-patch+json")
+    {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            "the scaler sends merge patches".to_owned(),
+        );
+    }
+    // A merge patch (application/merge-patch+json): only what it names changes.
     let Ok(scale) = serde_json::from_slice::<Value>(&body) else {
         return status(400, "BadRequest", "the body is not JSON".to_owned());
     };
@@ -133,14 +145,17 @@ async fn put_scale(
         d.resource_version += 1;
     }
     let current_version = cluster.deployments[&name].resource_version.to_string();
-    if scale["metadata"]["resourceVersion"].as_str() != Some(current_version.as_str()) {
+    // A resourceVersion in the patch is a precondition, as on a real API server.
+    if scale["metadata"]["resourceVersion"]
+        .as_str()
+        .is_some_and(|given| given != current_version)
+    {
         return status(409, "Conflict", format!(
             "Operation cannot be fulfilled on deployments.apps \"{name}\": the object has been modified; please apply your changes to the latest version and try again"));
     }
     let Some(replicas) = scale["spec"]["replicas"].as_i64() else {
         return status(422, "Invalid", "spec.replicas is required".to_owned());
     };
-    let _ = current;
     let d = cluster.deployments.get_mut(&name).unwrap();
     d.replicas = replicas as i32;
     d.resource_version += 1;
@@ -171,7 +186,7 @@ async fn fake_cluster() -> (Shared, kube::Client) {
         )
         .route(
             "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale",
-            get(get_scale).put(put_scale),
+            get(get_scale).patch(patch_scale),
         )
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
