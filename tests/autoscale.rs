@@ -6,38 +6,15 @@
 
 mod common;
 
+use common::{scratch, wait_for, Process};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // SIGTERM first: the autoscaler takes its replicas down on the way out.
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-autoscale-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn weir(args: &[&str], dir: &Path) -> (Process, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -65,17 +42,9 @@ fn replicas(router: &str) -> usize {
         .map_or(0, Vec::len)
 }
 
-fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn replicas_follow_the_load_from_zero_and_back_without_failures() {
-    let dir = scratch("local");
+    let dir = scratch("autoscale-local");
     let repo = dir.join("repo");
     std::fs::create_dir_all(repo.join("mlp/1")).unwrap();
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
@@ -192,7 +161,7 @@ policy = {{ metric = "concurrency", target = 2, min_replicas = 0, max_replicas =
 
 #[test]
 fn simulate_replays_a_trace_as_a_table_csv_and_svg() {
-    let dir = scratch("simulate");
+    let dir = scratch("autoscale-simulate");
     std::fs::write(
         dir.join("autoscaler.toml"),
         "[[target]]\nname = \"iris\"\nscaler = { kind = \"kubernetes\", namespace = \"ml\", deployment = \"iris\" }\nsignal = { kind = \"prometheus\", url = \"http://127.0.0.1:9090\", query = \"sum(weir_inflight_requests)\" }\npolicy = { target = 10, min_replicas = 1, max_replicas = 20 }\n",
@@ -256,7 +225,7 @@ fn simulate_replays_a_trace_as_a_table_csv_and_svg() {
 
 #[test]
 fn the_prometheus_signal_reads_real_replicas_through_a_real_prometheus() {
-    let dir = scratch("prometheus");
+    let dir = scratch("autoscale-prometheus");
     let repo = dir.join("repo");
     std::fs::create_dir_all(repo.join("mlp/1")).unwrap();
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
@@ -279,36 +248,8 @@ fn the_prometheus_signal_reads_real_replicas_through_a_real_prometheus() {
             common::get(replica, "/v2/health/ready").0 == 200
         });
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!("global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: weir\n    static_configs:\n      - targets: ['{a}', '{b}']\n"),
-    )
-    .unwrap();
-    let _prometheus = Process(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is missing: make setup installs the Debian package"),
-    );
-    let prometheus = format!("http://127.0.0.1:{port}");
-    wait_for("Prometheus", 30, || {
-        common::get(&prometheus[7..], "/-/ready").0 == 200
-    });
+    let (_prometheus, prometheus) = common::prometheus(&dir, &[&a, &b], "200ms");
+    let prometheus = format!("http://{prometheus}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

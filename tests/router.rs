@@ -6,9 +6,11 @@
 
 mod common;
 
+use common::{scratch, wait_for, Process};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,22 +18,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 const IRIS_ROW: &str = r#"{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-router-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A model repository holding only `iris/<version>`.
 fn iris_repository(dir: &Path, version: u32) -> PathBuf {
@@ -197,14 +183,6 @@ impl Load {
     }
 }
 
-fn wait_for(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn shadow_inferences(address: &str) -> u64 {
     let (_, stats) = common::get(address, "/v2/models/iris/stats");
     let stats: Value = serde_json::from_str(&stats).unwrap();
@@ -218,7 +196,7 @@ fn shadow_inferences(address: &str) -> u64 {
 
 #[test]
 fn weights_pins_sticky_keys_and_shadow() {
-    let dir = scratch("split");
+    let dir = scratch("router-split");
     let (v1_repo, v2_repo) = (iris_repository(&dir, 1), iris_repository(&dir, 2));
     let (_a, a) = serve(&v1_repo);
     let (_b, b) = serve(&v1_repo);
@@ -294,7 +272,7 @@ fn weights_pins_sticky_keys_and_shadow() {
 
 #[test]
 fn weight_changes_and_a_lost_replica_fail_no_request() {
-    let dir = scratch("load");
+    let dir = scratch("router-load");
     let (v1_repo, v2_repo) = (iris_repository(&dir, 1), iris_repository(&dir, 2));
     let (_a, a) = serve(&v1_repo);
     let (b_process, b) = serve(&v1_repo);
@@ -320,7 +298,7 @@ fn weight_changes_and_a_lost_replica_fail_no_request() {
         std::thread::sleep(Duration::from_millis(150));
     }
     // SIGKILL one of version 1's two replicas in the middle of the load.
-    drop(b_process);
+    b_process.kill_hard();
     std::thread::sleep(Duration::from_millis(1500));
     let (ok, failed) = load.finish();
     assert!(ok > 100, "only {ok} requests went through");
@@ -339,7 +317,7 @@ fn weight_changes_and_a_lost_replica_fail_no_request() {
 
 #[test]
 fn rollouts_promote_a_healthy_canary_and_roll_back_a_failing_one() {
-    let dir = scratch("rollout");
+    let dir = scratch("router-rollout");
     let (v1_repo, v2_repo) = (iris_repository(&dir, 1), iris_repository(&dir, 2));
     let (_a, a) = serve(&v1_repo);
     let (_b, b) = serve(&v2_repo);
@@ -439,7 +417,7 @@ fn rollouts_promote_a_healthy_canary_and_roll_back_a_failing_one() {
 
 #[test]
 fn changes_survive_restarts_and_bad_requests_get_clear_errors() {
-    let dir = scratch("admin");
+    let dir = scratch("router-admin");
     let (v1_repo, v2_repo) = (iris_repository(&dir, 1), iris_repository(&dir, 2));
     let (_a, a) = serve(&v1_repo);
     let (_b, b) = serve(&v2_repo);
@@ -526,18 +504,9 @@ fn changes_survive_restarts_and_bad_requests_get_clear_errors() {
     assert!(metrics.contains("weir_router_requests_total"), "{metrics}");
 }
 
-/// A free loopback port (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn rollouts_can_be_judged_by_a_real_prometheus() {
-    let dir = scratch("prometheus");
+    let dir = scratch("router-prometheus");
     let (v1_repo, v2_repo) = (iris_repository(&dir, 1), iris_repository(&dir, 2));
     let (_a, a) = serve(&v1_repo);
     let (_b, b) = serve(&v2_repo);
@@ -550,32 +519,7 @@ fn rollouts_can_be_judged_by_a_real_prometheus() {
         ),
     );
     let (_router, router) = start_router(&config, &[]);
-    let port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!("global:\n  scrape_interval: 500ms\nscrape_configs:\n  - job_name: router\n    static_configs:\n      - targets: ['{router}']\n"),
-    )
-    .unwrap();
-    let _prometheus = Process(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is missing: make setup installs the Debian package"),
-    );
-    let prometheus = format!("127.0.0.1:{port}");
-    wait_for("Prometheus to be ready", 30, || {
-        common::get(&prometheus, "/-/ready").0 == 200
-    });
+    let (_prometheus, prometheus) = common::prometheus(&dir, &[&router], "500ms");
     let load = Load::start(&router, 2);
     let output = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([

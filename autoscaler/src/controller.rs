@@ -21,7 +21,7 @@ use weir_router::client::AdminClient;
 use crate::config::{AutoscalerFile, Scaler, Settings, Signal, Target};
 use crate::kubernetes::{KubernetesError, KubernetesScaler};
 use crate::local::LocalScaler;
-use crate::policy::Policy;
+use crate::policy::{Decision, Policy};
 use crate::signal;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,6 +93,44 @@ impl Default for AutoscalerMetrics {
 }
 
 impl AutoscalerMetrics {
+    /// Exports a decision and logs it when it changes the count; whether it does.
+    fn record(&self, target: &str, decision: &Decision, current: u32) -> bool {
+        let labels = TargetLabels {
+            target: target.to_owned(),
+        };
+        self.desired
+            .get_or_create(&labels)
+            .set(i64::from(decision.desired));
+        self.panic
+            .get_or_create(&labels)
+            .set(i64::from(decision.panic));
+        if decision.desired == current {
+            return false;
+        }
+        tracing::info!(
+            target,
+            from = current,
+            to = decision.desired,
+            panic = decision.panic,
+            stable_average = decision.stable_average,
+            panic_average = decision.panic_average,
+            reason = decision.reason,
+            "scaling"
+        );
+        let direction = if decision.desired > current {
+            "up"
+        } else {
+            "down"
+        };
+        self.events
+            .get_or_create(&EventLabels {
+                target: target.to_owned(),
+                direction,
+            })
+            .inc();
+        true
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
@@ -200,38 +238,11 @@ async fn run_kubernetes_target(
             }
         };
         let decision = policy.decide(now, observed.ready);
-        metrics
-            .desired
-            .get_or_create(&labels)
-            .set(i64::from(decision.desired));
-        metrics
-            .panic
-            .get_or_create(&labels)
-            .set(i64::from(decision.panic));
-        if decision.desired == observed.replicas {
+        if !metrics.record(&target.name, &decision, observed.replicas) {
             continue;
         }
-        tracing::info!(
-            target = %target.name, from = observed.replicas, to = decision.desired, panic = decision.panic,
-            stable_average = decision.stable_average, panic_average = decision.panic_average,
-            reason = decision.reason, "scaling"
-        );
         match scaler.scale_to(decision.desired).await {
-            Ok(true) => {
-                let direction = if decision.desired > observed.replicas {
-                    "up"
-                } else {
-                    "down"
-                };
-                metrics
-                    .events
-                    .get_or_create(&EventLabels {
-                        target: target.name.clone(),
-                        direction,
-                    })
-                    .inc();
-            }
-            Ok(false) => {}
+            Ok(_) => {}
             Err(err) => tracing::error!(target = %target.name, error = %err, "resize failed"),
         }
     }
@@ -319,37 +330,12 @@ async fn run_target(
         ticks += 1;
         let ready = scaler.replicas.len() as u32;
         let decision = policy.decide(now, ready);
-        metrics
-            .desired
-            .get_or_create(&labels)
-            .set(i64::from(decision.desired));
-        metrics
-            .panic
-            .get_or_create(&labels)
-            .set(i64::from(decision.panic));
-        if decision.desired == ready {
+        if !metrics.record(&target.name, &decision, ready) {
             if ticks.is_multiple_of(10) {
                 let _ = scaler.announce().await;
             }
             continue;
         }
-        let direction = if decision.desired > ready {
-            "up"
-        } else {
-            "down"
-        };
-        tracing::info!(
-            target = %target.name, from = ready, to = decision.desired, panic = decision.panic,
-            stable_average = decision.stable_average, panic_average = decision.panic_average,
-            reason = decision.reason, "scaling"
-        );
-        metrics
-            .events
-            .get_or_create(&EventLabels {
-                target: target.name.clone(),
-                direction,
-            })
-            .inc();
         let resize_started = Instant::now();
         match scaler.scale_to(decision.desired as usize).await {
             Ok(()) if ready == 0 => metrics
