@@ -3,33 +3,19 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use weir_http::HttpClient;
 
 thread_local! {
-    static CLIENT: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    static CLIENT: HttpClient = HttpClient::default();
 }
 
 /// A GET with a 2 s limit: status and body.
 pub async fn get(url: &str) -> Result<(u16, String), String> {
     let client = CLIENT.with(Clone::clone);
-    let request = hyper::Request::get(url)
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(2), client.request(request))
+    let (status, body) = client
+        .send("GET", url, &[], Bytes::new(), Duration::from_secs(2))
         .await
-        .map_err(|_| format!("{url} did not answer within 2 s"))?
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+        .map_err(|reason| format!("{url}: {reason}"))?;
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 

@@ -3,11 +3,8 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use weir_http::HttpClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -20,7 +17,7 @@ pub enum ClientError {
 pub struct AdminClient {
     base: String,
     token: Option<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
 }
 
 impl AdminClient {
@@ -28,7 +25,7 @@ impl AdminClient {
         AdminClient {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: HttpClient::default(),
         }
     }
 
@@ -40,36 +37,24 @@ impl AdminClient {
         body: Option<Value>,
     ) -> Result<Value, ClientError> {
         let url = format!("{}/admin/v1/{path}", self.base);
-        let unreachable = |reason: String| ClientError::Unreachable {
-            url: url.clone(),
-            reason,
-        };
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("content-type", "application/json");
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
+        let bearer = self.token.as_ref().map(|token| format!("Bearer {token}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer.as_str()));
         }
         let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let response = tokio::time::timeout(Duration::from_secs(30), self.http.request(request))
+        let (status, bytes) = self
+            .http
+            .send(method, &url, &headers, body, Duration::from_secs(30))
             .await
-            .map_err(|_| unreachable("no answer within 30 s".to_owned()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
+            .map_err(|reason| ClientError::Unreachable {
+                url: url.clone(),
+                reason,
+            })?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !status.is_success() {
+        if !(200..300).contains(&status) {
             return Err(ClientError::Refused {
-                status: status.as_u16(),
+                status,
                 message: value["error"].as_str().map_or_else(
                     || String::from_utf8_lossy(&bytes).into_owned(),
                     str::to_owned,

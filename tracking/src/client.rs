@@ -5,11 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use weir_http::HttpClient;
 
 use crate::store::{KeyValue, Metric, MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS};
 
@@ -33,7 +30,7 @@ impl ClientError {
 pub struct TrackingClient {
     base: String,
     user: Option<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
 }
 
 impl TrackingClient {
@@ -42,7 +39,7 @@ impl TrackingClient {
         TrackingClient {
             base: base.trim_end_matches('/').to_owned(),
             user,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: HttpClient::default(),
         }
     }
 
@@ -52,39 +49,28 @@ impl TrackingClient {
 
     async fn call(&self, method: &str, path: &str, body: Bytes) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        let unreachable = |reason: String| ClientError::Unreachable {
-            url: url.clone(),
-            reason,
-        };
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("content-type", "application/json");
-        if let Some(user) = &self.user {
-            let encoded = base64::encode(format!("{user}:"));
-            request = request.header("authorization", format!("Basic {encoded}"));
+        let basic = self
+            .user
+            .as_ref()
+            .map(|user| format!("Basic {}", base64::encode(format!("{user}:"))));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(basic) = &basic {
+            headers.push(("authorization", basic.as_str()));
         }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let response = tokio::time::timeout(Duration::from_secs(120), self.http.request(request))
+        let (status, bytes) = self
+            .http
+            .send(method, &url, &headers, body, Duration::from_secs(120))
             .await
-            .map_err(|_| unreachable("no answer within 120 s".to_owned()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
+            .map_err(|reason| ClientError::Unreachable {
+                url: url.clone(),
+                reason,
+            })?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !status.is_success() {
+        if !(200..300).contains(&status) {
             return Err(ClientError::Refused {
                 code: value["error_code"]
                     .as_str()
-                    .unwrap_or(status.as_str())
-                    .to_owned(),
+                    .map_or_else(|| status.to_string(), str::to_owned),
                 message: value["message"].as_str().map_or_else(
                     || String::from_utf8_lossy(&bytes).into_owned(),
                     str::to_owned,

@@ -5,11 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use weir_http::HttpClient;
 
 use crate::artifacts::files_under;
 
@@ -36,7 +33,7 @@ pub enum ClientError {
 pub struct RegistryClient {
     base: String,
     identity: Identity,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
 }
 
 impl RegistryClient {
@@ -44,42 +41,40 @@ impl RegistryClient {
         RegistryClient {
             base: base.trim_end_matches('/').to_owned(),
             identity,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: HttpClient::default(),
         }
     }
 
     async fn call(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        let unreachable = |reason: String| ClientError::Unreachable {
-            url: url.clone(),
-            reason,
+        let authorization;
+        let identity = match &self.identity {
+            Identity::User(user) => ("x-weir-user", user.as_str()),
+            Identity::Token(token) => {
+                authorization = format!("Bearer {token}");
+                ("authorization", authorization.as_str())
+            }
         };
-        let mut request = hyper::Request::builder().method(method).uri(&url);
-        request = match &self.identity {
-            Identity::User(user) => request.header("x-weir-user", user),
-            Identity::Token(token) => request.header("authorization", format!("Bearer {token}")),
-        };
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let response = tokio::time::timeout(Duration::from_secs(120), self.http.request(request))
+        let (status, bytes) = self
+            .http
+            .send(
+                method,
+                &url,
+                &[identity],
+                Bytes::from(body),
+                Duration::from_secs(120),
+            )
             .await
-            .map_err(|_| unreachable("no answer within 120 s".to_owned()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
+            .map_err(|reason| ClientError::Unreachable {
+                url: url.clone(),
+                reason,
+            })?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !status.is_success() {
+        if !(200..300).contains(&status) {
             return Err(ClientError::Refused {
                 code: value["error_code"]
                     .as_str()
-                    .unwrap_or(status.as_str())
-                    .to_owned(),
+                    .map_or_else(|| status.to_string(), str::to_owned),
                 message: value["message"].as_str().map_or_else(
                     || String::from_utf8_lossy(&bytes).into_owned(),
                     str::to_owned,
