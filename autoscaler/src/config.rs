@@ -86,17 +86,25 @@ pub enum Scaler {
     Kubernetes {
         namespace: String,
         deployment: String,
+        /// The port of the pods' `/metrics` (the runtime's HTTP port), for the scrape signal.
+        #[serde(default = "default_runtime_port")]
+        port: u16,
     },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Signal {
-    /// Read the replicas' `/metrics` directly (`weir_inflight_requests` for the model and
-    /// version), plus requests the router holds for a version without replicas.
+    /// Read the replicas' `/metrics` directly (`weir_inflight_requests`): local replicas for
+    /// their model and version, plus requests the router holds for a version without replicas;
+    /// a Deployment's ready pods, found by its selector, for every model they serve.
     Scrape,
     /// A PromQL query yielding the total load of the target.
     Prometheus { url: String, query: String },
+}
+
+fn default_runtime_port() -> u16 {
+    8080
 }
 
 impl AutoscalerFile {

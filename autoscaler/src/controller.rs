@@ -170,6 +170,7 @@ pub async fn run(
                 Scaler::Kubernetes {
                     namespace,
                     deployment,
+                    ..
                 },
                 Some(client),
             ) => {
@@ -196,8 +197,9 @@ async fn run_kubernetes_target(
     metrics: Arc<AutoscalerMetrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Signal::Prometheus { url, query } = &target.signal else {
-        return; // refused when the file is loaded
+    let port = match &target.scaler {
+        Scaler::Kubernetes { port, .. } => *port,
+        Scaler::Local { .. } => return,
     };
     let labels = TargetLabels {
         target: target.name.clone(),
@@ -216,13 +218,19 @@ async fn run_kubernetes_target(
         }
         let elapsed = started.elapsed();
         let now = elapsed.as_secs_f64();
-        match weir_router::prometheus::query(url, query).await {
-            Ok(Some(value)) => {
+        let sample = match &target.signal {
+            Signal::Prometheus { url, query } => weir_router::prometheus::query(url, query)
+                .await
+                .and_then(|v| v.ok_or_else(|| format!("the query returned no data: {query}"))),
+            Signal::Scrape => match scaler.ready_pod_urls(port).await {
+                Ok(urls) => signal::scrape(&urls, None).await,
+                Err(err) => Err(err.to_string()),
+            },
+        };
+        match sample {
+            Ok(value) => {
                 policy.observe(now, value);
                 metrics.observed.get_or_create(&labels).set(value);
-            }
-            Ok(None) => {
-                tracing::warn!(target = %target.name, "the query returned no data; holding")
             }
             Err(reason) => tracing::warn!(target = %target.name, %reason, "no sample; holding"),
         }
@@ -372,7 +380,7 @@ async fn observe(
     match signal {
         Signal::Scrape => {
             let urls: Vec<String> = scaler.replicas.iter().map(|r| r.url.clone()).collect();
-            let running = signal::scrape(&urls, model, version).await?;
+            let running = signal::scrape(&urls, Some((model, version))).await?;
             Ok(running + held(router, model, version).await?)
         }
         Signal::Prometheus { url, query } => Ok(weir_router::prometheus::query(url, query)

@@ -8,7 +8,8 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v1::Scale;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 
 /// The annotation that tells the autoscaler to keep its hands off a Deployment.
@@ -21,7 +22,7 @@ const CONFLICT_RETRIES: usize = 3;
 pub enum KubernetesError {
     #[error("deployment {namespace}/{name} does not exist (404); check the target's namespace and deployment")]
     NotFound { namespace: String, name: String },
-    #[error("not allowed to {action} deployment {namespace}/{name} (403): the autoscaler's ServiceAccount needs get and patch on deployments/scale and get on deployments in {namespace}")]
+    #[error("not allowed to {action} deployment {namespace}/{name} (403): the autoscaler's ServiceAccount needs get and patch on deployments/scale, get on deployments, and (for the scrape signal) list on pods in {namespace}")]
     Forbidden {
         action: &'static str,
         namespace: String,
@@ -45,6 +46,7 @@ pub struct Observed {
 
 pub struct KubernetesScaler {
     api: Api<Deployment>,
+    pods: Api<Pod>,
     namespace: String,
     name: String,
     dry_run: bool,
@@ -53,7 +55,8 @@ pub struct KubernetesScaler {
 impl KubernetesScaler {
     pub fn new(client: Client, namespace: &str, name: &str, dry_run: bool) -> KubernetesScaler {
         KubernetesScaler {
-            api: Api::namespaced(client, namespace),
+            api: Api::namespaced(client.clone(), namespace),
+            pods: Api::namespaced(client, namespace),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             dry_run,
@@ -100,6 +103,47 @@ impl KubernetesScaler {
             ready: count(deployment.status.as_ref().and_then(|s| s.ready_replicas)),
             paused,
         })
+    }
+
+    /// `http://POD_IP:port` of the Deployment's ready pods (found by its selector), for the
+    /// scrape signal.
+    pub async fn ready_pod_urls(&self, port: u16) -> Result<Vec<String>, KubernetesError> {
+        let deployment = self
+            .api
+            .get(&self.name)
+            .await
+            .map_err(|e| self.error("get", e))?;
+        let selector = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.as_ref())
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let pods = self
+            .pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| self.error("list the pods of", e))?;
+        Ok(pods
+            .items
+            .iter()
+            .filter_map(|pod| {
+                let status = pod.status.as_ref()?;
+                let ready = status
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                let ip = status.pod_ip.as_ref()?;
+                ready.then(|| format!("http://{ip}:{port}"))
+            })
+            .collect())
     }
 
     /// Sets `spec.replicas` through the scale subresource; `Ok(false)` when nothing was

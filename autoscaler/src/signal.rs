@@ -19,28 +19,37 @@ pub async fn get(url: &str) -> Result<(u16, String), String> {
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// The sum of `weir_inflight_requests` for one model version in an OpenMetrics text.
-pub fn inflight(metrics: &str, model: &str, version: &str) -> f64 {
-    let model_label = format!("model=\"{model}\"");
-    let version_label = format!("version=\"{version}\"");
+/// The sum of `weir_inflight_requests` in an OpenMetrics text, for one model version or (with
+/// `None`) for everything the replica serves.
+pub fn inflight(metrics: &str, only: Option<(&str, &str)>) -> f64 {
+    let labels = only.map(|(model, version)| {
+        (
+            format!("model=\"{model}\""),
+            format!("version=\"{version}\""),
+        )
+    });
     metrics
         .lines()
         .filter(|line| line.starts_with("weir_inflight_requests{"))
-        .filter(|line| line.contains(&model_label) && line.contains(&version_label))
+        .filter(|line| {
+            labels
+                .as_ref()
+                .is_none_or(|(m, v)| line.contains(m.as_str()) && line.contains(v.as_str()))
+        })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
 /// Requests in flight on every replica; a replica that cannot be read makes the whole sample
 /// missing (a partial sum would look like less load and scale down).
-pub async fn scrape(replicas: &[String], model: &str, version: &str) -> Result<f64, String> {
+pub async fn scrape(replicas: &[String], only: Option<(&str, &str)>) -> Result<f64, String> {
     let mut total = 0.0;
     for url in replicas {
         let (status, body) = get(&format!("{url}/metrics")).await?;
         if status != 200 {
             return Err(format!("{url}/metrics answered {status}"));
         }
-        total += inflight(&body, model, version);
+        total += inflight(&body, only);
     }
     Ok(total)
 }
@@ -56,7 +65,8 @@ mod tests {
             weir_inflight_requests{model=\"iris\",version=\"1\"} 7\n\
             weir_inflight_requests{model=\"wine\",version=\"2\"} 9\n\
             weir_queue_depth{model=\"iris\",version=\"2\"} 100\n";
-        assert_eq!(inflight(text, "iris", "2"), 3.0);
-        assert_eq!(inflight(text, "iris", "9"), 0.0);
+        assert_eq!(inflight(text, Some(("iris", "2"))), 3.0);
+        assert_eq!(inflight(text, Some(("iris", "9"))), 0.0);
+        assert_eq!(inflight(text, None), 19.0);
     }
 }

@@ -164,6 +164,31 @@ async fn patch_scale(
     json_response(answer)
 }
 
+/// Pods of every deployment: two ready, one starting (not Ready), one of another app.
+async fn list_pods(
+    Path(namespace): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    let pod = |name: &str, app: &str, ip: &str, ready: &str| {
+        json!({"metadata": {"name": name, "namespace": namespace, "labels": {"app": app}},
+               "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": ready}]}})
+    };
+    let all = [
+        pod("iris-v2-a", "iris-v2", "10.0.0.1", "True"),
+        pod("iris-v2-b", "iris-v2", "10.0.0.2", "True"),
+        pod("iris-v2-c", "iris-v2", "10.0.0.3", "False"),
+        pod("other-a", "other", "10.0.0.9", "True"),
+    ];
+    let items: Vec<&Value> = all
+        .iter()
+        .filter(|p| format!("app={}", p["metadata"]["labels"]["app"].as_str().unwrap()) == selector)
+        .collect();
+    json_response(
+        json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
+}
+
 async fn fake_cluster() -> (Shared, kube::Client) {
     let mut cluster = FakeCluster::default();
     for (name, paused) in [("iris-v2", false), ("paused", true)] {
@@ -188,6 +213,7 @@ async fn fake_cluster() -> (Shared, kube::Client) {
             "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale",
             get(get_scale).patch(patch_scale),
         )
+        .route("/api/v1/namespaces/{namespace}/pods", get(list_pods))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -242,4 +268,12 @@ async fn missing_forbidden_paused_and_dry_run_deployments() {
     assert_eq!(cluster.deployments["paused"].replicas, 2);
     assert_eq!(cluster.deployments["iris-v2"].replicas, 2);
     assert!(cluster.writes.is_empty());
+}
+
+#[tokio::test]
+async fn the_scrape_signal_finds_the_ready_pods_by_the_deployments_selector() {
+    let (_cluster, client) = fake_cluster().await;
+    let scaler = KubernetesScaler::new(client, "ml", "iris-v2", false);
+    let urls = scaler.ready_pod_urls(8080).await.unwrap();
+    assert_eq!(urls, ["http://10.0.0.1:8080", "http://10.0.0.2:8080"]);
 }
