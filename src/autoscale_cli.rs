@@ -22,6 +22,9 @@ pub struct AutoscaleArgs {
     /// Decide and log, but write nothing to Kubernetes.
     #[arg(long, env = "WEIR_DRY_RUN")]
     dry_run: bool,
+    /// Check the autoscaler file, print its targets, and exit.
+    #[arg(long)]
+    check: bool,
     #[command(subcommand)]
     command: Option<AutoscaleCommand>,
 }
@@ -98,6 +101,22 @@ pub async fn run(args: AutoscaleArgs) -> anyhow::Result<()> {
             if let Some(path) = svg {
                 std::fs::write(&path, simulate::svg(&steps, &trace.metric))
                     .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
+        }
+        None if args.check => {
+            for target in &file.target {
+                let policy = &target.policy;
+                println!(
+                    "{}: {:?} on {:?}, {} target {} per replica, {}..{} replicas",
+                    target.name,
+                    target.scaler,
+                    target.signal,
+                    policy.metric,
+                    policy.target,
+                    policy.min_replicas,
+                    policy.max_replicas
+                );
             }
             Ok(())
         }

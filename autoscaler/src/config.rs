@@ -134,13 +134,6 @@ impl AutoscalerFile {
                 .policy
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("target '{}': {e}", target.name)))?;
-            if matches!(target.scaler, Scaler::Kubernetes { .. }) && target.signal == Signal::Scrape
-            {
-                return invalid(format!(
-                    "target '{}': the scrape signal reads local replicas; Kubernetes targets use a prometheus signal",
-                    target.name
-                ));
-            }
             if target.policy.metric == "rps" && target.signal == Signal::Scrape {
                 return invalid(format!(
                     "target '{}': scraping measures concurrency; use a prometheus signal for rps",
@@ -186,11 +179,6 @@ mod tests {
         for (from, to, expected) in [
             ("max_replicas = 20", "max_replicas = 0", "min_replicas"),
             ("kind = \"local\"", "kind = \"docker\"", "unknown variant"),
-            (
-                "kind = \"prometheus\"",
-                "kind = \"scrape\"",
-                "Kubernetes targets",
-            ),
             ("name = \"iris-v1\"", "name = \"iris-v2\"", "two targets"),
         ] {
             let err = AutoscalerFile::parse(&EXAMPLE.replacen(from, to, 1))
