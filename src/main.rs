@@ -211,13 +211,21 @@ async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
     // The registry and tracking share one database. The PostgreSQL driver blocks, and must not
     // do so on an async worker.
     let url = args.db.clone();
+    // The same tokens guard tracking: a token names a user for the registry; here it only
+    // has to be valid.
+    let tracking_tokens = tokens
+        .as_ref()
+        .map(|tokens| tokens.keys().cloned().collect());
     let (store, tracking) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let db = std::sync::Arc::new(weir_sql::Database::open(&url)?);
         let store = weir_registry::Store::new(db.clone())?;
         let tracking = weir_tracking::TrackingStore::new(db)?;
         Ok((
             store,
-            std::sync::Arc::new(weir_tracking::Tracking { store: tracking }),
+            std::sync::Arc::new(weir_tracking::Tracking {
+                store: tracking,
+                tokens: tracking_tokens,
+            }),
         ))
     })
     .await?

@@ -23,6 +23,38 @@ use crate::TrackingError;
 
 pub struct Tracking {
     pub store: TrackingStore,
+    /// Bearer tokens that may use the API (the same file the registry uses); `None` leaves it
+    /// open, the local default.
+    pub tokens: Option<std::collections::HashSet<String>>,
+}
+
+/// With tokens configured, every call needs `Authorization: Bearer TOKEN` (401 UNAUTHENTICATED
+/// otherwise, as the registry answers).
+async fn require_token(
+    State(tracking): State<Arc<Tracking>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(tokens) = &tracking.tokens {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|token| tokens.contains(token)) {
+            let body = json!({
+                "error_code": "UNAUTHENTICATED",
+                "message": "a valid bearer token is required (Authorization: Bearer …)",
+            });
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 pub struct ApiError(TrackingError);
@@ -821,6 +853,10 @@ pub fn router(tracking: Arc<Tracking>) -> Router {
             &format!("{api}/logged-models/{{model_id}}/params"),
             post(log_logged_model_params),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            tracking.clone(),
+            require_token,
+        ))
         .with_state(tracking)
 }
 

@@ -6,17 +6,33 @@ use tower::ServiceExt;
 use super::*;
 
 fn app() -> (Router, weir_sql::testing::TestDatabase) {
+    app_with_tokens(None)
+}
+
+fn app_with_tokens(
+    tokens: Option<std::collections::HashSet<String>>,
+) -> (Router, weir_sql::testing::TestDatabase) {
     let db = weir_sql::testing::sqlite("t_api");
     let store = TrackingStore::open(&db.url).unwrap();
-    (router(Arc::new(Tracking { store })), db)
+    (router(Arc::new(Tracking { store, tokens })), db)
 }
 
 async fn call(app: &Router, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .body(Body::from(body.to_owned()))
-        .unwrap();
+    call_as(app, None, method, path, body).await
+}
+
+async fn call_as(
+    app: &Router,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Body::from(body.to_owned())).unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -189,4 +205,21 @@ async fn client_mistakes_are_4xx_with_mlflow_codes() {
         );
         assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+}
+
+#[tokio::test]
+async fn with_tokens_configured_every_call_needs_one() {
+    let tokens = ["s3cret".to_owned()].into_iter().collect();
+    let (app, _db) = app_with_tokens(Some(tokens));
+    let path = "/api/2.0/mlflow/experiments/get?experiment_id=0";
+    for token in [None, Some("wrong")] {
+        let (status, answer) = call_as(&app, token, "GET", path, "").await;
+        assert_eq!(
+            (status, answer["error_code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED"))
+        );
+    }
+    let (status, answer) = call_as(&app, Some("s3cret"), "GET", path, "").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["experiment"]["name"], "Default");
 }
