@@ -6,27 +6,15 @@
 
 mod common;
 
-use common::{scratch, wait_for, Process};
+use common::{scratch, wait_for};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn weir(args: &[&str], dir: &Path) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let address = common::announced_address(&mut child);
-    (Process(child), address)
-}
 
 fn mlp_request() -> Vec<u8> {
     let data = vec!["0.5"; 256].join(",");
@@ -58,7 +46,7 @@ fn replicas_follow_the_load_from_zero_and_back_without_failures() {
         "[[route]]\nmodel = \"mlp\"\n[[route.backend]]\nversion = \"1\"\nendpoints = []\nweight = 100\n",
     )
     .unwrap();
-    let (_router, router) = weir(
+    let (_router, router) = common::start_weir(
         &["route", "--config", "routes.toml", "--http-port", "0"],
         &dir,
     );
@@ -79,7 +67,7 @@ policy = {{ metric = "concurrency", target = 2, min_replicas = 0, max_replicas =
         ),
     )
     .unwrap();
-    let (_autoscaler, autoscaler) = weir(
+    let (_autoscaler, autoscaler) = common::start_weir(
         &[
             "autoscale",
             "--config",
@@ -235,11 +223,11 @@ fn the_prometheus_signal_reads_real_replicas_through_a_real_prometheus() {
     )
     .unwrap();
     let repo = repo.to_str().unwrap().to_owned();
-    let (_a, a) = weir(
+    let (_a, a) = common::start_weir(
         &["serve", "--http-port", "0", "--model-repository", &repo],
         &dir,
     );
-    let (_b, b) = weir(
+    let (_b, b) = common::start_weir(
         &["serve", "--http-port", "0", "--model-repository", &repo],
         &dir,
     );

@@ -10,7 +10,7 @@ use common::{scratch, wait_for, Process};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,33 +35,27 @@ fn iris_repository(dir: &Path, version: u32) -> PathBuf {
 
 /// A `weir serve` on a free port, ready; its address.
 fn serve(repo: &Path) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["serve", "--http-port", "0", "--model-repository"])
-        .arg(repo)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let address = common::announced_address(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while common::get(&address, "/v2/health/ready").0 != 200 {
-        assert!(Instant::now() < deadline, "weir serve never became ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Process(child), address)
+    let repo = repo.to_str().unwrap();
+    let (process, address) = common::start_weir(
+        &["serve", "--http-port", "0", "--model-repository", repo],
+        Path::new("."),
+    );
+    wait_for("weir serve to be ready", 30, || {
+        common::get(&address, "/v2/health/ready").0 == 200
+    });
+    (process, address)
 }
 
 fn start_router(config: &Path, extra: &[&str]) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["route", "--http-port", "0", "--config"])
-        .arg(config)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let address = common::announced_address(&mut child);
-    (Process(child), address)
+    let mut args = vec![
+        "route",
+        "--http-port",
+        "0",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    common::start_weir(&args, Path::new("."))
 }
 
 fn routes_file(dir: &Path, body: &str) -> PathBuf {

@@ -58,3 +58,27 @@ impl HttpClient {
         Ok((status, body))
     }
 }
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for query values.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn queries_are_encoded() {
+        assert_eq!(
+            super::percent_encode("sum(x{a=\"b c\"})"),
+            "sum%28x%7Ba%3D%22b%20c%22%7D%29"
+        );
+        assert_eq!(super::percent_encode("iris-v2_1.~"), "iris-v2_1.~");
+    }
+}

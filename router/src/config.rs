@@ -48,7 +48,7 @@ pub struct RoutesFile {
     pub route: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub request_timeout_ms: u64,

@@ -59,7 +59,7 @@ impl Router {
     ) -> Result<Arc<Router>, ConfigError> {
         let file = RoutesFile::load(config_path)?;
         let state_path = state_path.unwrap_or_else(|| default_state_path(config_path));
-        let mut table = RouteTable::build(&file.route, file.settings.clone(), None);
+        let mut table = RouteTable::build(&file.route, file.settings, None);
         for (model, weights) in state::load(&state_path, &file) {
             table = table.with_weights(&model, &weights);
         }
@@ -172,7 +172,7 @@ impl Router {
             Ok(file) => {
                 let _guard = self.admin.lock().await;
                 let previous = self.table.load_full();
-                let table = RouteTable::build(&file.route, file.settings.clone(), Some(&previous));
+                let table = RouteTable::build(&file.route, file.settings, Some(&previous));
                 self.metrics.set_weights(&table);
                 state::save(&self.state_path, &file, &table);
                 self.table.store(Arc::new(table));

@@ -7,15 +7,7 @@ use serde_json::Value;
 /// The first sample of an instant query; `None` when it has no data (or NaN). Errors say what
 /// went wrong in words a log reader understands.
 pub async fn query(server: &str, promql: &str) -> Result<Option<f64>, String> {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = weir_http::percent_encode(promql);
     let url = format!(
         "{}/api/v1/query?query={encoded}",
         server.trim_end_matches('/')

@@ -355,7 +355,7 @@ impl Router {
     /// once more to another replica: inference has no side effects, so a second try is safe.
     /// Timeouts and error answers are not retried.
     pub async fn send(&self, pool: &Pool, outgoing: &Outgoing) -> Result<Response, Failure> {
-        let settings = self.table.load().settings.clone();
+        let settings = self.table.load().settings;
         let timeout = Duration::from_millis(settings.request_timeout_ms);
         let ejection_base = Duration::from_millis(settings.ejection_base_ms);
         if pool.endpoints().is_empty() {

@@ -385,7 +385,7 @@ impl RouteTable {
             .collect();
         RouteTable {
             routes,
-            settings: self.settings.clone(),
+            settings: self.settings,
         }
     }
 }

@@ -148,6 +148,22 @@ impl Drop for Process {
     }
 }
 
+/// A `weir` child (run in `dir`) that announces an address on its first line; that address.
+pub fn start_weir<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    dir: &std::path::Path,
+) -> (Process, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = announced_address(&mut child);
+    (Process(child), address)
+}
+
 /// A fresh folder for one test.
 pub fn scratch(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("weir-{tag}-{}", std::process::id()));

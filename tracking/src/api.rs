@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::filter::{Filter, OrderBy};
-use crate::store::{KeyValue, Metric, ModelOutput, NewRun, TrackingStore, ViewType};
+use crate::store::{now_ms, KeyValue, Metric, ModelOutput, NewRun, TrackingStore, ViewType};
 use crate::TrackingError;
 
 pub struct Tracking {
@@ -439,12 +439,6 @@ async fn run_lifecycle(t: Arc<Tracking>, bytes: Bytes, deleted: bool) -> Answer 
     let id = run_id(request.run_id, request.run_uuid)?;
     blocking(&t, move |s| s.set_run_lifecycle(&id, deleted)).await?;
     ok(json!({}))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[derive(Deserialize)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use weir_http::HttpClient;
+use weir_http::{percent_encode, HttpClient};
 
-use crate::store::{KeyValue, Metric, MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS};
+use crate::store::{now_ms, KeyValue, Metric, MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -244,21 +244,4 @@ fn string(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -137,7 +137,8 @@ const LOGGED_MODELS: Schema = Schema {
     tags: Some("logged_model_tags"),
 };
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, MLflow's timestamps.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
