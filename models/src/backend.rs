@@ -22,6 +22,12 @@ pub trait Backend: Send + Sync {
     fn sequence_length(&self, _inputs: &[Tensor]) -> Option<usize> {
         None
     }
+
+    /// The output whose rows a KServe V1 `:predict` answers with, when not all of them: a
+    /// classifier with labels answers its labels, as KServe's sklearn server answers `predict`.
+    fn v1_predictions(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Why a model could not be loaded or could not answer.

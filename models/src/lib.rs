@@ -4,9 +4,9 @@
 //! part speaks (datatypes, tensors, signatures), [`backend`] is the one small trait a model
 //! implementation must satisfy, [`onnx`] implements it on ONNX Runtime, and [`repository`] reads
 //! a Triton-style model repository from disk; [`safetensors`] implements the trait on candle for
-//! native networks described by a manifest and for BERT-family sentence encoders. [`safetensors`] implements it on candle for native
-//! networks described by a manifest and for BERT-family sentence encoders. Nothing here knows about HTTP; the runtime crate
-//! turns protocol requests into [`format::Tensor`]s and calls a [`backend::Backend`].
+//! native networks described by a manifest and for BERT-family sentence encoders. Nothing here
+//! knows about HTTP; the runtime crate turns protocol requests into [`format::Tensor`]s and calls
+//! a [`backend::Backend`].
 
 pub mod backend;
 pub mod digest;

@@ -93,6 +93,123 @@ fn a_hand_computed_network_gives_the_hand_computed_answer() {
     );
 }
 
+/// One linear layer 2 → 3 whose output is x0, x1 and x0 + x1 (identity-like), for checking
+/// the scalers and labels by hand.
+fn three_way(manifest_tail: &str) -> PathBuf {
+    let dir = temp_dir(&format!("three-{}", manifest_tail.len()));
+    let manifest = format!("architecture = \"linear\"\nlayers = [2, 3]\n{manifest_tail}");
+    write_model(
+        &dir,
+        &manifest,
+        &[("0.weight", vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2])],
+    );
+    dir
+}
+
+fn outputs(model: &dyn Backend, values: Vec<f32>, names: &[&str]) -> Vec<Tensor> {
+    let rows = values.len() / 2;
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    model
+        .infer(
+            vec![Tensor::new(
+                "input",
+                vec![rows, 2],
+                TensorData::Fp32(values),
+            )],
+            &names,
+        )
+        .unwrap()
+}
+
+#[test]
+fn scalers_standardise_inputs_and_restore_outputs() {
+    // inputs: ((x - mean) / scale) = ((x0 - 1) / 2, (x1 + 1) / 4)
+    let dir = three_way("[scaler]\nmean = [1.0, -1.0]\nscale = [2.0, 4.0]\n");
+    let model = load(&dir).unwrap();
+    assert_eq!(run(model.as_ref(), 1, vec![5.0, 3.0]), [2.0, 1.0, 3.0]);
+    // outputs: y * scale + mean, per column.
+    let dir = three_way("[output_scaler]\nmean = [10.0, 20.0, 30.0]\nscale = [1.0, 2.0, 0.5]\n");
+    let model = load(&dir).unwrap();
+    assert_eq!(run(model.as_ref(), 1, vec![2.0, 4.0]), [12.0, 28.0, 33.0]);
+}
+
+#[test]
+fn labelled_models_answer_a_label_output_and_v1_uses_it() {
+    let dir = three_way("labels = [\"small\", \"large\", \"sum\"]\n");
+    let model = load(&dir).unwrap();
+    let signature = model.signature();
+    assert_eq!(signature.outputs.len(), 2);
+    assert_eq!(signature.outputs[1].name, "label");
+    assert_eq!(signature.outputs[1].datatype, DataType::Bytes);
+    assert_eq!(model.v1_predictions(), Some("label"));
+    // Rows (3, -1) → scores (3, -1, 2): "small"; (-1, 5) → (-1, 5, 4): "large";
+    // (1, 1) → (1, 1, 2): "sum".
+    let answer = outputs(
+        model.as_ref(),
+        vec![3.0, -1.0, -1.0, 5.0, 1.0, 1.0],
+        &["label", "output"],
+    );
+    assert_eq!(answer[0].shape, [3]);
+    assert_eq!(
+        answer[0].data,
+        TensorData::Bytes(vec![b"small".to_vec(), b"large".to_vec(), b"sum".to_vec()])
+    );
+    assert_eq!(answer[1].shape, [3, 3]);
+    // All outputs when none are named, main output first.
+    let all = outputs(model.as_ref(), vec![3.0, -1.0], &[]);
+    assert_eq!(
+        all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["output", "label"]
+    );
+    // Integer labels come back as INT64.
+    let dir = three_way("labels = [7, 8, 9]\n");
+    let model = load(&dir).unwrap();
+    assert_eq!(model.signature().outputs[1].datatype, DataType::Int64);
+    let answer = outputs(model.as_ref(), vec![-1.0, 5.0], &["label"]);
+    assert_eq!(answer[0].data, TensorData::Int64(vec![8]));
+    // One sigmoid output and two labels: the label is whether it reaches one half.
+    let dir = temp_dir("binary");
+    write_model(
+        &dir,
+        "architecture = \"logistic\"\nlayers = [2, 1]\nlabels = [\"no\", \"yes\"]\n",
+        &[("0.weight", vec![1.0, 0.0], &[1, 2])],
+    );
+    let model = load(&dir).unwrap();
+    let answer = outputs(model.as_ref(), vec![-2.0, 0.0, 2.0, 0.0], &["label"]);
+    assert_eq!(
+        answer[0].data,
+        TensorData::Bytes(vec![b"no".to_vec(), b"yes".to_vec()])
+    );
+    // Without labels, V1 answers every output.
+    assert_eq!(load(&three_way("")).unwrap().v1_predictions(), None);
+}
+
+#[test]
+fn manifests_written_by_code_read_back_the_same() {
+    use weir_models::safetensors::{Architecture, InputSpec, Labels, Manifest, Scaler};
+    let manifest = Manifest {
+        architecture: Architecture::Mlp,
+        layers: vec![2, 4, 3],
+        activation: None,
+        output: None,
+        input: InputSpec {
+            name: "features".to_owned(),
+            datatype: "FP32".to_owned(),
+        },
+        output_name: "probabilities".to_owned(),
+        features: vec!["a".to_owned(), "b".to_owned()],
+        labels: Some(Labels::Names(vec!["x".into(), "y".into(), "z".into()])),
+        scaler: Some(Scaler {
+            mean: vec![0.1, -3.25],
+            scale: vec![1.0 / 3.0, 2.0],
+        }),
+        output_scaler: None,
+    };
+    let dir = temp_dir("roundtrip");
+    std::fs::write(dir.join("weir.toml"), manifest.to_toml().unwrap()).unwrap();
+    assert_eq!(Manifest::read(&dir.join("weir.toml")).unwrap(), manifest);
+}
+
 #[test]
 fn every_manifest_and_weight_problem_names_what_is_wrong() {
     let dir = temp_dir("errors");
@@ -144,6 +261,36 @@ fn every_manifest_and_weight_problem_names_what_is_wrong() {
             format!("{TINY}colour = \"blue\"\n"),
             tiny_tensors(),
             "unknown field `colour`",
+        ),
+        (
+            format!("{TINY}features = [\"a\", \"b\", \"c\"]\n"),
+            tiny_tensors(),
+            "features names 3 columns but the first layer takes 2",
+        ),
+        (
+            format!("{TINY}[scaler]\nmean = [0.0]\nscale = [1.0]\n"),
+            tiny_tensors(),
+            "scaler needs 2 means and scales (one per column); found 1 and 1",
+        ),
+        (
+            format!("{TINY}[scaler]\nmean = [0.0, 0.0]\nscale = [1.0, 0.0]\n"),
+            tiny_tensors(),
+            "scaler.scale holds 0; scales must be positive and finite",
+        ),
+        (
+            format!("{TINY}[output_scaler]\nmean = [0.0, 1.0]\nscale = [1.0, 1.0]\n"),
+            tiny_tensors(),
+            "output_scaler needs 1 means and scales",
+        ),
+        (
+            format!("{TINY}labels = [\"a\", \"b\", \"c\"]\n"),
+            tiny_tensors(),
+            "labels holds 3 classes but the model has 1",
+        ),
+        (
+            TINY.replace("\"none\"", "\"sigmoid\"") + "labels = [\"a\", \"a\"]\n",
+            tiny_tensors(),
+            "labels holds the same class twice",
         ),
     ];
     for (manifest, tensors, message) in cases.drain(..) {

@@ -417,7 +417,10 @@ async fn v1_predict(
     Ok(observed(&loaded, arrived, async {
         let body = read_body(&headers, body, app.config.max_body_bytes).await?;
         let inputs = v1::decode_predict(&body, loaded.backend.signature())?;
-        let names = loaded.backend.signature().select_outputs([])?;
+        let names = loaded
+            .backend
+            .signature()
+            .select_outputs(loaded.backend.v1_predictions())?;
         let outputs = run_model(&loaded, inputs, names, arrived).await?;
         Ok(json_response(
             StatusCode::OK,

@@ -15,7 +15,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor as CandleTensor};
 
 pub use bert::SentenceEncoder;
-pub use native::{Manifest, NativeNetwork};
+pub use native::{
+    Activation, Architecture, InputSpec, Labels, Manifest, NativeNetwork, OutputFunction, Scaler,
+    LABEL_OUTPUT,
+};
 
 use crate::backend::BackendError;
 
