@@ -30,6 +30,7 @@ impl ClientError {
 pub struct TrackingClient {
     base: String,
     user: Option<String>,
+    token: Option<String>,
     http: HttpClient,
 }
 
@@ -39,8 +40,16 @@ impl TrackingClient {
         TrackingClient {
             base: base.trim_end_matches('/').to_owned(),
             user,
+            token: None,
             http: HttpClient::default(),
         }
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` instead of the user name, for servers started with
+    /// `--tokens` (the token names the user there).
+    pub fn with_token(mut self, token: String) -> TrackingClient {
+        self.token = Some(token);
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -49,13 +58,14 @@ impl TrackingClient {
 
     async fn call(&self, method: &str, path: &str, body: Bytes) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        let basic = self
-            .user
-            .as_ref()
-            .map(|user| format!("Basic {}", base64::encode(format!("{user}:"))));
+        let authorization = match (&self.token, &self.user) {
+            (Some(token), _) => Some(format!("Bearer {token}")),
+            (None, Some(user)) => Some(format!("Basic {}", base64::encode(format!("{user}:")))),
+            (None, None) => None,
+        };
         let mut headers = vec![("content-type", "application/json")];
-        if let Some(basic) = &basic {
-            headers.push(("authorization", basic.as_str()));
+        if let Some(authorization) = &authorization {
+            headers.push(("authorization", authorization.as_str()));
         }
         let (status, bytes) = self
             .http

@@ -138,7 +138,7 @@ const LOGGED_MODELS: Schema = Schema {
 };
 
 /// Milliseconds since the Unix epoch, MLflow's timestamps.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -122,6 +122,25 @@ impl RegistryClient {
             )
             .await?;
         }
+        self.create_version(
+            name,
+            &format!("mlflow-artifacts:/{artifact}"),
+            None,
+            description,
+        )
+        .await
+    }
+
+    /// Registers files already on the server (`mlflow-artifacts:/…`, e.g. a run's artifacts),
+    /// creating the registered model when it does not exist yet; `run_id` links the version
+    /// to the run that produced it. Returns the new version.
+    pub async fn create_version(
+        &self,
+        name: &str,
+        source: &str,
+        run_id: Option<&str>,
+        description: &str,
+    ) -> Result<Value, ClientError> {
         match self
             .post(
                 "/api/2.0/mlflow/registered-models/create",
@@ -136,7 +155,7 @@ impl RegistryClient {
         let created = self
             .post(
                 "/api/2.0/mlflow/model-versions/create",
-                json!({ "name": name, "source": format!("mlflow-artifacts:/{artifact}"), "description": description }),
+                json!({ "name": name, "source": source, "run_id": run_id, "description": description }),
             )
             .await?;
         Ok(created["model_version"].clone())

@@ -1,0 +1,315 @@
+//! One `weir train` job: read, train, write the version folder, and — with a tracking server —
+//! record the run and register the version, the way `mlflow.start_run()` + `log_model` +
+//! `register_model` would.
+//!
+//! The order is chosen so a failure costs as little as possible: the data and flags are checked
+//! before anything remote is touched, and once a run exists every later failure marks it FAILED
+//! rather than leaving it RUNNING forever.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use weir_registry::client::{Identity, RegistryClient};
+use weir_tracking::store::{now_ms, KeyValue, Metric};
+use weir_tracking::TrackingClient;
+
+use crate::data::{read_csv, Columns, Target, Task};
+use crate::trainer::{EpochReport, TrainConfig, Trainer};
+use crate::TrainError;
+
+/// The tracking server (which, for `weir registry`, is also the model registry).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub tracking_uri: String,
+    pub experiment: String,
+    /// `None` lets the server pick a name.
+    pub run_name: Option<String>,
+    pub identity: Identity,
+    /// Registers the trained model under this name, linked to the run.
+    pub register: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub data: PathBuf,
+    pub columns: Columns,
+    pub config: TrainConfig,
+    pub out: PathBuf,
+    pub remote: Option<Remote>,
+}
+
+/// What happened, for the caller to show.
+pub enum Event<'a> {
+    Started {
+        task: Task,
+        /// Classes for classification, 0 for regression.
+        classes: usize,
+        train_rows: usize,
+        validation_rows: usize,
+        run_id: Option<&'a str>,
+    },
+    Epoch(&'a EpochReport),
+}
+
+/// The tracking run a job recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub experiment_id: String,
+    pub artifact_uri: String,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub task: Task,
+    pub history: Vec<EpochReport>,
+    /// The files written into the version folder.
+    pub files: Vec<PathBuf>,
+    pub run: Option<RunInfo>,
+    /// The registry's `model_version`, when one was registered.
+    pub version: Option<Value>,
+}
+
+/// Where the model files go inside the run's artifacts (MLflow's customary `model`).
+const ARTIFACT_PATH: &str = "model";
+
+/// Runs the job. Training is CPU work done between awaits on the caller's runtime: a CLI job
+/// has nothing else to schedule, and each epoch's metrics are sent as soon as it ends.
+pub async fn run(job: Job, on_event: &mut dyn FnMut(Event)) -> Result<Outcome, TrainError> {
+    let dataset = read_csv(&job.data, &job.columns)?;
+    let mut trainer = Trainer::new(&dataset, job.config.clone())?;
+    let remote = match &job.remote {
+        Some(remote) => Some(Tracked::start(remote, &job, &dataset.target, &trainer).await?),
+        None => None,
+    };
+    let (train_rows, validation_rows) = trainer.sizes();
+    on_event(Event::Started {
+        task: trainer.task(),
+        classes: match &dataset.target {
+            Target::Classes { labels, .. } => labels.len(),
+            Target::Values(_) => 0,
+        },
+        train_rows,
+        validation_rows,
+        run_id: remote.as_ref().map(|r| r.run.run_id.as_str()),
+    });
+    let task = trainer.task();
+    let finished = async {
+        let mut history = Vec::with_capacity(job.config.epochs);
+        while !trainer.finished() {
+            let report = trainer.epoch()?;
+            on_event(Event::Epoch(&report));
+            if let Some(tracked) = &remote {
+                tracked.log_epoch(&report).await?;
+            }
+            history.push(report);
+        }
+        let files = trainer.into_model()?.write(&job.out)?;
+        let version = match &remote {
+            Some(tracked) => tracked.publish(&files).await?,
+            None => None,
+        };
+        Ok::<_, TrainError>((history, files, version))
+    }
+    .await;
+    let Some(tracked) = remote else {
+        let (history, files, _) = finished?;
+        return Ok(Outcome {
+            task,
+            history,
+            files,
+            run: None,
+            version: None,
+        });
+    };
+    match finished {
+        Ok((history, files, version)) => {
+            tracked.end("FINISHED").await?;
+            Ok(Outcome {
+                task,
+                history,
+                files,
+                run: Some(tracked.run),
+                version,
+            })
+        }
+        Err(err) => {
+            // The original failure is what the user needs; a failure to mark the run is not.
+            let _ = tracked.end("FAILED").await;
+            Err(err)
+        }
+    }
+}
+
+/// A run being recorded.
+struct Tracked {
+    tracking: TrackingClient,
+    registry: RegistryClient,
+    register: Option<String>,
+    run: RunInfo,
+}
+
+fn remote_error(what: &str, err: impl std::fmt::Display) -> TrainError {
+    TrainError::Remote(format!("{what}: {err}"))
+}
+
+impl Tracked {
+    /// Creates the run with the job's parameters and tags.
+    async fn start(
+        remote: &Remote,
+        job: &Job,
+        target: &Target,
+        trainer: &Trainer,
+    ) -> Result<Tracked, TrainError> {
+        let uri = remote.tracking_uri.as_str();
+        let tracking = match &remote.identity {
+            Identity::User(user) => TrackingClient::new(uri, Some(user.clone())),
+            Identity::Token(token) => TrackingClient::new(uri, None).with_token(token.clone()),
+        };
+        let registry = RegistryClient::new(uri, remote.identity.clone());
+        let experiment_id = tracking
+            .experiment_id(&remote.experiment)
+            .await
+            .map_err(|e| remote_error("cannot open the experiment", e))?;
+        let digest = file_sha256(&job.data)?;
+        let mut tags = vec![
+            KeyValue::new("mlflow.source.name", "weir train"),
+            KeyValue::new("mlflow.source.type", "LOCAL"),
+            KeyValue::new("weir.task", trainer.task().as_str()),
+            KeyValue::new("weir.data.sha256", &digest),
+        ];
+        if let Identity::User(user) = &remote.identity {
+            tags.push(KeyValue::new("mlflow.user", user));
+        }
+        let run = tracking
+            .create_run(
+                &experiment_id,
+                remote.run_name.as_deref().unwrap_or(""),
+                &tags,
+            )
+            .await
+            .map_err(|e| remote_error("cannot create the run", e))?;
+        let info = &run["info"];
+        let run = RunInfo {
+            run_id: text(&info["run_id"]),
+            experiment_id,
+            artifact_uri: text(&info["artifact_uri"]),
+        };
+        let tracked = Tracked {
+            tracking,
+            registry,
+            register: remote.register.clone(),
+            run,
+        };
+        let params = parameters(job, target, trainer, &digest);
+        if let Err(err) = tracked
+            .tracking
+            .log_batch(&tracked.run.run_id, &[], &params, &[])
+            .await
+        {
+            let _ = tracked.end("FAILED").await;
+            return Err(remote_error("cannot log the parameters", err));
+        }
+        Ok(tracked)
+    }
+
+    async fn log_epoch(&self, report: &EpochReport) -> Result<(), TrainError> {
+        let timestamp = now_ms();
+        let metrics: Vec<Metric> = report
+            .metrics
+            .iter()
+            .map(|(key, value)| Metric {
+                key: (*key).to_owned(),
+                value: *value,
+                timestamp,
+                step: report.epoch as i64,
+            })
+            .collect();
+        self.tracking
+            .log_batch(&self.run.run_id, &metrics, &[], &[])
+            .await
+            .map_err(|e| remote_error("cannot log metrics", e))
+    }
+
+    /// Uploads the version folder as the run's `model` artifacts and registers it from there.
+    async fn publish(&self, files: &[PathBuf]) -> Result<Option<Value>, TrainError> {
+        let root = format!(
+            "{}/{ARTIFACT_PATH}",
+            self.run.artifact_uri.trim_end_matches('/')
+        );
+        for file in files {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.tracking
+                .upload_artifact(&root, file, &name)
+                .await
+                .map_err(|e| remote_error("cannot upload the model files", e))?;
+        }
+        let Some(name) = &self.register else {
+            return Ok(None);
+        };
+        let description = format!("trained by weir train (run {})", self.run.run_id);
+        let version = self
+            .registry
+            .create_version(name, &root, Some(&self.run.run_id), &description)
+            .await
+            .map_err(|e| remote_error(&format!("cannot register '{name}'"), e))?;
+        Ok(Some(version))
+    }
+
+    async fn end(&self, status: &str) -> Result<(), TrainError> {
+        self.tracking
+            .end_run(&self.run.run_id, status)
+            .await
+            .map_err(|e| remote_error("cannot end the run", e))
+    }
+}
+
+/// Everything needed to reproduce the run, as MLflow params (strings).
+fn parameters(job: &Job, target: &Target, trainer: &Trainer, digest: &str) -> Vec<KeyValue> {
+    let config = &job.config;
+    let (train_rows, validation_rows) = trainer.sizes();
+    let mut params = vec![
+        KeyValue::new("data", job.data.display().to_string()),
+        KeyValue::new("data_sha256", digest),
+        KeyValue::new("target", &job.columns.target),
+        KeyValue::new("task", trainer.task().as_str()),
+        KeyValue::new("model", config.model.as_str()),
+        KeyValue::new("epochs", config.epochs.to_string()),
+        KeyValue::new("lr", config.learning_rate.to_string()),
+        KeyValue::new("batch_size", config.batch_size.to_string()),
+        KeyValue::new("val_split", config.val_split.to_string()),
+        KeyValue::new("seed", config.seed.to_string()),
+        KeyValue::new("optimizer", "AdamW"),
+        KeyValue::new("train_rows", train_rows.to_string()),
+        KeyValue::new("val_rows", validation_rows.to_string()),
+        KeyValue::new("features", trainer.features().join(",")),
+    ];
+    if config.model == crate::ModelKind::Mlp {
+        let hidden: Vec<String> = config.hidden.iter().map(usize::to_string).collect();
+        params.push(KeyValue::new("hidden", hidden.join(",")));
+    }
+    if let Target::Classes { labels, .. } = target {
+        params.push(KeyValue::new("classes", labels.len().to_string()));
+    }
+    // MLflow caps a param value at 6,000 characters; a very wide table keeps only the count.
+    for param in &mut params {
+        if param.value.chars().count() > 6000 {
+            param.value = format!("({} characters, not logged)", param.value.len());
+        }
+    }
+    params
+}
+
+fn file_sha256(path: &Path) -> Result<String, TrainError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| TrainError::Data(format!("{}: cannot read: {e}", path.display())))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
