@@ -125,7 +125,7 @@ pub fn read_csv(path: &Path, columns: &Columns) -> Result<Dataset, TrainError> {
     } else {
         columns.features.clone()
     };
-    if features.iter().any(|f| *f == columns.target) {
+    if features.contains(&columns.target) {
         return Err(bad(format!(
             "'{}' is the target; it cannot also be a feature",
             columns.target
