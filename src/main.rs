@@ -5,6 +5,7 @@ mod models_cli;
 mod output;
 mod route_cli;
 mod runs_cli;
+mod train_cli;
 mod up;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     Canary(route_cli::CanaryArgs),
     /// Scale model versions on their load; `simulate` tries a policy on a trace.
     Autoscale(autoscale_cli::AutoscaleArgs),
+    /// Train a tabular model from a CSV (candle), track the run, register the version.
+    Train(train_cli::TrainArgs),
     /// The whole stack on this machine (registry, router, autoscaled replicas); --demo to try it.
     Up(up::UpArgs),
 }
@@ -323,6 +326,7 @@ fn main() -> std::process::ExitCode {
                     Command::Canary(args) => route_cli::canary(args).await,
                     Command::Autoscale(args) => autoscale_cli::run(args).await,
                     Command::Up(args) => up::run(args).await,
+                    Command::Train(args) => train_cli::run(args).await,
                 }
             })
         });

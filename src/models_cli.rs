@@ -113,15 +113,19 @@ fn approval_line(status: &Value) -> String {
     )
 }
 
-pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
-    let identity = match (args.token, args.acting_as) {
+/// Who the caller is: a token when given, else `--as`, else the login name.
+pub fn identity(token: Option<String>, acting_as: Option<String>) -> Identity {
+    match (token, acting_as) {
         (Some(token), _) => Identity::Token(token),
         (None, Some(user)) => Identity::User(user),
         (None, None) => {
             Identity::User(std::env::var("USER").unwrap_or_else(|_| "anonymous".to_owned()))
         }
-    };
-    let client = RegistryClient::new(&args.registry, identity);
+    }
+}
+
+pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
+    let client = RegistryClient::new(&args.registry, identity(args.token, args.acting_as));
     let json = matches!(args.output, Output::Json);
     let print = crate::output::json;
     let shared = &client;

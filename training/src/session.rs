@@ -168,6 +168,14 @@ impl Tracked {
             Identity::Token(token) => TrackingClient::new(uri, None).with_token(token.clone()),
         };
         let registry = RegistryClient::new(uri, remote.identity.clone());
+        // Before any work: a name the registry refuses, or a caller it does not accept, should
+        // not cost a whole training.
+        if let Some(name) = &remote.register {
+            registry
+                .ensure_model(name)
+                .await
+                .map_err(|e| remote_error(&format!("cannot register '{name}'"), e))?;
+        }
         let experiment_id = tracking
             .experiment_id(&remote.experiment)
             .await

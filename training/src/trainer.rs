@@ -390,7 +390,10 @@ impl TrainedModel {
         let weights = dir.join("model.safetensors");
         candle_core::safetensors::save(&self.tensors, &weights).map_err(|e| io(&weights, &e))?;
         let manifest = dir.join("weir.toml");
-        let text = self.manifest.to_toml().map_err(|e| io(&manifest, &e))?;
+        let text = format!(
+            "# Written by `weir train`; `weir serve` loads this folder as it is.\n{}",
+            self.manifest.to_toml().map_err(|e| io(&manifest, &e))?
+        );
         std::fs::write(&manifest, text).map_err(|e| io(&manifest, &e))?;
         Ok(vec![weights, manifest])
     }

@@ -141,17 +141,7 @@ impl RegistryClient {
         run_id: Option<&str>,
         description: &str,
     ) -> Result<Value, ClientError> {
-        match self
-            .post(
-                "/api/2.0/mlflow/registered-models/create",
-                json!({ "name": name }),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(ClientError::Refused { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => {}
-            Err(err) => return Err(err),
-        }
+        self.ensure_model(name).await?;
         let created = self
             .post(
                 "/api/2.0/mlflow/model-versions/create",
@@ -159,6 +149,21 @@ impl RegistryClient {
             )
             .await?;
         Ok(created["model_version"].clone())
+    }
+
+    /// Creates the registered model unless it exists; a name the registry refuses fails here.
+    pub async fn ensure_model(&self, name: &str) -> Result<(), ClientError> {
+        match self
+            .post(
+                "/api/2.0/mlflow/registered-models/create",
+                json!({ "name": name }),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ClientError::Refused { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// `request`, `approve` or `reject`.

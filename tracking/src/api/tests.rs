@@ -63,6 +63,11 @@ async fn protobuf_json_numbers_arrive_as_numbers_or_strings() {
         {"key": "a", "value": "NaN", "timestamp": "5", "step": "2"},
         {"key": "b", "value": "-Infinity", "timestamp": 5, "step": 0},
         {"key": "c", "value": 1.5, "timestamp": 5},
+        // Values serde_json's fast float parser reads one unit in the last place off: a
+        // metric must come back as the exact double the client logged.
+        {"key": "d", "value": 0.966_666_666_666_666_7, "timestamp": 5},
+        {"key": "e", "value": 0.1 + 0.2, "timestamp": 5},
+        {"key": "f", "value": 2.225_073_858_507_201_4e-308, "timestamp": 5},
     ]});
     let (status, answer) = call(
         &app,
@@ -86,6 +91,16 @@ async fn protobuf_json_numbers_arrive_as_numbers_or_strings() {
     );
     assert_eq!(metrics[1]["value"], "-Infinity");
     assert_eq!(metrics[2]["value"], 1.5);
+    for (index, exact) in [
+        (3, 0.966_666_666_666_666_7),
+        (4, 0.1 + 0.2),
+        (5, 2.225_073_858_507_201_4e-308),
+    ] {
+        assert_eq!(
+            metrics[index]["value"].as_f64().map(f64::to_bits),
+            Some(f64::to_bits(exact))
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,247 @@
+//! `weir train`: flags in, a trained version folder out, progress on stderr.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use serde_json::{json, Value};
+use weir_training::session::{self, Event};
+use weir_training::{Columns, EpochReport, Job, ModelKind, Remote, Task, TrainConfig};
+
+use crate::output::Output;
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// A CSV file: a header row, then one example per row; features must be numbers.
+    #[arg(long)]
+    data: PathBuf,
+    /// The column to predict: text or integers are classes, other numbers a regression.
+    #[arg(long)]
+    target: String,
+    /// Feature columns, in the order the model takes them (default: every other column).
+    #[arg(long, value_delimiter = ',')]
+    features: Vec<String>,
+    /// Overrides the task decided from the target's values.
+    #[arg(long, value_enum)]
+    task: Option<TaskArg>,
+    /// logistic (classification), linear (regression) or mlp (either).
+    #[arg(long, value_enum, default_value_t = ModelArg::Mlp)]
+    model: ModelArg,
+    /// Hidden layer sizes of an mlp.
+    #[arg(long, value_delimiter = ',', default_value = "32,32")]
+    hidden: Vec<usize>,
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    epochs: usize,
+    /// AdamW's learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    lr: f64,
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    batch_size: usize,
+    /// The fraction of rows held out for validation (stratified by class).
+    #[arg(long, default_value_t = TrainConfig::default().val_split)]
+    val_split: f64,
+    /// Fixes the split, the initial weights and the batch order: same seed, same weights.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    seed: u64,
+    /// The version folder to write (model.safetensors + weir.toml).
+    #[arg(long, default_value = "model")]
+    out: PathBuf,
+    /// A tracking server (`weir registry`, or MLflow's) to record the run on.
+    #[arg(long, env = "WEIR_TRACKING_URI")]
+    tracking_uri: Option<String>,
+    #[arg(long, env = "WEIR_EXPERIMENT", default_value = "Default")]
+    experiment: String,
+    #[arg(long)]
+    run_name: Option<String>,
+    /// Registers the model under this name (pending approval), linked to the run.
+    #[arg(long, requires = "tracking_uri")]
+    register: Option<String>,
+    /// Who you are, for servers without tokens.
+    #[arg(long = "as", env = "WEIR_USER")]
+    acting_as: Option<String>,
+    /// A bearer token, for servers started with --tokens.
+    #[arg(long, env = "WEIR_TOKEN")]
+    token: Option<String>,
+    /// How to print the result (progress always goes to stderr).
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TaskArg {
+    Classification,
+    Regression,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelArg {
+    Logistic,
+    Linear,
+    Mlp,
+}
+
+pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let remote = args.tracking_uri.clone().map(|tracking_uri| Remote {
+        tracking_uri,
+        experiment: args.experiment.clone(),
+        run_name: args.run_name.clone(),
+        identity: crate::models_cli::identity(args.token.clone(), args.acting_as.clone()),
+        register: args.register.clone(),
+    });
+    let job = Job {
+        data: args.data.clone(),
+        columns: Columns {
+            target: args.target.clone(),
+            features: args.features.clone(),
+            task: args.task.map(|task| match task {
+                TaskArg::Classification => Task::Classification,
+                TaskArg::Regression => Task::Regression,
+            }),
+        },
+        config: TrainConfig {
+            model: match args.model {
+                ModelArg::Logistic => ModelKind::Logistic,
+                ModelArg::Linear => ModelKind::Linear,
+                ModelArg::Mlp => ModelKind::Mlp,
+            },
+            hidden: args.hidden.clone(),
+            epochs: args.epochs,
+            learning_rate: args.lr,
+            batch_size: args.batch_size,
+            val_split: args.val_split,
+            seed: args.seed,
+        },
+        out: args.out.clone(),
+        remote,
+    };
+    let mut progress = Progress::new(args.epochs);
+    let outcome = session::run(job, &mut |event| progress.show(event))
+        .await
+        .context("training failed")?;
+    let last = outcome.history.last();
+    let metrics: serde_json::Map<String, Value> = last
+        .map(|report| {
+            report
+                .metrics
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let run_id = outcome.run.as_ref().map(|r| r.run_id.clone());
+    match args.output {
+        Output::Json => crate::output::json(&json!({
+            "task": outcome.task.as_str(),
+            "out": args.out,
+            "files": outcome.files,
+            "metrics": metrics,
+            "epochs": outcome.history.len(),
+            "run_id": run_id,
+            "experiment_id": outcome.run.as_ref().map(|r| r.experiment_id.clone()),
+            "model_version": outcome.version,
+        })),
+        Output::Table => {
+            println!(
+                "model written to {} ({})",
+                args.out.display(),
+                outcome
+                    .files
+                    .iter()
+                    .filter_map(|f| f.file_name())
+                    .map(|f| f.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if let Some(report) = last {
+                println!("final: {}", metric_line(report));
+            }
+            if let Some(run) = &outcome.run {
+                println!(
+                    "run {} in experiment {} ({})",
+                    run.run_id, run.experiment_id, run.artifact_uri
+                );
+            }
+            if let Some(version) = &outcome.version {
+                let (name, number) = (
+                    version["name"].as_str().unwrap_or_default(),
+                    version["version"].as_str().unwrap_or_default(),
+                );
+                println!(
+                    "registered {name} version {number}, pending approval (weir models approve {name} {number})"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn metric_line(report: &EpochReport) -> String {
+    report
+        .metrics
+        .iter()
+        .map(|(key, value)| format!("{key} {value:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// A progress bar redrawn in place on a terminal; on a pipe or log file, about twenty lines.
+struct Progress {
+    epochs: usize,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(epochs: usize) -> Progress {
+        Progress {
+            epochs,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, event: Event) {
+        let mut err = std::io::stderr().lock();
+        match event {
+            Event::Started {
+                task,
+                classes,
+                train_rows,
+                validation_rows,
+                run_id,
+            } => {
+                let what = match task {
+                    Task::Classification => format!("classification into {classes} classes"),
+                    Task::Regression => "regression".to_owned(),
+                };
+                let run = run_id.map_or(String::new(), |id| format!("; tracking run {id}"));
+                let _ = writeln!(
+                    err,
+                    "{what}: training on {train_rows} rows, validating on {validation_rows}{run}"
+                );
+            }
+            Event::Epoch(report) => {
+                const WIDTH: usize = 24;
+                let done = report.epoch * WIDTH / self.epochs.max(1);
+                let line = format!(
+                    "epoch {:>w$}/{} [{}{}] {}",
+                    report.epoch,
+                    self.epochs,
+                    "#".repeat(done),
+                    ".".repeat(WIDTH - done.min(WIDTH)),
+                    metric_line(report),
+                    w = self.epochs.to_string().len(),
+                );
+                let last = report.epoch == self.epochs;
+                if self.terminal {
+                    let _ = write!(err, "\r{line}\x1b[K{}", if last { "\n" } else { "" });
+                } else if last
+                    || report.epoch == 1
+                    || report.epoch % self.epochs.div_ceil(20).max(1) == 0
+                {
+                    let _ = writeln!(err, "{line}");
+                }
+                let _ = err.flush();
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+"""Train → track → register → approve → serve → predict, as an MLflow user works: `weir train`
+against a running `weir registry` (SQLite and PostgreSQL), checked with the official mlflow
+client, then served by `weir serve` from the registry and asked with tritonclient and KServe V1."""
+import hashlib
+import json
+import subprocess
+import tempfile
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from sklearn.datasets import load_iris
+
+from conftest import DATABASES, Registry, Server, database_url, weir_binary
+
+EPOCHS = 40
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def registry(request):
+    folder = tempfile.mkdtemp(prefix="weir-training-")
+    running = Registry(database_url(request.param, folder), folder)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory):
+    """Fisher's iris as a CSV with the species as text (scikit-learn ships the data)."""
+    data = load_iris()
+    path = tmp_path_factory.mktemp("iris") / "iris.csv"
+    lines = ["sepal_length,sepal_width,petal_length,petal_width,species"]
+    for row, target in zip(data.data, data.target):
+        lines.append(",".join(f"{v:g}" for v in row) + f",{data.target_names[target]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path, data.data.astype(np.float32), [data.target_names[t] for t in data.target]
+
+
+def weir(*args):
+    result = subprocess.run([str(weir_binary()), *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
+
+
+def test_train_track_register_approve_serve(registry, iris, tmp_path):
+    csv, features, species = iris
+    out = tmp_path / "model"
+    trained = weir(
+        "train", "--data", csv, "--target", "species", "--epochs", EPOCHS, "--seed", 3,
+        "--tracking-uri", registry.url, "--experiment", "iris", "--run-name", "mlp-seed-3",
+        "--register", "iris", "--as", "alice", "--out", out, "--output", "json",
+    )
+    summary = json.loads(trained.stdout)
+    assert summary["metrics"]["val_accuracy"] >= 0.9
+    assert f"epoch {EPOCHS}/{EPOCHS}" in trained.stderr
+    run_id = summary["run_id"]
+
+    # The run, as the mlflow client sees it.
+    client = MlflowClient(tracking_uri=registry.url, registry_uri=registry.url)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "mlp-seed-3"
+    assert run.info.user_id == "alice"
+    params = run.data.params
+    assert params["model"] == "mlp" and params["hidden"] == "32,32" and params["seed"] == "3"
+    assert params["epochs"] == str(EPOCHS) and params["optimizer"] == "AdamW"
+    assert params["features"] == "sepal_length,sepal_width,petal_length,petal_width"
+    assert params["data_sha256"] == hashlib.sha256(csv.read_bytes()).hexdigest()
+    assert (params["train_rows"], params["val_rows"]) == ("120", "30")
+    assert run.data.tags["mlflow.source.name"] == "weir train"
+    assert run.data.metrics["val_accuracy"] == summary["metrics"]["val_accuracy"]
+    for key in ["loss", "val_loss", "val_accuracy"]:
+        history = client.get_metric_history(run_id, key)
+        assert [m.step for m in history] == list(range(1, EPOCHS + 1)), key
+    loss = [m.value for m in client.get_metric_history(run_id, "loss")]
+    assert loss[-1] < loss[0] / 3, loss
+
+    # The model files are the run's artifacts, byte for byte.
+    listed = sorted(a.path for a in client.list_artifacts(run_id, "model"))
+    assert listed == ["model/model.safetensors", "model/weir.toml"]
+    downloaded = client.download_artifacts(run_id, "model/weir.toml", str(tmp_path))
+    assert open(downloaded).read() == (out / "weir.toml").read_text()
+
+    # The registered version points at them and waits for approval.
+    number = summary["model_version"]["version"]
+    version = client.get_model_version("iris", number)
+    assert version.run_id == run_id and version.source.endswith(f"/{run_id}/artifacts/model")
+    with pytest.raises(MlflowException, match="approv"):
+        client.set_registered_model_alias("iris", "champion", number)
+    refused = subprocess.run(
+        [str(weir_binary()), "models", "--registry", registry.url, "--as", "alice", "approve", "iris", number],
+        capture_output=True, text=True,
+    )
+    assert refused.returncode != 0 and "cannot approve" in refused.stderr
+    weir("models", "--registry", registry.url, "--as", "bob", "approve", "iris", number)
+    client.set_registered_model_alias("iris", "champion", number)
+
+    # Served from the registry: V1 answers labels, V2 probabilities and labels.
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    server = Server("--registry", registry.url, "--model", "iris=models:/iris@champion", repository=repository)
+    try:
+        answer = post(f"{server.url}/v1/models/iris:predict", {"instances": features.tolist()})
+        predicted = answer["predictions"]
+        right = sum(p == s for p, s in zip(predicted, species))
+        assert right >= 0.9 * len(species), f"{right} of {len(species)}"
+
+        v2 = triton.InferenceServerClient(url=server.address)
+        rows = features[[0, 75, 149]]
+        inputs = [triton.InferInput("features", list(rows.shape), "FP32")]
+        inputs[0].set_data_from_numpy(rows)
+        outputs = [triton.InferRequestedOutput("probabilities"), triton.InferRequestedOutput("label")]
+        result = v2.infer("iris", inputs, outputs=outputs)
+        probabilities = result.as_numpy("probabilities")
+        assert probabilities.shape == (3, 3)
+        assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+        labels = [label.decode() for label in result.as_numpy("label")]
+        assert labels == [species[i] for i in [0, 75, 149]]
+        assert labels == [["setosa", "versicolor", "virginica"][i] for i in probabilities.argmax(axis=1)]
+        metadata = v2.get_model_metadata("iris")
+        assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "label"]
+    finally:
+        server.stop()

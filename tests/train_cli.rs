@@ -1,0 +1,264 @@
+//! `weir train` as a user meets it: progress and summary, refusals of bad data and flags, and
+//! what a failure leaves behind on a real `weir registry`.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{scratch, stdout, Registry};
+use serde_json::Value;
+use weir_tracking::TrackingClient;
+
+fn train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("train")
+        .args(args)
+        .env_remove("WEIR_TRACKING_URI")
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Two well-separated classes: label "high" when a + b > 0.
+fn separable(dir: &Path) -> PathBuf {
+    let path = dir.join("two.csv");
+    let mut text = String::from("a,b,label\n");
+    for i in 0..60 {
+        let (a, b) = (f64::from(i % 12) - 5.5, f64::from(i % 7) - 3.0);
+        let label = if a + b > 0.0 { "high" } else { "low" };
+        text.push_str(&format!("{a},{b},{label}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn progress_goes_to_stderr_and_the_summary_to_stdout() {
+    let dir = scratch("train-cli-progress");
+    let data = separable(&dir);
+    let out = dir.join("model");
+    let output = train(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--target",
+        "label",
+        "--model",
+        "logistic",
+        "--epochs",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let summary = stdout(&output);
+    assert!(summary.contains("model written to"), "{summary}");
+    assert!(summary.contains("val_accuracy"), "{summary}");
+    let progress = stderr(&output);
+    assert!(
+        progress.contains("classification into 2 classes: training on 48 rows, validating on 12"),
+        "{progress}"
+    );
+    assert!(progress.contains("epoch  1/40 ["), "{progress}");
+    assert!(
+        progress.contains("epoch 40/40 [########################]"),
+        "{progress}"
+    );
+    // Not a terminal: about twenty lines, not forty.
+    assert!(progress.lines().count() <= 22, "{progress}");
+    assert!(out.join("model.safetensors").is_file() && out.join("weir.toml").is_file());
+}
+
+#[test]
+fn bad_data_and_flags_are_refused_with_the_reason() {
+    let dir = scratch("train-cli-refusals");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let good = separable(&dir).to_str().unwrap().to_owned();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![write("empty.csv", ""), "label".into()],
+            "the file is empty",
+        ),
+        (
+            vec![good.clone(), "species".into()],
+            "no column 'species'; the columns are a, b, label",
+        ),
+        (
+            vec![
+                write("text.csv", "a,b,label\n1,2,x\n3,four,y\n"),
+                "label".into(),
+            ],
+            "row 2 (line 3), column 'b': 'four' is not a number",
+        ),
+        (
+            vec![write("one.csv", "a,label\n1,x\n2,x\n"), "label".into()],
+            "the target 'label' has only one class ('x')",
+        ),
+        (
+            vec![
+                good.clone(),
+                "label".into(),
+                "--model".into(),
+                "linear".into(),
+            ],
+            "--model linear is for regression",
+        ),
+        (
+            vec![
+                good.clone(),
+                "label".into(),
+                "--val-split".into(),
+                "1.5".into(),
+            ],
+            "--val-split must be at least 0 and below 1",
+        ),
+        (
+            vec!["/nonexistent/data.csv".into(), "label".into()],
+            "/nonexistent/data.csv: cannot read",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut full = vec!["--data", &args[0], "--target", &args[1]];
+        full.extend(args[2..].iter().map(String::as_str));
+        let out = dir.join("unused");
+        full.extend(["--out", out.to_str().unwrap()]);
+        let output = train(&full);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+        assert!(
+            message.contains(expected),
+            "{args:?}: want {expected:?} in {message}"
+        );
+        assert!(!message.contains("panicked"), "{message}");
+        assert!(
+            !out.exists(),
+            "{args:?}: nothing is written for a refused job"
+        );
+    }
+    let output = train(&["--data", &good, "--target", "label", "--register", "m"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--tracking-uri"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn failures_leave_no_run_running_and_nothing_half_registered() {
+    let registry = Registry::start("train-cli-failures");
+    let dir = scratch("train-cli-failures");
+    let data = separable(&dir);
+    let data = data.to_str().unwrap();
+    let client = TrackingClient::new(&registry.url, None);
+    let runs = |experiment: &'static str| {
+        let client = &client;
+        async move {
+            let id = client.find_experiment(experiment).await.unwrap();
+            client.search_runs(&[id], "", &[], 100).await.unwrap()
+        }
+    };
+
+    // The registry refuses the name: found before training, so nothing is created.
+    let output = train(&[
+        "--data",
+        data,
+        "--target",
+        "label",
+        "--tracking-uri",
+        &registry.url,
+        "--experiment",
+        "refused-name",
+        "--register",
+        "bad/name",
+        "--out",
+        dir.join("m1").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot register 'bad/name'"),
+        "{}",
+        stderr(&output)
+    );
+    let experiment = client.find_experiment("refused-name").await;
+    assert!(
+        experiment.unwrap_err().is_not_found(),
+        "nothing was created"
+    );
+
+    // The model folder cannot be written (a file is in the way): the run ends FAILED, its
+    // per-epoch metrics kept, and no version is registered.
+    let blocked = dir.join("blocked");
+    std::fs::write(&blocked, "a file, not a folder").unwrap();
+    let output = train(&[
+        "--data",
+        data,
+        "--target",
+        "label",
+        "--epochs",
+        "3",
+        "--tracking-uri",
+        &registry.url,
+        "--experiment",
+        "unwritable",
+        "--register",
+        "two",
+        "--out",
+        blocked.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot write"),
+        "{}",
+        stderr(&output)
+    );
+    let found = runs("unwritable").await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["info"]["status"], "FAILED");
+    let metrics = found[0]["data"]["metrics"].as_array().unwrap();
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["key"] == "val_accuracy" && m["step"] == 3),
+        "{metrics:?}"
+    );
+    let (status, body) = common::get(
+        registry.url.trim_start_matches("http://"),
+        "/api/2.0/mlflow/model-versions/search?filter=name%3D%27two%27",
+    );
+    assert_eq!(status, 200);
+    let versions: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        versions["model_versions"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{body}"
+    );
+
+    // Nobody listening: a clear message, and no training done for nothing.
+    let output = train(&[
+        "--data",
+        data,
+        "--target",
+        "label",
+        "--tracking-uri",
+        "http://127.0.0.1:9",
+        "--out",
+        dir.join("m3").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot reach the tracking server at http://127.0.0.1:9"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!dir.join("m3").exists());
+}
