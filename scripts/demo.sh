@@ -8,9 +8,19 @@ repo=demo-repository
 for tool in curl jq; do
   command -v $tool >/dev/null || { apt-get update -qq && apt-get install -y -qq $tool >/dev/null; }
 done
+run() {
+  printf '\n\033[1m$ %s\033[0m\n' "$*"
+  "$@"
+  echo
+}
+
 .venv/bin/python scripts/make_models.py "$repo" --demo
 # The sentence-embedding model (90 MB, from the PyPI package set-up installed) joins by link.
 ln -s "$PWD/target/text-models/minilm" "$repo/minilm"
+# A model trained here, from a CSV, served beside the others as version 1 of iris_trained.
+.venv/bin/python scripts/iris_csv.py target/demo-data/iris.csv
+run target/release/weir train --data target/demo-data/iris.csv --target species --epochs 60 \
+  --out "$repo/iris_trained/1"
 
 target/release/weir serve --model-repository "$repo" --http-port "$port" &
 server=$!
@@ -21,17 +31,15 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-run() {
-  printf '\n\033[1m$ %s\033[0m\n' "$*"
-  "$@"
-  echo
-}
 echo
 echo "weir is serving $repo on http://127.0.0.1:$port — try these:"
 run curl -s "http://127.0.0.1:$port/v2/models/iris"
 run curl -s -X POST "http://127.0.0.1:$port/v2/models/iris/infer" \
   -d '{"inputs": [{"name": "features", "shape": [2, 4], "datatype": "FP32", "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]}'
 run curl -s -X POST "http://127.0.0.1:$port/v1/models/iris:predict" -d '{"instances": [[5.9, 3.0, 5.1, 1.8]]}'
+echo "The model trained above answers class labels over V1 (its scaler travels with it):"
+run curl -s -X POST "http://127.0.0.1:$port/v1/models/iris_trained:predict" \
+  -d '{"instances": [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.7, 3.0, 5.2, 2.3]]}'
 run curl -s -X POST "http://127.0.0.1:$port/v2/models/string_upper/infer" \
   -d '{"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["hello", "weir"]}]}'
 echo "Sentence embeddings (all-MiniLM-L6-v2 on candle; 384 numbers per sentence, first 8 shown):"

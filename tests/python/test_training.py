@@ -4,6 +4,7 @@ client, then served by `weir serve` from the registry and asked with tritonclien
 import hashlib
 import json
 import subprocess
+import sys
 import tempfile
 import urllib.request
 
@@ -12,9 +13,8 @@ import pytest
 import tritonclient.http as triton
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from sklearn.datasets import load_iris
 
-from conftest import DATABASES, Registry, Server, database_url, weir_binary
+from conftest import DATABASES, ROOT, Registry, Server, database_url, weir_binary
 
 EPOCHS = 40
 
@@ -29,14 +29,12 @@ def registry(request):
 
 @pytest.fixture(scope="module")
 def iris(tmp_path_factory):
-    """Fisher's iris as a CSV with the species as text (scikit-learn ships the data)."""
-    data = load_iris()
+    """Fisher's iris as a CSV with the species as text, written by the demo's script."""
     path = tmp_path_factory.mktemp("iris") / "iris.csv"
-    lines = ["sepal_length,sepal_width,petal_length,petal_width,species"]
-    for row, target in zip(data.data, data.target):
-        lines.append(",".join(f"{v:g}" for v in row) + f",{data.target_names[target]}")
-    path.write_text("\n".join(lines) + "\n")
-    return path, data.data.astype(np.float32), [data.target_names[t] for t in data.target]
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "iris_csv.py"), str(path)], check=True, capture_output=True)
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+    features = np.array([[float(v) for v in row[:4]] for row in rows], dtype=np.float32)
+    return path, features, [row[4] for row in rows]
 
 
 def weir(*args):
