@@ -93,5 +93,9 @@ fi
 .venv/bin/python scripts/bench_tracking.py --weir target/release/weir --mlflow target/bench-venv/bin/mlflow
 
 echo
+echo "== training: weir train vs scikit-learn's MLPClassifier (same table, network and epochs)"
+.venv/bin/python scripts/bench_training.py --weir target/release/weir
+
+echo
 echo "== autoscaler: scale from zero and a 4x load step"
 scripts/bench_autoscale.sh

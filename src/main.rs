@@ -308,7 +308,21 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
+/// candle asks for its thread count on every matrix multiplication, and unless
+/// `RAYON_NUM_THREADS` is set that means parsing `/proc/cpuinfo` each time: a third of
+/// `weir train`'s time and 7% of a MiniLM batch's, measured with `perf` (benches/README.md).
+/// Setting it once makes the answer an environment lookup. `available_parallelism` honours CPU
+/// affinity and cgroup quotas, so a pod with a CPU limit does not oversubscribe.
+fn settle_candle_threads() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // No other thread exists yet, so nothing can be reading the environment meanwhile.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    settle_candle_threads();
     let cli = Cli::parse();
     init_logging(&cli);
     let outcome = tokio::runtime::Builder::new_multi_thread()
