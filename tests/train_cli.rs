@@ -25,6 +25,18 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Runs `weir train` expecting exit code 1 and `expected` in its message, never a panic.
+fn refused(args: &[&str], expected: &str) {
+    let output = train(args);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+    assert!(
+        message.contains(expected),
+        "{args:?}: want {expected:?} in {message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
+}
+
 /// Two well-separated classes: label "high" when a + b > 0.
 fn separable(dir: &Path) -> PathBuf {
     let path = dir.join("two.csv");
@@ -130,14 +142,7 @@ fn bad_data_and_flags_are_refused_with_the_reason() {
         full.extend(args[2..].iter().map(String::as_str));
         let out = dir.join("unused");
         full.extend(["--out", out.to_str().unwrap()]);
-        let output = train(&full);
-        let message = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
-        assert!(
-            message.contains(expected),
-            "{args:?}: want {expected:?} in {message}"
-        );
-        assert!(!message.contains("panicked"), "{message}");
+        refused(&full, expected);
         assert!(
             !out.exists(),
             "{args:?}: nothing is written for a refused job"
@@ -159,34 +164,24 @@ async fn failures_leave_no_run_running_and_nothing_half_registered() {
     let data = separable(&dir);
     let data = data.to_str().unwrap();
     let client = TrackingClient::new(&registry.url, None);
-    let runs = |experiment: &'static str| {
-        let client = &client;
-        async move {
-            let id = client.find_experiment(experiment).await.unwrap();
-            client.search_runs(&[id], "", &[], 100).await.unwrap()
-        }
-    };
-
     // The registry refuses the name: found before training, so nothing is created.
-    let output = train(&[
-        "--data",
-        data,
-        "--target",
-        "label",
-        "--tracking-uri",
-        &registry.url,
-        "--experiment",
-        "refused-name",
-        "--register",
-        "bad/name",
-        "--out",
-        dir.join("m1").to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("cannot register 'bad/name'"),
-        "{}",
-        stderr(&output)
+    let m1 = dir.join("m1");
+    refused(
+        &[
+            "--data",
+            data,
+            "--target",
+            "label",
+            "--tracking-uri",
+            &registry.url,
+            "--experiment",
+            "refused-name",
+            "--register",
+            "bad/name",
+            "--out",
+            m1.to_str().unwrap(),
+        ],
+        "cannot register 'bad/name'",
     );
     let experiment = client.find_experiment("refused-name").await;
     assert!(
@@ -198,29 +193,30 @@ async fn failures_leave_no_run_running_and_nothing_half_registered() {
     // per-epoch metrics kept, and no version is registered.
     let blocked = dir.join("blocked");
     std::fs::write(&blocked, "a file, not a folder").unwrap();
-    let output = train(&[
-        "--data",
-        data,
-        "--target",
-        "label",
-        "--epochs",
-        "3",
-        "--tracking-uri",
-        &registry.url,
-        "--experiment",
-        "unwritable",
-        "--register",
-        "two",
-        "--out",
-        blocked.to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("cannot write"),
-        "{}",
-        stderr(&output)
+    refused(
+        &[
+            "--data",
+            data,
+            "--target",
+            "label",
+            "--epochs",
+            "3",
+            "--tracking-uri",
+            &registry.url,
+            "--experiment",
+            "unwritable",
+            "--register",
+            "two",
+            "--out",
+            blocked.to_str().unwrap(),
+        ],
+        "cannot write",
     );
-    let found = runs("unwritable").await;
+    let experiment = client.find_experiment("unwritable").await.unwrap();
+    let found = client
+        .search_runs(&[experiment], "", &[], 100)
+        .await
+        .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["info"]["status"], "FAILED");
     let metrics = found[0]["data"]["metrics"].as_array().unwrap();
@@ -244,21 +240,19 @@ async fn failures_leave_no_run_running_and_nothing_half_registered() {
     );
 
     // Nobody listening: a clear message, and no training done for nothing.
-    let output = train(&[
-        "--data",
-        data,
-        "--target",
-        "label",
-        "--tracking-uri",
-        "http://127.0.0.1:9",
-        "--out",
-        dir.join("m3").to_str().unwrap(),
-    ]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("cannot reach the tracking server at http://127.0.0.1:9"),
-        "{}",
-        stderr(&output)
+    let m3 = dir.join("m3");
+    refused(
+        &[
+            "--data",
+            data,
+            "--target",
+            "label",
+            "--tracking-uri",
+            "http://127.0.0.1:9",
+            "--out",
+            m3.to_str().unwrap(),
+        ],
+        "cannot reach the tracking server at http://127.0.0.1:9",
     );
-    assert!(!dir.join("m3").exists());
+    assert!(!m3.exists());
 }
