@@ -136,13 +136,50 @@ impl Rows {
     }
 }
 
-/// What the network learns, with what the loss and metrics need to know about it.
+/// What the network learns, with the target it learns from.
 enum Objective {
-    Classification,
-    /// Regression on a standardised target; `target` turns outputs back into its units.
-    Regression {
-        target: Scaler,
+    Classification {
+        classes: Vec<u32>,
     },
+    /// Regression on a standardised target; `scaler` turns outputs back into its units.
+    Regression {
+        values: Vec<f64>,
+        scaler: Scaler,
+    },
+}
+
+impl Objective {
+    fn new(target: &Target, train_rows: &[usize]) -> Objective {
+        match target {
+            Target::Classes { indices, .. } => Objective::Classification {
+                classes: indices.clone(),
+            },
+            Target::Values(values) => Objective::Regression {
+                values: values.clone(),
+                scaler: fit_target_scaler(values, train_rows),
+            },
+        }
+    }
+
+    /// The target of `rows` as the loss wants it (class indices, or standardised values
+    /// `[n, 1]`), and for regression the raw values for the RMSE.
+    fn encode(&self, rows: &[usize]) -> candle_core::Result<(Tensor, Vec<f64>)> {
+        let n = rows.len();
+        match self {
+            Objective::Classification { classes } => {
+                let y: Vec<u32> = rows.iter().map(|&r| classes[r]).collect();
+                Ok((Tensor::from_vec(y, n, &Device::Cpu)?, Vec::new()))
+            }
+            Objective::Regression { values, scaler } => {
+                let raw: Vec<f64> = rows.iter().map(|&r| values[r]).collect();
+                let y: Vec<f32> = raw
+                    .iter()
+                    .map(|v| ((v - scaler.mean[0]) / scaler.scale[0]) as f32)
+                    .collect();
+                Ok((Tensor::from_vec(y, (n, 1), &Device::Cpu)?, raw))
+            }
+        }
+    }
 }
 
 /// Trains one model; call [`Trainer::epoch`] until [`Trainer::finished`], then
@@ -162,30 +199,19 @@ pub struct Trainer {
 
 impl Trainer {
     pub fn new(dataset: &Dataset, config: TrainConfig) -> Result<Trainer, TrainError> {
-        let task = dataset.target.task();
-        config.check(task)?;
+        config.check(dataset.target.task())?;
         let mut rng = StdRng::seed_from_u64(config.seed);
         let split = split(dataset, config.val_split, &mut rng)?;
         let scaler = fit_scaler(dataset, &split.train);
-        let (outputs, labels, objective) = match &dataset.target {
-            Target::Classes { labels, .. } => (
-                labels.len(),
-                Some(labels.clone()),
-                Objective::Classification,
-            ),
-            Target::Values(values) => (
-                1,
-                None,
-                Objective::Regression {
-                    target: fit_target_scaler(values, &split.train),
-                },
-            ),
-        };
+        let objective = Objective::new(&dataset.target, &split.train);
         let mut sizes = vec![dataset.width()];
         if config.model == ModelKind::Mlp {
             sizes.extend_from_slice(&config.hidden);
         }
-        sizes.push(outputs);
+        sizes.push(match &dataset.target {
+            Target::Classes { labels, .. } => labels.len(),
+            Target::Values(_) => 1,
+        });
         let network = Network::new(&sizes, &mut rng)?;
         let optimizer = AdamW::new(
             network.vars(),
@@ -195,7 +221,6 @@ impl Trainer {
             },
         )?;
         let rows = |indices: &[usize]| -> Result<Rows, TrainError> {
-            let n = indices.len();
             let x: Vec<f32> = indices
                 .iter()
                 .flat_map(|&r| {
@@ -206,29 +231,8 @@ impl Trainer {
                         .map(|(v, (m, s))| ((v - m) / s) as f32)
                 })
                 .collect();
-            let x = Tensor::from_vec(x, (n, dataset.width()), &Device::Cpu)?;
-            let (y, raw) = match (&dataset.target, &objective) {
-                (Target::Values(values), Objective::Regression { target }) => {
-                    let raw: Vec<f64> = indices.iter().map(|&r| values[r]).collect();
-                    let y: Vec<f32> = raw
-                        .iter()
-                        .map(|v| ((v - target.mean[0]) / target.scale[0]) as f32)
-                        .collect();
-                    (Tensor::from_vec(y, (n, 1), &Device::Cpu)?, raw)
-                }
-                (
-                    Target::Classes {
-                        indices: classes, ..
-                    },
-                    _,
-                ) => {
-                    let y: Vec<u32> = indices.iter().map(|&r| classes[r]).collect();
-                    (Tensor::from_vec(y, n, &Device::Cpu)?, Vec::new())
-                }
-                (Target::Values(_), Objective::Classification) => {
-                    unreachable!("the objective is chosen from the target above")
-                }
-            };
+            let x = Tensor::from_vec(x, (indices.len(), dataset.width()), &Device::Cpu)?;
+            let (y, raw) = objective.encode(indices)?;
             Ok(Rows { x, y, raw })
         };
         let train = rows(&split.train)?;
@@ -237,38 +241,7 @@ impl Trainer {
         } else {
             Some(rows(&split.validation)?)
         };
-        let classification = task == Task::Classification;
-        let manifest = Manifest {
-            architecture: match config.model {
-                ModelKind::Logistic => Architecture::Logistic,
-                ModelKind::Linear => Architecture::Linear,
-                ModelKind::Mlp => Architecture::Mlp,
-            },
-            layers: sizes,
-            activation: (config.model == ModelKind::Mlp).then_some(Activation::Relu),
-            output: Some(if classification {
-                OutputFunction::Softmax
-            } else {
-                OutputFunction::None
-            }),
-            input: InputSpec {
-                name: "features".to_owned(),
-                datatype: "FP32".to_owned(),
-            },
-            output_name: if classification {
-                "probabilities"
-            } else {
-                "prediction"
-            }
-            .to_owned(),
-            features: dataset.features.clone(),
-            labels,
-            scaler: Some(scaler),
-            output_scaler: match &objective {
-                Objective::Regression { target } => Some(target.clone()),
-                Objective::Classification => None,
-            },
-        };
+        let manifest = manifest(&config, dataset, sizes, scaler, &objective);
         let order = (0..split.train.len() as u32).collect();
         Ok(Trainer {
             config,
@@ -286,7 +259,7 @@ impl Trainer {
 
     pub fn task(&self) -> Task {
         match self.objective {
-            Objective::Classification => Task::Classification,
+            Objective::Classification { .. } => Task::Classification,
             Objective::Regression { .. } => Task::Regression,
         }
     }
@@ -333,7 +306,7 @@ impl Trainer {
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
         match self.objective {
-            Objective::Classification => candle_nn::loss::cross_entropy(output, target),
+            Objective::Classification { .. } => candle_nn::loss::cross_entropy(output, target),
             Objective::Regression { .. } => candle_nn::loss::mse(output, target),
         }
     }
@@ -342,13 +315,13 @@ impl Trainer {
         let output = self.network.forward(&rows.x)?;
         let loss = f64::from(self.loss(&output, &rows.y)?.to_scalar::<f32>()?);
         let quality = match &self.objective {
-            Objective::Classification => {
+            Objective::Classification { .. } => {
                 let predicted = output.argmax(1)?.to_vec1::<u32>()?;
                 let truth = rows.y.to_vec1::<u32>()?;
                 let right = predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
                 ("val_accuracy", right as f64 / truth.len().max(1) as f64)
             }
-            Objective::Regression { target: t } => {
+            Objective::Regression { scaler: t, .. } => {
                 let predicted = output.flatten_all()?.to_vec1::<f32>()?;
                 let squared: f64 = predicted
                     .iter()
@@ -370,6 +343,45 @@ impl Trainer {
             manifest: self.manifest,
             tensors: self.network.tensors()?,
         })
+    }
+}
+
+/// The `weir.toml` that serves the trained weights: same layers, same activation, the training
+/// rows' scaler, the class labels or the target's scaler.
+fn manifest(
+    config: &TrainConfig,
+    dataset: &Dataset,
+    layers: Vec<usize>,
+    scaler: Scaler,
+    objective: &Objective,
+) -> Manifest {
+    let (output, output_name, output_scaler) = match objective {
+        Objective::Classification { .. } => (OutputFunction::Softmax, "probabilities", None),
+        Objective::Regression { scaler, .. } => {
+            (OutputFunction::None, "prediction", Some(scaler.clone()))
+        }
+    };
+    Manifest {
+        architecture: match config.model {
+            ModelKind::Logistic => Architecture::Logistic,
+            ModelKind::Linear => Architecture::Linear,
+            ModelKind::Mlp => Architecture::Mlp,
+        },
+        layers,
+        activation: (config.model == ModelKind::Mlp).then_some(Activation::Relu),
+        output: Some(output),
+        input: InputSpec {
+            name: "features".to_owned(),
+            datatype: "FP32".to_owned(),
+        },
+        output_name: output_name.to_owned(),
+        features: dataset.features.clone(),
+        labels: match &dataset.target {
+            Target::Classes { labels, .. } => Some(labels.clone()),
+            Target::Values(_) => None,
+        },
+        scaler: Some(scaler),
+        output_scaler,
     }
 }
 
