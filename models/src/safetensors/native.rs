@@ -146,6 +146,27 @@ impl Labels {
         }
     }
 
+    /// Each row's class: the largest output, or for a single sigmoid output, whether it
+    /// reaches one half.
+    fn classes(&self, scores: &[f32], width: usize) -> TensorData {
+        let rows = scores.chunks(width.max(1));
+        if width == 1 {
+            return self.pick(rows.map(|row| usize::from(row[0] >= 0.5)));
+        }
+        self.pick(rows.map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 {
+                        (i, v)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        }))
+    }
+
     /// The labels at `indices`, as one tensor's data.
     fn pick(&self, indices: impl Iterator<Item = usize>) -> TensorData {
         match self {
@@ -428,28 +449,6 @@ impl NativeNetwork {
             None => Ok(y),
         }
     }
-
-    /// Each row's class: the largest output, or for a single sigmoid output, whether it
-    /// reaches one half.
-    fn classes(&self, labels: &Labels, scores: &[f32], width: usize) -> TensorData {
-        let rows = scores.chunks(width.max(1));
-        if width == 1 {
-            labels.pick(rows.map(|row| usize::from(row[0] >= 0.5)))
-        } else {
-            labels.pick(rows.map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                        if v > best.1 {
-                            (i, v)
-                        } else {
-                            best
-                        }
-                    })
-                    .0
-            }))
-        }
-    }
 }
 
 impl Backend for NativeNetwork {
@@ -504,7 +503,7 @@ impl Backend for NativeNetwork {
         // Labels are read from the scores before the scores move into their own output.
         let mut classes = match &self.labels {
             Some(labels) if wanted.contains(&LABEL_OUTPUT) => {
-                Some(self.classes(labels, &scores, out_width))
+                Some(labels.classes(&scores, out_width))
             }
             _ => None,
         };
