@@ -85,12 +85,8 @@ scripts/bench_router.sh
 
 echo
 echo "== tracking: weir registry vs mlflow server (same client workload, both on SQLite)"
-# mlflow's server comes from PyPI into its own venv, kept apart from the project's client venv.
-if [ ! -x target/bench-venv/bin/mlflow ]; then
-  python3 -m venv target/bench-venv
-  target/bench-venv/bin/pip install -q mlflow==3.17.2
-fi
-.venv/bin/python scripts/bench_tracking.py --weir target/release/weir --mlflow target/bench-venv/bin/mlflow
+# mlflow's server: set-up installs it from PyPI into its own venv (target/mlflow-venv).
+.venv/bin/python scripts/bench_tracking.py --weir target/release/weir --mlflow target/mlflow-venv/bin/mlflow
 
 echo
 echo "== training: weir train vs scikit-learn's MLPClassifier (same table, network and epochs)"

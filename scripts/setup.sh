@@ -45,6 +45,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# MLflow's own server, for the tests and the benchmark that point weir's clients at it; a venv
+# of its own, as the full package would pull the server's dependencies into the client venv.
+mlflow_version=3.17.2
+if [ "$(cat target/mlflow-venv/.version 2>/dev/null)" != "$mlflow_version" ]; then
+  say "installing mlflow $mlflow_version (the server) into target/mlflow-venv"
+  rm -rf target/mlflow-venv
+  python3 -m venv target/mlflow-venv
+  target/mlflow-venv/bin/pip install -q "mlflow==$mlflow_version"
+  echo "$mlflow_version" > target/mlflow-venv/.version
+fi
+
 models=target/test-models
 models_stamp=$models/.generated-by.sha256
 models_want=$(cat scripts/make_models.py requirements.txt | sha256sum | cut -d' ' -f1)

@@ -241,13 +241,10 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
             let mut full = Vec::new();
             for version in versions["model_versions"].as_array().into_iter().flatten() {
                 let number = text(&version["version"]);
-                let status = client
-                    .get(&format!(
-                        "/api/2.0/weir/approvals/get?name={name}&version={number}"
-                    ))
+                let approval = &client
+                    .approval(&name, &number)
                     .await
                     .context("show failed")?;
-                let approval = &status["approval"];
                 rows.push(vec![
                     number,
                     text(&version["user_id"]),

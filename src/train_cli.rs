@@ -131,16 +131,22 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     let run_id = outcome.run.as_ref().map(|r| r.run_id.clone());
     match args.output {
-        Output::Json => crate::output::json(&json!({
-            "task": outcome.task.as_str(),
-            "out": args.out,
-            "files": outcome.files,
-            "metrics": metrics,
-            "epochs": outcome.history.len(),
-            "run_id": run_id,
-            "experiment_id": outcome.run.as_ref().map(|r| r.experiment_id.clone()),
-            "model_version": outcome.version,
-        })),
+        Output::Json => {
+            let mut summary = json!({
+                "task": outcome.task.as_str(),
+                "out": args.out,
+                "files": outcome.files,
+                "metrics": metrics,
+                "epochs": outcome.history.len(),
+                "run_id": run_id,
+                "experiment_id": outcome.run.as_ref().map(|r| r.experiment_id.clone()),
+                "model_version": outcome.version,
+            });
+            if let Some(approval) = &outcome.approval {
+                summary["approval"] = approval.clone();
+            }
+            crate::output::json(&summary)
+        }
         Output::Table => {
             println!(
                 "model written to {} ({})",
@@ -167,9 +173,12 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
                     version["name"].as_str().unwrap_or_default(),
                     version["version"].as_str().unwrap_or_default(),
                 );
-                println!(
-                    "registered {name} version {number}, pending approval (weir models approve {name} {number})"
-                );
+                match &outcome.approval {
+                    Some(approval) if approval["approved"] != Value::Bool(true) => println!(
+                        "registered {name} version {number}, pending approval (weir models approve {name} {number})"
+                    ),
+                    _ => println!("registered {name} version {number}"),
+                }
             }
         }
     }

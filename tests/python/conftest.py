@@ -5,6 +5,8 @@ import itertools
 import os
 import pathlib
 import re
+import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -114,3 +116,41 @@ class Registry:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+class MlflowServer:
+    """MLflow's own tracking server and registry (`mlflow server` from PyPI, which set-up puts in
+    target/mlflow-venv), on SQLite, serving artifacts from a folder."""
+
+    def __init__(self, folder):
+        binary = ROOT / "target" / "mlflow-venv" / "bin" / "mlflow"
+        assert binary.is_file(), f"{binary} is missing: run `make setup`"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [str(binary), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{folder}/mlflow.db", "--artifacts-destination", f"{folder}/artifacts"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"mlflow server exited with {self.process.returncode}")
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError("mlflow server did not answer /health within 90 s")
+
+    def stop(self):
+        # The server runs worker processes; the whole group goes.
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGKILL)

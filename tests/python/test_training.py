@@ -1,6 +1,7 @@
 """Train → track → register → approve → serve → predict, as an MLflow user works: `weir train`
 against a running `weir registry` (SQLite and PostgreSQL), checked with the official mlflow
-client, then served by `weir serve` from the registry and asked with tritonclient and KServe V1."""
+client, then served by `weir serve` from the registry and asked with tritonclient and KServe V1.
+And `weir train` against MLflow's own server, which a team may already run."""
 import hashlib
 import json
 import subprocess
@@ -14,7 +15,7 @@ import tritonclient.http as triton
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from conftest import DATABASES, ROOT, Registry, Server, database_url, weir_binary
+from conftest import DATABASES, ROOT, MlflowServer, Registry, Server, database_url, weir_binary
 
 EPOCHS = 40
 
@@ -89,6 +90,7 @@ def test_train_track_register_approve_serve(registry, iris, tmp_path):
 
     # The registered version points at them and waits for approval.
     number = summary["model_version"]["version"]
+    assert summary["approval"]["approved"] is False
     version = client.get_model_version("iris", number)
     assert version.run_id == run_id and version.source.endswith(f"/{run_id}/artifacts/model")
     with pytest.raises(MlflowException, match="approv"):
@@ -127,3 +129,28 @@ def test_train_track_register_approve_serve(registry, iris, tmp_path):
         assert [o["name"] for o in metadata["outputs"]] == ["probabilities", "label"]
     finally:
         server.stop()
+
+
+def test_train_against_mlflows_own_server(iris, tmp_path):
+    csv, _, _ = iris
+    mlflow_server = MlflowServer(tmp_path)
+    try:
+        trained = weir(
+            "train", "--data", csv, "--target", "species", "--epochs", 5, "--model", "logistic",
+            "--tracking-uri", mlflow_server.url, "--experiment", "iris", "--register", "iris",
+            "--as", "alice", "--out", tmp_path / "model", "--output", "json",
+        )
+        summary = json.loads(trained.stdout)
+        client = MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+        run = client.get_run(summary["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.params["model"] == "logistic" and run.data.tags["mlflow.user"] == "alice"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2, 3, 4, 5]
+        listed = sorted(a.path for a in client.list_artifacts(run.info.run_id, "model"))
+        assert listed == ["model/model.safetensors", "model/weir.toml"]
+        version = client.get_model_version("iris", summary["model_version"]["version"])
+        assert version.run_id == run.info.run_id and version.source.endswith("/artifacts/model")
+        # MLflow has no approvals: the summary does not claim one is pending.
+        assert "approval" not in summary
+    finally:
+        mlflow_server.stop()

@@ -69,6 +69,8 @@ pub struct Outcome {
     pub run: Option<RunInfo>,
     /// The registry's `model_version`, when one was registered.
     pub version: Option<Value>,
+    /// The version's approval state, when the registry is weir's (MLflow's has none).
+    pub approval: Option<Value>,
 }
 
 /// Where the model files go inside the run's artifacts (MLflow's customary `model`).
@@ -108,7 +110,7 @@ pub async fn run(job: Job, on_event: &mut dyn FnMut(Event)) -> Result<Outcome, T
         let files = trainer.into_model()?.write(&job.out)?;
         let version = match &remote {
             Some(tracked) => tracked.publish(&files).await?,
-            None => None,
+            None => (None, None),
         };
         Ok::<_, TrainError>((history, files, version))
     }
@@ -121,10 +123,11 @@ pub async fn run(job: Job, on_event: &mut dyn FnMut(Event)) -> Result<Outcome, T
             files,
             run: None,
             version: None,
+            approval: None,
         });
     };
     match finished {
-        Ok((history, files, version)) => {
+        Ok((history, files, (version, approval))) => {
             tracked.end("FINISHED").await?;
             Ok(Outcome {
                 task,
@@ -132,6 +135,7 @@ pub async fn run(job: Job, on_event: &mut dyn FnMut(Event)) -> Result<Outcome, T
                 files,
                 run: Some(tracked.run),
                 version,
+                approval,
             })
         }
         Err(err) => {
@@ -240,8 +244,12 @@ impl Tracked {
             .map_err(|e| remote_error("cannot log metrics", e))
     }
 
-    /// Uploads the version folder as the run's `model` artifacts and registers it from there.
-    async fn publish(&self, files: &[PathBuf]) -> Result<Option<Value>, TrainError> {
+    /// Uploads the version folder as the run's `model` artifacts and registers it from there;
+    /// returns the version and, from weir's registry, its approval state.
+    async fn publish(
+        &self,
+        files: &[PathBuf],
+    ) -> Result<(Option<Value>, Option<Value>), TrainError> {
         let root = format!(
             "{}/{ARTIFACT_PATH}",
             self.run.artifact_uri.trim_end_matches('/')
@@ -257,7 +265,7 @@ impl Tracked {
                 .map_err(|e| remote_error("cannot upload the model files", e))?;
         }
         let Some(name) = &self.register else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let description = format!("trained by weir train (run {})", self.run.run_id);
         let version = self
@@ -265,7 +273,10 @@ impl Tracked {
             .create_version(name, &root, Some(&self.run.run_id), &description)
             .await
             .map_err(|e| remote_error(&format!("cannot register '{name}'"), e))?;
-        Ok(Some(version))
+        let number = version["version"].as_str().unwrap_or_default();
+        // Approvals are weir's: MLflow's server answers 404, and then there is nothing pending.
+        let approval = self.registry.approval(name, number).await.ok();
+        Ok((Some(version), approval))
     }
 
     async fn end(&self, status: &str) -> Result<(), TrainError> {

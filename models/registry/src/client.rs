@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use weir_http::HttpClient;
+use weir_http::{percent_encode, HttpClient};
 
 use crate::artifacts::files_under;
 
@@ -55,12 +55,18 @@ impl RegistryClient {
                 ("authorization", authorization.as_str())
             }
         };
+        // MLflow's own server refuses a JSON call without its content type.
+        let content_type = if method == "POST" {
+            ("content-type", "application/json")
+        } else {
+            ("content-type", "application/octet-stream")
+        };
         let (status, bytes) = self
             .http
             .send(
                 method,
                 &url,
-                &[identity],
+                &[identity, content_type],
                 Bytes::from(body),
                 Duration::from_secs(120),
             )
@@ -164,6 +170,18 @@ impl RegistryClient {
             Err(ClientError::Refused { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => Ok(()),
             Err(err) => Err(err),
         }
+    }
+
+    /// A version's approval state (weir's registry only; MLflow's answers 404).
+    pub async fn approval(&self, name: &str, version: &str) -> Result<Value, ClientError> {
+        let answer = self
+            .get(&format!(
+                "/api/2.0/weir/approvals/get?name={}&version={}",
+                percent_encode(name),
+                percent_encode(version)
+            ))
+            .await?;
+        Ok(answer["approval"].clone())
     }
 
     /// `request`, `approve` or `reject`.
