@@ -125,6 +125,10 @@ pub fn read_csv(path: &Path, columns: &Columns) -> Result<Dataset, TrainError> {
     } else {
         columns.features.clone()
     };
+    let mut listed = BTreeSet::new();
+    if let Some(twice) = features.iter().find(|f| !listed.insert(f.as_str())) {
+        return Err(bad(format!("feature '{twice}' is listed twice")));
+    }
     if features.contains(&columns.target) {
         return Err(bad(format!(
             "'{}' is the target; it cannot also be a feature",

@@ -106,6 +106,15 @@ fn every_data_problem_names_where_it_is() {
             "'y' is the target; it cannot also be a feature",
         ),
         ("only-target", "y\n1\n", columns("y"), "no feature columns"),
+        (
+            "feature-twice",
+            "x,y\n1,2\n",
+            Columns {
+                features: vec!["x".into(), "x".into()],
+                ..columns("y")
+            },
+            "feature 'x' is listed twice",
+        ),
         ("twice", "x,x,y\n1,2,3\n", columns("y"), "column 'x' appears twice"),
         (
             "text-feature",
