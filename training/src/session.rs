@@ -97,7 +97,7 @@ pub async fn run(job: Job, on_event: &mut dyn FnMut(Event)) -> Result<Outcome, T
         run_id: remote.as_ref().map(|r| r.run.run_id.as_str()),
     });
     let task = trainer.task();
-    let finished = async {
+    let outcome = async {
         let mut history = Vec::with_capacity(job.config.epochs);
         while !trainer.finished() {
             let report = trainer.epoch()?;
@@ -108,35 +108,28 @@ pub async fn run(job: Job, on_event: &mut dyn FnMut(Event)) -> Result<Outcome, T
             history.push(report);
         }
         let files = trainer.into_model()?.write(&job.out)?;
-        let version = match &remote {
+        let (version, approval) = match &remote {
             Some(tracked) => tracked.publish(&files).await?,
             None => (None, None),
         };
-        Ok::<_, TrainError>((history, files, version))
-    }
-    .await;
-    let Some(tracked) = remote else {
-        let (history, files, _) = finished?;
-        return Ok(Outcome {
+        Ok(Outcome {
             task,
             history,
             files,
             run: None,
-            version: None,
-            approval: None,
-        });
+            version,
+            approval,
+        })
+    }
+    .await;
+    let Some(tracked) = remote else {
+        return outcome;
     };
-    match finished {
-        Ok((history, files, (version, approval))) => {
+    match outcome {
+        Ok(mut outcome) => {
             tracked.end("FINISHED").await?;
-            Ok(Outcome {
-                task,
-                history,
-                files,
-                run: Some(tracked.run),
-                version,
-                approval,
-            })
+            outcome.run = Some(tracked.run);
+            Ok(outcome)
         }
         Err(err) => {
             // The original failure is what the user needs; a failure to mark the run is not.
