@@ -71,6 +71,59 @@ pub fn percent_encode(text: &str) -> String {
         .collect()
 }
 
+/// Why a call to a JSON API did not succeed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonCallError {
+    /// No answer came; the reason in words.
+    Unreachable(String),
+    /// The server answered with a status outside 2xx.
+    Refused(Refusal),
+}
+
+/// A non-2xx answer: its status, its body as JSON (`Null` when it was not JSON) and as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub text: String,
+}
+
+impl Refusal {
+    /// The string field `name` of the error body, else the whole body as text: each API names
+    /// its message field differently (`message` for MLflow, `error` for Open Inference).
+    pub fn field_or_text(&self, name: &str) -> String {
+        self.body[name]
+            .as_str()
+            .map_or_else(|| self.text.clone(), str::to_owned)
+    }
+}
+
+impl HttpClient {
+    /// One call to a JSON API: a 2xx answer's body parsed (`Null` when empty or not JSON).
+    pub async fn call_json(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        limit: Duration,
+    ) -> Result<serde_json::Value, JsonCallError> {
+        let (status, bytes) = self
+            .send(method, url, headers, body, limit)
+            .await
+            .map_err(JsonCallError::Unreachable)?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        Err(JsonCallError::Refused(Refusal {
+            status,
+            body,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -80,5 +133,79 @@ mod tests {
             "sum%28x%7Ba%3D%22b%20c%22%7D%29"
         );
         assert_eq!(super::percent_encode("iris-v2_1.~"), "iris-v2_1.~");
+    }
+
+    /// A one-connection HTTP server on loopback that answers each request with the next of
+    /// `answers` (status line and body), closing after each.
+    async fn answering(answers: Vec<(&'static str, &'static str)>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://{address}/")
+    }
+
+    #[tokio::test]
+    async fn json_calls_parse_successes_and_keep_refusals_whole() {
+        use super::{HttpClient, JsonCallError};
+        let url = answering(vec![
+            ("200 OK", r#"{"ok": true}"#),
+            (
+                "404 Not Found",
+                r#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such run"}"#,
+            ),
+            ("500 Internal Server Error", "plain words"),
+        ])
+        .await;
+        let client = HttpClient::default();
+        let call = || {
+            client.call_json(
+                "GET",
+                &url,
+                &[],
+                bytes::Bytes::new(),
+                std::time::Duration::from_secs(5),
+            )
+        };
+        assert_eq!(call().await.unwrap(), serde_json::json!({"ok": true}));
+        let Err(JsonCallError::Refused(refusal)) = call().await else {
+            panic!("a 404 is a refusal");
+        };
+        assert_eq!(refusal.status, 404);
+        assert_eq!(refusal.body["error_code"], "RESOURCE_DOES_NOT_EXIST");
+        assert_eq!(refusal.field_or_text("message"), "no such run");
+        let Err(JsonCallError::Refused(refusal)) = call().await else {
+            panic!("a 500 is a refusal");
+        };
+        assert_eq!(
+            (refusal.status, refusal.body.clone()),
+            (500, serde_json::Value::Null)
+        );
+        assert_eq!(refusal.field_or_text("message"), "plain words");
+        // Nobody listens on the discard port.
+        let gone = client
+            .call_json(
+                "GET",
+                "http://127.0.0.1:9/",
+                &[],
+                bytes::Bytes::new(),
+                std::time::Duration::from_secs(5),
+            )
+            .await;
+        assert!(
+            matches!(gone, Err(JsonCallError::Unreachable(_))),
+            "{gone:?}"
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use serde_json::Value;
-use weir_http::HttpClient;
+use weir_http::{HttpClient, JsonCallError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -43,24 +43,15 @@ impl AdminClient {
             headers.push(("authorization", bearer.as_str()));
         }
         let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        let (status, bytes) = self
-            .http
-            .send(method, &url, &headers, body, Duration::from_secs(30))
+        self.http
+            .call_json(method, &url, &headers, body, Duration::from_secs(30))
             .await
-            .map_err(|reason| ClientError::Unreachable {
-                url: url.clone(),
-                reason,
-            })?;
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !(200..300).contains(&status) {
-            return Err(ClientError::Refused {
-                status,
-                message: value["error"].as_str().map_or_else(
-                    || String::from_utf8_lossy(&bytes).into_owned(),
-                    str::to_owned,
-                ),
-            });
-        }
-        Ok(value)
+            .map_err(|err| match err {
+                JsonCallError::Unreachable(reason) => ClientError::Unreachable { url, reason },
+                JsonCallError::Refused(refusal) => ClientError::Refused {
+                    status: refusal.status,
+                    message: refusal.field_or_text("error"),
+                },
+            })
     }
 }

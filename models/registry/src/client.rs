@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use weir_http::{percent_encode, HttpClient};
+use weir_http::{percent_encode, HttpClient, JsonCallError};
 
 use crate::artifacts::files_under;
 
@@ -61,9 +61,8 @@ impl RegistryClient {
         } else {
             ("content-type", "application/octet-stream")
         };
-        let (status, bytes) = self
-            .http
-            .send(
+        self.http
+            .call_json(
                 method,
                 &url,
                 &[identity, content_type],
@@ -71,23 +70,15 @@ impl RegistryClient {
                 Duration::from_secs(120),
             )
             .await
-            .map_err(|reason| ClientError::Unreachable {
-                url: url.clone(),
-                reason,
-            })?;
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if !(200..300).contains(&status) {
-            return Err(ClientError::Refused {
-                code: value["error_code"]
-                    .as_str()
-                    .map_or_else(|| status.to_string(), str::to_owned),
-                message: value["message"].as_str().map_or_else(
-                    || String::from_utf8_lossy(&bytes).into_owned(),
-                    str::to_owned,
-                ),
-            });
-        }
-        Ok(value)
+            .map_err(|err| match err {
+                JsonCallError::Unreachable(reason) => ClientError::Unreachable { url, reason },
+                JsonCallError::Refused(refusal) => ClientError::Refused {
+                    code: refusal.body["error_code"]
+                        .as_str()
+                        .map_or_else(|| refusal.status.to_string(), str::to_owned),
+                    message: refusal.field_or_text("message"),
+                },
+            })
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<Value, ClientError> {
