@@ -89,6 +89,13 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// The string field `name` of the error body (an error code), else the status number.
+    pub fn field_or_status(&self, name: &str) -> String {
+        self.body[name]
+            .as_str()
+            .map_or_else(|| self.status.to_string(), str::to_owned)
+    }
+
     /// The string field `name` of the error body, else the whole body as text: each API names
     /// its message field differently (`message` for MLflow, `error` for Open Inference).
     pub fn field_or_text(&self, name: &str) -> String {
@@ -185,6 +192,10 @@ mod tests {
         assert_eq!(refusal.status, 404);
         assert_eq!(refusal.body["error_code"], "RESOURCE_DOES_NOT_EXIST");
         assert_eq!(refusal.field_or_text("message"), "no such run");
+        assert_eq!(
+            refusal.field_or_status("error_code"),
+            "RESOURCE_DOES_NOT_EXIST"
+        );
         let Err(JsonCallError::Refused(refusal)) = call().await else {
             panic!("a 500 is a refusal");
         };
@@ -193,6 +204,7 @@ mod tests {
             (500, serde_json::Value::Null)
         );
         assert_eq!(refusal.field_or_text("message"), "plain words");
+        assert_eq!(refusal.field_or_status("error_code"), "500");
         // Nobody listens on the discard port.
         let gone = client
             .call_json(

@@ -24,6 +24,21 @@ def weir_binary():
     return binary
 
 
+def wait_until_ok(url, process, seconds):
+    """Polls `url` until it answers 200; fails when `process` exits or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            if process.poll() is not None:
+                raise AssertionError(f"{url}: the server exited with {process.returncode}")
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer 200 within {seconds} s")
+
+
 class Server:
     def __init__(self, *extra_args, repository=MODELS):
         assert repository.is_dir(), f"{repository} is missing: run `make setup`"
@@ -38,15 +53,7 @@ class Server:
         assert match, f"unexpected first line from weir serve: {line!r}"
         self.address = match.group(1)
         self.url = f"http://{self.address}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("weir serve did not become ready within 30 s")
+        wait_until_ok(f"{self.url}/v2/health/ready", self.process, 30)
 
     def stop(self):
         self.process.terminate()
@@ -134,18 +141,11 @@ class MlflowServer:
              "--backend-store-uri", f"sqlite:///{folder}/mlflow.db", "--artifacts-destination", f"{folder}/artifacts"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"mlflow server exited with {self.process.returncode}")
-                time.sleep(0.2)
-        self.stop()
-        raise AssertionError("mlflow server did not answer /health within 90 s")
+        try:
+            wait_until_ok(f"{self.url}/health", self.process, 90)
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self):
         # The server runs worker processes; the whole group goes.

@@ -73,9 +73,7 @@ impl RegistryClient {
             .map_err(|err| match err {
                 JsonCallError::Unreachable(reason) => ClientError::Unreachable { url, reason },
                 JsonCallError::Refused(refusal) => ClientError::Refused {
-                    code: refusal.body["error_code"]
-                        .as_str()
-                        .map_or_else(|| refusal.status.to_string(), str::to_owned),
+                    code: refusal.field_or_status("error_code"),
                     message: refusal.field_or_text("message"),
                 },
             })
