@@ -44,7 +44,47 @@ case "${1:-start}" in
   *) echo "usage: $0 [start|stop]" >&2; exit 2 ;;
 esac
 
+# TLS, for the tests of `sslmode=verify-full`: a private CA signs the server's certificate (for
+# 127.0.0.1 and localhost); a second CA that signed nothing stands in for a stranger's. Turned on
+# with a reload, so a server that was already running (another checkout's) gets it as well.
+# Clients that do not ask for TLS are still served in the clear.
+ensure_tls() {
+  [ "$(psql "$url" -Atqc 'show ssl')" = on ] && return 0
+  local tls
+  tls=$(dirname "$(psql "$url" -Atqc 'show data_directory')")/tls
+  if [ ! -f "$tls/server.crt" ]; then
+    command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+    say "creating TLS certificates for the test server in $tls"
+    mkdir -p "$tls"
+    for ca in ca other-ca; do
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=weir test $ca" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout "$tls/$ca.key" -out "$tls/$ca.pem" 2>/dev/null
+    done
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" > "$tls/server.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+      -days 3650 -extfile "$tls/server.ext" -out "$tls/server.crt" 2>/dev/null
+    chmod 755 "$tls"
+    chmod 644 "$tls/ca.pem" "$tls/other-ca.pem" "$tls/server.crt"
+    chmod 600 "$tls/server.key" "$tls/ca.key" "$tls/other-ca.key"
+    if [ "$(id -u)" = 0 ]; then chown postgres "$tls/server.key" "$tls/server.crt"; fi
+  fi
+  psql "$url" -q -c "ALTER SYSTEM SET ssl_cert_file = '$tls/server.crt'" \
+    -c "ALTER SYSTEM SET ssl_key_file = '$tls/server.key'" -c "ALTER SYSTEM SET ssl = on" \
+    -c "SELECT pg_reload_conf()" >/dev/null
+  for _ in $(seq 1 50); do
+    [ "$(psql "$url" -Atqc 'show ssl')" = on ] && return 0
+    sleep 0.1
+  done
+  echo "PostgreSQL did not turn TLS on; see its log" >&2
+  return 1
+}
+
 if command -v psql >/dev/null && psql "$url" -Atqc 'select 1' >/dev/null 2>&1; then
+  ensure_tls
   echo "$url"
   exit 0
 fi
@@ -61,4 +101,5 @@ if ! as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200" start >/dev/null
 fi
+ensure_tls
 echo "$url"

@@ -13,6 +13,7 @@
 mod postgres_backend;
 mod sqlite_backend;
 pub mod testing;
+mod tls;
 mod value;
 
 use std::sync::Mutex;

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use postgres::config::SslMode;
 use postgres::{Client, NoTls, Statement};
 
+use crate::tls::{client_config, tls_request, RustlsConnect};
 use crate::value::from_postgres;
 use crate::{Dialect, Row, Sql, SqlError, Value};
 
@@ -16,6 +18,8 @@ const STATEMENT_CACHE: usize = 512;
 
 pub(crate) struct Shared {
     config: postgres::Config,
+    /// Set when the URL asks for verified TLS (`sslmode=require` and stricter).
+    tls: Option<RustlsConnect>,
     target: String,
     connection: Mutex<Option<Connection>>,
 }
@@ -28,21 +32,34 @@ struct Connection {
 impl Shared {
     pub(crate) fn connect(url: &str) -> Result<Shared, SqlError> {
         let target = redact(url);
-        let mut config: postgres::Config =
-            url.parse()
-                .map_err(|err: postgres::Error| SqlError::Connect {
-                    target: target.clone(),
-                    message: err.to_string(),
-                })?;
+        let refused = |message: String| SqlError::Connect {
+            target: target.clone(),
+            message,
+        };
+        let request = tls_request(url).map_err(refused)?;
+        let mut config: postgres::Config = request
+            .url
+            .parse()
+            .map_err(|err: postgres::Error| refused(err.to_string()))?;
+        let tls = if request.verified {
+            config.ssl_mode(SslMode::Require);
+            Some(client_config(request.root_cert.as_deref()).map_err(refused)?)
+        } else {
+            if request.disabled {
+                config.ssl_mode(SslMode::Disable);
+            }
+            None
+        };
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         if config.get_application_name().is_none() {
             config.application_name("weir");
         }
-        let connection = Connection::open(&config, &target)?;
+        let connection = Connection::open(&config, tls.as_ref(), &target)?;
         Ok(Shared {
             config,
+            tls,
             target,
             connection: Mutex::new(Some(connection)),
         })
@@ -55,7 +72,7 @@ impl Shared {
         let mut slot = self.connection.lock().unwrap_or_else(|p| p.into_inner());
         let connection = match slot.take() {
             Some(connection) if !connection.client.is_closed() => connection,
-            _ => Connection::open(&self.config, &self.target)?,
+            _ => Connection::open(&self.config, self.tls.as_ref(), &self.target)?,
         };
         let Connection { client, statements } = slot.insert(connection);
         let transaction = client.transaction().map_err(SqlError::from)?;
@@ -70,10 +87,23 @@ impl Shared {
 }
 
 impl Connection {
-    fn open(config: &postgres::Config, target: &str) -> Result<Connection, SqlError> {
-        let client = config.connect(NoTls).map_err(|err| SqlError::Connect {
+    fn open(
+        config: &postgres::Config,
+        tls: Option<&RustlsConnect>,
+        target: &str,
+    ) -> Result<Connection, SqlError> {
+        let connected = match tls {
+            Some(tls) => config.connect(tls.clone()),
+            None => config.connect(NoTls),
+        };
+        let client = connected.map_err(|err| SqlError::Connect {
             target: target.to_owned(),
-            message: err.to_string(),
+            // The driver's Display stops at "error performing TLS handshake"; the cause (an
+            // unknown issuer, a name mismatch) is what the user can act on.
+            message: match std::error::Error::source(&err) {
+                Some(cause) => format!("{err}: {cause}"),
+                None => err.to_string(),
+            },
         })?;
         Ok(Connection {
             client,

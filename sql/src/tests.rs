@@ -115,6 +115,28 @@ fn postgres_reconnects_after_losing_its_connection() {
             tx.query("SELECT pg_terminate_backend(?1::int)::text", params![pid])
         })
         .unwrap();
+    // pg_terminate_backend only signals: wait until the backend is really gone, or the first
+    // use below could still be answered by it and the second meet the loss.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let alive: i64 = killer
+            .transaction(|tx: &mut dyn Sql| {
+                tx.query_value(
+                    "SELECT count(*)::bigint FROM pg_stat_activity WHERE pid = ?1::int",
+                    params![pid],
+                )
+            })
+            .unwrap()
+            .unwrap();
+        if alive == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backend {pid} still alive"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // The first use may learn of the loss; the next one is on a new connection.
     let _ = db.transaction(|tx: &mut dyn Sql| tx.query("SELECT 1::bigint", &[]));
     let again: i64 = db
@@ -122,6 +144,59 @@ fn postgres_reconnects_after_losing_its_connection() {
         .unwrap()
         .unwrap();
     assert_ne!(again, pid);
+}
+
+#[test]
+fn postgres_over_tls_verifies_the_server() {
+    let Some(test_db) = testing::postgres("tls") else {
+        return;
+    };
+    let setting = |db: &Database, sql: &str| -> String {
+        db.transaction(|tx: &mut dyn Sql| tx.query_value(sql, &[]))
+            .unwrap()
+            .unwrap()
+    };
+    let plain = Database::open(&test_db.url).unwrap();
+    // scripts/postgres.sh turns TLS on and keeps its CAs beside the server's certificate.
+    assert_eq!(setting(&plain, "SELECT current_setting('ssl')"), "on");
+    let certificate = setting(&plain, "SELECT current_setting('ssl_cert_file')");
+    let tls_dir = std::path::Path::new(&certificate)
+        .parent()
+        .unwrap()
+        .to_owned();
+    let encrypted = "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    assert_eq!(setting(&plain, encrypted), "false", "no TLS unless asked");
+
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let url = format!(
+            "{}?sslmode={mode}&sslrootcert={}",
+            test_db.url,
+            tls_dir.join("ca.pem").display()
+        );
+        let db = Database::open(&url).unwrap();
+        assert_eq!(setting(&db, encrypted), "true", "{mode}");
+    }
+    // A CA that did not sign the server's certificate: refused, and the message says why.
+    let stranger = format!(
+        "{}?sslmode=require&sslrootcert={}",
+        test_db.url,
+        tls_dir.join("other-ca.pem").display()
+    );
+    let err = Database::open(&stranger).err().unwrap().to_string();
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // The server's name is checked too: the certificate names 127.0.0.1 and localhost, so
+    // the same server reached as another name (hostaddr keeps the address) is refused.
+    let renamed = format!(
+        "{}?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+        test_db.url.replacen("@127.0.0.1:", "@db.example:", 1),
+        tls_dir.join("ca.pem").display()
+    );
+    assert!(
+        renamed.contains("@db.example:"),
+        "the test server is on 127.0.0.1"
+    );
+    let err = Database::open(&renamed).err().unwrap().to_string();
+    assert!(err.contains("not valid for name \"db.example\""), "{err}");
 }
 
 #[test]
