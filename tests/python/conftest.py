@@ -95,7 +95,13 @@ def database_url(kind, folder):
     name = f"weir_py_{os.getpid()}_{next(_serial)}"
     subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
     _created_databases.append((admin, name))
-    return f"{admin.rsplit('/', 1)[0]}/{name}"
+    # Over verified TLS, as a production registry reaches a managed PostgreSQL: the test
+    # server's certificate comes from the CA scripts/postgres.sh keeps beside it.
+    certificate = subprocess.run(
+        ["psql", admin, "-Atqc", "show ssl_cert_file"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    ca = pathlib.Path(certificate).with_name("ca.pem")
+    return f"{admin.rsplit('/', 1)[0]}/{name}?sslmode=verify-full&sslrootcert={ca}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,5 +1,7 @@
 """`weir registry` against the official mlflow client (3.x), unmodified, on SQLite and on
-PostgreSQL."""
+PostgreSQL (reached over verified TLS)."""
+import os
+import subprocess
 import tempfile
 import warnings
 
@@ -157,3 +159,20 @@ def test_protected_aliases_need_approval_from_someone_else(registry, monkeypatch
         ("alice", "set_approval_policy"), ("bob", "approve"), ("carol", "reject"), ("carol", "approve"),
         ("alice", "set_alias"),
     ]
+
+
+def test_the_registry_reaches_postgresql_over_verified_tls(tmp_path):
+    url = database_url("postgres", tmp_path)
+    assert "sslmode=verify-full&sslrootcert=" in url
+    running = Registry(url, tmp_path)
+    try:
+        database = url.split("?")[0].rsplit("/", 1)[1]
+        sessions = subprocess.run(
+            ["psql", os.environ["WEIR_TEST_POSTGRES_URL"], "-Atc",
+             "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+             f"WHERE a.datname = '{database}' AND a.application_name = 'weir'"],
+            check=True, capture_output=True, text=True,
+        ).stdout.split()
+        assert sessions == ["t"], sessions
+    finally:
+        running.stop()
