@@ -1,6 +1,6 @@
 //! What a model *is* in weir, independent of how it is served.
 //!
-//! The crate is split where the abstractions end: [`format`] holds the vocabulary every other
+//! The crate is split where the abstractions end: [`format`](mod@format) holds the vocabulary every other
 //! part speaks (datatypes, tensors, signatures), [`backend`] is the one small trait a model
 //! implementation must satisfy, [`onnx`] implements it on ONNX Runtime, and [`repository`] reads
 //! a Triton-style model repository from disk; [`safetensors`] implements the trait on candle for

@@ -2,7 +2,7 @@
 //! users work (train → track → register → approve → serve).
 //!
 //! [`data`] reads a CSV and decides the task, [`prepare`] holds out validation rows and fits the
-//! standardisation, [`network`] and [`trainer`] train with AdamW one epoch at a time and produce
+//! standardisation, `network` and [`trainer`] train with AdamW one epoch at a time and produce
 //! the model version folder (`model.safetensors` + `weir.toml`) that `weir serve` loads as-is,
 //! scaler and class labels included. [`session`] puts it together with a tracking run and a
 //! registry version.

@@ -3,7 +3,7 @@
 //!
 //! The async side ([`Scheduler::infer`]) admits a request or refuses it at once (queue full),
 //! then waits for its answer, giving up when the queue timeout passes before a worker took it.
-//! Workers ([`worker`]) take the oldest live request, let compatible ones join it for up to the
+//! Workers (`worker`) take the oldest live request, let compatible ones join it for up to the
 //! configured delay ([`batch`] holds the rules), run the model, and split the answer. Requests
 //! whose caller went away are skipped and counted, so abandoned work costs no model time.
 
