@@ -3,12 +3,16 @@ against a running `weir registry` (SQLite and PostgreSQL), checked with the offi
 client, then served by `weir serve` from the registry and asked with tritonclient and KServe V1.
 And `weir train` against MLflow's own server, which a team may already run."""
 import hashlib
+import http.server
 import json
 import subprocess
 import sys
 import tempfile
+import threading
+import urllib.error
 import urllib.request
 
+import mlflow
 import numpy as np
 import pytest
 import tritonclient.http as triton
@@ -50,6 +54,19 @@ def post(url, body):
         return json.load(answer)
 
 
+def check_logged_model(client, url, model_id, run_id, out, tmp_path):
+    """The run produced a READY logged model holding exactly the files `weir train` wrote."""
+    model = client.get_logged_model(model_id)
+    assert model.source_run_id == run_id and str(model.status) == "READY", model
+    assert sorted(a.path for a in client.list_logged_model_artifacts(model_id)) == ["model.safetensors", "weir.toml"]
+    downloaded = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{model.artifact_location}/weir.toml", dst_path=str(tmp_path), tracking_uri=url
+    )
+    assert open(downloaded).read() == (out / "weir.toml").read_text()
+    outputs = client.get_run(run_id).outputs.model_outputs
+    assert [(o.model_id, o.step) for o in outputs] == [(model_id, int(client.get_run(run_id).data.params["epochs"]))]
+
+
 def test_train_track_register_approve_serve(registry, iris, tmp_path):
     csv, features, species = iris
     out = tmp_path / "model"
@@ -82,17 +99,14 @@ def test_train_track_register_approve_serve(registry, iris, tmp_path):
     loss = [m.value for m in client.get_metric_history(run_id, "loss")]
     assert loss[-1] < loss[0] / 3, loss
 
-    # The model files are the run's artifacts, byte for byte.
-    listed = sorted(a.path for a in client.list_artifacts(run_id, "model"))
-    assert listed == ["model/model.safetensors", "model/weir.toml"]
-    downloaded = client.download_artifacts(run_id, "model/weir.toml", str(tmp_path))
-    assert open(downloaded).read() == (out / "weir.toml").read_text()
-
-    # The registered version points at them and waits for approval.
+    # The files are the run's MLflow 3 logged model, byte for byte, and the registered version
+    # points at it and waits for approval.
     number = summary["model_version"]["version"]
     assert summary["approval"]["approved"] is False
     version = client.get_model_version("iris", number)
-    assert version.run_id == run_id and version.source.endswith(f"/{run_id}/artifacts/model")
+    # (mlflow 3.17's client does not read a version's model_id; its source names the model.)
+    assert version.run_id == run_id and version.source.startswith("models:/m-")
+    check_logged_model(client, registry.url, version.source.removeprefix("models:/"), run_id, out, tmp_path)
     with pytest.raises(MlflowException, match="approv"):
         client.set_registered_model_alias("iris", "champion", number)
     refused = subprocess.run(
@@ -146,11 +160,73 @@ def test_train_against_mlflows_own_server(iris, tmp_path):
         assert run.info.status == "FINISHED"
         assert run.data.params["model"] == "logistic" and run.data.tags["mlflow.user"] == "alice"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2, 3, 4, 5]
-        listed = sorted(a.path for a in client.list_artifacts(run.info.run_id, "model"))
-        assert listed == ["model/model.safetensors", "model/weir.toml"]
         version = client.get_model_version("iris", summary["model_version"]["version"])
-        assert version.run_id == run.info.run_id and version.source.endswith("/artifacts/model")
+        assert version.run_id == run.info.run_id and version.source.startswith("models:/m-")
+        model_id = version.source.removeprefix("models:/")
+        check_logged_model(client, mlflow_server.url, model_id, run.info.run_id, tmp_path / "model", tmp_path)
         # MLflow has no approvals: the summary does not claim one is pending.
         assert "approval" not in summary
     finally:
         mlflow_server.stop()
+
+
+class WithoutLoggedModels:
+    """A proxy in front of a `weir registry` that answers MLflow 3's logged-model endpoints with
+    a bare 404 page, as an MLflow 2 server (Flask) does for a route it does not have."""
+
+    def __init__(self, upstream):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def forward(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if "/logged-models" in self.path:
+                    return self.answer(404, b"<!doctype html><title>404 Not Found</title>", "text/html")
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
+                request = urllib.request.Request(upstream + self.path, data=body or None, headers=headers, method=self.command)
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as answer:
+                        self.answer(answer.status, answer.read(), answer.headers.get("content-type", ""))
+                except urllib.error.HTTPError as refused:
+                    self.answer(refused.code, refused.read(), refused.headers.get("content-type", ""))
+
+            def answer(self, status, payload, content_type):
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def test_a_server_without_logged_models_gets_run_artifacts(iris, tmp_path):
+    csv, _, _ = iris
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    registry = Registry(f"sqlite://{folder}/registry.db", folder)
+    proxy = WithoutLoggedModels(registry.url)
+    try:
+        trained = weir(
+            "train", "--data", csv, "--target", "species", "--epochs", 3, "--tracking-uri", proxy.url,
+            "--register", "iris", "--as", "alice", "--out", tmp_path / "model", "--output", "json",
+        )
+        summary = json.loads(trained.stdout)
+        client = MlflowClient(tracking_uri=registry.url, registry_uri=registry.url)
+        run_id = summary["run_id"]
+        assert client.get_run(run_id).info.status == "FINISHED"
+        listed = sorted(a.path for a in client.list_artifacts(run_id, "model"))
+        assert listed == ["model/model.safetensors", "model/weir.toml"]
+        version = client.get_model_version("iris", summary["model_version"]["version"])
+        assert version.run_id == run_id and version.source.endswith(f"/{run_id}/artifacts/model")
+    finally:
+        proxy.stop()
+        registry.stop()

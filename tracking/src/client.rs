@@ -25,6 +25,12 @@ impl ClientError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Refused { code, .. } if code == "RESOURCE_DOES_NOT_EXIST")
     }
+
+    /// The server does not have the endpoint at all (an MLflow 2 server asked for MLflow 3's
+    /// logged models answers a bare 404).
+    pub fn is_missing_endpoint(&self) -> bool {
+        matches!(self, ClientError::Refused { code, .. } if code == "ENDPOINT_NOT_FOUND" || code == "404")
+    }
 }
 
 pub struct TrackingClient {
@@ -209,6 +215,59 @@ impl TrackingClient {
             )
             .await?;
         Ok(found["runs"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Creates an MLflow 3 logged model produced by `run_id` (pending until finalized); its
+    /// JSON (`info` with `model_id` and `artifact_uri`).
+    pub async fn create_logged_model(
+        &self,
+        experiment_id: &str,
+        name: &str,
+        run_id: &str,
+        model_type: &str,
+    ) -> Result<Value, ClientError> {
+        let created = self
+            .post(
+                "logged-models",
+                json!({
+                    "experiment_id": experiment_id,
+                    "name": name,
+                    "source_run_id": run_id,
+                    "model_type": model_type,
+                }),
+            )
+            .await?;
+        Ok(created["model"].clone())
+    }
+
+    /// Marks a logged model's files complete (`LOGGED_MODEL_READY`) or failed.
+    pub async fn finalize_logged_model(
+        &self,
+        model_id: &str,
+        status: &str,
+    ) -> Result<(), ClientError> {
+        self.call(
+            "PATCH",
+            &format!("/api/2.0/mlflow/logged-models/{}", percent_encode(model_id)),
+            Bytes::from(json!({ "model_id": model_id, "status": status }).to_string()),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Records that the run produced the model (at `step`), as `log_model` does.
+    pub async fn log_output(
+        &self,
+        run_id: &str,
+        model_id: &str,
+        step: i64,
+    ) -> Result<(), ClientError> {
+        self.post(
+            "runs/outputs",
+            json!({ "run_id": run_id, "models": [{ "model_id": model_id, "step": step }] }),
+        )
+        .await
+        .map(drop)
     }
 
     /// Uploads a file into a run's (or logged model's) `mlflow-artifacts:/` location.

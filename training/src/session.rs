@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use weir_registry::client::{Identity, RegistryClient};
+use weir_registry::client::{Identity, Link, RegistryClient};
 use weir_tracking::store::{now_ms, KeyValue, Metric};
 use weir_tracking::TrackingClient;
 
@@ -73,8 +73,12 @@ pub struct Outcome {
     pub approval: Option<Value>,
 }
 
-/// Where the model files go inside the run's artifacts (MLflow's customary `model`).
+/// The logged model's name, and the folder of the run's artifacts on servers without logged
+/// models (MLflow's customary `model`).
 const ARTIFACT_PATH: &str = "model";
+
+/// The logged model's `model_type`: the files are a weir native network, not an MLflow flavor.
+const MODEL_TYPE: &str = "weir-native";
 
 /// Runs the job. Training is CPU work done between awaits on the caller's runtime: a CLI job
 /// has nothing else to schedule, and each epoch's metrics are sent as soon as it ends.
@@ -109,7 +113,7 @@ pub async fn run(job: Job, on_event: &mut dyn FnMut(Event)) -> Result<Outcome, T
         }
         let files = trainer.into_model()?.write(&job.out)?;
         let (version, approval) = match &remote {
-            Some(tracked) => tracked.publish(&files).await?,
+            Some(tracked) => tracked.publish(&files, history.len()).await?,
             None => (None, None),
         };
         Ok(Outcome {
@@ -237,33 +241,65 @@ impl Tracked {
             .map_err(|e| remote_error("cannot log metrics", e))
     }
 
-    /// Uploads the version folder as the run's `model` artifacts and registers it from there;
-    /// returns the version and, from weir's registry, its approval state.
+    /// Logs the version folder as the run's MLflow 3 logged model (as `log_model` does: a model
+    /// record, its files, READY, the run's output) and registers it from there; returns the
+    /// version and, from weir's registry, its approval state. An MLflow 2 server has no logged
+    /// models: the files then become the run's `model/` artifacts, registered from there.
     async fn publish(
         &self,
         files: &[PathBuf],
+        epochs: usize,
     ) -> Result<(Option<Value>, Option<Value>), TrainError> {
-        let root = format!(
-            "{}/{ARTIFACT_PATH}",
-            self.run.artifact_uri.trim_end_matches('/')
-        );
+        let run = &self.run;
+        let logged = match self
+            .tracking
+            .create_logged_model(&run.experiment_id, ARTIFACT_PATH, &run.run_id, MODEL_TYPE)
+            .await
+        {
+            Ok(model) => Some((
+                text(&model["info"]["model_id"]),
+                text(&model["info"]["artifact_uri"]),
+            )),
+            Err(err) if err.is_missing_endpoint() => None,
+            Err(err) => return Err(remote_error("cannot log the model", err)),
+        };
+        let location = match &logged {
+            Some((_, artifact_uri)) => artifact_uri.clone(),
+            None => format!("{}/{ARTIFACT_PATH}", run.artifact_uri.trim_end_matches('/')),
+        };
         for file in files {
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             self.tracking
-                .upload_artifact(&root, file, &name)
+                .upload_artifact(&location, file, &name)
                 .await
                 .map_err(|e| remote_error("cannot upload the model files", e))?;
+        }
+        let model_id = logged.as_ref().map(|(id, _)| id.as_str());
+        if let Some(model_id) = model_id {
+            self.tracking
+                .finalize_logged_model(model_id, "LOGGED_MODEL_READY")
+                .await
+                .map_err(|e| remote_error("cannot finalize the logged model", e))?;
+            self.tracking
+                .log_output(&run.run_id, model_id, epochs as i64)
+                .await
+                .map_err(|e| remote_error("cannot record the run's model", e))?;
         }
         let Some(name) = &self.register else {
             return Ok((None, None));
         };
-        let description = format!("trained by weir train (run {})", self.run.run_id);
+        let source = model_id.map_or(location.clone(), |id| format!("models:/{id}"));
+        let link = Link {
+            run_id: Some(&run.run_id),
+            model_id,
+        };
+        let description = format!("trained by weir train (run {})", run.run_id);
         let version = self
             .registry
-            .create_version(name, &root, Some(&self.run.run_id), &description)
+            .create_version(name, &source, link, &description)
             .await
             .map_err(|e| remote_error(&format!("cannot register '{name}'"), e))?;
         let number = version["version"].as_str().unwrap_or_default();

@@ -30,6 +30,13 @@ pub enum ClientError {
     Local(String),
 }
 
+/// What produced a version: the tracking run and the MLflow 3 logged model, when known.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Link<'a> {
+    pub run_id: Option<&'a str>,
+    pub model_id: Option<&'a str>,
+}
+
 pub struct RegistryClient {
     base: String,
     identity: Identity,
@@ -120,27 +127,34 @@ impl RegistryClient {
         self.create_version(
             name,
             &format!("mlflow-artifacts:/{artifact}"),
-            None,
+            Link::default(),
             description,
         )
         .await
     }
 
-    /// Registers files already on the server (`mlflow-artifacts:/…`, e.g. a run's artifacts),
-    /// creating the registered model when it does not exist yet; `run_id` links the version
-    /// to the run that produced it. Returns the new version.
+    /// Registers files already on the server (`mlflow-artifacts:/…`, or `models:/<model_id>`
+    /// for an MLflow 3 logged model), creating the registered model when it does not exist
+    /// yet; `link` ties the version to the run and logged model that produced it. Returns the
+    /// new version.
     pub async fn create_version(
         &self,
         name: &str,
         source: &str,
-        run_id: Option<&str>,
+        link: Link<'_>,
         description: &str,
     ) -> Result<Value, ClientError> {
         self.ensure_model(name).await?;
         let created = self
             .post(
                 "/api/2.0/mlflow/model-versions/create",
-                json!({ "name": name, "source": source, "run_id": run_id, "description": description }),
+                json!({
+                    "name": name,
+                    "source": source,
+                    "run_id": link.run_id,
+                    "model_id": link.model_id,
+                    "description": description,
+                }),
             )
             .await?;
         Ok(created["model_version"].clone())
