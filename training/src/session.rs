@@ -267,17 +267,21 @@ impl Tracked {
             Some((_, artifact_uri)) => artifact_uri.clone(),
             None => format!("{}/{ARTIFACT_PATH}", run.artifact_uri.trim_end_matches('/')),
         };
+        let model_id = logged.as_ref().map(|(id, _)| id.as_str());
         for file in files {
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            self.tracking
-                .upload_artifact(&location, file, &name)
-                .await
-                .map_err(|e| remote_error("cannot upload the model files", e))?;
+            if let Err(err) = self.tracking.upload_artifact(&location, file, &name).await {
+                // As log_model does: a model whose files did not all arrive is marked so.
+                if let Some(model_id) = model_id {
+                    let failed = "LOGGED_MODEL_UPLOAD_FAILED";
+                    let _ = self.tracking.finalize_logged_model(model_id, failed).await;
+                }
+                return Err(remote_error("cannot upload the model files", err));
+            }
         }
-        let model_id = logged.as_ref().map(|(id, _)| id.as_str());
         if let Some(model_id) = model_id {
             self.tracking
                 .finalize_logged_model(model_id, "LOGGED_MODEL_READY")
