@@ -352,7 +352,9 @@ fn print_welcome(stack: &StackFile, registry: &str, router: &str, autoscaler: &s
     crate::announce(format_args!(
         "weir up ready: router {router}, registry {registry}, autoscaler metrics {autoscaler}/metrics"
     ));
-    println!(
+    // Through announce, not println!: a reader that stopped after the first line (a script, a
+    // test) must not make the whole stack panic on a closed pipe.
+    crate::announce(format_args!(
         r#"
 Try:
   curl -s -X POST {router}/v2/models/{model}/infer -d '{{"inputs": [{{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}}]}}' -D - 
@@ -361,7 +363,7 @@ Try:
   weir canary rollout {model} --steps 25,50,100 --interval 10s --min-requests 20 --router {router}
   weir models list --registry {registry}
 Ctrl-C stops everything."#
-    );
+    ));
 }
 
 #[cfg(test)]
