@@ -8,7 +8,6 @@ mod common;
 
 use common::{scratch, wait_for};
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -34,13 +33,7 @@ fn replicas(router: &str) -> usize {
 fn replicas_follow_the_load_from_zero_and_back_without_failures() {
     let dir = scratch("autoscale-local");
     let repo = dir.join("repo");
-    std::fs::create_dir_all(repo.join("mlp/1")).unwrap();
-    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
-    std::fs::copy(
-        models.join("mlp/1/model.onnx"),
-        repo.join("mlp/1/model.onnx"),
-    )
-    .unwrap();
+    common::add_test_model(&repo, "mlp", 1);
     std::fs::write(
         dir.join("routes.toml"),
         "[[route]]\nmodel = \"mlp\"\n[[route.backend]]\nversion = \"1\"\nendpoints = []\nweight = 100\n",
@@ -215,13 +208,7 @@ fn simulate_replays_a_trace_as_a_table_csv_and_svg() {
 fn the_prometheus_signal_reads_real_replicas_through_a_real_prometheus() {
     let dir = scratch("autoscale-prometheus");
     let repo = dir.join("repo");
-    std::fs::create_dir_all(repo.join("mlp/1")).unwrap();
-    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
-    std::fs::copy(
-        models.join("mlp/1/model.onnx"),
-        repo.join("mlp/1/model.onnx"),
-    )
-    .unwrap();
+    common::add_test_model(&repo, "mlp", 1);
     let repo = repo.to_str().unwrap().to_owned();
     let (_a, a) = common::start_weir(
         &["serve", "--http-port", "0", "--model-repository", &repo],

@@ -4,17 +4,14 @@
 
 mod common;
 
+use common::test_models;
+
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
-}
-
-fn test_models() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models")
 }
 
 #[test]

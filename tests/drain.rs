@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,13 +41,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 fn sigterm_finishes_every_accepted_request_then_exits_zero() {
     let repo = std::env::temp_dir().join(format!("weir-drain-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&repo);
-    std::fs::create_dir_all(repo.join("mlp/1")).unwrap();
-    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
-    std::fs::copy(
-        models.join("mlp/1/model.onnx"),
-        repo.join("mlp/1/model.onnx"),
-    )
-    .unwrap();
+    common::add_test_model(&repo, "mlp", 1);
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::Registry;
@@ -22,7 +21,7 @@ fn register_approve_alias_and_inspect() {
     let registry = Registry::start("models-cli");
     let version_folder = registry.folder.join("v1");
     std::fs::create_dir_all(version_folder.join("extra")).unwrap();
-    let models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
+    let models_dir = common::test_models();
     std::fs::copy(
         models_dir.join("iris/1/model.onnx"),
         version_folder.join("model.onnx"),

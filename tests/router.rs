@@ -22,14 +22,7 @@ const IRIS_ROW: &str = r#"{"inputs": [{"name": "features", "shape": [1, 4], "dat
 /// A model repository holding only `iris/<version>`.
 fn iris_repository(dir: &Path, version: u32) -> PathBuf {
     let repo = dir.join(format!("repo-v{version}"));
-    let target = repo.join("iris").join(version.to_string());
-    std::fs::create_dir_all(&target).unwrap();
-    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
-    std::fs::copy(
-        models.join(format!("iris/{version}/model.onnx")),
-        target.join("model.onnx"),
-    )
-    .unwrap();
+    common::add_test_model(&repo, "iris", version);
     repo
 }
 

@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 fn the_demo_stack_serves_a_ten_percent_canary_and_stops_cleanly() {
     let dir = std::env::temp_dir().join(format!("weir-up-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models");
+    let models = common::test_models();
     let mut up = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
             "up",

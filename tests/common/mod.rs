@@ -4,7 +4,24 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The generated test models (`make setup` writes them).
+pub fn test_models() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-models")
+}
+
+/// Puts the test model `model/version` (its `model.onnx`) into the repository at `repo`.
+pub fn add_test_model(repo: &Path, model: &str, version: u32) {
+    let target = repo.join(model).join(version.to_string());
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::copy(
+        test_models().join(format!("{model}/{version}/model.onnx")),
+        target.join("model.onnx"),
+    )
+    .unwrap();
+}
 
 /// Sends one HTTP/1.1 request (with `Connection: close`) on a fresh connection and returns the
 /// status code and body; `None` when the server cannot be reached or answers nothing.
