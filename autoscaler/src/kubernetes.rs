@@ -85,12 +85,15 @@ impl KubernetesScaler {
         }
     }
 
-    pub async fn observe(&self) -> Result<Observed, KubernetesError> {
-        let deployment = self
-            .api
+    async fn deployment(&self) -> Result<Deployment, KubernetesError> {
+        self.api
             .get(&self.name)
             .await
-            .map_err(|e| self.error("get", e))?;
+            .map_err(|e| self.error("get", e))
+    }
+
+    pub async fn observe(&self) -> Result<Observed, KubernetesError> {
+        let deployment = self.deployment().await?;
         let paused = deployment
             .metadata
             .annotations
@@ -108,11 +111,7 @@ impl KubernetesScaler {
     /// `http://POD_IP:port` of the Deployment's ready pods (found by its selector), for the
     /// scrape signal.
     pub async fn ready_pod_urls(&self, port: u16) -> Result<Vec<String>, KubernetesError> {
-        let deployment = self
-            .api
-            .get(&self.name)
-            .await
-            .map_err(|e| self.error("get", e))?;
+        let deployment = self.deployment().await?;
         let selector = deployment
             .spec
             .as_ref()
