@@ -70,13 +70,20 @@ def test_every_object_matches_the_kubernetes_schemas(name):
                 assert container["resources"]["limits"]["memory"]
 
 
+def weir_check(objects, suffix, key, command, tmp_path):
+    """Writes a rendered ConfigMap's file and has `weir COMMAND --check` parse it, as it would at
+    start-up in the pod; the finished process."""
+    path = tmp_path / key
+    path.write_text(config_map(objects, suffix, key))
+    checked = subprocess.run([str(weir_binary()), command, "--config", str(path), "--check"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    return checked
+
+
 @pytest.mark.parametrize("name, weights", [("no-canary", {"stable": 100}), ("canary-10", {"stable": 90, "canary": 10}), ("canary-100", {"stable": 0, "canary": 100})])
 def test_router_config_parses_with_weirs_loader_and_carries_the_weights(name, weights, tmp_path):
     objects = render(VALUE_SETS[name])
-    routes = tmp_path / "routes.toml"
-    routes.write_text(config_map(objects, "-router", "routes.toml"))
-    checked = subprocess.run([str(weir_binary()), "route", "--config", str(routes), "--check"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
+    checked = weir_check(objects, "-router", "routes.toml", "route", tmp_path)
     expected = " ".join(f"{version}={weight}%" for version, weight in weights.items())
     assert checked.stdout.strip() == f"iris: {expected}"
     # Runtime Deployments per version; no replica count while the autoscaler owns it.
@@ -94,10 +101,7 @@ def test_router_config_parses_with_weirs_loader_and_carries_the_weights(name, we
 @pytest.mark.parametrize("name, signal", [("canary-10", "scrape"), ("prometheus", "prometheus")])
 def test_autoscaler_config_parses_and_rbac_grants_nothing_more(name, signal, tmp_path):
     objects = render(VALUE_SETS[name])
-    config = tmp_path / "autoscaler.toml"
-    config.write_text(config_map(objects, "-autoscaler", "autoscaler.toml"))
-    checked = subprocess.run([str(weir_binary()), "autoscale", "--config", str(config), "--check"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
+    checked = weir_check(objects, "-autoscaler", "autoscaler.toml", "autoscale", tmp_path)
     lines = checked.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["iris-stable", "iris-canary"]
     assert all('deployment: "demo-weir-iris-' in line and f"{signal.capitalize()}" in line for line in lines), lines
