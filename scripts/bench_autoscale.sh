@@ -5,38 +5,14 @@
 # `weir route`, all on loopback; every load is bounded by time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --bin weir 2>&1 | tail -1
+source scripts/bench_lib.sh autoscale
 
-work=$(mktemp -d /tmp/weir-bench-autoscale.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-address() { for _ in $(seq 1 200); do grep -m1 -o 'http://[0-9.:]*' "$1" 2>/dev/null && return; sleep 0.05; done; echo "no address in $1" >&2; exit 1; }
-
+# Each model in its own repository, routed with no replicas yet: the autoscaler adds them.
 for model in iris mlp; do
-  version=1
-  mkdir -p "$work/repo-$model/$model/$version"
-  cp "target/test-models/$model/$version/model.onnx" "$work/repo-$model/$model/$version/"
-done
-cat > "$work/routes.toml" <<ROUTES
-[[route]]
-model = "iris"
-[[route.backend]]
-version = "1"
-endpoints = []
-weight = 100
-[[route]]
-model = "mlp"
-[[route.backend]]
-version = "1"
-endpoints = []
-weight = 100
-ROUTES
+  mkdir -p "$work/repo-$model/$model/1"
+  cp "target/test-models/$model/1/model.onnx" "$work/repo-$model/$model/1/"
+  printf '[[route]]\nmodel = "%s"\n[[route.backend]]\nversion = "1"\nendpoints = []\nweight = 100\n' "$model"
+done > "$work/routes.toml"
 target/release/weir route --config "$work/routes.toml" --http-port 0 --log warn > "$work/route.log" &
 pids+=($!)
 router=$(address "$work/route.log")

@@ -6,19 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
-cargo build --release --bin weir 2>&1 | tail -1
-
-work=$(mktemp -d /tmp/weir-bench-router.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/bench_lib.sh router
+before_cleanup() { [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; }
 
 # One `weir serve` per version, each holding only that version of iris.
 for version in 1 2; do
@@ -27,7 +17,6 @@ for version in 1 2; do
   target/release/weir serve --model-repository "$work/repo-v$version" --http-port 0 --log warn > "$work/serve-$version.log" &
   pids+=($!)
 done
-address() { for _ in $(seq 1 200); do grep -m1 -o 'http://[0-9.:]*' "$1" 2>/dev/null && return; sleep 0.05; done; echo "no address in $1" >&2; exit 1; }
 v1=$(address "$work/serve-1.log"); v2=$(address "$work/serve-2.log")
 for url in "$v1" "$v2"; do
   for _ in $(seq 1 200); do curl -sf "$url/v2/health/ready" >/dev/null && break; sleep 0.05; done
