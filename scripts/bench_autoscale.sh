@@ -13,26 +13,32 @@ for model in iris mlp; do
   cp "target/test-models/$model/1/model.onnx" "$work/repo-$model/$model/1/"
   printf '[[route]]\nmodel = "%s"\n[[route.backend]]\nversion = "1"\nendpoints = []\nweight = 100\n' "$model"
 done > "$work/routes.toml"
-target/release/weir route --config "$work/routes.toml" --http-port 0 --log warn > "$work/route.log" &
+target/release/weir route --config "$work/routes.toml" --http-port 0 --admin-port 0 --log warn > "$work/route.log" &
 pids+=($!)
 router=$(address "$work/route.log")
+# The admin API (where the autoscaler adds replicas) is announced on the second line.
+for _ in $(seq 1 200); do
+  admin=$(grep -m1 -o 'admin API on http://[0-9.:]*' "$work/route.log" | grep -o 'http://.*') && break
+  sleep 0.05
+done
+[ -n "${admin:-}" ] || { echo "no admin API address in $work/route.log" >&2; exit 1; }
 cat > "$work/autoscaler.toml" <<SCALER
 [[target]]
 name = "iris"
-scaler = { kind = "local", model = "iris", version = "1", repository = "$work/repo-iris", router = "$router" }
+scaler = { kind = "local", model = "iris", version = "1", repository = "$work/repo-iris", router = "$admin" }
 signal = { kind = "scrape" }
 policy = { target = 10, min_replicas = 0, max_replicas = 4 }
 
 [[target]]
 name = "mlp"
-scaler = { kind = "local", model = "mlp", version = "1", repository = "$work/repo-mlp", router = "$router" }
+scaler = { kind = "local", model = "mlp", version = "1", repository = "$work/repo-mlp", router = "$admin" }
 signal = { kind = "scrape" }
 policy = { target = 2, min_replicas = 1, max_replicas = 8 }
 SCALER
 RUST_LOG=info target/release/weir autoscale --config "$work/autoscaler.toml" --http-port 0 --log-format json > "$work/autoscale.log" 2> "$work/autoscale.err" &
 pids+=($!)
 autoscaler=$(address "$work/autoscale.log")
-for _ in $(seq 1 200); do curl -s "$router/admin/v1/routes/mlp" | grep -q '"available":true' && break; sleep 0.05; done
+for _ in $(seq 1 200); do curl -s "$admin/admin/v1/routes/mlp" | grep -q '"available":true' && break; sleep 0.05; done
 
 echo "== scale from zero: iris, the first request while no replica runs"
 curl -s -o /dev/null -w "   first response after %{time_total} s (status %{http_code})\n" -X POST "$router/v2/models/iris/infer" \

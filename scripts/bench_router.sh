@@ -34,7 +34,7 @@ version = "2"
 endpoints = ["$v2"]
 weight = 10
 ROUTES
-target/release/weir route --config "$work/routes.toml" --http-port 0 --log warn > "$work/route.log" &
+target/release/weir route --config "$work/routes.toml" --http-port 0 --admin-port 0 --log warn > "$work/route.log" &
 pids+=($!)
 router=$(address "$work/route.log")
 

@@ -3,6 +3,7 @@
 mod autoscale_cli;
 mod models_cli;
 mod output;
+mod registry_cli;
 mod route_cli;
 mod runs_cli;
 mod train_cli;
@@ -41,7 +42,7 @@ enum Command {
     Serve(ServeArgs),
     /// Run the model registry and experiment tracking (MLflow's REST API) on SQLite or
     /// PostgreSQL and a local artifact directory.
-    Registry(RegistryArgs),
+    Registry(registry_cli::RegistryArgs),
     /// Register, approve and alias model versions in a registry.
     Models(models_cli::ModelsArgs),
     /// List and show tracked runs.
@@ -56,40 +57,6 @@ enum Command {
     Train(train_cli::TrainArgs),
     /// The whole stack on this machine (registry, router, autoscaled replicas); --demo to try it.
     Up(up::UpArgs),
-}
-
-#[derive(clap::Args)]
-struct RegistryArgs {
-    /// Where registry data lives: `sqlite://PATH` (the embedded default) or
-    /// `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE` (schema created on first start).
-    #[arg(long, env = "WEIR_DB", default_value = "sqlite://weir.db")]
-    db: String,
-    /// Folder holding model artifacts (`mlflow-artifacts:/…`).
-    #[arg(long, env = "WEIR_ARTIFACTS", default_value = "weir-artifacts")]
-    artifacts: PathBuf,
-    /// Address to listen on.
-    #[arg(long, env = "WEIR_HOST", default_value = "127.0.0.1")]
-    host: String,
-    /// HTTP port; 0 picks a free one (the chosen port is printed).
-    #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 5000)]
-    http_port: u16,
-    /// TOML file mapping bearer tokens to user names (`[tokens]` then `"TOKEN" = "alice"`).
-    /// Without it, the user is taken from HTTP Basic auth or `X-Weir-User`.
-    #[arg(long, env = "WEIR_TOKENS")]
-    tokens: Option<PathBuf>,
-    /// Aliases that may point only at approved versions.
-    #[arg(
-        long,
-        env = "WEIR_PROTECTED_ALIASES",
-        value_delimiter = ',',
-        default_value = "production,champion"
-    )]
-    protected_aliases: Vec<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct TokenFile {
-    tokens: std::collections::HashMap<String, String>,
 }
 
 #[derive(clap::Args)]
@@ -134,6 +101,17 @@ struct ServeArgs {
     /// Seconds between registry checks (an alias that moves is served within one interval).
     #[arg(long, env = "WEIR_REGISTRY_POLL_INTERVAL", default_value_t = 10)]
     registry_poll_interval: u64,
+    /// A file holding the bearer token for a registry started with --tokens (a file, not a
+    /// flag, so the token stays out of `ps` and shell history).
+    #[arg(long, env = "WEIR_REGISTRY_TOKEN_FILE", requires = "registry")]
+    registry_token_file: Option<PathBuf>,
+    /// A PEM bundle of the CA(s) to trust for an https:// registry, instead of the system's.
+    #[arg(long, env = "WEIR_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Listen beyond loopback with --model-control-mode explicit or poll, although anyone who
+    /// can reach the port may then load and unload models (those endpoints have no credentials).
+    #[arg(long, env = "WEIR_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -160,6 +138,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(message) = weir_models::onnx::find_library() {
         tracing::error!("{message}");
     }
+    let model_control = !matches!(args.model_control_mode, ControlMode::None);
+    if model_control && !weir_http::is_loopback_host(&args.host) {
+        anyhow::ensure!(
+            args.allow_anonymous,
+            "refusing to listen on {} with --model-control-mode explicit or poll: anyone who can \
+             reach it could load and unload models; listen on 127.0.0.1, or pass --allow-anonymous \
+             to accept that",
+            args.host
+        );
+        tracing::warn!(
+            host = %args.host,
+            "ANONYMOUS MODEL CONTROL: --allow-anonymous lets anyone who can reach {} load and unload models",
+            args.host
+        );
+    }
+    let registry_token = args
+        .registry_token_file
+        .as_deref()
+        .map(models_cli::read_token_file)
+        .transpose()?;
+    let registry_http = weir_http::HttpClient::with_ca_file(args.ca_file.as_deref())?;
     let config = ServeConfig {
         max_body_bytes: args.max_body_bytes,
         max_concurrent_requests: args.max_concurrent_requests.max(1),
@@ -176,6 +175,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 url,
                 models: args.models,
                 poll: Duration::from_secs(args.registry_poll_interval.max(1)),
+                token: registry_token,
+                http: registry_http,
             }),
         ..ServeConfig::new(args.model_repository, args.host, args.http_port)
     };
@@ -200,94 +201,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn registry(args: RegistryArgs) -> anyhow::Result<()> {
-    let tokens = match &args.tokens {
-        Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let parsed: TokenFile = toml::from_str(&text)
-                .with_context(|| format!("invalid token file {}", file.display()))?;
-            Some(parsed.tokens)
-        }
-        None => None,
-    };
-    // The registry and tracking share one database. The PostgreSQL driver blocks, and must not
-    // do so on an async worker.
-    let url = args.db.clone();
-    // The same tokens guard tracking: a token names a user for the registry; here it only
-    // has to be valid.
-    let tracking_tokens = tokens
-        .as_ref()
-        .map(|tokens| tokens.keys().cloned().collect());
-    let (store, tracking) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let db = std::sync::Arc::new(weir_sql::Database::open(&url)?);
-        let store = weir_registry::Store::new(db.clone())?;
-        let tracking = weir_tracking::TrackingStore::new(db)?;
-        Ok((
-            store,
-            std::sync::Arc::new(weir_tracking::Tracking {
-                store: tracking,
-                tokens: tracking_tokens,
-            }),
-        ))
-    })
-    .await?
-    .context("cannot open the registry database")?;
-    let registry = weir_registry::Registry {
-        store: store.with_protected_aliases(args.protected_aliases),
-        artifacts: weir_registry::artifacts::ArtifactStore::open(&args.artifacts)?,
-        sources: Some(logged_model_locations(tracking.clone())),
-        tokens,
-    };
-    let bind = format!("{}:{}", args.host, args.http_port);
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
-    announce(format_args!(
-        "weir registry listening on http://{}",
-        listener.local_addr()?
-    ));
-    let app =
-        weir_tracking::router(tracking).merge(weir_registry::router(std::sync::Arc::new(registry)));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the registry server failed")
-}
-
-/// `mlflow.register_model("runs:/…")` registers MLflow 3 logged models as `models:/<model_id>`;
-/// their files live where the tracking store put the logged model.
-fn logged_model_locations(
-    tracking: std::sync::Arc<weir_tracking::Tracking>,
-) -> weir_registry::SourceResolver {
-    std::sync::Arc::new(move |source: &str| {
-        let Some(model_id) = source
-            .strip_prefix("models:/")
-            .filter(|id| id.starts_with("m-"))
-        else {
-            return Ok(None);
-        };
-        match tracking.store.get_logged_model(model_id) {
-            Ok(model) => Ok(Some(model.info.artifact_uri)),
-            Err(weir_tracking::TrackingError::NotFound(message)) => {
-                Err(weir_registry::StoreError::NotFound(message))
-            }
-            Err(err) => Err(weir_registry::StoreError::Internal(err.to_string())),
-        }
-    })
-}
-
 /// Prints a line for whoever started the server (scripts read the address from the first one).
 /// A closed stdout (`weir serve | head -1`) must not take a running server down, as `println!`
 /// would by panicking, so write errors are ignored.
-fn announce(line: std::fmt::Arguments) {
+pub(crate) fn announce(line: std::fmt::Arguments) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what Kubernetes sends).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -333,7 +257,7 @@ fn main() -> std::process::ExitCode {
             runtime.block_on(async {
                 match cli.command {
                     Command::Serve(args) => serve(args).await,
-                    Command::Registry(args) => registry(args).await,
+                    Command::Registry(args) => registry_cli::run(args).await,
                     Command::Models(args) => models_cli::run(args).await,
                     Command::Runs(args) => runs_cli::run(args).await,
                     Command::Route(args) => route_cli::serve(args).await,

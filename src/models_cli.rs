@@ -1,10 +1,11 @@
 //! `weir models …`: the registry from the command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
+use weir_http::HttpClient;
 use weir_registry::client::{Identity, RegistryClient};
 
 use crate::output::{table, text, Output};
@@ -19,12 +20,8 @@ pub struct ModelsArgs {
         global = true
     )]
     registry: String,
-    /// Who you are, for registries without tokens (recorded as creator, approver, in the audit log).
-    #[arg(long = "as", env = "WEIR_USER", global = true)]
-    acting_as: Option<String>,
-    /// A bearer token, for registries started with --tokens.
-    #[arg(long, env = "WEIR_TOKEN", global = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
     /// How to print answers.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -113,19 +110,78 @@ fn approval_line(status: &Value) -> String {
     )
 }
 
-/// Who the caller is: a token when given, else `--as`, else the login name.
-pub fn identity(token: Option<String>, acting_as: Option<String>) -> Identity {
-    match (token, acting_as) {
-        (Some(token), _) => Identity::Token(token),
-        (None, Some(user)) => Identity::User(user),
-        (None, None) => {
+/// Who a client command (models, runs, train) is, and which servers it trusts.
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    /// Who you are, for servers without tokens (recorded as creator, approver, in the audit log).
+    #[arg(long = "as", env = "WEIR_USER", global = true)]
+    acting_as: Option<String>,
+    /// A bearer token, for servers started with --tokens (--token-file keeps it out of `ps`).
+    #[arg(
+        long,
+        env = "WEIR_TOKEN",
+        hide_env_values = true,
+        global = true,
+        conflicts_with = "token_file"
+    )]
+    token: Option<String>,
+    /// A file holding the bearer token (surrounding whitespace is ignored).
+    #[arg(long, env = "WEIR_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// A PEM bundle of the CA(s) to trust for https:// servers, instead of the system's.
+    #[arg(long, env = "WEIR_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// A token (from --token or --token-file) when given, else `--as`, else the login name.
+    pub fn identity(&self) -> anyhow::Result<Identity> {
+        Ok(self.given_identity()?.unwrap_or_else(|| {
             Identity::User(std::env::var("USER").unwrap_or_else(|_| "anonymous".to_owned()))
-        }
+        }))
+    }
+
+    /// A token (from --token or --token-file) when given, else `--as`, else nothing.
+    pub fn given_identity(&self) -> anyhow::Result<Option<Identity>> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => Some(token.trim().to_owned()),
+            (None, Some(file)) => Some(read_token_file(file)?),
+            (None, None) => None,
+        };
+        Ok(match (token, &self.acting_as) {
+            (Some(token), _) => {
+                anyhow::ensure!(!token.is_empty(), "--token is empty");
+                Some(Identity::Token(token))
+            }
+            (None, Some(user)) => Some(Identity::User(user.clone())),
+            (None, None) => None,
+        })
+    }
+
+    /// The HTTP client, trusting --ca-file when given.
+    pub fn http(&self) -> anyhow::Result<HttpClient> {
+        Ok(HttpClient::with_ca_file(self.ca_file.as_deref())?)
     }
 }
 
+/// A token kept in a file (`--token-file`, `--registry-token-file`): its contents without
+/// surrounding whitespace. An empty file is an error rather than an anonymous call that fails
+/// later with a less helpful refusal. The token itself never appears in an error.
+pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the token file {} is empty",
+        path.display()
+    );
+    Ok(token.to_owned())
+}
+
 pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
-    let client = RegistryClient::new(&args.registry, identity(args.token, args.acting_as));
+    let client =
+        RegistryClient::new(&args.registry, args.client.identity()?).with_http(args.client.http()?);
     let json = matches!(args.output, Output::Json);
     let print = crate::output::json;
     let shared = &client;

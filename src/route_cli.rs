@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use weir_router::client::AdminClient;
+use weir_router::AdminToken;
 
 use crate::output::{json as print_json, table, text, Output};
 
@@ -18,15 +19,31 @@ pub struct RouteArgs {
     /// Where admin changes are kept across restarts (default: next to the routes file).
     #[arg(long, env = "WEIR_STATE")]
     state: Option<PathBuf>,
-    /// Address to listen on.
+    /// Address the data plane (inference traffic and /metrics) listens on.
     #[arg(long, env = "WEIR_HOST", default_value = "127.0.0.1")]
     host: String,
-    /// HTTP port; 0 picks a free one (the chosen port is printed).
+    /// Data-plane HTTP port; 0 picks a free one (printed on the first line).
     #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 8000)]
     http_port: u16,
-    /// Bearer token the admin API requires; without it the admin API is open (bind to loopback).
-    #[arg(long, env = "WEIR_ADMIN_TOKEN")]
+    /// Address the admin API listens on. Anything but loopback needs a token (or
+    /// --allow-anonymous).
+    #[arg(long, env = "WEIR_ADMIN_HOST", default_value = "127.0.0.1")]
+    admin_host: String,
+    /// Admin API port (weights, promote, rollback, replicas; also /metrics); 0 picks a free one
+    /// (printed on the second line).
+    #[arg(long, env = "WEIR_ADMIN_PORT", default_value_t = 8001)]
+    admin_port: u16,
+    /// File holding the bearer token every admin call must carry (surrounding whitespace is
+    /// ignored; an empty file is an error).
+    #[arg(long, env = "WEIR_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+    /// The admin bearer token itself; prefer --admin-token-file (a flag shows in `ps`).
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Let the admin API listen on a non-loopback address without a token: anyone who can
+    /// reach that port can then change weights, promote, roll back and add replicas.
+    #[arg(long)]
+    allow_anonymous: bool,
     /// Threads serving requests, each with its own event loop (default: one per core).
     #[arg(long, env = "WEIR_WORKERS")]
     workers: Option<usize>,
@@ -48,25 +65,40 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let router = weir_router::Router::new(&args.config, args.state, args.admin_token)
+    let token = AdminToken::from_value_or_file(
+        args.admin_token.as_deref(),
+        args.admin_token_file.as_deref(),
+        "from --admin-token (or WEIR_ADMIN_TOKEN)",
+    )?;
+    anyhow::ensure!(
+        args.admin_port == 0 || args.admin_port != args.http_port || args.admin_host != args.host,
+        "--admin-port {} is the data port too: the admin API needs a listener of its own",
+        args.admin_port
+    );
+    let admin_address = resolve(&args.admin_host, args.admin_port).await?;
+    weir_router::auth::check_exposure(admin_address, token.as_ref(), args.allow_anonymous)?;
+    let address = resolve(&args.host, args.http_port).await?;
+    let router = weir_router::Router::new(&args.config, args.state, token)
         .with_context(|| format!("cannot start the router with {}", args.config.display()))?;
-    router.spawn_background();
-    let bind = format!("{}:{}", args.host, args.http_port);
-    let address = tokio::net::lookup_host(&bind)
+    let admin_listener = tokio::net::TcpListener::bind(admin_address)
         .await
-        .with_context(|| format!("cannot resolve {bind}"))?
-        .next()
-        .with_context(|| format!("{bind} resolves to no address"))?;
+        .with_context(|| format!("cannot listen on {admin_address} for the admin API"))?;
+    let admin_bound = admin_listener.local_addr()?;
+    router.spawn_background();
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (bound, handles) = router
-        .serve_on_workers(address, workers, stopped)
-        .with_context(|| format!("cannot listen on {bind}"))?;
+        .serve_on_workers(address, workers, stopped.clone())
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let admin = router.serve_admin(admin_listener, stopped);
+    // The data address first: scripts and tests read the first line.
     crate::announce(format_args!("weir route listening on http://{bound}"));
+    crate::announce(format_args!("weir route admin API on http://{admin_bound}"));
     crate::shutdown_signal().await;
     let _ = stop.send(true);
+    let _ = admin.await;
     tokio::task::spawn_blocking(move || {
         for handle in handles {
             let _ = handle.join();
@@ -76,18 +108,31 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
     .context("the router's workers did not stop cleanly")
 }
 
+/// The first address `host:port` resolves to.
+async fn resolve(host: &str, port: u16) -> anyhow::Result<std::net::SocketAddr> {
+    let bind = format!("{host}:{port}");
+    let first = tokio::net::lookup_host(&bind)
+        .await
+        .with_context(|| format!("cannot resolve {bind}"))?
+        .next();
+    first.with_context(|| format!("{bind} resolves to no address"))
+}
+
 #[derive(clap::Args)]
 pub struct CanaryArgs {
-    /// The router to talk to.
+    /// The router's admin API (`weir route --admin-port`, not its data port).
     #[arg(
         long,
         env = "WEIR_ROUTER",
-        default_value = "http://127.0.0.1:8000",
+        default_value = "http://127.0.0.1:8001",
         global = true
     )]
     router: String,
-    /// The router's admin token, when it has one.
-    #[arg(long, env = "WEIR_ADMIN_TOKEN", global = true)]
+    /// File holding the router's admin token, when it has one.
+    #[arg(long, env = "WEIR_TOKEN_FILE", global = true, conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// The router's admin token itself; prefer --token-file (a flag shows in `ps`).
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
     /// How to print answers.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
@@ -209,7 +254,12 @@ fn print_status(status: &Value) {
 }
 
 pub async fn canary(args: CanaryArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.router, args.token);
+    let token = AdminToken::from_value_or_file(
+        args.token.as_deref(),
+        args.token_file.as_deref(),
+        "from --token (or WEIR_TOKEN)",
+    )?;
+    let client = AdminClient::new(&args.router, token.map(|t| t.secret().to_owned()));
     let route = |model: &str, action: &str| format!("routes/{model}/{action}");
     let status = match args.command {
         CanaryCommand::Set { model, percent } => {

@@ -3,8 +3,10 @@
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
+use weir_registry::client::Identity;
 use weir_tracking::TrackingClient;
 
+use crate::models_cli::ClientArgs;
 use crate::output::{json, table, text, Output};
 
 #[derive(clap::Args)]
@@ -17,6 +19,8 @@ pub struct RunsArgs {
         global = true
     )]
     tracking_uri: String,
+    #[command(flatten)]
+    client: ClientArgs,
     /// How to print answers.
     #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -56,7 +60,14 @@ fn key_values(list: &Value) -> Vec<(String, String)> {
 }
 
 pub async fn run(args: RunsArgs) -> anyhow::Result<()> {
-    let client = TrackingClient::new(&args.tracking_uri, None);
+    let client = match args.client.given_identity()? {
+        Some(Identity::Token(token)) => {
+            TrackingClient::new(&args.tracking_uri, None).with_token(token)
+        }
+        Some(Identity::User(user)) => TrackingClient::new(&args.tracking_uri, Some(user)),
+        None => TrackingClient::new(&args.tracking_uri, None),
+    }
+    .with_http(args.client.http()?);
     match args.command {
         RunsCommand::List {
             experiment,

@@ -57,12 +57,8 @@ pub struct TrainArgs {
     /// Registers the model under this name (pending approval), linked to the run.
     #[arg(long, requires = "tracking_uri")]
     register: Option<String>,
-    /// Who you are, for servers without tokens.
-    #[arg(long = "as", env = "WEIR_USER")]
-    acting_as: Option<String>,
-    /// A bearer token, for servers started with --tokens.
-    #[arg(long, env = "WEIR_TOKEN")]
-    token: Option<String>,
+    #[command(flatten)]
+    client: crate::models_cli::ClientArgs,
     /// How to print the result (progress always goes to stderr).
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -82,13 +78,18 @@ enum ModelArg {
 }
 
 pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let remote = args.tracking_uri.clone().map(|tracking_uri| Remote {
-        tracking_uri,
-        experiment: args.experiment.clone(),
-        run_name: args.run_name.clone(),
-        identity: crate::models_cli::identity(args.token.clone(), args.acting_as.clone()),
-        register: args.register.clone(),
-    });
+    let remote = match args.tracking_uri.clone() {
+        // Credentials and the CA file are checked before any training starts.
+        Some(tracking_uri) => Some(Remote {
+            tracking_uri,
+            experiment: args.experiment.clone(),
+            run_name: args.run_name.clone(),
+            identity: args.client.identity()?,
+            register: args.register.clone(),
+            http: args.client.http()?,
+        }),
+        None => None,
+    };
     let job = Job {
         data: args.data.clone(),
         columns: Columns {

@@ -30,8 +30,13 @@ pub struct UpArgs {
     /// Folder for the registry's database and artifacts, and the replicas' files.
     #[arg(long, env = "WEIR_DIR", default_value = "weir-up")]
     dir: PathBuf,
+    /// The router's data port (inference traffic); 0 picks a free one.
     #[arg(long, env = "WEIR_ROUTER_PORT", default_value_t = 8000)]
     router_port: u16,
+    /// The router's admin API port (on loopback, where `weir canary` and the autoscaler reach
+    /// it without a token); 0 picks a free one.
+    #[arg(long, env = "WEIR_ROUTER_ADMIN_PORT", default_value_t = 8001)]
+    router_admin_port: u16,
     #[arg(long, env = "WEIR_REGISTRY_PORT", default_value_t = 5000)]
     registry_port: u16,
 }
@@ -84,37 +89,53 @@ max_replicas = 4
 target_concurrency = 10
 "#;
 
-/// A child `weir` process and the URL it announced.
+/// A child `weir` process and the URLs it announced (the router announces its data address,
+/// then its admin API's).
 struct Part {
     name: &'static str,
     child: Child,
-    url: String,
+    urls: Vec<String>,
 }
 
-async fn start(weir: &Path, name: &'static str, args: &[String]) -> anyhow::Result<Part> {
+impl Part {
+    fn url(&self) -> &str {
+        self.urls.first().map_or("", String::as_str)
+    }
+}
+
+/// Starts `weir ARGS` and reads the `http://…` address on each of its first `announced` lines.
+async fn start(
+    weir: &Path,
+    name: &'static str,
+    args: &[String],
+    announced: usize,
+) -> anyhow::Result<Part> {
     let mut child = Command::new(weir)
         .args(args)
+        // The stack's router keeps its admin API on loopback without a token, which its
+        // autoscaler and the printed `weir canary` hints rely on; a token meant for another
+        // router in the caller's environment must not close it.
+        .env_remove("WEIR_ADMIN_TOKEN")
+        .env_remove("WEIR_ADMIN_TOKEN_FILE")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start the {name}"))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let line = tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .with_context(|| format!("the {name} did not start within 60 s"))??
-    .with_context(|| format!("the {name} exited at start (see its messages above)"))?;
-    let url = line
-        .rsplit("listening on ")
-        .next()
-        .filter(|u| u.starts_with("http://"))
-        .with_context(|| format!("unexpected first line from the {name}: {line}"))?
-        .trim()
-        .to_owned();
-    Ok(Part { name, child, url })
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let mut urls = Vec::new();
+    for _ in 0..announced.max(1) {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .with_context(|| format!("the {name} did not start within 60 s"))??
+            .with_context(|| format!("the {name} exited at start (see its messages above)"))?;
+        let url = line
+            .find("http://")
+            .map(|at| line[at..].trim().to_owned())
+            .with_context(|| format!("unexpected line from the {name}: {line}"))?;
+        urls.push(url);
+    }
+    Ok(Part { name, child, urls })
 }
 
 /// SIGTERM, then wait (the parts drain); SIGKILL after 40 s.
@@ -185,6 +206,8 @@ fn routes_file(stack: &StackFile) -> String {
     out
 }
 
+/// One local target per model version; `router` is the router's admin API, where the
+/// autoscaler adds and removes replicas.
 fn autoscaler_file(stack: &StackFile, dir: &Path, registry: &str, router: &str) -> String {
     let mut out = String::new();
     for model in &stack.model {
@@ -254,9 +277,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "--artifacts".into(),
             dir.join("artifacts").display().to_string(),
         ],
+        1,
     )
     .await?;
-    let registry_url = registry.url.clone();
+    let registry_url = registry.url().to_owned();
     parts.push(registry);
     let outcome = async {
         if args.demo {
@@ -272,14 +296,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 dir.join("routes.toml").display().to_string(),
                 "--http-port".into(),
                 args.router_port.to_string(),
+                "--admin-host".into(),
+                "127.0.0.1".into(),
+                "--admin-port".into(),
+                args.router_admin_port.to_string(),
             ],
+            2,
         )
         .await?;
-        let router_url = router.url.clone();
+        let router_url = router.url().to_owned();
+        let admin_url = router
+            .urls
+            .get(1)
+            .cloned()
+            .context("the router did not announce its admin API")?;
         parts.push(router);
         std::fs::write(
             dir.join("autoscaler.toml"),
-            autoscaler_file(&stack, &dir, &registry_url, &router_url),
+            autoscaler_file(&stack, &dir, &registry_url, &admin_url),
         )?;
         let autoscaler = start(
             &weir,
@@ -291,12 +325,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 "--http-port".into(),
                 "0".into(),
             ],
+            1,
         )
         .await?;
-        let autoscaler_url = autoscaler.url.clone();
+        let autoscaler_url = autoscaler.url().to_owned();
         parts.push(autoscaler);
         wait_until_ready(&router_url, &stack).await?;
-        print_welcome(&stack, &registry_url, &router_url, &autoscaler_url);
+        let urls = Urls {
+            registry: registry_url.clone(),
+            router: router_url,
+            admin: admin_url,
+            autoscaler: autoscaler_url,
+        };
+        print_welcome(&stack, &urls);
         anyhow::Ok(())
     }
     .await;
@@ -347,10 +388,25 @@ async fn wait_until_ready(router: &str, stack: &StackFile) -> anyhow::Result<()>
     Ok(())
 }
 
-fn print_welcome(stack: &StackFile, registry: &str, router: &str, autoscaler: &str) {
+/// Where the parts of the stack answer.
+struct Urls {
+    registry: String,
+    router: String,
+    /// The router's admin API: `weir canary` and the autoscaler talk to it.
+    admin: String,
+    autoscaler: String,
+}
+
+fn print_welcome(stack: &StackFile, urls: &Urls) {
     let model = &stack.model[0].name;
+    let Urls {
+        registry,
+        router,
+        admin,
+        autoscaler,
+    } = urls;
     crate::announce(format_args!(
-        "weir up ready: router {router}, registry {registry}, autoscaler metrics {autoscaler}/metrics"
+        "weir up ready: router {router}, registry {registry}, autoscaler metrics {autoscaler}/metrics, router admin API {admin}"
     ));
     // Through announce, not println!: a reader that stopped after the first line (a script, a
     // test) must not make the whole stack panic on a closed pipe.
@@ -358,9 +414,9 @@ fn print_welcome(stack: &StackFile, registry: &str, router: &str, autoscaler: &s
         r#"
 Try:
   curl -s -X POST {router}/v2/models/{model}/infer -d '{{"inputs": [{{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}}]}}' -D - 
-  weir canary status {model} --router {router}
-  weir canary set {model} 50 --router {router}
-  weir canary rollout {model} --steps 25,50,100 --interval 10s --min-requests 20 --router {router}
+  weir canary status {model} --router {admin}
+  weir canary set {model} 50 --router {admin}
+  weir canary rollout {model} --steps 25,50,100 --interval 10s --min-requests 20 --router {admin}
   weir models list --registry {registry}
 Ctrl-C stops everything."#
     ));
@@ -380,10 +436,14 @@ mod tests {
             &stack,
             Path::new("/tmp/x"),
             "http://r:5000",
-            "http://r:8000",
+            "http://r:8001",
         );
         let file = weir_autoscaler::config::AutoscalerFile::parse(&scaler).unwrap();
         assert_eq!(file.target.len(), 2);
         assert_eq!(file.target[1].name, "iris-canary");
+        assert!(
+            matches!(&file.target[0].scaler, weir_autoscaler::config::Scaler::Local { router, .. } if router == "http://r:8001"),
+            "the autoscaler talks to the router's admin API"
+        );
     }
 }

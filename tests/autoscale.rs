@@ -21,9 +21,19 @@ fn mlp_request() -> Vec<u8> {
         .into_bytes()
 }
 
-fn replicas(router: &str) -> usize {
-    let (_, body) = common::get(router, "/admin/v1/routes/mlp");
-    let status: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+/// The router's admin token in the scale test (the autoscaler reads it from a file).
+const ADMIN_TOKEN: &str = "autoscaler-admin-token";
+
+/// Replicas of mlp v1 the router knows, asked on its admin API.
+fn replicas(admin_api: &str) -> usize {
+    let (_, body) = common::http(
+        admin_api,
+        "GET /admin/v1/routes/mlp",
+        &format!("Authorization: Bearer {ADMIN_TOKEN}\r\n"),
+        b"",
+    )
+    .unwrap_or_default();
+    let status: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     status["backends"][0]["endpoints"]
         .as_array()
         .map_or(0, Vec::len)
@@ -39,9 +49,21 @@ fn replicas_follow_the_load_from_zero_and_back_without_failures() {
         "[[route]]\nmodel = \"mlp\"\n[[route.backend]]\nversion = \"1\"\nendpoints = []\nweight = 100\n",
     )
     .unwrap();
-    let (_router, router) = common::start_weir(
-        &["route", "--config", "routes.toml", "--http-port", "0"],
+    // The admin API wants a token: the autoscaler must send the one in its token file.
+    std::fs::write(dir.join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
+    let (_router, router, admin_api) = common::start_router(
+        &[
+            "--config",
+            "routes.toml",
+            "--admin-token-file",
+            "admin-token",
+        ],
         &dir,
+    );
+    assert_eq!(
+        common::get(&admin_api, "/admin/v1/routes/mlp").0,
+        401,
+        "the admin API is closed without the token"
     );
     std::fs::write(
         dir.join("autoscaler.toml"),
@@ -52,7 +74,7 @@ tick_ms = 500
 
 [[target]]
 name = "mlp-v1"
-scaler = {{ kind = "local", model = "mlp", version = "1", repository = "{}", router = "http://{router}" }}
+scaler = {{ kind = "local", model = "mlp", version = "1", repository = "{}", router = "http://{admin_api}", router_token_file = "admin-token" }}
 signal = {{ kind = "scrape" }}
 policy = {{ metric = "concurrency", target = 2, min_replicas = 0, max_replicas = 3, stable_window_secs = 6, scale_to_zero_grace_secs = 2 }}
 "#,
@@ -71,7 +93,7 @@ policy = {{ metric = "concurrency", target = 2, min_replicas = 0, max_replicas =
         &dir,
     );
     assert_eq!(
-        replicas(&router),
+        replicas(&admin_api),
         0,
         "min_replicas is 0: nothing runs before traffic"
     );
@@ -85,7 +107,7 @@ policy = {{ metric = "concurrency", target = 2, min_replicas = 0, max_replicas =
         "first response from zero replicas after {:?}",
         started.elapsed()
     );
-    assert_eq!(replicas(&router), 1);
+    assert_eq!(replicas(&admin_api), 1);
 
     // A load step: six closed loops.
     let stop = Arc::new(AtomicBool::new(false));
@@ -109,13 +131,17 @@ policy = {{ metric = "concurrency", target = 2, min_replicas = 0, max_replicas =
             })
         })
         .collect();
-    wait_for("replicas to grow under load", 30, || replicas(&router) >= 2);
+    wait_for("replicas to grow under load", 30, || {
+        replicas(&admin_api) >= 2
+    });
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
         thread.join().unwrap();
     }
     // Idle: back to zero after the stable window and the grace period.
-    wait_for("replicas to go back to zero", 40, || replicas(&router) == 0);
+    wait_for("replicas to go back to zero", 40, || {
+        replicas(&admin_api) == 0
+    });
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert!(ok > 50, "only {ok} requests");
     assert_eq!(

@@ -39,16 +39,11 @@ fn serve(repo: &Path) -> (Process, String) {
     (process, address)
 }
 
-fn start_router(config: &Path, extra: &[&str]) -> (Process, String) {
-    let mut args = vec![
-        "route",
-        "--http-port",
-        "0",
-        "--config",
-        config.to_str().unwrap(),
-    ];
+/// `weir route` on free ports: the process, its data address and its admin API's address.
+fn start_router(config: &Path, extra: &[&str]) -> (Process, String, String) {
+    let mut args = vec!["--config", config.to_str().unwrap()];
     args.extend(extra);
-    common::start_weir(&args, Path::new("."))
+    common::start_router(&args, Path::new("."))
 }
 
 fn routes_file(dir: &Path, body: &str) -> PathBuf {
@@ -91,9 +86,10 @@ fn infer(router: &str, path: &str, headers: &str) -> (u16, String, String) {
     (status, header, answered)
 }
 
-fn admin(router: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
+/// A call to the admin API at `admin_api` (the router's admin listener).
+fn admin(admin_api: &str, method: &str, path: &str, body: &Value) -> (u16, Value) {
     let (status, bytes) = common::http(
-        router,
+        admin_api,
         &format!("{method} /admin/v1/{path}"),
         "Content-Type: application/json\r\n",
         body.to_string().as_bytes(),
@@ -197,7 +193,7 @@ fn weights_pins_sticky_keys_and_shadow() {
             backend("2", &[&c], 10)
         ),
     );
-    let (_router, router) = start_router(&config, &[]);
+    let (_router, router, admin_api) = start_router(&config, &[]);
 
     let share = canary_share(&router, 4000);
     assert!(
@@ -215,7 +211,7 @@ fn weights_pins_sticky_keys_and_shadow() {
     );
 
     let (status, _) = admin(
-        &router,
+        &admin_api,
         "POST",
         "routes/iris/canary",
         &json!({"percent": 50}),
@@ -272,11 +268,11 @@ fn weight_changes_and_a_lost_replica_fail_no_request() {
             backend("2", &[&c], 0)
         ),
     );
-    let (_router, router) = start_router(&config, &[]);
+    let (_router, router, admin_api) = start_router(&config, &[]);
     let load = Load::start(&router, 4);
     for percent in [10, 50, 90, 30, 0, 100, 0] {
         let (status, _) = admin(
-            &router,
+            &admin_api,
             "POST",
             "routes/iris/canary",
             &json!({"percent": percent}),
@@ -290,7 +286,7 @@ fn weight_changes_and_a_lost_replica_fail_no_request() {
     let (ok, failed) = load.finish();
     assert!(ok > 100, "only {ok} requests went through");
     assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
-    let (_, status) = admin(&router, "GET", "routes/iris", &Value::Null);
+    let (_, status) = admin(&admin_api, "GET", "routes/iris", &Value::Null);
     let endpoints = &status["backends"][0]["endpoints"];
     assert!(
         endpoints
@@ -319,16 +315,16 @@ fn rollouts_promote_a_healthy_canary_and_roll_back_a_failing_one() {
             backend("2", &[&b], 0)
         ),
     );
-    let (_router, router) = start_router(&config, &[]);
+    let (_router, router, admin_api) = start_router(&config, &[]);
     let load = Load::start(&router, 2);
     let plan = json!({"steps": [20, 60, 100], "interval_ms": 700, "min_requests": 5, "failure_threshold": 2, "max_p99_ms": 5000.0});
-    let (status, answer) = admin(&router, "POST", "routes/iris/rollout", &plan);
+    let (status, answer) = admin(&admin_api, "POST", "routes/iris/rollout", &plan);
     assert_eq!(status, 200, "{answer}");
     wait_for("the rollout to promote", 30, || {
-        admin(&router, "GET", "routes/iris", &Value::Null).1["rollout"]["progress"]["phase"]
+        admin(&admin_api, "GET", "routes/iris", &Value::Null).1["rollout"]["progress"]["phase"]
             == "promoted"
     });
-    let (_, status) = admin(&router, "GET", "routes/iris", &Value::Null);
+    let (_, status) = admin(&admin_api, "GET", "routes/iris", &Value::Null);
     assert_eq!(
         (
             status["backends"][0]["version"].as_str(),
@@ -369,7 +365,7 @@ fn rollouts_promote_a_healthy_canary_and_roll_back_a_failing_one() {
             backend("2", &[&dead_address], 0)
         ),
     );
-    let (_broken_router, router) = start_router(&config, &[]);
+    let (_broken_router, router, admin_api) = start_router(&config, &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = {
         let (router, stop) = (router.clone(), stop.clone());
@@ -380,15 +376,15 @@ fn rollouts_promote_a_healthy_canary_and_roll_back_a_failing_one() {
             }
         })
     };
-    let (status, _) = admin(&router, "POST", "routes/iris/rollout", &plan);
+    let (status, _) = admin(&admin_api, "POST", "routes/iris/rollout", &plan);
     assert_eq!(status, 200);
     wait_for("the rollout to roll back", 30, || {
-        admin(&router, "GET", "routes/iris", &Value::Null).1["rollout"]["progress"]["phase"]
+        admin(&admin_api, "GET", "routes/iris", &Value::Null).1["rollout"]["progress"]["phase"]
             == "rolled_back"
     });
     stop.store(true, Ordering::Relaxed);
     traffic.join().unwrap();
-    let (_, status) = admin(&router, "GET", "routes/iris", &Value::Null);
+    let (_, status) = admin(&admin_api, "GET", "routes/iris", &Value::Null);
     assert_eq!(status["backends"][0]["weight"], 100);
     assert_eq!(status["backends"][1]["weight"], 0);
     let last = status["events"].as_array().unwrap().last().unwrap()["message"]
@@ -416,18 +412,18 @@ fn changes_survive_restarts_and_bad_requests_get_clear_errors() {
             backend("2", &[&b], 0)
         ),
     );
-    let (router_process, router) = start_router(&config, &["--admin-token", "s3cret"]);
-    let weir = |router: &str, args: &[&str]| {
+    let (router_process, _, admin_api) = start_router(&config, &["--admin-token", "s3cret"]);
+    let weir = |admin_api: &str, args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["canary", "--router", &format!("http://{router}")])
+            .args(["canary", "--router", &format!("http://{admin_api}")])
             .args(args)
             .output()
             .unwrap()
     };
-    let refused = weir(&router, &["set", "iris", "30"]);
+    let refused = weir(&admin_api, &["set", "iris", "30"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
-    let set = weir(&router, &["--token", "s3cret", "set", "iris", "30"]);
+    let set = weir(&admin_api, &["--token", "s3cret", "set", "iris", "30"]);
     let printed = common::stdout(&set);
     assert!(
         printed.contains("canary") && printed.contains("30%"),
@@ -435,9 +431,9 @@ fn changes_survive_restarts_and_bad_requests_get_clear_errors() {
     );
     drop(router_process);
 
-    let (_router, router) = start_router(&config, &["--admin-token", "s3cret"]);
+    let (_router, router, admin_api) = start_router(&config, &["--admin-token", "s3cret"]);
     let status = common::stdout(&weir(
-        &router,
+        &admin_api,
         &["--token", "s3cret", "--output", "json", "status", "iris"],
     ));
     let status: Value = serde_json::from_str(&status).unwrap();
@@ -450,7 +446,7 @@ fn changes_survive_restarts_and_bad_requests_get_clear_errors() {
             "no route for model 'wine'",
         ),
     ] {
-        let output = weir(&router, &args);
+        let output = weir(&admin_api, &args);
         assert!(!output.status.success());
         assert!(
             String::from_utf8_lossy(&output.stderr).contains(expected),
@@ -505,14 +501,14 @@ fn rollouts_can_be_judged_by_a_real_prometheus() {
             backend("2", &[&b], 0)
         ),
     );
-    let (_router, router) = start_router(&config, &[]);
+    let (_router, router, admin_api) = start_router(&config, &[]);
     let (_prometheus, prometheus) = common::prometheus(&dir, &[&router], "500ms");
     let load = Load::start(&router, 2);
     let output = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
             "canary",
             "--router",
-            &format!("http://{router}"),
+            &format!("http://{admin_api}"),
             "rollout",
             "iris",
         ])
@@ -531,12 +527,12 @@ fn rollouts_can_be_judged_by_a_real_prometheus() {
         .unwrap();
     common::stdout(&output);
     wait_for("the rollout to promote", 40, || {
-        admin(&router, "GET", "routes/iris", &Value::Null).1["rollout"]["progress"]["phase"]
+        admin(&admin_api, "GET", "routes/iris", &Value::Null).1["rollout"]["progress"]["phase"]
             == "promoted"
     });
     let (ok, failed) = load.finish();
     assert_eq!(failed, 0, "{failed} of {} failed", ok + failed);
-    let (_, status) = admin(&router, "GET", "routes/iris", &Value::Null);
+    let (_, status) = admin(&admin_api, "GET", "routes/iris", &Value::Null);
     let checks: Vec<&str> = status["events"]
         .as_array()
         .unwrap()
@@ -546,4 +542,338 @@ fn rollouts_can_be_judged_by_a_real_prometheus() {
         .collect();
     assert!(checks.iter().any(|m| m.ends_with("passed")), "{status}");
     assert_eq!(status["backends"][0]["version"], "2");
+}
+
+/// A routes file for iris with two versions and no replicas: enough for the admin API.
+fn idle_routes(dir: &Path) -> PathBuf {
+    routes_file(
+        dir,
+        &format!(
+            "[[route]]\nmodel = \"iris\"\n{}{}",
+            backend("1", &[], 100),
+            backend("2", &[], 0)
+        ),
+    )
+}
+
+/// One request with `headers`: status and JSON body (`Null` when not JSON).
+fn call(address: &str, request: &str, headers: &str, body: &Value) -> (u16, Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let (status, bytes) = common::http(
+        address,
+        request,
+        &format!("Content-Type: application/json\r\n{headers}"),
+        body.as_bytes(),
+    )
+    .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// `weir canary` with `args`, none of the token variables inherited from the test's caller.
+fn canary_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .arg("canary")
+        .args(args)
+        .env_remove("WEIR_TOKEN")
+        .env_remove("WEIR_TOKEN_FILE")
+        .env_remove("WEIR_ROUTER");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn the_admin_api_answers_on_its_own_listener_only_with_the_token_from_the_file() {
+    let dir = scratch("router-admin-listener");
+    let config = idle_routes(&dir);
+    let token_file = dir.join("admin-token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let (_router, router, admin_api) = start_router(
+        &config,
+        &["--admin-token-file", token_file.to_str().unwrap()],
+    );
+    assert_ne!(router, admin_api);
+    let bearer = "Authorization: Bearer s3cret-token\r\n";
+
+    // The data port answers no admin path, with or without the token.
+    for (request, headers) in [
+        ("GET /admin/v1/routes", ""),
+        ("GET /admin/v1/routes", bearer),
+        ("GET /admin/v1/routes/iris", bearer),
+        ("POST /admin/v1/routes/iris/canary", bearer),
+        ("GET /admin", bearer),
+    ] {
+        let (status, body) = call(&router, request, headers, &json!({"percent": 50}));
+        assert_eq!(status, 404, "{request} on the data port: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not served on the data port")),
+            "{request}: {body}"
+        );
+    }
+
+    // The admin port: no token, a wrong one, a prefix of it, or not as a bearer token: 401.
+    for headers in [
+        "",
+        "Authorization: Bearer wrong\r\n",
+        "Authorization: Bearer s3cret\r\n",
+        "Authorization: Bearer s3cret-token-and-more\r\n",
+        "Authorization: s3cret-token\r\n",
+        "Authorization: Basic s3cret-token\r\n",
+    ] {
+        for request in ["GET /admin/v1/routes", "GET /admin/v1/routes/iris"] {
+            let (status, body) = call(&admin_api, request, headers, &Value::Null);
+            assert_eq!(status, 401, "{request} with {headers:?}: {body}");
+        }
+        let (status, _) = call(
+            &admin_api,
+            "POST /admin/v1/routes/iris/canary",
+            headers,
+            &json!({"percent": 50}),
+        );
+        assert_eq!(status, 401, "{headers:?}");
+    }
+    let (status, body) = call(&admin_api, "GET /admin/v1/routes", bearer, &Value::Null);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["routes"][0]["model"], "iris", "{body}");
+    // Nothing the refused calls asked for happened.
+    assert_eq!(body["routes"][0]["weights"][1]["weight"], 0, "{body}");
+    let (status, body) = call(
+        &admin_api,
+        "POST /admin/v1/routes/iris/canary",
+        bearer,
+        &json!({"percent": 30}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["backends"][1]["weight"], 30, "{body}");
+    // The admin port serves nothing of the data plane.
+    let (status, _) = call(
+        &admin_api,
+        "GET /v2/models/iris/ready",
+        bearer,
+        &Value::Null,
+    );
+    assert_eq!(status, 404);
+    // Metrics on both ports (Prometheus may scrape either).
+    for address in [&router, &admin_api] {
+        let (status, metrics) = common::get(address, "/metrics");
+        assert_eq!(status, 200, "{address}");
+        assert!(
+            metrics.contains("weir_route_weight{model=\"iris\",version=\"2\"} 30"),
+            "{address}: {metrics}"
+        );
+    }
+
+    // `weir canary` reads the token from --token-file or WEIR_TOKEN_FILE; without it, 401.
+    let url = format!("http://{admin_api}");
+    let refused = canary_cli(&["--router", &url, "status", "iris"], &[]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let token_path = token_file.to_str().unwrap();
+    let set = canary_cli(
+        &[
+            "--router",
+            &url,
+            "--token-file",
+            token_path,
+            "set",
+            "iris",
+            "40",
+        ],
+        &[],
+    );
+    assert!(common::stdout(&set).contains("40%"));
+    let status = canary_cli(
+        &["--output", "json", "status", "iris"],
+        &[("WEIR_ROUTER", &url), ("WEIR_TOKEN_FILE", token_path)],
+    );
+    let status: Value = serde_json::from_str(&common::stdout(&status)).unwrap();
+    assert_eq!(status["backends"][1]["weight"], 40, "{status}");
+    // Pointed at the data port, the CLI is told where the admin API is not.
+    let wrong_port = canary_cli(
+        &[
+            "--router",
+            &format!("http://{router}"),
+            "--token-file",
+            token_path,
+            "status",
+            "iris",
+        ],
+        &[],
+    );
+    assert!(!wrong_port.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong_port.stderr).contains("not served on the data port"),
+        "{}",
+        String::from_utf8_lossy(&wrong_port.stderr)
+    );
+}
+
+/// Runs `weir route` expecting it to stop at start; its exit code, stdout and stderr. Fails
+/// the test (after killing it) if it is still running after 30 s.
+fn route_refused(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    use std::io::Read;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(["route", "--http-port", "0", "--admin-port", "0", "--config"])
+        .arg(config)
+        .args(extra)
+        .env_remove("WEIR_ADMIN_TOKEN")
+        .env_remove("WEIR_ADMIN_TOKEN_FILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("weir route {extra:?} kept running: it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code().unwrap_or(-1), stdout, stderr)
+}
+
+#[test]
+fn blank_tokens_and_an_anonymous_admin_api_off_loopback_stop_the_router_at_start() {
+    let dir = scratch("router-admin-refusals");
+    let config = idle_routes(&dir);
+    let empty = dir.join("empty-token");
+    std::fs::write(&empty, "").unwrap();
+    let blank = dir.join("blank-token");
+    std::fs::write(&blank, " \n\t \n").unwrap();
+    let good = dir.join("good-token");
+    std::fs::write(&good, "s3cret-token").unwrap();
+    let (empty, blank, good) = (
+        empty.to_str().unwrap(),
+        blank.to_str().unwrap(),
+        good.to_str().unwrap(),
+    );
+    for (extra, env, expected) in [
+        (
+            vec!["--admin-token-file", empty],
+            vec![],
+            format!("the admin token in {empty} is empty"),
+        ),
+        (
+            vec!["--admin-token-file", blank],
+            vec![],
+            format!("the admin token in {blank} is empty"),
+        ),
+        (
+            vec![],
+            vec![("WEIR_ADMIN_TOKEN_FILE", blank)],
+            format!("the admin token in {blank} is empty"),
+        ),
+        (
+            vec!["--admin-token", "  "],
+            vec![],
+            "--admin-token (or WEIR_ADMIN_TOKEN) is empty".to_owned(),
+        ),
+        (
+            vec![],
+            vec![("WEIR_ADMIN_TOKEN", " \t ")],
+            "--admin-token (or WEIR_ADMIN_TOKEN) is empty".to_owned(),
+        ),
+        (
+            vec![],
+            vec![("WEIR_ADMIN_TOKEN", "")],
+            "--admin-token (or WEIR_ADMIN_TOKEN) is empty".to_owned(),
+        ),
+        (
+            vec!["--admin-token-file", "/nonexistent/weir-token"],
+            vec![],
+            "cannot read the token file /nonexistent/weir-token".to_owned(),
+        ),
+        (
+            vec!["--admin-host", "0.0.0.0"],
+            vec![],
+            "would listen on 0.0.0.0:0 (not loopback) without a token".to_owned(),
+        ),
+        (
+            vec!["--admin-host", "0.0.0.0", "--admin-token-file", blank],
+            vec![],
+            "is empty".to_owned(),
+        ),
+    ] {
+        let (code, stdout, stderr) = route_refused(&config, &extra, &env);
+        assert_eq!(code, 1, "{extra:?} {env:?}: {stderr}");
+        assert!(stderr.contains(&expected), "{extra:?} {env:?}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+        assert!(
+            stdout.is_empty(),
+            "{extra:?} announced before refusing: {stdout}"
+        );
+    }
+    // Both token sources at once is a usage error (clap's exit code 2).
+    let (code, stdout, stderr) = route_refused(
+        &config,
+        &["--admin-token", "a", "--admin-token-file", good],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    assert!(stdout.is_empty());
+
+    // Off loopback with a token, or without one but with --allow-anonymous: it starts.
+    let port_of = |address: &str| address.rsplit(':').next().unwrap().to_owned();
+    let (_anonymous, _, admin_api) =
+        start_router(&config, &["--admin-host", "0.0.0.0", "--allow-anonymous"]);
+    assert!(admin_api.starts_with("0.0.0.0:"), "{admin_api}");
+    let local = format!("127.0.0.1:{}", port_of(&admin_api));
+    let (status, body) = call(&local, "GET /admin/v1/routes", "", &Value::Null);
+    assert_eq!(status, 200, "{body}");
+    let (_guarded, _, admin_api) = start_router(
+        &config,
+        &["--admin-host", "0.0.0.0", "--admin-token-file", good],
+    );
+    let local = format!("127.0.0.1:{}", port_of(&admin_api));
+    assert_eq!(
+        call(&local, "GET /admin/v1/routes", "", &Value::Null).0,
+        401
+    );
+    assert_eq!(
+        call(
+            &local,
+            "GET /admin/v1/routes",
+            "Authorization: Bearer s3cret-token\r\n",
+            &Value::Null
+        )
+        .0,
+        200
+    );
 }

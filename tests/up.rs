@@ -20,6 +20,8 @@ fn the_demo_stack_serves_a_ten_percent_canary_and_stops_cleanly() {
             "--demo",
             "--router-port",
             "0",
+            "--router-admin-port",
+            "0",
             "--registry-port",
             "0",
             "--dir",

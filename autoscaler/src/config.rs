@@ -7,7 +7,7 @@
 //!
 //! [[target]]
 //! name = "iris-v2"
-//! scaler = { kind = "local", model = "iris", version = "2", repository = "models/iris-v2", router = "http://127.0.0.1:8000" }
+//! scaler = { kind = "local", model = "iris", version = "2", repository = "models/iris-v2", router = "http://127.0.0.1:8001", router_token_file = "/run/secrets/router-admin" }
 //! signal = { kind = "scrape" }
 //! policy = { metric = "concurrency", target = 10, min_replicas = 0, max_replicas = 20 }
 //! ```
@@ -15,6 +15,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use weir_router::AdminToken;
 
 use crate::policy::PolicyConfig;
 
@@ -70,10 +72,15 @@ pub enum Scaler {
         version: String,
         /// The model repository each replica serves.
         repository: PathBuf,
-        /// The router whose admin API learns about replicas.
+        /// The router's admin API (`weir route --admin-port`), which learns about replicas.
         router: String,
+        /// The router's admin token; prefer `router_token_file`, which keeps it out of this
+        /// file.
         #[serde(default)]
-        router_token: Option<String>,
+        router_token: Option<Secret>,
+        /// A file holding the router's admin token (surrounding whitespace ignored).
+        #[serde(default)]
+        router_token_file: Option<PathBuf>,
         /// Extra flags for `weir serve`.
         #[serde(default)]
         args: Vec<String>,
@@ -103,6 +110,39 @@ pub enum Signal {
     Prometheus { url: String, query: String },
 }
 
+/// A secret written in the file; its `Debug` (what `weir autoscale --check` prints) hides it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+impl Target {
+    /// The router admin token of a local target, from `router_token` or `router_token_file`
+    /// (not both; never empty); `None` without one or for other scalers. Reads the file.
+    pub fn router_token(&self) -> Result<Option<String>, ConfigError> {
+        let Scaler::Local {
+            router_token,
+            router_token_file,
+            ..
+        } = &self.scaler
+        else {
+            return Ok(None);
+        };
+        AdminToken::from_value_or_file(
+            router_token.as_ref().map(|t| t.0.as_str()),
+            router_token_file.as_deref(),
+            "from router_token",
+        )
+        .map(|token| token.map(|t| t.secret().to_owned()))
+        .map_err(|e| ConfigError::Invalid(format!("target '{}': {e}", self.name)))
+    }
+}
+
 fn default_runtime_port() -> u16 {
     8080
 }
@@ -113,7 +153,13 @@ impl AutoscalerFile {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        AutoscalerFile::parse(&text)
+        let file = AutoscalerFile::parse(&text)?;
+        // A token file that is missing or empty stops the autoscaler at start, not a target
+        // later on.
+        for target in &file.target {
+            target.router_token()?;
+        }
+        Ok(file)
     }
 
     pub fn parse(text: &str) -> Result<AutoscalerFile, ConfigError> {
@@ -134,6 +180,22 @@ impl AutoscalerFile {
                 .policy
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("target '{}': {e}", target.name)))?;
+            if let Scaler::Local {
+                router_token: Some(token),
+                router_token_file,
+                ..
+            } = &target.scaler
+            {
+                if router_token_file.is_some() {
+                    return invalid(format!(
+                        "target '{}': give router_token or router_token_file, not both",
+                        target.name
+                    ));
+                }
+                if let Err(err) = AdminToken::new(&token.0, "from router_token") {
+                    return invalid(format!("target '{}': {err}", target.name));
+                }
+            }
             if target.policy.metric == "rps" && target.signal == Signal::Scrape {
                 return invalid(format!(
                     "target '{}': scraping measures concurrency; use a prometheus signal for rps",
@@ -152,7 +214,7 @@ mod tests {
     const EXAMPLE: &str = r#"
         [[target]]
         name = "iris-v2"
-        scaler = { kind = "local", model = "iris", version = "2", repository = "models", router = "http://127.0.0.1:8000" }
+        scaler = { kind = "local", model = "iris", version = "2", repository = "models", router = "http://127.0.0.1:8001" }
         signal = { kind = "scrape" }
         policy = { metric = "concurrency", target = 10, min_replicas = 0, max_replicas = 20 }
 
@@ -175,11 +237,85 @@ mod tests {
     }
 
     #[test]
+    fn router_tokens_come_inline_or_from_a_file_and_never_show() {
+        let dir =
+            std::env::temp_dir().join(format!("weir-autoscaler-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with = |extra: &str| {
+            EXAMPLE.replacen(
+                "repository = \"models\",",
+                &format!("repository = \"models\", {extra}"),
+                1,
+            )
+        };
+        let inline = AutoscalerFile::parse(&with("router_token = \"s3cret\",")).unwrap();
+        assert_eq!(
+            inline.target[0].router_token().unwrap().as_deref(),
+            Some("s3cret")
+        );
+        assert!(!format!("{:?}", inline.target[0].scaler).contains("s3cret"));
+        assert_eq!(
+            AutoscalerFile::parse(EXAMPLE).unwrap().target[0]
+                .router_token()
+                .unwrap(),
+            None
+        );
+
+        let good = dir.join("good");
+        std::fs::write(&good, "s3cret\n").unwrap();
+        let config = dir.join("good.toml");
+        std::fs::write(
+            &config,
+            with(&format!("router_token_file = \"{}\",", good.display())),
+        )
+        .unwrap();
+        let file = AutoscalerFile::load(&config).unwrap();
+        assert_eq!(
+            file.target[0].router_token().unwrap().as_deref(),
+            Some("s3cret")
+        );
+
+        let blank = dir.join("blank");
+        std::fs::write(&blank, "\n").unwrap();
+        for (name, token_file, expected) in [
+            ("blank.toml", blank.clone(), "is empty"),
+            (
+                "missing.toml",
+                dir.join("missing"),
+                "cannot read the token file",
+            ),
+        ] {
+            let config = dir.join(name);
+            std::fs::write(
+                &config,
+                with(&format!(
+                    "router_token_file = \"{}\",",
+                    token_file.display()
+                )),
+            )
+            .unwrap();
+            let err = AutoscalerFile::load(&config).unwrap_err().to_string();
+            assert!(err.contains("iris-v2") && err.contains(expected), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn mistakes_are_named() {
         for (from, to, expected) in [
             ("max_replicas = 20", "max_replicas = 0", "min_replicas"),
             ("kind = \"local\"", "kind = \"docker\"", "unknown variant"),
             ("name = \"iris-v1\"", "name = \"iris-v2\"", "two targets"),
+            (
+                "repository = \"models\",",
+                "repository = \"models\", router_token = \" \",",
+                "router_token is empty",
+            ),
+            (
+                "repository = \"models\",",
+                "repository = \"models\", router_token = \"t\", router_token_file = \"t\",",
+                "not both",
+            ),
         ] {
             let err = AutoscalerFile::parse(&EXAMPLE.replacen(from, to, 1))
                 .unwrap_err()

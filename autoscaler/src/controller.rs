@@ -268,12 +268,20 @@ async fn run_target(
         version,
         repository,
         router,
-        router_token,
         args,
         fresh_repository,
+        ..
     } = &target.scaler
     else {
         return;
+    };
+    // Checked when the file was loaded; read again here in case the file changed since.
+    let router_token = match target.router_token() {
+        Ok(token) => token,
+        Err(err) => {
+            tracing::error!(target = %target.name, error = %err, "cannot scale this target");
+            return;
+        }
     };
     let labels = TargetLabels {
         target: target.name.clone(),
@@ -287,7 +295,7 @@ async fn run_target(
         (router, router_token.clone()),
     )
     .with_fresh_repositories(*fresh_repository);
-    let router = AdminClient::new(router, router_token.clone());
+    let router = AdminClient::new(router, router_token);
     let mut policy = Policy::new(target.policy.clone());
     let minimum = target.policy.min_replicas as usize;
     if let Err(err) = scaler.scale_to(minimum).await {

@@ -1,30 +1,87 @@
 //! The HTTP/1 client weir's API clients (registry, tracking, router admin, autoscaler signals)
-//! share: one request with headers and a body, bounded in time, answered with its status and
-//! body. What the body means (JSON, which error fields) stays with each client.
+//! share: one request with headers and a body, over HTTP or HTTPS, bounded in time, answered
+//! with its status and body. What the body means (JSON, which error fields) stays with each
+//! client.
 
+mod host;
+pub mod testing;
+mod tls;
+
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// A pooled client; cheap to clone.
+pub use host::is_loopback_host;
+pub use tls::HttpClientError;
+
+/// A pooled client for `http://` and `https://` URLs; cheap to clone. HTTPS always verifies the
+/// server's chain and name.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
+/// HTTPS trusts the system's root certificates.
 impl Default for HttpClient {
     fn default() -> Self {
+        HttpClient::with_config(tls::system_config())
+    }
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// HTTPS trusts exactly the certificates of the PEM bundle `ca_file` (a private CA, as
+    /// curl's `--cacert`), or the system's roots without one. A missing, unreadable or empty
+    /// bundle is an error naming the file, found now rather than at the first request.
+    pub fn with_ca_file(ca_file: Option<&Path>) -> Result<HttpClient, HttpClientError> {
+        Ok(match ca_file {
+            Some(path) => HttpClient::with_config(tls::ca_file_config(path)?),
+            None => HttpClient::default(),
+        })
+    }
+
+    fn with_config(config: std::sync::Arc<rustls::ClientConfig>) -> HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        // The TLS layer decides the scheme; the TCP layer must accept https:// URLs too.
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*config).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         HttpClient {
-            inner: Client::builder(TokioExecutor::new()).build(connector),
+            inner: Client::builder(TokioExecutor::new()).build(https),
         }
     }
+}
+
+/// An error with its causes: hyper's own words ("client error (Connect)") hide the reason a
+/// person can act on (refused, unknown issuer, name mismatch) in the source chain.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let words = inner.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 impl HttpClient {
@@ -48,7 +105,7 @@ impl HttpClient {
         let response = tokio::time::timeout(limit, self.inner.request(request))
             .await
             .map_err(|_| format!("no answer within {} s", limit.as_secs_f64()))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| with_causes(&e))?;
         let status = response.status().as_u16();
         let body = tokio::time::timeout(limit, response.into_body().collect())
             .await

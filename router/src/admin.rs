@@ -1,6 +1,6 @@
 //! The admin API under `/admin/v1/`: route status, canary percentage, promote, rollback,
-//! explicit weights, and progressive rollouts. With a token configured every call needs
-//! `Authorization: Bearer TOKEN`.
+//! explicit weights, and progressive rollouts. Served on its own listener (`--admin-port`), never
+//! on the data port. With a token configured every call needs `Authorization: Bearer TOKEN`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::auth::{bearer_matches, AdminToken};
 use crate::config::valid_endpoint;
 use crate::proxy::{error, json_response};
 use crate::rollout::{Rollout, RolloutPlan};
@@ -30,7 +31,9 @@ pub struct Event {
 }
 
 pub struct AdminState {
-    token: Option<String>,
+    /// Validated at start-up (never empty): without one the API is open, which the router
+    /// allows only on loopback or with `--allow-anonymous`.
+    token: Option<AdminToken>,
     /// Serialises weight changes: each reads the current table and swaps in the next.
     changes: tokio::sync::Mutex<()>,
     events: Mutex<HashMap<String, VecDeque<Event>>>,
@@ -38,9 +41,9 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(token: Option<String>) -> AdminState {
+    pub fn new(token: Option<AdminToken>) -> AdminState {
         AdminState {
-            token: token.filter(|t| !t.is_empty()),
+            token,
             changes: tokio::sync::Mutex::new(()),
             events: Mutex::new(HashMap::new()),
             rollouts: Mutex::new(HashMap::new()),
@@ -270,11 +273,8 @@ fn authorized(router: &Router, headers: &HeaderMap) -> Result<(), AdminError> {
     let Some(token) = &router.admin.token else {
         return Ok(());
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
+    let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if bearer_matches(token, given) {
         Ok(())
     } else {
         Err(AdminError::Unauthorized)

@@ -1,13 +1,16 @@
 //! Canary router: splits each model's traffic between versions by weight, with pinning, sticky
 //! keys and shadow copies; balances a version's replicas (two choices on in-flight requests,
 //! health checks, outlier ejection, one retry on connect errors); and changes weights through an
-//! admin API, by hand or by a progressive rollout judged on its own measurements.
+//! admin API, by hand or by a progressive rollout judged on its own measurements. The admin API
+//! has its own listener (loopback by default, a token required elsewhere): the data port is
+//! what clients and ingresses reach, and must not let them change the weights.
 //!
 //! Weight changes build a new [`table::RouteTable`] and swap it in with `arc-swap`: requests in
 //! flight finish on the table they started with, none is dropped. Changes are persisted next to
 //! the routes file so a restart keeps them.
 
 pub mod admin;
+pub mod auth;
 pub mod client;
 pub mod config;
 mod metrics;
@@ -29,6 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+pub use auth::AdminToken;
 pub use config::{ConfigError, RoutesFile};
 use metrics::RouterMetrics;
 use table::RouteTable;
@@ -55,7 +59,7 @@ impl Router {
     pub fn new(
         config_path: &Path,
         state_path: Option<PathBuf>,
-        admin_token: Option<String>,
+        admin_token: Option<AdminToken>,
     ) -> Result<Arc<Router>, ConfigError> {
         let file = RoutesFile::load(config_path)?;
         let state_path = state_path.unwrap_or_else(|| default_state_path(config_path));
@@ -75,25 +79,51 @@ impl Router {
         }))
     }
 
-    /// The router's HTTP surface: admin API, metrics, and the data plane for everything else.
-    pub fn app(self: &Arc<Self>) -> axum::Router {
-        admin::routes()
-            .route(
-                "/metrics",
-                axum::routing::get(
-                    |axum::extract::State(router): axum::extract::State<Arc<Router>>| async move {
-                        (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            router.metrics.encode(),
-                        )
-                    },
-                ),
-            )
+    /// The data port: metrics, and the data plane for everything else except `/admin/…`, which
+    /// is refused here with a 404 so that clients never reach the admin API through the port
+    /// that is exposed to inference traffic.
+    pub fn data_app(self: &Arc<Self>) -> axum::Router {
+        axum::Router::new()
+            .route("/metrics", axum::routing::get(metrics))
+            .route("/admin", axum::routing::any(no_admin_here))
+            .route("/admin/{*rest}", axum::routing::any(no_admin_here))
             .fallback(proxy::handle)
             .with_state(self.clone())
+    }
+
+    /// The admin port: the admin API, and metrics (so one scrape target can be the admin
+    /// listener when the data port is not reachable from Prometheus). Anything else is 404.
+    pub fn admin_app(self: &Arc<Self>) -> axum::Router {
+        admin::routes()
+            .route("/metrics", axum::routing::get(metrics))
+            .fallback(|| async {
+                proxy::error(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "not an admin API path (see /admin/v1/routes)",
+                )
+            })
+            .with_state(self.clone())
+    }
+
+    /// Serves [`Router::admin_app`] on `listener` (on the caller's runtime: admin calls are
+    /// rare, the data plane's per-core workers stay free of them) until `stop` turns true.
+    pub fn serve_admin(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let app = self.admin_app();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(error = %err, "the admin listener failed");
+            }
+        })
     }
 
     /// Health checks, the per-version samplers behind `status`, and the routes-file watcher;
@@ -250,7 +280,7 @@ impl Router {
                         let stopped = async move {
                             let _ = stop.wait_for(|stop| *stop).await;
                         };
-                        if let Err(err) = axum::serve(listener, router.app())
+                        if let Err(err) = axum::serve(listener, router.data_app())
                             .with_graceful_shutdown(stopped)
                             .await
                         {
@@ -278,6 +308,25 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
     socket.set_nodelay(true)?;
     socket.bind(address)?;
     socket.listen(1024)
+}
+
+async fn metrics(
+    axum::extract::State(router): axum::extract::State<Arc<Router>>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        router.metrics.encode(),
+    )
+}
+
+async fn no_admin_here() -> axum::response::Response {
+    proxy::error(
+        axum::http::StatusCode::NOT_FOUND,
+        "the admin API is not served on the data port; use the router's admin listener (--admin-port)",
+    )
 }
 
 fn modified(router: &std::sync::Weak<Router>) -> Option<SystemTime> {

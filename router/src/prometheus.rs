@@ -2,7 +2,15 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use serde_json::Value;
+use weir_http::HttpClient;
+
+thread_local! {
+    /// A pool per thread, like the data plane's: a pooled connection is driven by a task on the
+    /// runtime that opened it, and the router runs one runtime per worker thread.
+    static CLIENT: HttpClient = HttpClient::default();
+}
 
 /// The first sample of an instant query; `None` when it has no data (or NaN). Errors say what
 /// went wrong in words a log reader understands.
@@ -12,23 +20,18 @@ pub async fn query(server: &str, promql: &str) -> Result<Option<f64>, String> {
         "{}/api/v1/query?query={encoded}",
         server.trim_end_matches('/')
     );
-    let request = hyper::Request::get(&url)
-        .body(http_body_util::Full::new(axum::body::Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(5), crate::client().request(request))
+    let client = CLIENT.with(Clone::clone);
+    let (status, bytes) = client
+        .send("GET", &url, &[], Bytes::new(), Duration::from_secs(5))
         .await
-        .map_err(|_| format!("Prometheus at {server} did not answer within 5 s"))?
-        .map_err(|e| format!("cannot query Prometheus at {server}: {e}"))?;
-    let status = response.status();
-    let bytes = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+        .map_err(|reason| format!("cannot query Prometheus at {server}: {reason}"))?;
     let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if !status.is_success() || answer["status"] != "success" {
+    if !(200..300).contains(&status) || answer["status"] != "success" {
         return Err(format!(
             "Prometheus refused `{promql}`: {}",
-            answer["error"].as_str().unwrap_or(status.as_str())
+            answer["error"]
+                .as_str()
+                .map_or_else(|| status.to_string(), str::to_owned)
         ));
     }
     let data = &answer["data"];

@@ -13,11 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use weir_http::HttpClient;
 
 use crate::server::App;
 
@@ -73,12 +70,55 @@ impl FromStr for RegistryModel {
 }
 
 /// Where served models come from when a registry is configured.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RegistrySource {
-    /// `http://host:port` of `weir registry`.
+    /// `http://host:port` or `https://host:port` of `weir registry`.
     pub url: String,
     pub models: Vec<RegistryModel>,
     pub poll: Duration,
+    /// Sent as `Authorization: Bearer TOKEN`, for registries started with `--tokens`.
+    pub token: Option<String>,
+    /// The client for the registry: which CA HTTPS trusts (`HttpClient::with_ca_file`).
+    pub http: HttpClient,
+}
+
+/// Written by hand so the token never reaches a log line through `{:?}`.
+impl std::fmt::Debug for RegistrySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrySource")
+            .field("url", &self.url)
+            .field("models", &self.models)
+            .field("poll", &self.poll)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a registry model is not (or not yet) the version the registry names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    #[error("cannot reach the registry at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// A non-2xx answer: `status` as "401 Unauthorized", the registry's own message.
+    #[error("the registry answered {status} for {url}: {message}")]
+    Answered {
+        status: String,
+        url: String,
+        message: String,
+    },
+    #[error("unexpected answer from the registry: {0}")]
+    Unexpected(String),
+    #[error("the registry named version {0:?}")]
+    BadVersion(String),
+    /// The version was refused (not approved, no digest, tampered with, cannot be placed);
+    /// the reason is also in the repository index.
+    #[error("{0}")]
+    Refused(String),
+    /// The version's files are in place but did not load.
+    #[error("{0}")]
+    Load(String),
+    #[error("the registry sync stopped unexpectedly: {0}")]
+    Task(String),
 }
 
 #[derive(Deserialize)]
@@ -98,12 +138,9 @@ struct Approval {
     rejected_by: Vec<String>,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 /// Follows the registry for the configured models.
 pub struct RegistrySync {
     source: RegistrySource,
-    client: HttpClient,
 }
 
 /// What one model's sync did.
@@ -115,46 +152,46 @@ pub enum Outcome {
 
 impl RegistrySync {
     pub fn new(source: RegistrySource) -> RegistrySync {
-        RegistrySync {
-            source,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
+        RegistrySync { source }
     }
 
     pub fn poll_interval(&self) -> Duration {
         self.source.poll
     }
 
-    async fn get(&self, path_and_query: &str) -> Result<Bytes, String> {
+    async fn get(&self, path_and_query: &str) -> Result<Bytes, SyncError> {
         let url = format!("{}{path_and_query}", self.source.url.trim_end_matches('/'));
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| format!("invalid registry URL {url}: {e}"))?;
-        let response = tokio::time::timeout(Duration::from_secs(60), self.client.get(uri))
+        let authorization = self.source.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("authorization", value.as_str()))
+            .collect();
+        let (status, body) = self
+            .source
+            .http
+            .send("GET", &url, &headers, Bytes::new(), Duration::from_secs(60))
             .await
-            .map_err(|_| format!("the registry did not answer {url} within 60 s"))?
-            .map_err(|e| format!("cannot reach the registry at {url}: {e}"))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("reading {url}: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
+            .map_err(|reason| SyncError::Unreachable {
+                url: url.clone(),
+                reason,
+            })?;
+        if !(200..300).contains(&status) {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            return Err(format!(
-                "the registry answered {status} for {url}: {message}"
-            ));
+            return Err(SyncError::Answered {
+                status: http::StatusCode::from_u16(status)
+                    .map_or_else(|_| status.to_string(), |s| s.to_string()),
+                url,
+                message,
+            });
         }
         Ok(body)
     }
 
     /// Brings every configured model in line with the registry once.
-    pub async fn sync(&self, app: &Arc<App>) -> Vec<(String, Result<Outcome, String>)> {
+    pub async fn sync(&self, app: &Arc<App>) -> Vec<(String, Result<Outcome, SyncError>)> {
         let mut outcomes = Vec::with_capacity(self.source.models.len());
         for model in &self.source.models {
             let outcome = self.sync_model(app, model).await;
@@ -172,7 +209,11 @@ impl RegistrySync {
         outcomes
     }
 
-    async fn sync_model(&self, app: &Arc<App>, model: &RegistryModel) -> Result<Outcome, String> {
+    async fn sync_model(
+        &self,
+        app: &Arc<App>,
+        model: &RegistryModel,
+    ) -> Result<Outcome, SyncError> {
         let query = match &model.selector {
             Selector::Alias(alias) => format!("alias={alias}"),
             Selector::Version(version) => format!("version={version}"),
@@ -183,19 +224,19 @@ impl RegistrySync {
                 model.name
             ))
             .await?;
-        let resolved: Resolved = serde_json::from_slice(&body)
-            .map_err(|e| format!("unexpected answer from the registry: {e}"))?;
+        let resolved: Resolved =
+            serde_json::from_slice(&body).map_err(|e| SyncError::Unexpected(e.to_string()))?;
         let version: u64 = resolved
             .version
             .parse()
-            .map_err(|_| format!("the registry named version {:?}", resolved.version))?;
+            .map_err(|_| SyncError::BadVersion(resolved.version.clone()))?;
         if app.store.serving_version(&model.served_as) == Some(version) {
             return Ok(Outcome::Unchanged(version));
         }
         let refuse = |reason: String| {
             app.store
                 .record_failure(&model.served_as, version, reason.clone());
-            Err(reason)
+            Err(SyncError::Refused(reason))
         };
         if !resolved.approved {
             let approval = &resolved.approval;
@@ -245,7 +286,7 @@ impl RegistrySync {
         let served_as = model.served_as.clone();
         let placed = tokio::task::spawn_blocking(move || place(&root, &served_as, version, &files))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SyncError::Task(e.to_string()))?;
         if let Err(reason) = placed {
             return refuse(reason);
         }
@@ -253,8 +294,8 @@ impl RegistrySync {
         let served_as = model.served_as.clone();
         tokio::task::spawn_blocking(move || store_app.store.load(&served_as))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.message)?;
+            .map_err(|e| SyncError::Task(e.to_string()))?
+            .map_err(|e| SyncError::Load(e.message))?;
         Ok(Outcome::Loaded(version))
     }
 }

@@ -11,6 +11,7 @@
 //! blocking threads, and it must not be called from inside an async task.
 
 mod postgres_backend;
+mod redact;
 mod sqlite_backend;
 pub mod testing;
 mod tls;
@@ -18,6 +19,7 @@ mod value;
 
 use std::sync::Mutex;
 
+pub use redact::redact_url;
 pub use value::{FromValue, Row, Value};
 
 /// Parameters for a statement: `params![name, version]`.
@@ -30,6 +32,7 @@ macro_rules! params {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
+    /// The URL as [`redact_url`] shows it.
     #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://USER@HOST:PORT/DB")]
     UnsupportedUrl(String),
     #[error("cannot connect to {target}: {message}")]
@@ -136,10 +139,10 @@ impl Database {
         let (backend, target) = match url.split_once("://") {
             Some(("postgres" | "postgresql", _)) => (
                 Backend::Postgres(Box::new(postgres_backend::Shared::connect(url)?)),
-                postgres_backend::redact(url),
+                redact_url(url),
             ),
             Some(("sqlite", path)) => (Backend::Sqlite(sqlite_backend::open(path)?), url.into()),
-            Some(_) => return Err(SqlError::UnsupportedUrl(url.to_owned())),
+            Some(_) => return Err(SqlError::UnsupportedUrl(redact_url(url))),
             None if url == "sqlite::memory:" => (
                 Backend::Sqlite(sqlite_backend::open(":memory:")?),
                 url.into(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use postgres::config::SslMode;
 use postgres::{Client, NoTls, Statement};
 
+use crate::redact::{redact_url, scrub};
 use crate::tls::{client_config, tls_request, RustlsConnect};
 use crate::value::from_postgres;
 use crate::{Dialect, Row, Sql, SqlError, Value};
@@ -21,6 +22,8 @@ pub(crate) struct Shared {
     /// Set when the URL asks for verified TLS (`sslmode=require` and stricter).
     tls: Option<RustlsConnect>,
     target: String,
+    /// The URL as given, only to scrub its secrets from the driver's messages.
+    url: String,
     connection: Mutex<Option<Connection>>,
 }
 
@@ -31,10 +34,10 @@ struct Connection {
 
 impl Shared {
     pub(crate) fn connect(url: &str) -> Result<Shared, SqlError> {
-        let target = redact(url);
+        let target = redact_url(url);
         let refused = |message: String| SqlError::Connect {
             target: target.clone(),
-            message,
+            message: scrub(&message, url),
         };
         let request = tls_request(url).map_err(refused)?;
         let mut config: postgres::Config = request
@@ -56,11 +59,12 @@ impl Shared {
         if config.get_application_name().is_none() {
             config.application_name("weir");
         }
-        let connection = Connection::open(&config, tls.as_ref(), &target)?;
+        let connection = Connection::open(&config, tls.as_ref(), &target, url)?;
         Ok(Shared {
             config,
             tls,
             target,
+            url: url.to_owned(),
             connection: Mutex::new(Some(connection)),
         })
     }
@@ -72,7 +76,7 @@ impl Shared {
         let mut slot = self.connection.lock().unwrap_or_else(|p| p.into_inner());
         let connection = match slot.take() {
             Some(connection) if !connection.client.is_closed() => connection,
-            _ => Connection::open(&self.config, self.tls.as_ref(), &self.target)?,
+            _ => Connection::open(&self.config, self.tls.as_ref(), &self.target, &self.url)?,
         };
         let Connection { client, statements } = slot.insert(connection);
         let transaction = client.transaction().map_err(SqlError::from)?;
@@ -91,6 +95,7 @@ impl Connection {
         config: &postgres::Config,
         tls: Option<&RustlsConnect>,
         target: &str,
+        url: &str,
     ) -> Result<Connection, SqlError> {
         let connected = match tls {
             Some(tls) => config.connect(tls.clone()),
@@ -100,10 +105,13 @@ impl Connection {
             target: target.to_owned(),
             // The driver's Display stops at "error performing TLS handshake"; the cause (an
             // unknown issuer, a name mismatch) is what the user can act on.
-            message: match std::error::Error::source(&err) {
-                Some(cause) => format!("{err}: {cause}"),
-                None => err.to_string(),
-            },
+            message: scrub(
+                &match std::error::Error::source(&err) {
+                    Some(cause) => format!("{err}: {cause}"),
+                    None => err.to_string(),
+                },
+                url,
+            ),
         })?;
         Ok(Connection {
             client,
@@ -191,20 +199,6 @@ fn numbered_placeholders(sql: &str) -> String {
     out
 }
 
-/// The URL with its password replaced, safe to log.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,14 +210,5 @@ mod tests {
             "SELECT $1, $12 WHERE a = '?' AND b LIKE $1 ESCAPE '\\'"
         );
         assert_eq!(numbered_placeholders("VALUES (?, ?)"), "VALUES ($1, $2)");
-    }
-
-    #[test]
-    fn passwords_never_reach_logs() {
-        assert_eq!(
-            redact("postgres://weir:secret@db:5432/weir"),
-            "postgres://weir:***@db:5432/weir"
-        );
-        assert_eq!(redact("postgres://weir@db/weir"), "postgres://weir@db/weir");
     }
 }

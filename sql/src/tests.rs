@@ -215,3 +215,32 @@ fn urls_choose_the_engine() {
         .to_string();
     assert!(err.contains("127.0.0.1:1"), "{err}");
 }
+
+#[test]
+fn errors_never_show_a_password() {
+    let err = Database::open("mysql://u:secret@h/db")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("'mysql://u:***@h/db'") && !err.contains("secret"),
+        "{err}"
+    );
+    for url in [
+        "postgres://weir:secret@127.0.0.1:1/none",
+        "postgres://weir@127.0.0.1:1/none?password=secret",
+        "postgres://weir@127.0.0.1:1/none?connect_timeout=5&password=secret",
+        // Refused by the driver's parser rather than at connect time.
+        "postgres://weir:secret@127.0.0.1:notaport/none",
+        "postgres://weir:secret@127.0.0.1:1/none?sslmode=nonsense",
+        "postgres://weir:secret@127.0.0.1:1/none?sslmode=require&sslrootcert=/nonexistent/ca.pem",
+    ] {
+        let err = Database::open(url).err().unwrap();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("secret"), "{url}: {shown}");
+        assert!(
+            shown.contains("cannot connect to postgres://weir"),
+            "{url}: {shown}"
+        );
+    }
+}

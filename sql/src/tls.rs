@@ -73,7 +73,7 @@ pub(crate) fn tls_request(url: &str) -> Result<TlsRequest, String> {
 }
 
 /// `%2F` and friends in a path given in a URL.
-fn percent_decoded(value: &str) -> String {
+pub(crate) fn percent_decoded(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -181,6 +181,45 @@ pub fn start_weir<S: AsRef<std::ffi::OsStr>>(
     (Process(child), address)
 }
 
+/// A `weir` child (run in `dir`) and the `host:port` on each of its first `lines` lines of
+/// output (`weir route` announces its data address, then its admin API's). The pipe is closed
+/// after those lines.
+pub fn start_weir_announcing<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    dir: &std::path::Path,
+    lines: usize,
+) -> (Process, Vec<String>) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut addresses = Vec::new();
+    for _ in 0..lines {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let at = line
+            .find("http://")
+            .unwrap_or_else(|| panic!("no address announced in {line:?}"));
+        addresses.push(line[at + "http://".len()..].trim().to_owned());
+    }
+    (Process(child), addresses)
+}
+
+/// `weir route` (run in `dir`) with `args` after `route`, data and admin ports free ones:
+/// the process, the data address and the admin API's address.
+pub fn start_router(args: &[&str], dir: &std::path::Path) -> (Process, String, String) {
+    let mut all = vec!["route", "--http-port", "0", "--admin-port", "0"];
+    all.extend(args);
+    let (process, mut addresses) = start_weir_announcing(&all, dir, 2);
+    let admin = addresses.pop().unwrap();
+    let data = addresses.pop().unwrap();
+    (process, data, admin)
+}
+
 /// A fresh folder for one test.
 pub fn scratch(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("weir-{tag}-{}", std::process::id()));

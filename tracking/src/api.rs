@@ -11,11 +11,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use weir_mlflow_wire::{Access, Endpoint, Role, Routes};
 
 use crate::filter::{Filter, OrderBy};
 use crate::store::{now_ms, KeyValue, Metric, ModelOutput, NewRun, TrackingStore, ViewType};
@@ -23,38 +23,6 @@ use crate::TrackingError;
 
 pub struct Tracking {
     pub store: TrackingStore,
-    /// Bearer tokens that may use the API (the same file the registry uses); `None` leaves it
-    /// open, the local default.
-    pub tokens: Option<std::collections::HashSet<String>>,
-}
-
-/// With tokens configured, every call needs `Authorization: Bearer TOKEN` (401 UNAUTHENTICATED
-/// otherwise, as the registry answers).
-async fn require_token(
-    State(tracking): State<Arc<Tracking>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if let Some(tokens) = &tracking.tokens {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|token| tokens.contains(token)) {
-            let body = json!({
-                "error_code": "UNAUTHENTICATED",
-                "message": "a valid bearer token is required (Authorization: Bearer …)",
-            });
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::CONTENT_TYPE, "application/json")],
-                body.to_string(),
-            )
-                .into_response();
-        }
-    }
-    next.run(request).await
 }
 
 pub struct ApiError(TrackingError);
@@ -77,13 +45,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self.0, "tracking request failed");
         }
-        let body = json!({ "error_code": self.0.code(), "message": self.0.to_string() });
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response()
+        weir_mlflow_wire::mlflow_error(status, self.0.code(), &self.0.to_string())
     }
 }
 
@@ -766,92 +728,92 @@ async fn search_logged_models(State(t): State<Arc<Tracking>>, bytes: Bytes) -> A
     ok(json!({ "models": models, "next_page_token": page_token(next) }))
 }
 
-/// The tracking routes, to be merged into the server that also hosts the registry.
-pub fn router(tracking: Arc<Tracking>) -> Router {
-    let api = "/api/2.0/mlflow";
-    Router::new()
-        .route(
-            &format!("{api}/experiments/create"),
-            post(create_experiment),
+/// The tracking routes with what each needs of its caller, state applied; the server puts one
+/// [`weir_mlflow_wire::AccessLayer`] in front of these and the registry's together. Reading
+/// needs a reader; everything that writes (runs, metrics, logged models, soft deletes that
+/// `restore` undoes) a submitter.
+pub fn routes(tracking: Arc<Tracking>) -> (Router, Vec<Endpoint>) {
+    let read = Access::Needs(Role::Reader);
+    let write = Access::Needs(Role::Submitter);
+    let at = |path: &str| format!("/api/2.0/mlflow/{path}");
+    let (router, endpoints) = Routes::new()
+        .post(&at("experiments/create"), write, create_experiment)
+        .get(&at("experiments/get"), read, get_experiment)
+        .get(&at("experiments/get-by-name"), read, get_experiment_by_name)
+        .post(&at("experiments/search"), read, search_experiments)
+        .get(&at("experiments/search"), read, search_experiments)
+        .post(&at("experiments/update"), write, update_experiment)
+        .post(&at("experiments/delete"), write, |State(t), bytes| {
+            experiment_lifecycle(t, bytes, true)
+        })
+        .post(&at("experiments/restore"), write, |State(t), bytes| {
+            experiment_lifecycle(t, bytes, false)
+        })
+        .post(
+            &at("experiments/set-experiment-tag"),
+            write,
+            set_experiment_tag,
         )
-        .route(&format!("{api}/experiments/get"), get(get_experiment))
-        .route(
-            &format!("{api}/experiments/get-by-name"),
-            get(get_experiment_by_name),
+        .post(
+            &at("experiments/delete-experiment-tag"),
+            write,
+            delete_experiment_tag,
         )
-        .route(
-            &format!("{api}/experiments/search"),
-            post(search_experiments).get(search_experiments),
+        .post(&at("runs/create"), write, create_run)
+        .get(&at("runs/get"), read, get_run)
+        .post(&at("runs/update"), write, update_run)
+        .post(&at("runs/delete"), write, |State(t), bytes| {
+            run_lifecycle(t, bytes, true)
+        })
+        .post(&at("runs/restore"), write, |State(t), bytes| {
+            run_lifecycle(t, bytes, false)
+        })
+        .post(&at("runs/log-metric"), write, log_metric)
+        .post(&at("runs/log-parameter"), write, log_param)
+        .post(&at("runs/set-tag"), write, set_tag)
+        .post(&at("runs/delete-tag"), write, delete_tag)
+        .post(&at("runs/log-batch"), write, log_batch)
+        .post(&at("runs/log-model"), write, log_model)
+        .post(&at("runs/log-inputs"), write, log_inputs)
+        .post(&at("runs/outputs"), write, log_outputs)
+        .post(&at("runs/search"), read, search_runs)
+        .get(&at("metrics/get-history"), read, metric_history)
+        .post(&at("logged-models"), write, create_logged_model)
+        .post(&at("logged-models/search"), read, search_logged_models)
+        .get(&at("logged-models/{model_id}"), read, get_logged_model)
+        .patch(
+            &at("logged-models/{model_id}"),
+            write,
+            finalize_logged_model,
         )
-        .route(
-            &format!("{api}/experiments/update"),
-            post(update_experiment),
+        .delete(&at("logged-models/{model_id}"), write, delete_logged_model)
+        .patch(
+            &at("logged-models/{model_id}/tags"),
+            write,
+            set_logged_model_tags,
         )
-        .route(
-            &format!("{api}/experiments/delete"),
-            post(|State(t), bytes| experiment_lifecycle(t, bytes, true)),
+        .delete(
+            &at("logged-models/{model_id}/tags/{key}"),
+            write,
+            delete_logged_model_tag,
         )
-        .route(
-            &format!("{api}/experiments/restore"),
-            post(|State(t), bytes| experiment_lifecycle(t, bytes, false)),
+        .post(
+            &at("logged-models/{model_id}/params"),
+            write,
+            log_logged_model_params,
         )
-        .route(
-            &format!("{api}/experiments/set-experiment-tag"),
-            post(set_experiment_tag),
-        )
-        .route(
-            &format!("{api}/experiments/delete-experiment-tag"),
-            post(delete_experiment_tag),
-        )
-        .route(&format!("{api}/runs/create"), post(create_run))
-        .route(&format!("{api}/runs/get"), get(get_run))
-        .route(&format!("{api}/runs/update"), post(update_run))
-        .route(
-            &format!("{api}/runs/delete"),
-            post(|State(t), bytes| run_lifecycle(t, bytes, true)),
-        )
-        .route(
-            &format!("{api}/runs/restore"),
-            post(|State(t), bytes| run_lifecycle(t, bytes, false)),
-        )
-        .route(&format!("{api}/runs/log-metric"), post(log_metric))
-        .route(&format!("{api}/runs/log-parameter"), post(log_param))
-        .route(&format!("{api}/runs/set-tag"), post(set_tag))
-        .route(&format!("{api}/runs/delete-tag"), post(delete_tag))
-        .route(&format!("{api}/runs/log-batch"), post(log_batch))
-        .route(&format!("{api}/runs/log-model"), post(log_model))
-        .route(&format!("{api}/runs/log-inputs"), post(log_inputs))
-        .route(&format!("{api}/runs/outputs"), post(log_outputs))
-        .route(&format!("{api}/runs/search"), post(search_runs))
-        .route(&format!("{api}/metrics/get-history"), get(metric_history))
-        .route(&format!("{api}/logged-models"), post(create_logged_model))
-        .route(
-            &format!("{api}/logged-models/search"),
-            post(search_logged_models),
-        )
-        .route(
-            &format!("{api}/logged-models/{{model_id}}"),
-            get(get_logged_model)
-                .patch(finalize_logged_model)
-                .delete(delete_logged_model),
-        )
-        .route(
-            &format!("{api}/logged-models/{{model_id}}/tags"),
-            patch(set_logged_model_tags),
-        )
-        .route(
-            &format!("{api}/logged-models/{{model_id}}/tags/{{key}}"),
-            axum::routing::delete(delete_logged_model_tag),
-        )
-        .route(
-            &format!("{api}/logged-models/{{model_id}}/params"),
-            post(log_logged_model_params),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            tracking.clone(),
-            require_token,
-        ))
-        .with_state(tracking)
+        .into_parts();
+    (router.with_state(tracking), endpoints)
+}
+
+/// Tracking alone behind its own access layer: for tests and for embedding without the
+/// registry.
+pub fn router(tracking: Arc<Tracking>, authenticator: weir_mlflow_wire::Authenticator) -> Router {
+    let (router, endpoints) = routes(tracking);
+    router.layer(weir_mlflow_wire::AccessLayer::new(
+        weir_mlflow_wire::EndpointTable::new(endpoints),
+        authenticator,
+    ))
 }
 
 #[cfg(test)]

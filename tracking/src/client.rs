@@ -58,6 +58,13 @@ impl TrackingClient {
         self
     }
 
+    /// Uses `http` for the calls: a client trusting a private CA for an https:// server
+    /// (`HttpClient::with_ca_file`).
+    pub fn with_http(mut self, http: HttpClient) -> TrackingClient {
+        self.http = http;
+        self
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

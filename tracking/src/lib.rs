@@ -11,7 +11,7 @@ pub mod filter;
 mod names;
 pub mod store;
 
-pub use api::{router, Tracking};
+pub use api::{router, routes, Tracking};
 pub use client::TrackingClient;
 pub use store::TrackingStore;
 

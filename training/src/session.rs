@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use weir_http::HttpClient;
 use weir_registry::client::{Identity, Link, RegistryClient};
 use weir_tracking::store::{now_ms, KeyValue, Metric};
 use weir_tracking::TrackingClient;
@@ -28,6 +29,8 @@ pub struct Remote {
     pub identity: Identity,
     /// Registers the trained model under this name, linked to the run.
     pub register: Option<String>,
+    /// The client for the server: which CA HTTPS trusts (`HttpClient::with_ca_file`).
+    pub http: HttpClient,
 }
 
 #[derive(Debug, Clone)]
@@ -167,8 +170,10 @@ impl Tracked {
         let tracking = match &remote.identity {
             Identity::User(user) => TrackingClient::new(uri, Some(user.clone())),
             Identity::Token(token) => TrackingClient::new(uri, None).with_token(token.clone()),
-        };
-        let registry = RegistryClient::new(uri, remote.identity.clone());
+        }
+        .with_http(remote.http.clone());
+        let registry =
+            RegistryClient::new(uri, remote.identity.clone()).with_http(remote.http.clone());
         // Before any work: a name the registry refuses, or a caller it does not accept, should
         // not cost a whole training.
         if let Some(name) = &remote.register {

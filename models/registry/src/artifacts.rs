@@ -33,6 +33,29 @@ impl ArtifactStore {
         })
     }
 
+    /// The folder holding the artifacts (and, under [`RESERVED_DIR`], the versions' blobs).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Refuses a write or delete that would reach the whole store or the versions' storage:
+    /// `DELETE .` once removed every artifact, and a write under `.weir/` could change a
+    /// registered version's bytes.
+    fn check_writable(&self, relative: &str) -> Result<PathBuf, StoreError> {
+        let path = self.resolve(relative)?;
+        if path == self.root {
+            return Err(StoreError::InvalidParameter(format!(
+                "artifact path '{relative}' names the artifact root, which cannot be written or deleted"
+            )));
+        }
+        if is_reserved(relative) {
+            return Err(StoreError::PermissionDenied(format!(
+                "artifact path '{relative}' is inside {RESERVED_DIR}/, where registered versions are kept; they cannot be changed"
+            )));
+        }
+        Ok(path)
+    }
+
     /// The file a relative artifact path names. Only plain segments are allowed: no `..`, no
     /// absolute paths, no backslashes or NUL, so a path cannot reach outside the root.
     pub fn resolve(&self, relative: &str) -> Result<PathBuf, StoreError> {
@@ -60,8 +83,8 @@ impl ArtifactStore {
     /// Stores bytes durably: written to a temporary file, synced, then renamed into place, so a
     /// reader never sees half a file and an acknowledged upload survives a crash.
     pub fn put(&self, relative: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let path = self.resolve(relative)?;
-        if path == self.root || path.is_dir() {
+        let path = self.check_writable(relative)?;
+        if path.is_dir() {
             return Err(StoreError::InvalidParameter(format!(
                 "artifact path '{relative}' names a directory"
             )));
@@ -87,9 +110,11 @@ impl ArtifactStore {
         Ok(())
     }
 
+    /// A file's bytes. The versions' storage is not readable this way: its blobs are served
+    /// through the virtual version paths (see `versions`).
     pub fn get(&self, relative: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.resolve(relative)?;
-        if !path.is_file() {
+        if is_reserved(relative) || !path.is_file() {
             return Err(StoreError::NotFound(format!(
                 "artifact '{relative}' not found"
             )));
@@ -99,8 +124,12 @@ impl ArtifactStore {
     }
 
     /// The entries directly under `relative`, with paths relative to it (as MLflow lists them).
+    /// Hidden entries (`.weir`, temporary `.*.partial` files) are never listed.
     pub fn list(&self, relative: &str) -> Result<Vec<FileInfo>, StoreError> {
         let dir = self.resolve(relative)?;
+        if is_reserved(relative) {
+            return Ok(Vec::new());
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(Vec::new());
         };
@@ -159,7 +188,7 @@ impl ArtifactStore {
     }
 
     pub fn delete(&self, relative: &str) -> Result<(), StoreError> {
-        let path = self.resolve(relative)?;
+        let path = self.check_writable(relative)?;
         let result = if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
@@ -167,6 +196,23 @@ impl ArtifactStore {
         };
         result.map_err(|_| StoreError::NotFound(format!("artifact '{relative}' not found")))
     }
+}
+
+/// The folder inside the artifact root where registered versions' files are kept
+/// (content-addressed blobs); no artifact request may write or delete under it.
+pub const RESERVED_DIR: &str = ".weir";
+
+/// Whether a relative artifact path lies in [`RESERVED_DIR`] (or is it), compared on the path's
+/// first real segment so `./.weir`, `/.weir/x` and `.WEIR` count too.
+pub fn is_reserved(relative: &str) -> bool {
+    Path::new(relative.trim_start_matches('/'))
+        .components()
+        .find_map(|c| match c {
+            Component::Normal(segment) => Some(segment),
+            _ => None,
+        })
+        .and_then(|segment| segment.to_str())
+        .is_some_and(|segment| segment.eq_ignore_ascii_case(RESERVED_DIR))
 }
 
 /// Files under a folder as sorted relative paths with `/` separators (hidden files skipped).

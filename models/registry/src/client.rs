@@ -11,12 +11,22 @@ use weir_http::{percent_encode, HttpClient, JsonCallError};
 use crate::artifacts::files_under;
 
 /// Who the client acts as.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Identity {
     /// A user name, sent as `X-Weir-User` (registries without tokens).
     User(String),
     /// A bearer token (registries with `--tokens`).
     Token(String),
+}
+
+/// Written by hand so a token never reaches a log line through `{:?}`.
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::User(user) => f.debug_tuple("User").field(user).finish(),
+            Identity::Token(_) => f.write_str("Token(<hidden>)"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +60,13 @@ impl RegistryClient {
             identity,
             http: HttpClient::default(),
         }
+    }
+
+    /// Uses `http` for the calls: a client trusting a private CA for an https:// registry
+    /// (`HttpClient::with_ca_file`).
+    pub fn with_http(mut self, http: HttpClient) -> RegistryClient {
+        self.http = http;
+        self
     }
 
     async fn call(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
@@ -216,5 +233,18 @@ impl RegistryClient {
         )
         .await
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_stay_out_of_debug_output() {
+        let shown = format!("{:?}", super::Identity::Token("s3cret".to_owned()));
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(
+            format!("{:?}", super::Identity::User("alice".to_owned())),
+            "User(\"alice\")"
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod filter;
 pub mod mlflow;
 pub mod store;
+pub mod versions;
 
 pub use mlflow::{router, Registry, SourceResolver};
 pub use store::{Store, StoreError};

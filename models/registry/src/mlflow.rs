@@ -12,11 +12,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use weir_mlflow_wire::{Access, Identity, Role};
 
 use crate::artifacts::ArtifactStore;
 use crate::filter::Filter;
@@ -30,58 +30,24 @@ pub struct Registry {
     /// server beside the registry maps `models:/<model_id>` to the logged model's
     /// `mlflow-artifacts:/…` location. `None` when the registry runs alone.
     pub sources: Option<SourceResolver>,
-    /// Bearer tokens and the people they stand for; `None` in the local default, where the
-    /// user name is taken from the request (see [`Actor`]).
-    pub tokens: Option<HashMap<String, String>>,
 }
 
 /// Maps a version's source to the `mlflow-artifacts:/` location of its files, if it knows it.
 pub type SourceResolver = Arc<dyn Fn(&str) -> Result<Option<String>, StoreError> + Send + Sync>;
 
-/// Who is making a request. With tokens configured, a valid `Authorization: Bearer` token is
-/// required; without, the name comes from HTTP Basic auth (what the mlflow client sends for
-/// `MLFLOW_TRACKING_USERNAME`), else an `X-Weir-User` header, else `anonymous`.
+/// Who is making a request: the identity the access layer (weir-mlflow-wire) established
+/// for it, by its name, for the audit log and the approval rules.
 pub struct Actor(pub String);
 
-impl axum::extract::FromRequestParts<Arc<Registry>> for Actor {
-    type Rejection = MlflowError;
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Actor {
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        registry: &Arc<Registry>,
-    ) -> Result<Self, MlflowError> {
-        let authorization = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if let Some(tokens) = &registry.tokens {
-            let token = authorization.strip_prefix("Bearer ").unwrap_or("");
-            return tokens
-                .get(token)
-                .map(|user| Actor(user.clone()))
-                .ok_or_else(|| {
-                    MlflowError(StoreError::Unauthenticated(
-                        "a valid bearer token is required (Authorization: Bearer …)".to_owned(),
-                    ))
-                });
-        }
-        let basic = authorization
-            .strip_prefix("Basic ")
-            .and_then(|encoded| base64::decode(encoded.trim()).ok())
-            .and_then(|decoded| String::from_utf8(decoded).ok())
-            .and_then(|pair| pair.split_once(':').map(|(user, _)| user.to_owned()));
-        let header = parts
-            .headers
-            .get("x-weir-user")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok(Actor(
-            basic
-                .or(header)
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| "anonymous".to_owned()),
-        ))
+        state: &S,
+    ) -> Result<Self, Response> {
+        let identity = Identity::from_request_parts(parts, state).await?;
+        Ok(Actor(identity.name))
     }
 }
 
@@ -107,10 +73,7 @@ impl IntoResponse for MlflowError {
         if status.is_server_error() {
             tracing::error!(error = %self.0, "registry request failed");
         }
-        json_response(
-            status,
-            &json!({ "error_code": code, "message": self.0.to_string() }),
-        )
+        weir_mlflow_wire::mlflow_error(status, code, &self.0.to_string())
     }
 }
 
@@ -485,6 +448,7 @@ async fn create_model_version(
         sha256: String::new(),
         model_id: request.model_id.unwrap_or_default(),
         storage_location: String::new(),
+        files: Vec::new(),
     };
     let version = blocking(&registry, move |r| {
         let resolved = match &r.sources {
@@ -492,10 +456,17 @@ async fn create_model_version(
             _ => None,
         };
         new.storage_location = resolved.unwrap_or_else(|| new.source.clone());
-        // The registry computes the digest itself from what it stores: the runtime checks what
-        // it downloads against it.
+        // The version's files are copied into content-addressed storage now, and the digest
+        // (which the runtime checks what it downloads against) is computed over exactly the
+        // bytes copied: later writes to the source path cannot change the version. Blobs are
+        // written first; the file list commits with the version row.
         if let Some(path) = new.storage_location.strip_prefix(ARTIFACT_SCHEME) {
-            new.sha256 = r.artifacts.digest(path)?.unwrap_or_default();
+            // No copies for a model that is not there (the insert below would refuse it).
+            r.store.get_registered_model(&request.name)?;
+            new.files = crate::versions::capture(&r.store, &r.artifacts, path)?;
+            if !new.files.is_empty() {
+                new.sha256 = crate::versions::digest(&new.files);
+            }
         }
         r.store.create_model_version(&actor, &request.name, &new)
     })
@@ -526,11 +497,24 @@ async fn get_download_uri(
         param(&query, "name")?.to_owned(),
         param(&query, "version")?.to_owned(),
     );
-    let version = blocking(&registry, move |r| {
-        r.store.get_model_version(&name, &version)
+    let uri = blocking(&registry, move |r| {
+        let version = r.store.get_model_version(&name, &version)?;
+        Ok(match immutable_root(r, &name, &version.version)? {
+            Some(root) => format!("{ARTIFACT_SCHEME}{root}"),
+            None => version.storage_location,
+        })
     })
     .await?;
-    ok(json!({ "artifact_uri": version.storage_location }))
+    ok(json!({ "artifact_uri": uri }))
+}
+
+/// The virtual artifact path of a version's immutable copy (`.weir/versions/<name>/<version>`),
+/// or `None` for a version registered before versions were copied into content-addressed
+/// storage (or from a source outside the store): those keep being read from their source path,
+/// which artifact writes can still change.
+fn immutable_root(r: &Registry, name: &str, version: &str) -> Result<Option<String>, StoreError> {
+    let recorded = r.store.version_files(name, version)?;
+    Ok((!recorded.is_empty()).then(|| crate::versions::version_root(name, version)))
 }
 
 async fn update_model_version(
@@ -643,37 +627,80 @@ async fn transition_stage(
     ok(json!({ "model_version": version }))
 }
 
+/// Stores an artifact. The artifact root itself is refused (400) and so is anything under
+/// `.weir/`, where registered versions are kept (403): see `ArtifactStore::put`. Each write is
+/// audited as `artifact.put` with the path.
 async fn upload_artifact(
     State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
     Path(path): Path<String>,
     bytes: Bytes,
 ) -> Answer {
-    blocking(&registry, move |r| r.artifacts.put(&path, &bytes)).await?;
+    blocking(&registry, move |r| {
+        r.artifacts.put(&path, &bytes)?;
+        r.store
+            .record_event(&actor, "artifact.put", "", "", "", &path)
+    })
+    .await?;
     ok(json!({}))
 }
 
+/// A file's bytes; paths under `.weir/versions/<name>/<version>/` read a registered version's
+/// immutable copy (the name is the decoded URL segment here).
 async fn download_artifact(
     State(registry): State<Arc<Registry>>,
     Path(path): Path<String>,
 ) -> Answer {
-    let bytes = blocking(&registry, move |r| r.artifacts.get(&path)).await?;
+    let bytes = blocking(&registry, move |r| {
+        r.artifacts.resolve(&path)?;
+        if crate::artifacts::is_reserved(&path) {
+            crate::versions::get(
+                &r.store,
+                &r.artifacts,
+                &path,
+                crate::versions::NameForm::Decoded,
+            )
+        } else {
+            r.artifacts.get(&path)
+        }
+    })
+    .await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
+/// Deletes an artifact (a file or a folder). The root and `.weir/` are refused as for
+/// [`upload_artifact`]; each delete is audited as `artifact.delete` with the path.
 async fn delete_artifact(
     State(registry): State<Arc<Registry>>,
+    Actor(actor): Actor,
     Path(path): Path<String>,
 ) -> Answer {
-    blocking(&registry, move |r| r.artifacts.delete(&path)).await?;
+    blocking(&registry, move |r| {
+        r.artifacts.delete(&path)?;
+        r.store
+            .record_event(&actor, "artifact.delete", "", "", "", &path)
+    })
+    .await?;
     ok(json!({}))
 }
 
+/// Lists a folder. The root's listing never shows `.weir` (hidden); a version's virtual folder
+/// lists its recorded files (the name comes percent-encoded in the query, as the mlflow client
+/// passes the `artifact_uri` it was given).
 async fn list_artifacts(
     State(registry): State<Arc<Registry>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer {
     let path = query.get("path").cloned().unwrap_or_default();
-    let files = blocking(&registry, move |r| r.artifacts.list(&path)).await?;
+    let files = blocking(&registry, move |r| {
+        r.artifacts.resolve(&path)?;
+        if crate::artifacts::is_reserved(&path) {
+            crate::versions::list(&r.store, &path, crate::versions::NameForm::Encoded)
+        } else {
+            r.artifacts.list(&path)
+        }
+    })
+    .await?;
     ok(json!({ "files": files }))
 }
 
@@ -687,13 +714,12 @@ struct DecisionBody {
 
 /// `POST /api/2.0/weir/approvals/{request|approve|reject}` → the version's approval status.
 async fn decide(
-    State(registry): State<Arc<Registry>>,
-    Path(kind): Path<String>,
+    registry: Arc<Registry>,
+    decision: Decision,
     Actor(actor): Actor,
     bytes: Bytes,
 ) -> Answer {
     let request: DecisionBody = body(&bytes)?;
-    let decision: Decision = kind.parse()?;
     let status = blocking(&registry, move |r| {
         r.store.decide(
             &actor,
@@ -762,13 +788,25 @@ async fn resolve(
         };
         let approval = r.store.approval_status(&name, &model_version.version)?;
         let sha256 = r.store.artifact_sha256(&name, &model_version.version)?;
-        let path = model_version
-            .storage_location
-            .strip_prefix(ARTIFACT_SCHEME)
-            .map(str::to_owned);
-        let files = match &path {
-            Some(path) => r.artifacts.files(path)?,
-            None => Vec::new(),
+        let recorded = r.store.version_files(&name, &model_version.version)?;
+        // A version with recorded files is served from its immutable copy; one registered
+        // before those existed (no recorded files) keeps the old answer: its source path and
+        // the files there now (the runtime's digest check still catches changed bytes).
+        let (path, files) = if recorded.is_empty() {
+            let path = model_version
+                .storage_location
+                .strip_prefix(ARTIFACT_SCHEME)
+                .map(str::to_owned);
+            let files = match &path {
+                Some(path) => r.artifacts.files(path)?,
+                None => Vec::new(),
+            };
+            (path, files)
+        } else {
+            (
+                Some(crate::versions::version_root(&name, &model_version.version)),
+                recorded.into_iter().map(|f| f.path).collect(),
+            )
         };
         Ok(json!({
             "name": name,
@@ -806,102 +844,127 @@ async fn audit(
 /// Largest request body (artifact uploads are held in memory while they are written).
 pub const MAX_BODY_BYTES: usize = 1 << 30;
 
-/// The registry's routes, factored out so tests can call them without a socket.
-pub fn router(registry: Arc<Registry>) -> Router {
+/// The registry's routes with what each needs of its caller (docs/security.md has the table),
+/// state applied; the server puts one [`weir_mlflow_wire::AccessLayer`] in front of these and
+/// tracking's routes together.
+pub fn routes(registry: Arc<Registry>) -> (Router, Vec<weir_mlflow_wire::Endpoint>) {
+    use Role::{Admin, Approver, Reader, Submitter};
+    let needs = Access::Needs;
     let api = "/api/2.0/mlflow";
-    Router::new()
-        .route("/health", get(|| async { "OK" }))
-        .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
-        .route(
-            &format!("{api}/registered-models/create"),
-            post(create_registered_model),
+    let models = |path: &str| format!("{api}/registered-models/{path}");
+    let versions = |path: &str| format!("{api}/model-versions/{path}");
+    let decision = |decision: Decision| {
+        move |State(r): State<Arc<Registry>>, actor: Actor, bytes: Bytes| {
+            decide(r, decision, actor, bytes)
+        }
+    };
+    let (router, endpoints) = weir_mlflow_wire::Routes::new()
+        .get("/health", Access::Public, || async { "OK" })
+        .get("/version", Access::Public, || async {
+            env!("CARGO_PKG_VERSION")
+        })
+        .post(&models("create"), needs(Submitter), create_registered_model)
+        .get(&models("get"), needs(Reader), get_registered_model)
+        // A rename changes what every `models:/NAME@…` reference resolves to.
+        .post(&models("rename"), needs(Admin), rename_registered_model)
+        .patch(&models("update"), needs(Submitter), update_registered_model)
+        .delete(&models("delete"), needs(Admin), delete_registered_model)
+        .get(&models("search"), needs(Reader), search_registered_models)
+        .post(
+            &models("set-tag"),
+            needs(Submitter),
+            set_registered_model_tag,
         )
-        .route(
-            &format!("{api}/registered-models/get"),
-            get(get_registered_model),
+        .delete(
+            &models("delete-tag"),
+            needs(Submitter),
+            delete_registered_model_tag,
         )
-        .route(
-            &format!("{api}/registered-models/rename"),
-            post(rename_registered_model),
+        // Moving an alias is a deployment decision: what `models:/NAME@ALIAS` serves.
+        .post(&models("alias"), needs(Approver), set_alias)
+        .get(&models("alias"), needs(Reader), get_alias)
+        .delete(&models("alias"), needs(Approver), delete_alias)
+        .post(
+            &models("get-latest-versions"),
+            needs(Reader),
+            get_latest_versions,
         )
-        .route(
-            &format!("{api}/registered-models/update"),
-            axum::routing::patch(update_registered_model),
+        .post(&versions("create"), needs(Submitter), create_model_version)
+        .get(&versions("get"), needs(Reader), get_model_version)
+        .get(
+            &versions("get-download-uri"),
+            needs(Reader),
+            get_download_uri,
         )
-        .route(
-            &format!("{api}/registered-models/delete"),
-            axum::routing::delete(delete_registered_model),
+        .patch(&versions("update"), needs(Submitter), update_model_version)
+        .delete(&versions("delete"), needs(Admin), delete_model_version)
+        .get(&versions("search"), needs(Reader), search_model_versions)
+        .post(
+            &versions("set-tag"),
+            needs(Submitter),
+            set_model_version_tag,
         )
-        .route(
-            &format!("{api}/registered-models/search"),
-            get(search_registered_models),
+        .delete(
+            &versions("delete-tag"),
+            needs(Submitter),
+            delete_model_version_tag,
         )
-        .route(
-            &format!("{api}/registered-models/set-tag"),
-            post(set_registered_model_tag),
+        .post(
+            &versions("transition-stage"),
+            needs(Approver),
+            transition_stage,
         )
-        .route(
-            &format!("{api}/registered-models/delete-tag"),
-            axum::routing::delete(delete_registered_model_tag),
+        .get(
+            "/api/2.0/weir/approvals/get",
+            needs(Reader),
+            approval_status,
         )
-        .route(
-            &format!("{api}/registered-models/alias"),
-            post(set_alias).get(get_alias).delete(delete_alias),
+        .post("/api/2.0/weir/approvals/policy", needs(Admin), set_policy)
+        .post(
+            "/api/2.0/weir/approvals/request",
+            needs(Submitter),
+            decision(Decision::Request),
         )
-        .route(
-            &format!("{api}/registered-models/get-latest-versions"),
-            post(get_latest_versions),
+        .post(
+            "/api/2.0/weir/approvals/approve",
+            needs(Approver),
+            decision(Decision::Approve),
         )
-        .route(
-            &format!("{api}/model-versions/create"),
-            post(create_model_version),
+        .post(
+            "/api/2.0/weir/approvals/reject",
+            needs(Approver),
+            decision(Decision::Reject),
         )
-        .route(&format!("{api}/model-versions/get"), get(get_model_version))
-        .route(
-            &format!("{api}/model-versions/get-download-uri"),
-            get(get_download_uri),
+        .get("/api/2.0/weir/audit/list", needs(Reader), audit)
+        .get("/api/2.0/weir/resolve", needs(Reader), resolve)
+        .get(
+            "/api/2.0/mlflow-artifacts/artifacts",
+            needs(Reader),
+            list_artifacts,
         )
-        .route(
-            &format!("{api}/model-versions/update"),
-            axum::routing::patch(update_model_version),
-        )
-        .route(
-            &format!("{api}/model-versions/delete"),
-            axum::routing::delete(delete_model_version),
-        )
-        .route(
-            &format!("{api}/model-versions/search"),
-            get(search_model_versions),
-        )
-        .route(
-            &format!("{api}/model-versions/set-tag"),
-            post(set_model_version_tag),
-        )
-        .route(
-            &format!("{api}/model-versions/delete-tag"),
-            axum::routing::delete(delete_model_version_tag),
-        )
-        .route(
-            &format!("{api}/model-versions/transition-stage"),
-            post(transition_stage),
-        )
-        .route("/api/2.0/weir/approvals/get", get(approval_status))
-        .route("/api/2.0/weir/approvals/policy", post(set_policy))
-        .route("/api/2.0/weir/approvals/{kind}", post(decide))
-        .route("/api/2.0/weir/audit/list", get(audit))
-        .route("/api/2.0/weir/resolve", get(resolve))
-        .route("/api/2.0/mlflow-artifacts/artifacts", get(list_artifacts))
-        .route(
-            "/api/2.0/mlflow-artifacts/artifacts/{*path}",
-            get(download_artifact)
-                .put(upload_artifact)
-                .delete(delete_artifact),
-        )
+        .get(ARTIFACT_ROUTE, needs(Reader), download_artifact)
+        .put(ARTIFACT_ROUTE, needs(Submitter), upload_artifact)
+        .delete(ARTIFACT_ROUTE, needs(Admin), delete_artifact)
+        .into_parts();
+    let router = router
         .fallback(|| async {
             MlflowError(StoreError::NotFound("no such endpoint".to_owned())).into_response()
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(registry)
+        .with_state(registry);
+    (router, endpoints)
+}
+
+const ARTIFACT_ROUTE: &str = "/api/2.0/mlflow-artifacts/artifacts/{*path}";
+
+/// The registry alone behind its own access layer: for tests and for embedding without
+/// tracking.
+pub fn router(registry: Arc<Registry>, authenticator: weir_mlflow_wire::Authenticator) -> Router {
+    let (router, endpoints) = routes(registry);
+    router.layer(weir_mlflow_wire::AccessLayer::new(
+        weir_mlflow_wire::EndpointTable::new(endpoints),
+        authenticator,
+    ))
 }
 
 #[cfg(test)]
@@ -913,7 +976,7 @@ mod tests {
     use tower::ServiceExt;
 
     #[tokio::test]
-    async fn with_tokens_configured_writes_need_a_token_and_name_its_user() {
+    async fn with_identities_configured_writes_need_a_token_and_name_its_user() {
         let root = std::env::temp_dir().join(format!("weir-tokens-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
@@ -921,8 +984,13 @@ mod tests {
             store: Store::open(&format!("sqlite://{}", root.join("r.db").display())).unwrap(),
             artifacts: ArtifactStore::open(&root.join("artifacts")).unwrap(),
             sources: None,
-            tokens: Some([("s3cret".to_owned(), "alice".to_owned())].into()),
         });
+        let identities =
+            weir_mlflow_wire::Identities::parse("[tokens]\n\"s3cret\" = \"alice\"\n").unwrap();
+        let app = router(
+            registry.clone(),
+            weir_mlflow_wire::Authenticator::with_identities(identities),
+        );
         let create = |token: Option<&str>| {
             let mut request = Request::post("/api/2.0/mlflow/registered-models/create");
             if let Some(token) = token {
@@ -930,20 +998,11 @@ mod tests {
             }
             request.body(Body::from(r#"{"name": "m"}"#)).unwrap()
         };
-        let anonymous = router(registry.clone())
-            .oneshot(create(None))
-            .await
-            .unwrap();
+        let anonymous = app.clone().oneshot(create(None)).await.unwrap();
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-        let wrong = router(registry.clone())
-            .oneshot(create(Some("guess")))
-            .await
-            .unwrap();
+        let wrong = app.clone().oneshot(create(Some("guess"))).await.unwrap();
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-        let alice = router(registry.clone())
-            .oneshot(create(Some("s3cret")))
-            .await
-            .unwrap();
+        let alice = app.clone().oneshot(create(Some("s3cret"))).await.unwrap();
         assert_eq!(alice.status(), StatusCode::OK);
         assert_eq!(
             registry.store.audit(Some("m"), None, None, 10).unwrap()[0].user,

@@ -100,6 +100,18 @@ pub struct NewVersion {
     pub model_id: String,
     /// Where the files are, when that differs from `source` (see [`ModelVersion`]).
     pub storage_location: String,
+    /// The files copied into content-addressed storage at registration (see `versions`);
+    /// recorded with the version in one transaction. Empty for sources outside the store.
+    pub files: Vec<VersionFile>,
+}
+
+/// One file of a registered version: where it sits in the version, and the blob (by sha256)
+/// holding its bytes, which no artifact write can change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionFile {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// The registry's schema, step by step; steps are append-only.
@@ -174,6 +186,16 @@ const SCHEMA: &[Migration] = &[
     Migration::same(
         "ALTER TABLE model_versions ADD COLUMN model_id TEXT NOT NULL DEFAULT '';
          ALTER TABLE model_versions ADD COLUMN storage_location TEXT NOT NULL DEFAULT '';",
+    ),
+    // 5: each version's files, by the content-addressed blob holding them: downloads of a
+    // version read these, never the (mutable) source path. Renames and deletes cascade.
+    Migration::same(
+        "CREATE TABLE version_files (
+            name TEXT NOT NULL, version BIGINT NOT NULL, path TEXT NOT NULL,
+            sha256 TEXT NOT NULL, size BIGINT NOT NULL,
+            PRIMARY KEY (name, version, path),
+            FOREIGN KEY (name, version) REFERENCES model_versions(name, version) ON DELETE CASCADE ON UPDATE CASCADE);
+         CREATE INDEX version_files_by_sha256 ON version_files (sha256);",
     ),
 ];
 
@@ -344,6 +366,33 @@ impl Store {
         })
     }
 
+    /// The files recorded for a version at registration, in path order; empty for versions
+    /// registered before versions were copied into content-addressed storage (or whose source
+    /// is outside the store).
+    pub fn version_files(&self, name: &str, version: &str) -> Result<Vec<VersionFile>, StoreError> {
+        let number = parse_version(version)?;
+        self.read(|db| {
+            read_model_version(db, name, number)?;
+            let rows = db.query(
+                "SELECT path, sha256, size FROM version_files WHERE name = ?1 AND version = ?2",
+                params![name, number],
+            )?;
+            let mut files = rows
+                .iter()
+                .map(|r| {
+                    Ok(VersionFile {
+                        path: r.get(0)?,
+                        sha256: r.get(1)?,
+                        size: u64::try_from(r.get::<i64>(2)?).unwrap_or(0),
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            // Byte order, as the digest takes them: a PostgreSQL collation may sort otherwise.
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(files)
+        })
+    }
+
     /// Sets how many approvals (from people other than the creator) a model's versions need.
     pub fn set_required_approvals(
         &self,
@@ -398,6 +447,22 @@ impl Store {
                     })
                 })
                 .collect()
+        })
+    }
+
+    /// Appends an audit entry for something that is not a registry change in itself: an
+    /// artifact write or delete, or a refused request, so the log shows who tried what.
+    pub fn record_event(
+        &self,
+        actor: &str,
+        action: &str,
+        model: &str,
+        version: &str,
+        before: &str,
+        after: &str,
+    ) -> Result<(), StoreError> {
+        self.db.transaction(|db: &mut dyn Sql| {
+            append_audit(db, actor, action, model, version, before, after)
         })
     }
 
@@ -586,6 +651,15 @@ impl Store {
             )?;
             for tag in &new.tags {
                 upsert_version_tag(db, name, version, tag)?;
+            }
+            for file in &new.files {
+                let size = i64::try_from(file.size).map_err(|_| {
+                    StoreError::InvalidParameter(format!("file '{}' is too large", file.path))
+                })?;
+                db.execute(
+                    "INSERT INTO version_files (name, version, path, sha256, size) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![name, version, &file.path, &file.sha256, size],
+                )?;
             }
             db.execute(
                 "UPDATE registered_models SET last_updated_timestamp = ?2 WHERE name = ?1",

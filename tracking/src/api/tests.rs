@@ -6,15 +6,15 @@ use tower::ServiceExt;
 use super::*;
 
 fn app() -> (Router, weir_sql::testing::TestDatabase) {
-    app_with_tokens(None)
+    app_with(weir_mlflow_wire::Authenticator::anonymous())
 }
 
-fn app_with_tokens(
-    tokens: Option<std::collections::HashSet<String>>,
+fn app_with(
+    authenticator: weir_mlflow_wire::Authenticator,
 ) -> (Router, weir_sql::testing::TestDatabase) {
     let db = weir_sql::testing::sqlite("t_api");
     let store = TrackingStore::open(&db.url).unwrap();
-    (router(Arc::new(Tracking { store, tokens })), db)
+    (router(Arc::new(Tracking { store }), authenticator), db)
 }
 
 async fn call(app: &Router, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
@@ -224,8 +224,9 @@ async fn client_mistakes_are_4xx_with_mlflow_codes() {
 
 #[tokio::test]
 async fn with_tokens_configured_every_call_needs_one() {
-    let tokens = ["s3cret".to_owned()].into_iter().collect();
-    let (app, _db) = app_with_tokens(Some(tokens));
+    let identities =
+        weir_mlflow_wire::Identities::parse("[tokens]\n\"s3cret\" = \"alice\"\n").unwrap();
+    let (app, _db) = app_with(weir_mlflow_wire::Authenticator::with_identities(identities));
     let path = "/api/2.0/mlflow/experiments/get?experiment_id=0";
     for token in [None, Some("wrong")] {
         let (status, answer) = call_as(&app, token, "GET", path, "").await;

@@ -1,0 +1,13 @@
+//! What weir's MLflow-speaking servers (registry, tracking) share on the wire: who the caller
+//! is ([`identity`], [`authenticator`]), what each endpoint needs of them ([`access`]), and
+//! MLflow's error body ([`error`]). See docs/security.md for the roles and the threat model.
+
+pub mod access;
+pub mod authenticator;
+pub mod error;
+pub mod identity;
+
+pub use access::{queued_sink, Access, AccessLayer, Endpoint, EndpointTable, Refusal, Routes};
+pub use authenticator::{Authenticator, LoadError, Unauthenticated};
+pub use error::mlflow_error;
+pub use identity::{Identities, IdentitiesError, Identity, Role};

@@ -1,0 +1,175 @@
+//! `weir registry`: the model registry and experiment tracking (MLflow's REST API) on one port,
+//! behind one access layer whose table covers both (docs/security.md).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use weir_mlflow_wire::{AccessLayer, Authenticator, EndpointTable, Refusal};
+
+use crate::{announce, shutdown_signal};
+
+/// How often the identities file is reread (rotation takes effect within this).
+const IDENTITIES_RELOAD: Duration = Duration::from_secs(2);
+
+/// Refused requests waiting for the audit log; past this they are dropped and counted.
+const REFUSALS_QUEUED: usize = 1024;
+
+#[derive(clap::Args)]
+pub struct RegistryArgs {
+    /// Where registry data lives: `sqlite://PATH` (the embedded default) or
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE` (schema created on first start).
+    #[arg(
+        long,
+        env = "WEIR_DB",
+        default_value = "sqlite://weir.db",
+        hide_env_values = true
+    )]
+    db: String,
+    /// Folder holding model artifacts (`mlflow-artifacts:/…`).
+    #[arg(long, env = "WEIR_ARTIFACTS", default_value = "weir-artifacts")]
+    artifacts: PathBuf,
+    /// Address to listen on. Anything but loopback needs --tokens (or --allow-anonymous).
+    #[arg(long, env = "WEIR_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// HTTP port; 0 picks a free one (the chosen port is printed).
+    #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 5000)]
+    http_port: u16,
+    /// Identities file: `[[user]]` entries with `name`, `token` (or `token_sha256`) and `roles`
+    /// (reader, submitter, approver, admin); reread when it changes. With it every call but
+    /// /health needs a token. Without it callers name themselves (HTTP Basic user,
+    /// `X-Weir-User`) and hold every role.
+    #[arg(long, env = "WEIR_TOKENS")]
+    tokens: Option<PathBuf>,
+    /// Serve a non-loopback address without identities: anyone who reaches the port can read,
+    /// register, approve and delete under any name.
+    #[arg(long, env = "WEIR_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
+    /// Aliases that may point only at approved versions.
+    #[arg(
+        long,
+        env = "WEIR_PROTECTED_ALIASES",
+        value_delimiter = ',',
+        default_value = "production,champion"
+    )]
+    protected_aliases: Vec<String>,
+}
+
+pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
+    let authenticator = match &args.tokens {
+        Some(file) => Authenticator::from_file(file)?,
+        None => Authenticator::anonymous(),
+    };
+    refuse_open_exposure(&args.host, &authenticator, args.allow_anonymous)?;
+    // The registry and tracking share one database. The PostgreSQL driver blocks, and must not
+    // do so on an async worker.
+    let url = args.db.clone();
+    let (store, tracking) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let db = Arc::new(weir_sql::Database::open(&url)?);
+        let store = weir_registry::Store::new(db.clone())?;
+        let tracking = weir_tracking::TrackingStore::new(db)?;
+        Ok((store, Arc::new(weir_tracking::Tracking { store: tracking })))
+    })
+    .await?
+    .context("cannot open the registry database")?;
+    let registry = Arc::new(weir_registry::Registry {
+        store: store.with_protected_aliases(args.protected_aliases),
+        artifacts: weir_registry::artifacts::ArtifactStore::open(&args.artifacts)?,
+        sources: Some(logged_model_locations(tracking.clone())),
+    });
+    let bind = format!("{}:{}", args.host, args.http_port);
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    announce(format_args!(
+        "weir registry listening on http://{}",
+        listener.local_addr()?
+    ));
+    if let Some(file) = &args.tokens {
+        authenticator.watch(file.clone(), IDENTITIES_RELOAD);
+    }
+    let (app, _) = app(registry, tracking, authenticator);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the registry server failed")
+}
+
+/// Registry and tracking on one router behind one access layer, with the table it enforces;
+/// refusals go to the audit log.
+fn app(
+    registry: Arc<weir_registry::Registry>,
+    tracking: Arc<weir_tracking::Tracking>,
+    authenticator: Authenticator,
+) -> (axum::Router, EndpointTable) {
+    let (tracking_routes, mut endpoints) = weir_tracking::routes(tracking);
+    let (registry_routes, registry_endpoints) = weir_registry::mlflow::routes(registry.clone());
+    endpoints.extend(registry_endpoints);
+    let audit = weir_mlflow_wire::queued_sink(REFUSALS_QUEUED, move |refusal: Refusal| {
+        let needed = refusal.needed.map_or_else(
+            || "a valid credential".to_owned(),
+            |r| format!("the {r} role"),
+        );
+        let what = format!(
+            "{} {} refused ({}): needs {needed}",
+            refusal.method, refusal.path, refusal.status
+        );
+        if let Err(err) = registry
+            .store
+            .record_event(&refusal.who, "refused", "", "", "", &what)
+        {
+            tracing::error!(error = %err, "cannot audit a refused request");
+        }
+    });
+    let table = EndpointTable::new(endpoints);
+    let app = tracking_routes
+        .merge(registry_routes)
+        .layer(AccessLayer::new(table.clone(), authenticator).with_refusals(audit));
+    (app, table)
+}
+
+/// A server without identities answers anyone as anyone; that is only safe where nobody else
+/// can reach it, so a non-loopback address needs the operator to say so.
+fn refuse_open_exposure(
+    host: &str,
+    authenticator: &Authenticator,
+    allow_anonymous: bool,
+) -> anyhow::Result<()> {
+    if authenticator.requires_credentials() || weir_http::is_loopback_host(host) {
+        return Ok(());
+    }
+    if !allow_anonymous {
+        anyhow::bail!(
+            "refusing to serve {host} without identities: anyone who reaches it could approve and delete models as anyone. Give --tokens FILE (see docs/security.md), bind 127.0.0.1, or pass --allow-anonymous to accept that"
+        );
+    }
+    tracing::warn!(
+        host,
+        "SERVING WITHOUT IDENTITIES on a non-loopback address (--allow-anonymous): anyone who reaches this port can read, register, approve and delete models under any name"
+    );
+    Ok(())
+}
+
+/// `mlflow.register_model("runs:/…")` registers MLflow 3 logged models as `models:/<model_id>`;
+/// their files live where the tracking store put the logged model.
+fn logged_model_locations(tracking: Arc<weir_tracking::Tracking>) -> weir_registry::SourceResolver {
+    Arc::new(move |source: &str| {
+        let Some(model_id) = source
+            .strip_prefix("models:/")
+            .filter(|id| id.starts_with("m-"))
+        else {
+            return Ok(None);
+        };
+        match tracking.store.get_logged_model(model_id) {
+            Ok(model) => Ok(Some(model.info.artifact_uri)),
+            Err(weir_tracking::TrackingError::NotFound(message)) => {
+                Err(weir_registry::StoreError::NotFound(message))
+            }
+            Err(err) => Err(weir_registry::StoreError::Internal(err.to_string())),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;
