@@ -1,14 +1,24 @@
 """The Helm chart: lint, render for several value sets, validate every object against the
 Kubernetes OpenAPI schemas, parse the rendered router and autoscaler configs with weir's own
-loaders, check RBAC grants nothing more, and refuse bad values with the schema's message."""
+loaders, check RBAC grants nothing more, check the credentials (tokens only as mounted files,
+never in args or env) and the NetworkPolicies flow by flow, and refuse bad values with the
+schema's or the chart's message."""
+import base64
+import hashlib
+import ipaddress
+import json
 import pathlib
 import subprocess
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import ROOT, weir_binary
+from conftest import ROOT, Registry, database_url, wait_until_ok, weir_binary
 
 CHART = ROOT / "helm" / "weir"
 HELM = ROOT / "target" / "tools" / "helm"
@@ -23,6 +33,13 @@ VALUE_SETS = {
     "external-postgres": ["--set", "registry.database.url=postgres://weir:secret@db.example:5432/weir"],
     "prometheus": ["--set", "autoscaler.prometheus.url=http://prometheus.monitoring:9090", "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true"],
     "no-autoscaler": ["--set", "autoscaler.enabled=false", "--set", "registry.enabled=false", "--set", "registry.url=http://registry.ml:5000"],
+    "own-secrets": [
+        "--set", "registry.auth.existingSecret=my-identities",
+        "--set", "runtime.registryToken.existingSecret=my-runtime-token",
+        "--set", "router.admin.existingSecret=my-router-admin",
+        "--set", "registry.database.existingSecret=my-database",
+    ],
+    "anonymous": ["--set", "registry.auth.allowAnonymous=true"],
 }
 
 
@@ -101,25 +118,30 @@ def test_router_config_parses_with_weirs_loader_and_carries_the_weights(name, we
 @pytest.mark.parametrize("name, signal", [("canary-10", "scrape"), ("prometheus", "prometheus")])
 def test_autoscaler_config_parses_and_rbac_grants_nothing_more(name, signal, tmp_path):
     objects = render(VALUE_SETS[name])
+    (role,) = by_kind(objects, "Role")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r.get("resourceNames", ())), tuple(sorted(r["verbs"]))) for r in role["rules"]}
+    runtime = ("demo-weir-iris-stable", "demo-weir-iris-canary")
+    expected = {
+        (("apps",), ("deployments",), runtime, ("get",)),
+        (("apps",), ("deployments/scale",), runtime, ("get", "patch")),
+    }
+    if signal == "scrape":
+        # Namespace-wide but read-only: resourceNames cannot narrow a list by label selector.
+        expected.add((("",), ("pods",), (), ("list",)))
+    assert rules == expected
+    assert by_kind(objects, "ClusterRole") == [] and by_kind(objects, "ClusterRoleBinding") == []
+    # The Kubernetes scaler talks to the API server only: no router address, no admin token.
+    for target in tomllib.loads(config_map(objects, "-autoscaler", "autoscaler.toml"))["target"]:
+        assert "router" not in target["scaler"] and "router_token_file" not in target["scaler"]
     checked = weir_check(objects, "-autoscaler", "autoscaler.toml", "autoscale", tmp_path)
     lines = checked.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["iris-stable", "iris-canary"]
     assert all('deployment: "demo-weir-iris-' in line and f"{signal.capitalize()}" in line for line in lines), lines
-    (role,) = by_kind(objects, "Role")
-    rules = {(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(sorted(r["verbs"]))) for r in role["rules"]}
-    expected = {
-        (("apps",), ("deployments",), ("get", "list", "watch")),
-        (("apps",), ("deployments/scale",), ("get", "patch")),
-    }
-    if signal == "scrape":
-        expected.add((("",), ("pods",), ("list",)))
-    assert rules == expected
-    assert by_kind(objects, "ClusterRole") == [] and by_kind(objects, "ClusterRoleBinding") == []
 
 
 def test_external_postgres_goes_through_a_secret():
     objects = render(VALUE_SETS["external-postgres"])
-    (secret,) = by_kind(objects, "Secret")
+    (secret,) = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == "demo-weir-registry"]
     assert secret["stringData"]["database-url"].startswith("postgres://")
     (registry,) = by_kind(objects, "StatefulSet")
     env = registry["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -131,9 +153,456 @@ def test_external_postgres_goes_through_a_secret():
     (["--set-json", 'models=[{"name": "iris"}]'], "uri"),
     (["--set", "models[0].uri=s3://bucket/iris"], "uri"),
     (["--set", "registry.database.url=mysql://db"], "database"),
+    # No model: no runtime Deployment for the autoscaler's Role to name.
+    (["--set-json", "models=[]"], "minItems"),
 ])
 def test_bad_values_fail_with_the_schemas_message(values, expected):
     result = helm("template", "demo", str(CHART), *values, check=False)
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
     assert expected in result.stderr, result.stderr
+
+
+# Credentials ------------------------------------------------------------------------------------
+
+def workloads(objects):
+    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def container(objects, kind, name):
+    for o in by_kind(objects, kind):
+        if o["metadata"]["name"] == name:
+            return o["spec"]["template"]["spec"]["containers"][0], o["spec"]["template"]["spec"]
+    raise AssertionError(f"no {kind} {name}")
+
+
+def secret_data(secret):
+    data = {key: base64.b64decode(value).decode() for key, value in secret.get("data", {}).items()}
+    data.update(secret.get("stringData", {}))
+    return data
+
+
+def secret_values(objects):
+    """Every value held by a rendered Secret, and the password of every URL among them."""
+    values = set()
+    for secret in by_kind(objects, "Secret"):
+        for value in secret_data(secret).values():
+            values.add(value)
+            if "://" in value and urllib.parse.urlsplit(value).password:
+                values.add(f":{urllib.parse.urlsplit(value).password}@")
+    return values
+
+
+def leaks(objects, values):
+    """(object, container, text) for every container arg, command or env value holding one of
+    `values`."""
+    found = []
+    for o in workloads(objects):
+        spec = o["spec"]["template"]["spec"]
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            texts = c.get("args", []) + c.get("command", []) + [e["value"] for e in c.get("env", []) if "value" in e]
+            found += [(o["metadata"]["name"], c["name"], t) for t in texts if any(v in str(t) for v in values)]
+    return found
+
+
+def mounted_secret(spec, container_spec, mount_path):
+    """(Secret name, {key: path}) behind the volume mounted read-only at `mount_path`."""
+    (mount,) = [m for m in container_spec["volumeMounts"] if m["mountPath"] == mount_path]
+    assert mount.get("readOnly") is True and "subPath" not in mount, mount
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    return volume["secret"]["secretName"], {i["key"]: i["path"] for i in volume["secret"]["items"]}
+
+
+def test_the_leak_scan_finds_a_planted_token():
+    objects = render([])
+    (generated, *_) = by_kind(objects, "Secret")
+    token = secret_data(generated)["admin-token"]
+    router, _ = container(objects, "Deployment", "demo-weir-router")
+    router["args"].append(f"--admin-token={token}")
+    assert leaks(objects, secret_values(objects)) == [("demo-weir-router", "weir", f"--admin-token={token}")]
+    router["args"].pop()
+    router.setdefault("env", []).append({"name": "WEIR_DB", "value": "postgres://u:hunter22@db/weir"})
+    assert leaks(objects, {":hunter22@"})
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_no_secret_value_is_in_any_args_or_env(name):
+    objects = render(VALUE_SETS[name])
+    values = secret_values(objects)
+    assert leaks(objects, values) == []
+    # Nor anywhere else outside the Secrets: ConfigMaps, annotations, Services.
+    for o in objects:
+        if o["kind"] != "Secret":
+            text = yaml.safe_dump(o)
+            assert not [v for v in values if v in text], o["metadata"]["name"]
+    # Tokens travel only as files: every flag naming one points into a mounted Secret.
+    for o in workloads(objects):
+        for c in o["spec"]["template"]["spec"]["containers"]:
+            for arg in c["args"]:
+                if "token" in arg:
+                    assert arg.split("=", 1)[0] in ("--tokens", "--admin-token-file", "--registry-token-file"), arg
+
+
+def test_defaults_render_no_anonymous_registry_and_generated_identities():
+    objects = render([])
+    registry, spec = container(objects, "StatefulSet", "demo-weir-registry")
+    assert "--tokens=/etc/weir/identities/identities.toml" in registry["args"]
+    assert not any("anonymous" in arg for arg in registry["args"])
+    secret_name, items = mounted_secret(spec, registry, "/etc/weir/identities")
+    # The registry pod sees the identities file only, not the generated tokens.
+    assert secret_name == "demo-weir-registry-identities" and items == {"identities.toml": "identities.toml"}
+    (secret,) = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == secret_name]
+    data = secret_data(secret)
+    assert set(data) == {"identities.toml", "admin-token", "runtime-token"}
+    assert data["admin-token"] != data["runtime-token"]
+    assert all(len(data[k]) == 40 and data[k].isalnum() for k in ("admin-token", "runtime-token"))
+    users = {u["name"]: u for u in tomllib.loads(data["identities.toml"])["user"]}
+    assert users == {
+        "admin": {"name": "admin", "token_sha256": hashlib.sha256(data["admin-token"].encode()).hexdigest(), "roles": ["admin"]},
+        "runtime": {"name": "runtime", "token_sha256": hashlib.sha256(data["runtime-token"].encode()).hexdigest(), "roles": ["reader"]},
+    }
+    assert data["admin-token"] not in data["identities.toml"]
+    # Each render without a cluster draws new tokens (`lookup` keeps them on a real upgrade).
+    again = secret_data([s for s in by_kind(render([]), "Secret") if s["metadata"]["name"] == secret_name][0])
+    assert again["admin-token"] != data["admin-token"]
+
+
+@pytest.mark.parametrize("name", ["canary-10", "anonymous", "own-secrets"])
+def test_every_flag_the_chart_passes_is_one_weir_knows(name):
+    helps = {}
+    for o in workloads(render(VALUE_SETS[name])):
+        for c in o["spec"]["template"]["spec"]["containers"]:
+            command = c["args"][0]
+            if command not in helps:
+                helps[command] = subprocess.run([str(weir_binary()), command, "--help"], capture_output=True, text=True, check=True).stdout
+            for arg in c["args"][1:]:
+                flag = arg.split("=", 1)[0]
+                assert f"{flag} " in helps[command] or f"{flag}\n" in helps[command], f"weir {command} has no {flag}"
+
+
+def test_the_real_registry_accepts_the_generated_identities(tmp_path):
+    """The generated file as `weir registry --tokens` loads it: the admin token may write, the
+    runtime token only read, anything else is refused."""
+    (secret,) = [s for s in by_kind(render([]), "Secret") if s["metadata"]["name"] == "demo-weir-registry-identities"]
+    data = secret_data(secret)
+    identities = tmp_path / "identities.toml"
+    identities.write_text(data["identities.toml"])
+    registry = Registry(database_url("sqlite", tmp_path), tmp_path, "--tokens", str(identities))
+    try:
+        wait_until_ok(f"{registry.url}/health", registry.process, 30)
+
+        def call(path, token, body=None):
+            request = urllib.request.Request(f"{registry.url}/api/2.0/mlflow/registered-models/{path}", data=body and json.dumps(body).encode(), method="POST" if body else "GET")
+            request.add_header("Content-Type", "application/json")
+            if token:
+                request.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    return answer.status
+            except urllib.error.HTTPError as refused:
+                return refused.code
+
+        assert call("create", data["admin-token"], {"name": "iris"}) == 200
+        assert call("search", data["runtime-token"]) == 200
+        assert call("create", data["runtime-token"], {"name": "bert"}) == 403
+        assert call("search", None) == 401
+        assert call("search", data["admin-token"][:-1]) == 401
+    finally:
+        registry.stop()
+
+
+def test_runtime_presents_the_generated_runtime_token():
+    objects = render([])
+    for version in ("stable", "canary"):
+        runtime, spec = container(objects, "Deployment", f"demo-weir-iris-{version}")
+        assert "--registry-token-file=/etc/weir/registry-token/token" in runtime["args"]
+        assert mounted_secret(spec, runtime, "/etc/weir/registry-token") == ("demo-weir-registry-identities", {"runtime-token": "token"})
+
+
+def test_router_admin_api_has_its_own_port_service_and_token():
+    objects = render(["--set", "router.service.type=LoadBalancer"])
+    router, spec = container(objects, "Deployment", "demo-weir-router")
+    for flag in ("--admin-host=0.0.0.0", "--admin-port=8001", "--admin-token-file=/etc/weir/router-admin/token", "--http-port=8000"):
+        assert flag in router["args"]
+    assert {p["name"]: p["containerPort"] for p in router["ports"]} == {"http": 8000, "admin": 8001}
+    assert mounted_secret(spec, router, "/etc/weir/router-admin") == ("demo-weir-router-admin", {"token": "token"})
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind(objects, "Service")}
+    # The data Service (exposed here as a LoadBalancer) carries only the data port.
+    assert services["demo-weir-router"]["type"] == "LoadBalancer"
+    assert [(p["port"], p["targetPort"]) for p in services["demo-weir-router"]["ports"]] == [(8000, "http")]
+    admin = services["demo-weir-router-admin"]
+    assert admin["type"] == "ClusterIP"
+    assert [(p["port"], p["targetPort"]) for p in admin["ports"]] == [(8001, "admin")]
+    assert admin["selector"]["app.kubernetes.io/component"] == "router"
+    (secret,) = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == "demo-weir-router-admin"]
+    token = secret_data(secret)["token"]
+    assert len(token) == 40 and token.isalnum()
+    # Only the router holds its admin token: the Kubernetes autoscaler never calls the router.
+    autoscaler, spec = container(objects, "Deployment", "demo-weir-autoscaler")
+    assert all(m["mountPath"] != "/etc/weir/router-admin" for m in autoscaler["volumeMounts"])
+
+
+def test_the_real_router_runs_with_the_charts_arguments(tmp_path):
+    """The router container's args as `weir route` takes them, on loopback and with the mounted
+    files in a temporary folder: the admin API answers on its port with the token only, the data
+    port answers no admin path."""
+    objects = render([])
+    router, _ = container(objects, "Deployment", "demo-weir-router")
+    (secret,) = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == "demo-weir-router-admin"]
+    token = secret_data(secret)["token"]
+    files = {
+        "/etc/weir/routes/routes.toml": config_map(objects, "-router", "routes.toml"),
+        "/etc/weir/router-admin/token": token,
+    }
+    args = []
+    for arg in router["args"]:
+        flag, _, value = arg.partition("=")
+        if value in files:
+            path = tmp_path / pathlib.Path(value).name
+            path.write_text(files[value])
+            value = str(path)
+        elif value.startswith("/var/lib/weir/"):
+            value = str(tmp_path / pathlib.Path(value).name)
+        elif flag in ("--host", "--admin-host"):
+            assert value == "0.0.0.0"
+            value = "127.0.0.1"
+        elif flag in ("--http-port", "--admin-port"):
+            value = "0"
+        args.append(f"{flag}={value}" if flag.startswith("--") else flag)
+    process = subprocess.Popen([str(weir_binary()), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        data, admin = (process.stdout.readline() for _ in range(2))
+        assert "listening on" in data and "admin API on" in admin, (data, admin, process.poll())
+        data, admin = (line.strip().rsplit(" ", 1)[1] for line in (data, admin))
+
+        def get(url, bearer=None):
+            request = urllib.request.Request(url)
+            if bearer:
+                request.add_header("Authorization", f"Bearer {bearer}")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    return answer.status
+            except urllib.error.HTTPError as refused:
+                return refused.code
+
+        assert get(f"{admin}/admin/v1/routes", token) == 200
+        assert get(f"{admin}/admin/v1/routes") == 401
+        assert get(f"{admin}/admin/v1/routes", "not-the-token") == 401
+        assert get(f"{data}/admin/v1/routes", token) == 404
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert token not in process.stderr.read()
+
+
+def test_existing_secrets_are_used_and_nothing_is_generated():
+    objects = render(VALUE_SETS["own-secrets"])
+    assert by_kind(objects, "Secret") == []
+    registry, spec = container(objects, "StatefulSet", "demo-weir-registry")
+    assert "--tokens=/etc/weir/identities/identities.toml" in registry["args"]
+    assert mounted_secret(spec, registry, "/etc/weir/identities") == ("my-identities", {"identities.toml": "identities.toml"})
+    assert registry["env"] == [{"name": "WEIR_DB", "valueFrom": {"secretKeyRef": {"name": "my-database", "key": "database-url"}}}]
+    runtime, spec = container(objects, "Deployment", "demo-weir-iris-stable")
+    assert "--registry-token-file=/etc/weir/registry-token/token" in runtime["args"]
+    assert mounted_secret(spec, runtime, "/etc/weir/registry-token") == ("my-runtime-token", {"token": "token"})
+    c, spec = container(objects, "Deployment", "demo-weir-router")
+    assert mounted_secret(spec, c, "/etc/weir/router-admin") == ("my-router-admin", {"token": "token"})
+
+
+def test_allow_anonymous_renders_an_open_registry_and_no_identities():
+    objects = render(VALUE_SETS["anonymous"])
+    registry, spec = container(objects, "StatefulSet", "demo-weir-registry")
+    assert "--allow-anonymous" in registry["args"]
+    assert not any(arg.startswith("--tokens") for arg in registry["args"])
+    assert "volumes" not in spec
+    assert [s["metadata"]["name"] for s in by_kind(objects, "Secret")] == ["demo-weir-router-admin"]
+    runtime, spec = container(objects, "Deployment", "demo-weir-iris-stable")
+    assert not any("token" in arg for arg in runtime["args"])
+    assert "registry-token" not in {v["name"] for v in spec["volumes"]}
+    # The router's admin API keeps its token: allowAnonymous is about the registry only.
+    router, _ = container(objects, "Deployment", "demo-weir-router")
+    assert "--admin-token-file=/etc/weir/router-admin/token" in router["args"]
+
+
+def test_an_external_registry_gets_a_token_only_when_given_one():
+    objects = render(VALUE_SETS["no-autoscaler"])
+    assert [s["metadata"]["name"] for s in by_kind(objects, "Secret")] == ["demo-weir-router-admin"]
+    runtime, _ = container(objects, "Deployment", "demo-weir-iris-stable")
+    assert not any("token" in arg for arg in runtime["args"])
+    objects = render(VALUE_SETS["no-autoscaler"] + ["--set", "runtime.registryToken.existingSecret=ext"])
+    runtime, spec = container(objects, "Deployment", "demo-weir-iris-stable")
+    assert "--registry-token-file=/etc/weir/registry-token/token" in runtime["args"]
+    assert mounted_secret(spec, runtime, "/etc/weir/registry-token") == ("ext", {"token": "token"})
+
+
+@pytest.mark.parametrize("models", [
+    '[{"name": "iris", "uri": "models:/iris@production"}]',
+    '[{"name": "iris", "uri": "models:/iris@production", "canary": {"uri": "models:/iris/2", "percent": 5}}, {"name": "bert", "uri": "models:/bert/1"}]',
+])
+def test_autoscaler_role_names_exactly_the_runtime_deployments(models):
+    objects = render(["--set-json", f"models={models}"])
+    runtime = sorted(d["metadata"]["name"] for d in by_kind(objects, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "runtime")
+    assert len(runtime) == models.count('"uri"')
+    (role,) = by_kind(objects, "Role")
+    for rule in role["rules"]:
+        if rule["apiGroups"] == ["apps"]:
+            assert sorted(rule["resourceNames"]) == runtime
+        else:
+            assert rule == {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}
+
+
+@pytest.mark.parametrize("values, expected", [
+    (["--set", "registry.auth.allowAnonymous=true", "--set", "registry.auth.existingSecret=ids"], "exclude each other"),
+    (["--set", "registry.auth.existingSecret=ids"], "set runtime.registryToken.existingSecret"),
+])
+def test_contradictory_credentials_fail_with_the_charts_message(values, expected):
+    result = helm("template", "demo", str(CHART), *values, check=False)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("values, expected", [
+    (["--set", "router.admin.port=8000"], "admin"),
+    (["--set", "registry.auth.allowAnonymous=yes"], "allowAnonymous"),
+    (["--set", "registry.auth.existingSecret=Not_A_Name"], "existingSecret"),
+    (["--set", "networkPolicy.kubernetesApi.cidrs[0]=apiserver"], "cidrs"),
+    (["--set", "networkPolicy.enable=true"], "enable"),
+])
+def test_bad_credential_and_policy_values_fail_with_the_schemas_message(values, expected):
+    result = helm("template", "demo", str(CHART), *values, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+    assert expected in result.stderr, result.stderr
+
+
+# NetworkPolicies, evaluated -----------------------------------------------------------------------
+
+NAMESPACES = {
+    "ml": {"kubernetes.io/metadata.name": "ml"},
+    "frontend": {"kubernetes.io/metadata.name": "frontend"},
+    "monitoring": {"kubernetes.io/metadata.name": "monitoring", "team": "observability"},
+    "kube-system": {"kubernetes.io/metadata.name": "kube-system"},
+}
+
+
+def pod(namespace, labels=None, ip="10.244.0.9"):
+    return {"namespace": namespace, "labels": labels or {}, "ip": ip}
+
+
+def endpoint(ip):
+    """Something outside the cluster's pods: the API server, an external registry."""
+    return {"namespace": None, "labels": {}, "ip": ip}
+
+
+def component(objects, name):
+    for o in workloads(objects):
+        labels = o["spec"]["template"]["metadata"]["labels"]
+        if labels.get("app.kubernetes.io/component") == name:
+            return pod("ml", labels)
+    raise AssertionError(f"no {name} pods")
+
+
+def selects(selector, labels):
+    assert set(selector) <= {"matchLabels"}, f"the evaluator knows matchLabels only: {selector}"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def peer_matches(peer, policy_namespace, other):
+    if "ipBlock" in peer:
+        return other["namespace"] is None and ipaddress.ip_address(other["ip"]) in ipaddress.ip_network(peer["ipBlock"]["cidr"])
+    if other["namespace"] is None:
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], NAMESPACES[other["namespace"]]):
+            return False
+    elif other["namespace"] != policy_namespace:
+        return False
+    return selects(peer.get("podSelector", {}), other["labels"])
+
+
+def admits(policies, direction, subject, other, port, protocol):
+    """Whether the policies selecting `subject` let traffic in `direction` (Ingress from / Egress
+    to `other`) on `port`; a pod no policy selects for that direction is open."""
+    field, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    chosen = [p for p in policies if subject["namespace"] == "ml" and direction in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], subject["labels"])]
+    if not chosen:
+        return True
+    for policy in chosen:
+        for rule in policy["spec"].get(field, []):
+            ports = rule.get("ports")
+            if ports and not any(p["port"] == port and p.get("protocol", "TCP") == protocol for p in ports):
+                continue
+            peers = rule.get(peers_key)
+            assert peers is None or peers, "an empty peer list would admit anyone"
+            if peers is None or any(peer_matches(peer, "ml", other) for peer in peers):
+                return True
+    return False
+
+
+def allowed(policies, source, destination, port, protocol="TCP"):
+    return admits(policies, "Egress", source, destination, port, protocol) and admits(policies, "Ingress", destination, source, port, protocol)
+
+
+def test_network_policies_allow_exactly_the_flows_weir_needs():
+    objects = render([])
+    policies = by_kind(objects, "NetworkPolicy")
+    assert len(policies) == 4
+    router, runtime, registry, autoscaler = (component(objects, c) for c in ("router", "runtime", "registry", "autoscaler"))
+    client, neighbour = pod("frontend", {"app": "web"}), pod("ml", {"app": "other"})
+    prometheus, dns = pod("monitoring", {"app": "prometheus"}), pod("kube-system", {"k8s-app": "kube-dns"})
+    api, internet = endpoint("10.96.0.1"), endpoint("93.184.216.34")
+    for source, destination, port in [
+        (client, router, 8000), (neighbour, router, 8000),
+        (router, runtime, 8080),
+        (runtime, registry, 5000), (autoscaler, registry, 5000),
+        (autoscaler, router, 8001), (autoscaler, runtime, 8080),
+        (autoscaler, api, 443), (autoscaler, api, 6443),
+    ]:
+        assert allowed(policies, source, destination, port), (source["labels"], destination["labels"], port)
+    for each in (router, runtime, registry, autoscaler):
+        assert allowed(policies, each, dns, 53, "UDP") and allowed(policies, each, dns, 53, "TCP")
+    for source, destination, port in [
+        (client, router, 8001), (neighbour, router, 8001), (runtime, router, 8001),
+        (client, runtime, 8080), (neighbour, runtime, 8080), (registry, runtime, 8080),
+        (client, registry, 5000), (neighbour, registry, 5000), (router, registry, 5000),
+        (runtime, api, 443), (router, api, 443), (registry, api, 6443),
+        (runtime, internet, 443), (registry, internet, 80), (autoscaler, internet, 80),
+        (prometheus, runtime, 8080), (prometheus, autoscaler, 9102), (client, autoscaler, 9102),
+    ]:
+        assert not allowed(policies, source, destination, port), (source["labels"], destination["labels"], port)
+
+
+def test_network_policy_values_narrow_and_open_what_they_say():
+    objects = render([
+        "--set", "networkPolicy.metrics.enabled=true",
+        "--set-json", 'networkPolicy.metrics.namespaceSelector={"matchLabels": {"team": "observability"}}',
+        "--set-json", 'networkPolicy.clients=[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "frontend"}}}]',
+        "--set-json", 'networkPolicy.registryClients=[{"podSelector": {"matchLabels": {"app": "ci"}}}]',
+        "--set-json", 'networkPolicy.kubernetesApi.cidrs=["10.96.0.1/32"]',
+    ])
+    policies = by_kind(objects, "NetworkPolicy")
+    router, runtime, registry, autoscaler = (component(objects, c) for c in ("router", "runtime", "registry", "autoscaler"))
+    prometheus, elsewhere = pod("monitoring", {"app": "prometheus"}), pod("kube-system", {"app": "prometheus"})
+    for destination, port in ((runtime, 8080), (router, 8000), (autoscaler, 9102)):
+        assert allowed(policies, prometheus, destination, port)
+        assert not allowed(policies, elsewhere, destination, port)
+    assert not allowed(policies, prometheus, router, 8001) and not allowed(policies, prometheus, registry, 5000)
+    assert allowed(policies, pod("frontend"), router, 8000) and not allowed(policies, pod("kube-system"), router, 8000)
+    assert allowed(policies, pod("ml", {"app": "ci"}), registry, 5000) and not allowed(policies, pod("frontend", {"app": "ci"}), registry, 5000)
+    assert allowed(policies, autoscaler, endpoint("10.96.0.1"), 443) and not allowed(policies, autoscaler, endpoint("10.96.0.2"), 443)
+
+
+def test_network_policies_reach_what_lies_outside_the_release():
+    objects = render(VALUE_SETS["no-autoscaler"] + ["--set", "autoscaler.enabled=true", "--set", "autoscaler.prometheus.url=http://prometheus.monitoring:9090"])
+    policies = by_kind(objects, "NetworkPolicy")
+    runtime, autoscaler = component(objects, "runtime"), component(objects, "autoscaler")
+    outside = endpoint("10.0.7.7")
+    assert allowed(policies, runtime, outside, 5000) and not allowed(policies, runtime, outside, 5001)
+    assert allowed(policies, autoscaler, outside, 9090) and not allowed(policies, autoscaler, component(objects, "runtime"), 8080)
+    objects = render(VALUE_SETS["external-postgres"])
+    policies = by_kind(objects, "NetworkPolicy")
+    assert allowed(policies, component(objects, "registry"), outside, 5432) and not allowed(policies, component(objects, "registry"), outside, 5433)
+
+
+def test_network_policies_can_be_turned_off():
+    assert by_kind(render(["--set", "networkPolicy.enabled=false"]), "NetworkPolicy") == []

@@ -75,3 +75,78 @@ policy = { metric = "concurrency", target = {{ $root.Values.autoscaler.targetCon
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* The runtime Deployments, one per model version: the only objects the autoscaler may scale.
+Yields their names, one a line. */}}
+{{- define "weir.runtimeDeployments" -}}
+{{- $root := . -}}
+{{- range $model := .Values.models }}
+{{- range $line := splitList "\n" (include "weir.versions" $model) }}
+{{ printf "%s-%s-%s" (include "weir.name" $root) $model.name (index (splitList " " $line) 0) }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Credentials. Tokens live in Secrets mounted as files: nothing secret goes into args or env
+values, where `kubectl describe`, the API server's audit log and /proc/PID/cmdline show them. */}}
+
+{{/* The Secret holding the registry's identities file (key identities.toml); empty when the
+registry runs anonymous or is not part of the release. Refuses contradictory values. */}}
+{{- define "weir.registryIdentitiesSecret" -}}
+{{- $auth := .Values.registry.auth -}}
+{{- if and $auth.allowAnonymous $auth.existingSecret -}}
+{{- fail "registry.auth.allowAnonymous and registry.auth.existingSecret exclude each other: an anonymous registry reads no identities" -}}
+{{- end -}}
+{{- if and .Values.registry.enabled (not $auth.allowAnonymous) -}}
+{{- default (printf "%s-registry-identities" (include "weir.name" .)) $auth.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "SECRET KEY" of the token the runtime pods present to the registry, or empty (anonymous or
+external registry without runtime.registryToken.existingSecret). With the user's own identities
+Secret the chart cannot know a reader token: it asks for one instead of starting pods that
+cannot fetch their models. */}}
+{{- define "weir.runtimeTokenSecret" -}}
+{{- if .Values.runtime.registryToken.existingSecret -}}
+{{ .Values.runtime.registryToken.existingSecret }} token
+{{- else if include "weir.registryIdentitiesSecret" . -}}
+{{- if .Values.registry.auth.existingSecret -}}
+{{- fail (printf "registry.auth.existingSecret=%s: set runtime.registryToken.existingSecret to a Secret whose key token holds a reader token of that identities file" .Values.registry.auth.existingSecret) -}}
+{{- end -}}
+{{ include "weir.registryIdentitiesSecret" . }} runtime-token
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the router's admin token (key token). */}}
+{{- define "weir.routerAdminSecret" -}}
+{{- default (printf "%s-router-admin" (include "weir.name" .)) .Values.router.admin.existingSecret -}}
+{{- end -}}
+
+{{/* A generated token: the value already in the release's Secret (so an upgrade keeps it, and
+a token edited there survives), else a new random one. `lookup` answers nothing under `helm
+template` and --dry-run=client, which then show fresh random values. Takes (dict "secret" NAME
+"key" KEY "root" $). */}}
+{{- define "weir.keptToken" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret | default dict -}}
+{{- $data := dig "data" dict $existing -}}
+{{- if hasKey $data .key -}}
+{{ index $data .key | b64dec }}
+{{- else -}}
+{{ randAlphaNum 40 }}
+{{- end -}}
+{{- end -}}
+
+{{/* The port of an http(s) URL: explicit, else the scheme's. */}}
+{{- define "weir.urlPort" -}}
+{{- $url := urlParse . -}}
+{{- $parts := splitList ":" $url.host -}}
+{{- if and (gt (len $parts) 1) (regexMatch "^[0-9]+$" (last $parts)) -}}
+{{ last $parts }}
+{{- else if eq $url.scheme "https" -}}
+443
+{{- else if hasPrefix "postgres" $url.scheme -}}
+5432
+{{- else -}}
+80
+{{- end -}}
+{{- end -}}
