@@ -161,7 +161,7 @@ fn page_token(next: Option<usize>) -> Value {
 fn order_terms(order_by: &[String]) -> Result<Vec<OrderBy>, ApiError> {
     Ok(order_by
         .iter()
-        .map(|o| OrderBy::parse(o))
+        .map(|o| OrderBy::parse(o).map_err(TrackingError::from))
         .collect::<Result<_, _>>()?)
 }
 
@@ -265,7 +265,8 @@ async fn search_experiments(
         1000,
         50_000,
     )?;
-    let filter = Filter::parse(request.filter.as_deref().unwrap_or(""))?;
+    let filter =
+        Filter::parse(request.filter.as_deref().unwrap_or("")).map_err(TrackingError::from)?;
     let order = order_terms(&request.order_by)?;
     let view = view_type(&request.view_type)?;
     let (experiments, next) = blocking(&t, move |s| {
@@ -562,7 +563,8 @@ async fn search_runs(State(t): State<Arc<Tracking>>, bytes: Bytes) -> Answer {
         1000,
         50_000,
     )?;
-    let filter = Filter::parse(request.filter.as_deref().unwrap_or(""))?;
+    let filter =
+        Filter::parse(request.filter.as_deref().unwrap_or("")).map_err(TrackingError::from)?;
     let order = order_terms(&request.order_by)?;
     let view = view_type(&request.run_view_type)?;
     let (runs, next) = blocking(&t, move |s| {
@@ -708,7 +710,8 @@ async fn search_logged_models(State(t): State<Arc<Tracking>>, bytes: Bytes) -> A
         100,
         50_000,
     )?;
-    let filter = Filter::parse(request.filter.as_deref().unwrap_or(""))?;
+    let filter =
+        Filter::parse(request.filter.as_deref().unwrap_or("")).map_err(TrackingError::from)?;
     let order = request
         .order_by
         .iter()
@@ -718,7 +721,7 @@ async fn search_logged_models(State(t): State<Arc<Tracking>>, bytes: Bytes) -> A
             } else {
                 "DESC"
             };
-            OrderBy::parse(&format!("{} {direction}", o.field_name))
+            OrderBy::parse(&format!("{} {direction}", o.field_name)).map_err(TrackingError::from)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (models, next) = blocking(&t, move |s| {

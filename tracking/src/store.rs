@@ -411,7 +411,7 @@ impl TrackingStore {
         max_results: usize,
         offset: usize,
     ) -> Result<Page<Experiment>, TrackingError> {
-        let (condition, mut values) = filter.to_sql(&EXPERIMENTS)?;
+        let (condition, mut values) = EXPERIMENTS.condition(filter)?;
         let (order, order_values) = order_sql(
             &EXPERIMENTS,
             order_by,
@@ -684,7 +684,7 @@ impl TrackingStore {
                 "search_runs needs at least one experiment id".to_owned(),
             ));
         }
-        let (condition, filter_values) = filter.to_sql(&RUNS)?;
+        let (condition, filter_values) = RUNS.condition(filter)?;
         let (order, order_values) =
             order_sql(&RUNS, order_by, "runs.start_time DESC, runs.run_id ASC")?;
         let sql = format!(
@@ -877,7 +877,7 @@ impl TrackingStore {
             .iter()
             .map(|id| experiment_number(id).map(Value::Int))
             .collect::<Result<Vec<_>, _>>()?;
-        let (condition, filter_values) = filter.to_sql(&LOGGED_MODELS)?;
+        let (condition, filter_values) = LOGGED_MODELS.condition(filter)?;
         let (order, order_values) = order_sql(
             &LOGGED_MODELS,
             order_by,
@@ -921,7 +921,7 @@ fn order_sql(
     let mut terms = Vec::new();
     let mut values = Vec::new();
     for term in order_by {
-        let (sql, term_values) = term.to_sql(schema)?;
+        let (sql, term_values) = schema.sort(term)?;
         terms.push(sql);
         values.extend(term_values);
     }

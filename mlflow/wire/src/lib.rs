@@ -5,9 +5,11 @@
 pub mod access;
 pub mod authenticator;
 pub mod error;
+pub mod filter;
 pub mod identity;
 
 pub use access::{queued_sink, Access, AccessLayer, Endpoint, EndpointTable, Refusal, Routes};
 pub use authenticator::{Authenticator, LoadError, Unauthenticated};
 pub use error::mlflow_error;
+pub use filter::{Filter, FilterError, OrderBy};
 pub use identity::{Identities, IdentitiesError, Identity, Role};

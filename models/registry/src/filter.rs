@@ -1,8 +1,11 @@
-//! MLflow's search filter language, the subset the registry answers: clauses joined by `AND`,
-//! each `name`, `run_id` (versions) or `tag.<key>` / `tags.<key>` compared with `=`, `!=`,
-//! `LIKE` or `ILIKE` to a quoted string. The official client appends
-//! ``tag.`mlflow.prompt.is_prompt` != 'true'`` to every model search, so tag clauses matter.
-//! Anything else is refused with INVALID_PARAMETER_VALUE rather than misread.
+//! The part of MLflow's search filter language the registry answers, read by the shared parser
+//! ([`weir_mlflow_wire::filter`]): clauses joined by `AND`, each `name`, `run_id` (versions) or
+//! `tag.<key>` / `tags.<key>` compared with `=`, `!=`, `LIKE` or `ILIKE` to a quoted string. The
+//! official client appends ``tag.`mlflow.prompt.is_prompt` != 'true'`` to every model search,
+//! so tag clauses matter. Anything else is refused with INVALID_PARAMETER_VALUE rather than
+//! misread.
+
+use weir_mlflow_wire::filter::{self as wire, Comparator, Entity, FilterError, Literal};
 
 use crate::store::StoreError;
 
@@ -36,10 +39,10 @@ pub struct Filter {
 
 impl Filter {
     pub fn parse(text: &str) -> Result<Filter, StoreError> {
-        let clauses = split_and(text)
+        let clauses = wire::Filter::parse(text)?
+            .clauses
             .into_iter()
-            .filter(|c| !c.trim().is_empty())
-            .map(|c| parse_clause(c.trim()).ok_or_else(|| unsupported(text)))
+            .map(Clause::answerable)
             .collect::<Result<_, _>>()?;
         Ok(Filter { clauses })
     }
@@ -101,83 +104,56 @@ impl Filter {
     }
 }
 
-fn unsupported(text: &str) -> StoreError {
-    StoreError::InvalidParameter(format!(
-        "unsupported filter '{text}': weir answers clauses joined by AND on name, run_id or tag.<key> with =, !=, LIKE or ILIKE and a quoted value"
-    ))
-}
-
-/// Splits on `AND` outside quotes and backticks.
-fn split_and(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut quote: Option<char> = None;
-    let mut start = 0;
-    let bytes = text.as_bytes();
-    let mut index = 0;
-    while index < text.len() {
-        let c = bytes[index] as char;
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '\'' || c == '"' || c == '`' => quote = Some(c),
-            None => {
-                let rest = &text[index..];
-                let at_word = index == 0 || bytes[index - 1].is_ascii_whitespace();
-                if at_word
-                    && rest.len() > 4
-                    && rest[..3].eq_ignore_ascii_case("and")
-                    && bytes[index + 3].is_ascii_whitespace()
-                {
-                    parts.push(&text[start..index]);
-                    start = index + 3;
-                    index += 3;
-                    continue;
-                }
-            }
-        }
-        index += 1;
+impl From<FilterError> for StoreError {
+    fn from(err: FilterError) -> Self {
+        StoreError::InvalidParameter(err.to_string())
     }
-    parts.push(&text[start..]);
-    parts
 }
 
-fn unquote(text: &str) -> Option<&str> {
-    ['\'', '"', '`'].iter().find_map(|&q| {
-        text.strip_prefix(q)?
-            .strip_suffix(q)
-            .filter(|inner| !inner.contains(q))
-    })
-}
-
-fn parse_clause(clause: &str) -> Option<Clause> {
-    let (left, operator, right) = [("!=", Operator::NotEqual), ("=", Operator::Equal)]
-        .iter()
-        .find_map(|(token, op)| clause.split_once(token).map(|(l, r)| (l, *op, r)))
-        .or_else(|| {
-            [(" ILIKE ", Operator::ILike), (" LIKE ", Operator::Like)]
-                .iter()
-                .find_map(|(token, op)| {
-                    let at = clause.to_ascii_uppercase().find(token)?;
-                    Some((&clause[..at], *op, &clause[at + token.len()..]))
-                })
-        })?;
-    let left = left.trim();
-    let field = match left {
-        "name" => Field::Name,
-        "run_id" => Field::RunId,
-        _ => {
-            let key = left
-                .strip_prefix("tags.")
-                .or_else(|| left.strip_prefix("tag."))?;
-            Field::Tag(unquote(key).unwrap_or(key).to_owned())
-        }
-    };
-    let value = unquote(right.trim())?;
-    Some(Clause {
-        field,
-        operator,
-        value: value.to_owned(),
-    })
+impl Clause {
+    /// The registry's reading of a parsed clause, or why it cannot answer it.
+    fn answerable(clause: wire::Clause) -> Result<Clause, FilterError> {
+        let refuse = |expected: &str, found: String| {
+            FilterError::unsupported(clause.position, expected, found)
+        };
+        let field = match &clause.entity {
+            Entity::Attribute(name) if name == "name" => Field::Name,
+            Entity::Attribute(name) if name == "run_id" => Field::RunId,
+            Entity::Tag(key) => Field::Tag(key.clone()),
+            other => {
+                return Err(refuse(
+                    "name, run_id or tags.<key> (what the registry searches)",
+                    format!("'{other}'"),
+                ))
+            }
+        };
+        let operator = match clause.comparator {
+            Comparator::Eq => Operator::Equal,
+            Comparator::Ne => Operator::NotEqual,
+            Comparator::Like => Operator::Like,
+            Comparator::ILike => Operator::ILike,
+            other => {
+                return Err(refuse(
+                    &format!("=, !=, LIKE or ILIKE after {}", clause.entity),
+                    format!("'{other}'"),
+                ))
+            }
+        };
+        let value = match &clause.value {
+            Literal::Text(value) => value.clone(),
+            other => {
+                return Err(refuse(
+                    &format!("a quoted string to compare {} with", clause.entity),
+                    other.to_string(),
+                ))
+            }
+        };
+        Ok(Clause {
+            field,
+            operator,
+            value,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -222,10 +198,81 @@ mod tests {
             "creation_timestamp = '1'",
             "name = unquoted",
             "name LIKE",
+            "é",
+            "name IN ('é')",
+            "params.x = '1'",
+            "name = 1",
         ] {
             assert!(
                 matches!(Filter::parse(bad), Err(StoreError::InvalidParameter(_))),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_say_where_and_what_the_registry_answers() {
+        for (bad, message) in [
+            (
+                "name = 'a' AND creation_timestamp = '1'",
+                "invalid filter at position 16: expected name, run_id or tags.<key> (what the registry searches), found 'creation_timestamp'",
+            ),
+            (
+                "metrics.`f1 score` = '1'",
+                "invalid filter at position 1: expected name, run_id or tags.<key> (what the registry searches), found 'metrics.`f1 score`'",
+            ),
+            (
+                "name > 'a'",
+                "invalid filter at position 1: expected =, !=, LIKE or ILIKE after name, found '>'",
+            ),
+            (
+                "tags.k = 3",
+                "invalid filter at position 1: expected a quoted string to compare tags.k with, found the number 3",
+            ),
+            (
+                "é",
+                "invalid filter at position 2: expected a comparator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN or NOT IN), found the end",
+            ),
+        ] {
+            assert_eq!(
+                Filter::parse(bad),
+                Err(StoreError::InvalidParameter(message.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn operators_and_quotes_inside_values_are_values() {
+        for (filter, field, operator, value) in [
+            ("name LIKE 'a=b%'", Field::Name, Operator::Like, "a=b%"),
+            (
+                "tags.note = 'x != y'",
+                Field::Tag("note".into()),
+                Operator::Equal,
+                "x != y",
+            ),
+            (
+                "tags.\"odd key\" ILIKE 'é%'",
+                Field::Tag("odd key".into()),
+                Operator::ILike,
+                "é%",
+            ),
+            (
+                "run_id != \"it's\"",
+                Field::RunId,
+                Operator::NotEqual,
+                "it's",
+            ),
+        ] {
+            assert_eq!(
+                Filter::parse(filter).unwrap().clauses,
+                [Clause {
+                    field,
+                    operator,
+                    value: value.into()
+                }],
+                "{filter}"
             );
         }
     }

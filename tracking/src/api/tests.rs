@@ -239,3 +239,129 @@ async fn with_tokens_configured_every_call_needs_one() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["experiment"]["name"], "Default");
 }
+
+/// The searches that take a filter, with the list each answers in.
+const SEARCHES: [(&str, &str); 3] = [
+    ("/api/2.0/mlflow/runs/search", "runs"),
+    ("/api/2.0/mlflow/experiments/search", "experiments"),
+    ("/api/2.0/mlflow/logged-models/search", "models"),
+];
+
+async fn search(app: &Router, path: &str, filter: &str) -> (StatusCode, Value) {
+    let body = json!({"experiment_ids": ["0"], "filter": filter}).to_string();
+    call(app, "POST", path, &body).await
+}
+
+#[tokio::test]
+async fn multi_byte_and_malformed_filters_are_refused_with_400() {
+    let (app, _db) = app();
+    let long = format!("name = '{}'", "x".repeat(10 * 1024));
+    for (path, _) in SEARCHES {
+        for bad in [
+            "é",
+            "params.x IN (é)",
+            "tags.t NOT IN ('a', é)",
+            "name = 'unterminated",
+            "name ==",
+            "😀",
+            "name = '😀' AND 😀",
+            "`",
+            "name = 'a'\0",
+            "name = 'a' OR name = 'b'",
+            "(name = 'a')",
+            "é.x = 'a'",
+            long.as_str(),
+        ] {
+            let (status, answer) = search(&app, path, bad).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {bad:?}: {answer}");
+            assert_eq!(answer["error_code"], "INVALID_PARAMETER_VALUE", "{bad:?}");
+            let message = answer["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("invalid filter at position "),
+                "{bad:?}: {message}"
+            );
+            assert!(
+                message.len() < 300,
+                "the filter is not echoed whole: {message}"
+            );
+        }
+    }
+    let (_, answer) = search(&app, SEARCHES[0].0, "params.x IN (é)").await;
+    assert_eq!(
+        answer["message"],
+        "invalid filter at position 14: expected a quoted string in the list, found 'é'"
+    );
+    // order_by terms go through the same reader.
+    let body = json!({"experiment_ids": ["0"], "order_by": ["metrics.é DESC ü"]}).to_string();
+    let (status, answer) = call(&app, "POST", SEARCHES[0].0, &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(
+        answer["message"],
+        "invalid order_by at position 16: expected the end after ASC or DESC, found 'ü'"
+    );
+}
+
+#[tokio::test]
+async fn operators_quotes_and_backticks_inside_values_are_values() {
+    let (app, _db) = app();
+    let note = json!([{"key": "note", "value": "x != y"}]);
+    let (status, created) = call(
+        &app,
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        &json!({"experiment_id": "0", "run_name": "a=b é", "tags": note}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let run_id = created["run"]["info"]["run_id"].as_str().unwrap();
+    let (status, answer) = call(
+        &app,
+        "POST",
+        "/api/2.0/mlflow/runs/log-parameter",
+        &json!({"run_id": run_id, "key": "odd key", "value": "1"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = call(
+        &app,
+        "POST",
+        "/api/2.0/mlflow/experiments/create",
+        &json!({"name": "a=b é", "tags": note}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = call(
+        &app,
+        "POST",
+        "/api/2.0/mlflow/logged-models",
+        &json!({"experiment_id": "0", "name": "a=b é", "tags": note, "params": [{"key": "odd key", "value": "1"}]})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let count = |answer: &Value, key: &str| answer[key].as_array().map_or(0, Vec::len);
+    let (runs, experiments, models) = (SEARCHES[0], SEARCHES[1], SEARCHES[2]);
+    for ((path, key), filter, expected) in [
+        (runs, "attributes.run_name LIKE 'a=b%'", 1),
+        (runs, "run_name = 'a=b é'", 1),
+        (runs, "tags.note = 'x != y'", 1),
+        (runs, "tags.`note` != 'x != y'", 0),
+        (runs, "params.\"odd key\" = '1'", 1),
+        (runs, "params.`odd key` = '1' AND tags.note LIKE 'x !%'", 1),
+        (runs, "params.\"odd key\" = '2'", 0),
+        (experiments, "name LIKE 'a=b%'", 1),
+        (experiments, "name = \"a=b é\"", 1),
+        (experiments, "name != 'a=b é'", 1),
+        (experiments, "tags.note = 'x != y'", 1),
+        (models, "name LIKE 'a=b%'", 1),
+        (models, "name = 'a=b é'", 1),
+        (models, "tags.`note` = 'x != y'", 1),
+        (models, "params.\"odd key\" = '1'", 1),
+        (models, "name = 'a=b'", 0),
+    ] {
+        let (status, answer) = search(&app, path, filter).await;
+        assert_eq!(status, StatusCode::OK, "{path} {filter}: {answer}");
+        assert_eq!(count(&answer, key), expected, "{path} {filter}: {answer}");
+    }
+}
