@@ -25,6 +25,9 @@ pub struct AutoscaleArgs {
     /// Check the autoscaler file, print its targets, and exit.
     #[arg(long)]
     check: bool,
+    /// Deadlines and caps of the /metrics listener.
+    #[command(flatten)]
+    limits: crate::server_limits::ServerLimitsArgs,
     #[command(subcommand)]
     command: Option<AutoscaleCommand>,
 }
@@ -133,15 +136,24 @@ pub async fn run(args: AutoscaleArgs) -> anyhow::Result<()> {
                 listener.local_addr()?
             ));
             let served = metrics.clone();
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let metrics = served.clone();
-                    async move { metrics.encode() }
-                }),
-            );
-            tokio::spawn(async move { axum::serve(listener, app).await });
+            let app = axum::Router::new()
+                .route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let metrics = served.clone();
+                        async move { metrics.encode() }
+                    }),
+                )
+                .layer(weir_http::panic::PanicLayer::default().layer());
             let (stop, stopped) = tokio::sync::watch::channel(false);
+            let server = args.limits.server();
+            let mut listening = stopped.clone();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = listening.wait_for(|stop| *stop).await;
+                };
+                server.serve(listener, app, stop).await;
+            });
             let controller = tokio::spawn(weir_autoscaler::controller::run(
                 file,
                 weir,

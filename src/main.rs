@@ -6,6 +6,7 @@ mod output;
 mod registry_cli;
 mod route_cli;
 mod runs_cli;
+mod server_limits;
 mod train_cli;
 mod up;
 
@@ -112,6 +113,16 @@ struct ServeArgs {
     /// can reach the port may then load and unload models (those endpoints have no credentials).
     #[arg(long, env = "WEIR_ALLOW_ANONYMOUS")]
     allow_anonymous: bool,
+    /// Memory weir may use, in bytes; half of it is the budget for request bodies held at once
+    /// (503 past it). Default: the cgroup's memory limit when there is one, else the machine's.
+    #[arg(long, env = "WEIR_MAX_MEMORY")]
+    max_memory: Option<u64>,
+    /// Ready (`/v2/health/ready`) only while every model it was given serves, as Triton's
+    /// --strict-readiness; false: ready once the repository has been read, whatever failed.
+    #[arg(long, env = "WEIR_STRICT_READINESS", default_value_t = true, action = clap::ArgAction::Set)]
+    strict_readiness: bool,
+    #[command(flatten)]
+    limits: server_limits::ServerLimitsArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -162,6 +173,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig {
         max_body_bytes: args.max_body_bytes,
         max_concurrent_requests: args.max_concurrent_requests.max(1),
+        limits: args.limits.limits(),
+        strict_readiness: args.strict_readiness,
+        body_budget_bytes: {
+            let (bytes, source) = weir_runtime::budget::memory_limit(args.max_memory);
+            tracing::info!(
+                bytes,
+                source,
+                "memory limit; half of it holds request bodies"
+            );
+            bytes / 2
+        },
         model_control: match args.model_control_mode {
             ControlMode::None => ModelControl::None,
             ControlMode::Explicit => ModelControl::Explicit,

@@ -46,6 +46,10 @@ pub struct RegistryArgs {
     /// register, approve and delete under any name.
     #[arg(long, env = "WEIR_ALLOW_ANONYMOUS")]
     allow_anonymous: bool,
+    /// Largest artifact file accepted in one upload, in bytes (413 beyond). Uploads and
+    /// downloads stream, so memory does not grow with it.
+    #[arg(long, env = "WEIR_MAX_ARTIFACT_BYTES", default_value_t = 1 << 30)]
+    max_artifact_bytes: u64,
     /// Aliases that may point only at approved versions.
     #[arg(
         long,
@@ -54,6 +58,8 @@ pub struct RegistryArgs {
         default_value = "production,champion"
     )]
     protected_aliases: Vec<String>,
+    #[command(flatten)]
+    limits: crate::server_limits::ServerLimitsArgs,
 }
 
 pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
@@ -75,7 +81,8 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     .context("cannot open the registry database")?;
     let registry = Arc::new(weir_registry::Registry {
         store: store.with_protected_aliases(args.protected_aliases),
-        artifacts: weir_registry::artifacts::ArtifactStore::open(&args.artifacts)?,
+        artifacts: weir_registry::artifacts::ArtifactStore::open(&args.artifacts)?
+            .with_max_file_bytes(args.max_artifact_bytes),
         sources: Some(logged_model_locations(tracking.clone())),
     });
     let bind = format!("{}:{}", args.host, args.http_port);
@@ -90,10 +97,11 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
         authenticator.watch(file.clone(), IDENTITIES_RELOAD);
     }
     let (app, _) = app(registry, tracking, authenticator);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the registry server failed")
+    args.limits
+        .server()
+        .serve(listener, app, shutdown_signal())
+        .await;
+    Ok(())
 }
 
 /// Registry and tracking on one router behind one access layer, with the table it enforces;
@@ -125,7 +133,8 @@ fn app(
     let table = EndpointTable::new(endpoints);
     let app = tracking_routes
         .merge(registry_routes)
-        .layer(AccessLayer::new(table.clone(), authenticator).with_refusals(audit));
+        .layer(AccessLayer::new(table.clone(), authenticator).with_refusals(audit))
+        .layer(weir_http::panic::PanicLayer::default().layer());
     (app, table)
 }
 

@@ -50,6 +50,9 @@ pub struct RouteArgs {
     /// Check the routes file, print the routes, and exit.
     #[arg(long)]
     check: bool,
+    /// Deadlines and caps, each for the data and the admin listener.
+    #[command(flatten)]
+    limits: crate::server_limits::ServerLimitsArgs,
 }
 
 pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
@@ -90,9 +93,9 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (bound, handles) = router
-        .serve_on_workers(address, workers, stopped.clone())
+        .serve_on_workers(address, workers, &args.limits.server(), stopped.clone())
         .with_context(|| format!("cannot listen on {address}"))?;
-    let admin = router.serve_admin(admin_listener, stopped);
+    let admin = router.serve_admin(admin_listener, args.limits.server(), stopped);
     // The data address first: scripts and tests read the first line.
     crate::announce(format_args!("weir route listening on http://{bound}"));
     crate::announce(format_args!("weir route admin API on http://{admin_bound}"));

@@ -3,7 +3,10 @@
 //! with its status and body. What the body means (JSON, which error fields) stays with each
 //! client.
 
+pub mod download;
 mod host;
+pub mod panic;
+pub mod server;
 pub mod testing;
 mod tls;
 

@@ -6,6 +6,7 @@
 //! health_check_interval_ms = 2000
 //! ejection_failures = 5           # consecutive failures that eject a replica
 //! ejection_base_ms = 5000         # first ejection; doubles each time, at most 60 s
+//! max_shadow_in_flight = 64       # shadow copies in flight at once; more are dropped
 //!
 //! [[route]]
 //! model = "iris"
@@ -62,6 +63,10 @@ pub struct Settings {
     pub hold_timeout_ms: u64,
     /// Requests that may wait at once per version; more get a 503 at once.
     pub max_held: usize,
+    /// Shadow copies in flight at once, across routes; a copy beyond it is dropped and
+    /// counted (`weir_router_shadow_dropped_total`), so a slow shadow cannot grow the
+    /// router's tasks and memory. 0 sends none.
+    pub max_shadow_in_flight: usize,
 }
 
 impl Default for Settings {
@@ -74,6 +79,7 @@ impl Default for Settings {
             max_body_bytes: 64 << 20,
             hold_timeout_ms: 10_000,
             max_held: 1000,
+            max_shadow_in_flight: 64,
         }
     }
 }

@@ -88,6 +88,7 @@ impl Router {
             .route("/admin", axum::routing::any(no_admin_here))
             .route("/admin/{*rest}", axum::routing::any(no_admin_here))
             .fallback(proxy::handle)
+            .layer(weir_http::panic::PanicLayer::default().layer())
             .with_state(self.clone())
     }
 
@@ -102,14 +103,17 @@ impl Router {
                     "not an admin API path (see /admin/v1/routes)",
                 )
             })
+            .layer(weir_http::panic::PanicLayer::default().layer())
             .with_state(self.clone())
     }
 
-    /// Serves [`Router::admin_app`] on `listener` (on the caller's runtime: admin calls are
-    /// rare, the data plane's per-core workers stay free of them) until `stop` turns true.
+    /// Serves [`Router::admin_app`] on `listener` with `server`'s deadlines and caps (on the
+    /// caller's runtime: admin calls are rare, the data plane's per-core workers stay free of
+    /// them) until `stop` turns true.
     pub fn serve_admin(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,
+        server: weir_http::server::Server,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let app = self.admin_app();
@@ -117,12 +121,7 @@ impl Router {
             let stopped = async move {
                 let _ = stop.wait_for(|stop| *stop).await;
             };
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
-                tracing::error!(error = %err, "the admin listener failed");
-            }
+            server.serve(listener, app, stopped).await;
         })
     }
 
@@ -242,19 +241,21 @@ impl Router {
     /// listener on the same port (`SO_REUSEPORT`: the kernel spreads connections) and its own
     /// connection pool, as nginx runs its workers. On 2 cores this took the router from 23.3 k
     /// to 27.3 k requests/s and its added p50 from 108 to 89 µs, against one multi-threaded
-    /// runtime whose requests hopped between threads (benches/README.md). Returns the bound
-    /// address; the workers stop (draining) when `stop` turns true.
+    /// runtime whose requests hopped between threads (benches/README.md). The workers share
+    /// `server`'s connection caps. Returns the bound address; the workers stop (draining) when
+    /// `stop` turns true.
     pub fn serve_on_workers(
         self: &Arc<Self>,
         address: std::net::SocketAddr,
         workers: usize,
+        server: &weir_http::server::Server,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<(std::net::SocketAddr, Vec<std::thread::JoinHandle<()>>)> {
         let mut bound = address;
         let mut handles = Vec::new();
         for index in 0..workers.max(1) {
             let (ready, answer) = std::sync::mpsc::channel();
-            let (router, mut stop) = (self.clone(), stop.clone());
+            let (router, mut stop, server) = (self.clone(), stop.clone(), server.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("weir-route-{index}"))
                 .spawn(move || {
@@ -280,12 +281,7 @@ impl Router {
                         let stopped = async move {
                             let _ = stop.wait_for(|stop| *stop).await;
                         };
-                        if let Err(err) = axum::serve(listener, router.data_app())
-                            .with_graceful_shutdown(stopped)
-                            .await
-                        {
-                            tracing::error!(error = %err, "a router worker failed");
-                        }
+                        server.serve(listener, router.data_app(), stopped).await;
                     });
                 })?;
             bound = answer

@@ -39,6 +39,20 @@ pub struct RouterMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: HistogramFamily,
     weight: Family<VersionLabels, Gauge>,
+    shadow_in_flight: Gauge,
+    shadow_dropped: Counter,
+}
+
+/// A shadow copy's place among those in flight ([`RouterMetrics::start_shadow`]); dropping it
+/// frees the place.
+pub struct ShadowSlot {
+    in_flight: Gauge,
+}
+
+impl Drop for ShadowSlot {
+    fn drop(&mut self) {
+        self.in_flight.dec();
+    }
 }
 
 impl Default for RouterMetrics {
@@ -63,11 +77,25 @@ impl Default for RouterMetrics {
             "Percent of a model's traffic sent to each version",
             weight.clone(),
         );
+        let shadow_in_flight = Gauge::default();
+        let shadow_dropped = Counter::default();
+        registry.register(
+            "weir_router_shadow_in_flight",
+            "Shadow copies sent and not yet answered",
+            shadow_in_flight.clone(),
+        );
+        registry.register(
+            "weir_router_shadow_dropped",
+            "Shadow copies not sent because max_shadow_in_flight were already in flight",
+            shadow_dropped.clone(),
+        );
         RouterMetrics {
             registry,
             requests,
             duration,
             weight,
+            shadow_in_flight,
+            shadow_dropped,
         }
     }
 }
@@ -88,6 +116,32 @@ impl RouterMetrics {
         self.duration.get_or_create(&labels).observe(seconds);
     }
 
+    /// A place for one more shadow copy, or `None` (counted as dropped) when `cap` are already
+    /// in flight. Never waits: a shadow copy is worth less than the primary request, and a slow
+    /// shadow must not grow the router's tasks and memory without bound. The in-flight gauge is
+    /// the count itself, so what is exported is exactly what is enforced.
+    pub fn start_shadow(&self, cap: usize) -> Option<ShadowSlot> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let taken = self.shadow_in_flight.inner().fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |in_flight| (in_flight < cap).then_some(in_flight + 1),
+        );
+        if taken.is_err() {
+            self.shadow_dropped.inc();
+            return None;
+        }
+        Some(ShadowSlot {
+            in_flight: self.shadow_in_flight.clone(),
+        })
+    }
+
+    /// Shadow copies dropped so far.
+    #[cfg(test)]
+    pub fn shadow_dropped(&self) -> u64 {
+        self.shadow_dropped.get()
+    }
+
     pub fn set_weights(&self, table: &RouteTable) {
         for route in table.routes.values() {
             for backend in &route.backends {
@@ -106,5 +160,36 @@ impl RouterMetrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_copies_past_the_cap_are_dropped_and_counted() {
+        let metrics = RouterMetrics::default();
+        let first = metrics.start_shadow(2).unwrap();
+        let _second = metrics.start_shadow(2).unwrap();
+        assert!(
+            metrics.start_shadow(2).is_none(),
+            "a third fits under a cap of 2"
+        );
+        assert!(metrics.start_shadow(2).is_none());
+        assert_eq!(metrics.shadow_dropped(), 2);
+        let text = metrics.encode();
+        assert!(
+            text.contains("weir_router_shadow_dropped_total 2"),
+            "{text}"
+        );
+        assert!(text.contains("weir_router_shadow_in_flight 2"), "{text}");
+        drop(first);
+        assert!(
+            metrics.start_shadow(2).is_some(),
+            "a finished copy frees its place"
+        );
+        assert_eq!(metrics.shadow_dropped(), 2);
+        assert!(metrics.start_shadow(0).is_none(), "a cap of 0 sends none");
     }
 }

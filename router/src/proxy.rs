@@ -209,7 +209,11 @@ async fn forward_to_route(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    if let Some(shadow) = route.shadow_for_this_request() {
+    let shadow = route.shadow_for_this_request().and_then(|shadow| {
+        let cap = router.table.load().settings.max_shadow_in_flight;
+        router.metrics.start_shadow(cap).map(|slot| (shadow, slot))
+    });
+    if let Some((shadow, slot)) = shadow {
         let copy = Outgoing {
             method: parts.method.clone(),
             path_and_query: path_and_query.clone(),
@@ -223,6 +227,7 @@ async fn forward_to_route(
             route.model.clone(),
         );
         tokio::spawn(async move {
+            let _slot = slot;
             let shadow_started = Instant::now();
             let (code, outcome) = match router.send(&pool, &copy).await {
                 Ok(response) => (response.status().as_u16(), outcome_of(response.status())),
@@ -474,5 +479,45 @@ mod tests {
         assert_eq!(target("/v2/health/ready"), Target::ServerReady);
         assert_eq!(target("/v2/models/"), Target::Unknown);
         assert_eq!(target("/etc/passwd"), Target::Unknown);
+    }
+
+    /// With `max_shadow_in_flight = 1` and a shadow that never answers, the first copy keeps
+    /// the only place: the next requests' copies are dropped and counted, and every primary
+    /// request is answered all the same.
+    #[tokio::test]
+    async fn a_full_shadow_queue_drops_copies_without_holding_the_primary() {
+        let primary = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let primary_address = primary.local_addr().unwrap();
+        tokio::spawn(async move {
+            let app = axum::Router::new().fallback(|| async { "ok" });
+            axum::serve(primary, app).await
+        });
+        // Connections land in the kernel's backlog and are never answered.
+        let shadow = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let folder = std::env::temp_dir().join(format!("weir-shadow-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let config = folder.join("routes.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[settings]\nmax_shadow_in_flight = 1\n\
+                 [[route]]\nmodel = \"iris\"\n\
+                 [[route.backend]]\nversion = \"1\"\nendpoints = [\"http://{primary_address}\"]\nweight = 100\n\
+                 [route.shadow]\nendpoints = [\"http://{}\"]\npercent = 100\n",
+                shadow.local_addr().unwrap()
+            ),
+        )
+        .unwrap();
+        let router = Router::new(&config, Some(folder.join("state.json")), None).unwrap();
+        for _ in 0..3 {
+            let request = Request::post("/v2/models/iris/infer")
+                .body(Body::from("{}"))
+                .unwrap();
+            let response = handle(State(router.clone()), request).await;
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        assert_eq!(router.metrics.shadow_dropped(), 2);
+        let text = router.metrics.encode();
+        assert!(text.contains("weir_router_shadow_in_flight 1"), "{text}");
     }
 }

@@ -7,6 +7,7 @@
 //! own form. [`metrics`] records every hop under the names `DESIGN.md` fixes; [`error`] is the
 //! one place where failures become status codes.
 
+pub mod budget;
 pub mod error;
 pub mod metrics;
 pub mod protocol;

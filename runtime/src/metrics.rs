@@ -62,6 +62,8 @@ pub struct Metrics {
     rejected: Family<RejectionLabels, Counter>,
     /// Requests refused by the server-wide concurrency limit, before any model was chosen.
     pub shed: Counter,
+    /// Requests whose handling panicked (answered 500 by the panic layer): always a bug.
+    pub panics: Counter,
 }
 
 impl Default for Metrics {
@@ -86,6 +88,7 @@ impl Metrics {
         let queue_depth = Family::<VersionLabels, Gauge>::default();
         let rejected = Family::<RejectionLabels, Counter>::default();
         let shed = Counter::default();
+        let panics = Counter::default();
         // prometheus-client appends `_total` to counter names.
         registry.register(
             "weir_inference_requests",
@@ -132,6 +135,11 @@ impl Metrics {
             "Requests refused at once because the server was at its concurrency limit",
             shed.clone(),
         );
+        registry.register(
+            "weir_panics",
+            "Requests whose handling panicked and were answered 500 (each one is a bug to report)",
+            panics.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -143,6 +151,7 @@ impl Metrics {
             queue_depth,
             rejected,
             shed,
+            panics,
         }
     }
 

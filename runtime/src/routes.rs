@@ -1,6 +1,5 @@
 //! HTTP handlers for the V2 and V1 data planes, health, metadata and metrics.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use weir_models::Tensor;
 
+use crate::budget::BodyBudget;
 use crate::error::{json_error, ApiError};
 use crate::protocol::{v1, v2};
 use crate::server::{App, ModelControl};
@@ -28,15 +27,20 @@ const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "model_repository", "statis
 
 /// Builds the router. Factored out of start-up so tests can drive it without a socket.
 pub fn router(app: Arc<App>) -> Router {
-    // The data plane, behind the server-wide concurrency limit.
+    // The data plane, behind the server-wide concurrency limit, which admits a request once
+    // its whole body has arrived (a stalled body never holds a slot).
     let inference = Router::new()
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
         .route("/v1/models/{model}", post(v1_predict))
-        .route_layer(LoadShedLayer::new(
-            app.config.max_concurrent_requests,
-            app.metrics.shed.clone(),
-        ));
+        .route_layer(
+            LoadShedLayer::new(
+                app.config.max_concurrent_requests,
+                app.config.max_body_bytes,
+                app.metrics.shed.clone(),
+            )
+            .with_budget(BodyBudget::new(app.config.body_budget_bytes)),
+        );
     // Probes, metadata and control stay answerable however busy the models are.
     Router::new()
         .route("/v2", get(server_metadata))
@@ -69,6 +73,8 @@ pub fn router(app: Arc<App>) -> Router {
                 "method not allowed on this endpoint",
             )
         })
+        // Outermost: a panic anywhere below is a counted JSON 500, never a reset connection.
+        .layer(weir_http::panic::PanicLayer::new(app.metrics.panics.clone()).layer())
         .with_state(app)
 }
 
@@ -137,14 +143,17 @@ async fn live() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({ "live": true }))
 }
 
+/// Ready only when every model the server was told to serve serves (see
+/// [`App::unready_reasons`]); an unready answer says why, for whoever reads the probe by hand.
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    let ready = app.ready.load(Ordering::Acquire);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    json_response(status, &serde_json::json!({ "ready": ready }))
+    let reasons = app.unready_reasons();
+    if reasons.is_empty() {
+        return json_response(StatusCode::OK, &serde_json::json!({ "ready": true }));
+    }
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({ "ready": false, "reasons": reasons }),
+    )
 }
 
 async fn model_metadata(
@@ -184,28 +193,15 @@ async fn model_ready(State(app): State<Arc<App>>, path: ModelPath) -> Result<Res
 }
 
 /// Reads a whole body, refusing one over the limit with 413 before reading it when the
-/// declared length already says so.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than the limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large());
-    }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(err) => Err(ApiError::bad_request(format!(
-            "cannot read the request body: {err}"
-        ))),
-    }
+/// declared length already says so, and one that arrives too slowly with 408.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    Ok(crate::budget::read_body(headers, body, limit, None)
+        .await?
+        .0)
 }
 
 /// Parses an optional small JSON body (an empty one gives the default).
@@ -278,8 +274,7 @@ async fn infer(
         let header_length = headers
             .get(v2::HEADER_CONTENT_LENGTH)
             .map(|v| v.to_str().unwrap_or("invalid"));
-        let (json, binary) = v2::split_body(&body, header_length)?;
-        let request = v2::decode_request(json, binary, loaded.backend.signature())?;
+        let request = v2::decode_body(body, header_length, &loaded.backend).await?;
         let (names, binary_flags): (Vec<String>, Vec<bool>) = request.outputs.into_iter().unzip();
         let outputs = run_model(&loaded, request.inputs, names, arrived).await?;
         let encoded = v2::encode_response(
@@ -416,7 +411,7 @@ async fn v1_predict(
     let loaded = app.store.resolve(model, None)?;
     Ok(observed(&loaded, arrived, async {
         let body = read_body(&headers, body, app.config.max_body_bytes).await?;
-        let inputs = v1::decode_predict(&body, loaded.backend.signature())?;
+        let inputs = v1::decode_predict_body(body, &loaded.backend).await?;
         let names = loaded
             .backend
             .signature()
@@ -424,7 +419,7 @@ async fn v1_predict(
         let outputs = run_model(&loaded, inputs, names, arrived).await?;
         Ok(json_response(
             StatusCode::OK,
-            &v1::encode_predictions(&outputs),
+            &v1::encode_predictions(&outputs)?,
         ))
     })
     .await)

@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
-use crate::registry::{RegistrySource, RegistrySync};
+use crate::registry::{Outcome, RegistrySource, RegistrySync, SyncError};
 use crate::store::ModelStore;
 
 /// Everything `weir serve` is told on its command line.
@@ -25,6 +24,10 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Inference requests the server holds at once; more get 503 at once.
     pub max_concurrent_requests: usize,
+    /// Request body bytes held at once across all requests (crate::budget); past it, 503.
+    pub body_budget_bytes: u64,
+    /// Header, body and idle deadlines, and the connection caps (docs/serving.md).
+    pub limits: weir_http::server::ServerLimits,
     pub model_control: ModelControl,
     /// How often `poll` mode rereads the repository.
     pub repository_poll: Duration,
@@ -32,6 +35,9 @@ pub struct ServeConfig {
     pub drain_timeout: Duration,
     /// Models to follow in a registry (`--registry`, `--model`).
     pub registry: Option<RegistrySource>,
+    /// Ready only when every model serves (the default, as Triton's `--strict-readiness`);
+    /// false: ready once start-up loading has finished, whatever it loaded.
+    pub strict_readiness: bool,
 }
 
 impl ServeConfig {
@@ -46,10 +52,13 @@ impl ServeConfig {
             http_port,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             max_concurrent_requests: Self::DEFAULT_MAX_CONCURRENT_REQUESTS,
+            body_budget_bytes: crate::budget::memory_limit(None).0 / 2,
+            limits: weir_http::server::ServerLimits::default(),
             model_control: ModelControl::None,
             repository_poll: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(30),
             registry: None,
+            strict_readiness: true,
         }
     }
 }
@@ -71,8 +80,63 @@ pub struct App {
     pub config: ServeConfig,
     pub store: ModelStore,
     pub metrics: Arc<Metrics>,
-    /// True once the repository has been loaded, false again while draining.
+    /// True once start-up loading (the repository, then the registry's first answer) has
+    /// finished, false again while draining. Readiness also needs every model to serve: see
+    /// [`App::unready_reasons`].
     pub ready: AtomicBool,
+}
+
+impl App {
+    /// Why the server must not get traffic yet, empty when it may: it is ready only once
+    /// start-up loading is done and every model it was told to serve (each repository model,
+    /// each registry `--model`) serves a version. A refused registry version, an unreachable
+    /// registry or a model whose config makes it unavailable keeps it unready, so Kubernetes
+    /// keeps the pod out of rotation rather than send it requests for a model it lacks.
+    pub fn unready_reasons(&self) -> Vec<String> {
+        if !self.ready.load(Ordering::Acquire) {
+            return vec!["the server is loading its models or draining".to_owned()];
+        }
+        if !self.config.strict_readiness {
+            return Vec::new();
+        }
+        let registry_models = self
+            .config
+            .registry
+            .iter()
+            .flat_map(|source| source.models.iter().map(|m| m.served_as.as_str()));
+        self.store.not_serving(registry_models)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.unready_reasons().is_empty()
+    }
+}
+
+/// Logs when readiness changes (once per change, not per poll), with the reasons while unready.
+fn note_readiness(app: &App, was_ready: &mut Option<bool>) {
+    let reasons = app.unready_reasons();
+    let ready = reasons.is_empty();
+    if *was_ready == Some(ready) {
+        return;
+    }
+    *was_ready = Some(ready);
+    if ready {
+        tracing::info!("server ready: every model serves");
+    } else {
+        tracing::warn!(reasons = %reasons.join("; "), "server not ready");
+    }
+}
+
+/// Records, for registry models that serve nothing, why the last sync brought nothing (the
+/// registry unreachable, a 401, an unexpected answer), so the repository index shows it. Refused
+/// and failed-to-load versions are already recorded with their version.
+fn record_sync_failures(app: &App, outcomes: &[(String, Result<Outcome, SyncError>)]) {
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(_) | Err(SyncError::Refused(_) | SyncError::Load(_)) => {}
+            Err(other) => app.store.record_unavailable(name, other.to_string()),
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -95,7 +159,9 @@ pub struct RunningServer {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
-    loaded: JoinHandle<Result<Duration, ServeError>>,
+    /// The start-up load, until it has been awaited; then how long it took.
+    loaded: Option<JoinHandle<Result<Duration, ServeError>>>,
+    load_time: Option<Duration>,
 }
 
 impl RunningServer {
@@ -127,16 +193,15 @@ impl RunningServer {
         });
         let (shutdown, mut shutdown_rx) = watch::channel(false);
         let router = crate::routes::router(app.clone());
-        // Small answers are the common case; Nagle's delay would add milliseconds to each.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // Deadlines and connection caps against stalling clients; TCP_NODELAY on every
+        // connection (small answers are the common case, Nagle would delay each).
+        let server = weir_http::server::Server::new(app.config.limits);
         let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown_rx.wait_for(|stop| *stop).await;
-                })
-                .await
+            let stopped = async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            };
+            server.serve(listener, router, stopped).await;
+            Ok(())
         });
         let registry = app
             .config
@@ -150,14 +215,15 @@ impl RunningServer {
             tokio::task::spawn_blocking(move || store.store.sync_all())
                 .await
                 .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
-            // Registry models are resolved once before the server reports ready; a refusal is
-            // logged and recorded, and the server starts with what it could load.
+            // Registry models are resolved once before start-up loading ends; a refusal is
+            // logged and recorded, and keeps the server unready until a later poll succeeds.
             if let Some(sync) = first_sync {
-                sync.sync(&loader).await;
+                record_sync_failures(&loader, &sync.sync(&loader).await);
             }
             loader.ready.store(true, Ordering::Release);
             let elapsed = started.elapsed();
-            tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "server ready");
+            tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "models loaded");
+            note_readiness(&loader, &mut None);
             Ok(elapsed)
         });
         if app.config.model_control == ModelControl::Poll {
@@ -172,7 +238,8 @@ impl RunningServer {
             addr,
             shutdown,
             task,
-            loaded,
+            loaded: Some(loaded),
+            load_time: None,
         })
     }
 
@@ -180,12 +247,35 @@ impl RunningServer {
         self.addr
     }
 
-    /// Waits until the repository has loaded; returns the time from start to ready.
-    pub async fn wait_ready(&mut self) -> Result<Duration, ServeError> {
-        match (&mut self.loaded).await {
-            Ok(result) => result,
-            Err(join) => Err(ServeError::Io(std::io::Error::other(join.to_string()))),
+    /// Waits until start-up loading has finished, whatever it brought (a refused model leaves
+    /// the server up but unready); returns the time it took. An unreadable repository is an
+    /// error. Safe to cancel and to call again.
+    pub async fn wait_loaded(&mut self) -> Result<Duration, ServeError> {
+        if let Some(handle) = &mut self.loaded {
+            let outcome = handle.await;
+            self.loaded = None;
+            self.load_time = Some(
+                outcome
+                    .map_err(|join| ServeError::Io(std::io::Error::other(join.to_string())))??,
+            );
         }
+        self.load_time.ok_or_else(|| {
+            ServeError::Io(std::io::Error::other(
+                "the model repository failed to load at start",
+            ))
+        })
+    }
+
+    /// Waits until the server is ready (see [`App::unready_reasons`]); returns the time from
+    /// start to ready. A server that never becomes ready (a model its registry refuses) keeps
+    /// waiting here while it runs unready, as Kubernetes expects of a pod out of rotation.
+    pub async fn wait_ready(&mut self) -> Result<Duration, ServeError> {
+        let loaded = self.wait_loaded().await?;
+        let waiting = Instant::now();
+        while !self.app.is_ready() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(loaded + waiting.elapsed())
     }
 
     /// Drains: turns not-ready, stops accepting connections, lets every accepted request finish
@@ -210,17 +300,20 @@ impl RunningServer {
 
 /// Re-resolves the registry models every poll interval until shutdown.
 async fn follow_registry(app: Arc<App>, sync: Arc<RegistrySync>, mut stop: watch::Receiver<bool>) {
+    let mut was_ready = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(sync.poll_interval()) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        sync.sync(&app).await;
+        record_sync_failures(&app, &sync.sync(&app).await);
+        note_readiness(&app, &mut was_ready);
     }
 }
 
 /// Rereads the repository every `repository_poll` until shutdown.
 async fn poll_repository(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut was_ready = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(app.config.repository_poll) => {}
@@ -232,5 +325,6 @@ async fn poll_repository(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             Ok(Err(err)) => tracing::error!(error = %err, "cannot poll the model repository"),
             Err(err) => tracing::error!(error = %err, "the repository poll stopped unexpectedly"),
         }
+        note_readiness(&app, &mut was_ready);
     }
 }

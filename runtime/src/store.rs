@@ -167,6 +167,75 @@ impl ModelStore {
         self.replace(name, Some(entry));
     }
 
+    /// Records why a model has no version at all yet (its registry could not be reached, or
+    /// refused the server's credentials), so the repository index shows the reason. A model
+    /// that serves a version is left as it is: a registry outage must not stop it serving.
+    pub fn record_unavailable(&self, name: &str, reason: String) {
+        let _guard = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.models.load().get(name).cloned();
+        if current.as_ref().is_some_and(|e| !e.versions.is_empty()) {
+            return;
+        }
+        self.replace(
+            name,
+            Some(ModelEntry {
+                error: Some(reason),
+                failures: current.map(|e| e.failures.clone()).unwrap_or_default(),
+                ..ModelEntry::default()
+            }),
+        );
+    }
+
+    /// Why the server is not ready: one line per model it was told to serve that serves no
+    /// version — every model in the store (the repository's folders and the registry models
+    /// brought in so far) and every name in `required` (the registry's `--model`s, which have
+    /// no folder until their first version is placed). Models unloaded on request are not
+    /// counted: the operator asked for them to stop. Empty when everything serves.
+    ///
+    /// A model with one serving version and a failed other version counts as serving: it
+    /// answers requests, and a refused new registry version must not take every replica out of
+    /// rotation at once.
+    pub fn not_serving<'a>(&self, required: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let models = self.models.load();
+        let mut missing: Vec<String> = models
+            .iter()
+            .filter(|(_, entry)| {
+                entry.versions.is_empty() && entry.error.as_deref() != Some(UNLOADED)
+            })
+            .map(|(name, entry)| {
+                let reason = entry.unavailable_reason();
+                if reason.is_empty() {
+                    format!("model '{name}' has no version to serve")
+                } else {
+                    format!("model '{name}' is not available: {reason}")
+                }
+            })
+            .collect();
+        for name in required {
+            if !models.contains_key(name) {
+                missing.push(format!("model '{name}' has not been loaded yet"));
+            }
+        }
+        missing
+    }
+
+    /// Serves `backend` as `name`/`version` without a repository folder (for programs that
+    /// embed the runtime with models built in code, and for tests with test-double models).
+    /// Replaces whatever served under that name.
+    pub fn insert_backend(
+        &self,
+        name: &str,
+        version: u64,
+        backend: Arc<dyn Backend>,
+        config: &ModelConfig,
+    ) {
+        let _guard = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let loaded = self.start_version(name, version, backend, config, 0);
+        let mut entry = ModelEntry::default();
+        entry.versions.insert(version, Arc::new(loaded));
+        self.replace(name, Some(entry));
+    }
+
     /// The highest version serving under `name`, if any.
     pub fn serving_version(&self, name: &str) -> Option<u64> {
         self.models

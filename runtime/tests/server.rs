@@ -44,12 +44,12 @@ async fn health_metadata_and_the_repository_index() {
             .status,
         StatusCode::OK
     );
-    assert_eq!(
-        call(&server.app, Method::GET, "/v2/health/ready", Body::empty())
-            .await
-            .status,
-        StatusCode::OK
-    );
+    // The test repository holds a deliberately broken model: a strict server (Triton's
+    // default) is not ready while a model it was given cannot serve, and says which.
+    let ready = call(&server.app, Method::GET, "/v2/health/ready", Body::empty()).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    let reasons = ready.json()["reasons"].to_string();
+    assert!(reasons.contains("broken"), "{reasons}");
     let metadata = call(&server.app, Method::GET, "/v2", Body::empty())
         .await
         .json();

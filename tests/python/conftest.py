@@ -40,10 +40,13 @@ def wait_until_ok(url, process, seconds):
 
 
 class Server:
+    # The test repository holds a deliberately broken model, so the interop servers run as
+    # Triton does with --strict-readiness false: ready once the repository has been read.
     def __init__(self, *extra_args, repository=MODELS):
         assert repository.is_dir(), f"{repository} is missing: run `make setup`"
         self.process = subprocess.Popen(
-            [str(weir_binary()), "serve", "--model-repository", str(repository), "--http-port", "0", *extra_args],
+            [str(weir_binary()), "serve", "--model-repository", str(repository), "--http-port", "0",
+             "--strict-readiness", "false", *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

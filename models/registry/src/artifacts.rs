@@ -1,11 +1,21 @@
 //! Artifacts in a local directory, addressed by relative paths that can never leave it.
 
-use std::io::Write;
+mod stream;
+
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, VersionFile};
+
+pub use stream::{FileBody, Upload, UploadError};
+
+/// The largest artifact file an upload may write unless the store is opened with another
+/// limit ([`ArtifactStore::with_max_file_bytes`]). Uploads are streamed to disk, so memory does
+/// not grow with it; it bounds the disk one request can fill.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// One entry of a directory listing, as MLflow's artifact API writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -18,6 +28,7 @@ pub struct FileInfo {
 
 pub struct ArtifactStore {
     root: PathBuf,
+    max_file_bytes: u64,
 }
 
 impl ArtifactStore {
@@ -30,7 +41,27 @@ impl ArtifactStore {
         })?;
         Ok(ArtifactStore {
             root: root.to_path_buf(),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         })
+    }
+
+    /// The same store with another limit on one uploaded file (`--max-artifact-bytes`).
+    pub fn with_max_file_bytes(mut self, limit: u64) -> ArtifactStore {
+        self.max_file_bytes = limit;
+        self
+    }
+
+    /// The largest file an upload may write; a larger one is refused (413) while it streams.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_bytes
+    }
+
+    /// Starts a streamed upload to `relative` under the same rules as [`ArtifactStore::put`]
+    /// (not the root, not under `.weir/`, not over a folder): chunks go to a temporary file and
+    /// [`Upload::finish`] makes the file durable and visible at once.
+    pub async fn begin_upload(&self, relative: &str) -> Result<Upload, StoreError> {
+        let path = self.check_writable(relative)?;
+        Upload::begin(path, relative, self.max_file_bytes).await
     }
 
     /// The folder holding the artifacts (and, under [`RESERVED_DIR`], the versions' blobs).
@@ -110,17 +141,24 @@ impl ArtifactStore {
         Ok(())
     }
 
-    /// A file's bytes. The versions' storage is not readable this way: its blobs are served
-    /// through the virtual version paths (see `versions`).
+    /// A file's bytes, whole: for small files only; downloads stream the file at
+    /// [`ArtifactStore::file`] instead.
     pub fn get(&self, relative: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.file(relative)?;
+        std::fs::read(&path)
+            .map_err(|e| StoreError::Internal(format!("cannot read artifact '{relative}': {e}")))
+    }
+
+    /// Where an artifact file is on disk, for reading. The versions' storage is not readable
+    /// this way: its blobs are served through the virtual version paths (see `versions`).
+    pub fn file(&self, relative: &str) -> Result<PathBuf, StoreError> {
         let path = self.resolve(relative)?;
         if is_reserved(relative) || !path.is_file() {
             return Err(StoreError::NotFound(format!(
                 "artifact '{relative}' not found"
             )));
         }
-        std::fs::read(&path)
-            .map_err(|e| StoreError::Internal(format!("cannot read artifact '{relative}': {e}")))
+        Ok(path)
     }
 
     /// The entries directly under `relative`, with paths relative to it (as MLflow lists them).
@@ -160,31 +198,31 @@ impl ArtifactStore {
     }
 
     /// The digest of an artifact folder (or file): sha256 over each file's relative path and
-    /// sha256, in path order. `None` when there is nothing there.
+    /// sha256, in path order (`weir_models::digest::artifact_digest`). `None` when there is
+    /// nothing there. Each file is hashed as it is read, so no file is held in memory.
     pub fn digest(&self, relative: &str) -> Result<Option<String>, StoreError> {
         let root = self.resolve(relative)?;
-        if root.is_file() {
-            let bytes = std::fs::read(&root).map_err(|e| StoreError::Internal(e.to_string()))?;
-            return Ok(Some(weir_models::digest::artifact_digest([(
-                "",
-                bytes.as_slice(),
-            )])));
-        }
-        let files = self.files(relative)?;
-        if files.is_empty() {
+        let paths = if root.is_file() {
+            vec![String::new()]
+        } else {
+            self.files(relative)?
+        };
+        if paths.is_empty() {
             return Ok(None);
         }
-        let mut contents = Vec::with_capacity(files.len());
-        for file in files {
-            let bytes =
-                std::fs::read(root.join(&file)).map_err(|e| StoreError::Internal(e.to_string()))?;
-            contents.push((file, bytes));
+        let mut hashed = Vec::with_capacity(paths.len());
+        for path in paths {
+            let on_disk = if path.is_empty() {
+                root.clone()
+            } else {
+                root.join(&path)
+            };
+            let (sha256, size) = sha256_of(&on_disk).map_err(|e| {
+                StoreError::Internal(format!("cannot read artifact '{relative}/{path}': {e}"))
+            })?;
+            hashed.push(VersionFile { path, sha256, size });
         }
-        Ok(Some(weir_models::digest::artifact_digest(
-            contents
-                .iter()
-                .map(|(path, bytes)| (path.as_str(), bytes.as_slice())),
-        )))
+        Ok(Some(crate::versions::digest(&hashed)))
     }
 
     pub fn delete(&self, relative: &str) -> Result<(), StoreError> {
@@ -196,6 +234,25 @@ impl ArtifactStore {
         };
         result.map_err(|_| StoreError::NotFound(format!("artifact '{relative}' not found")))
     }
+}
+
+/// A file's sha256 (lowercase hex) and size, read in chunks.
+fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let read = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        hasher.update(&buffer[..read]);
+        size += read as u64;
+    }
+    Ok((crate::versions::hex(&hasher.finalize()), size))
 }
 
 /// The folder inside the artifact root where registered versions' files are kept
@@ -257,6 +314,18 @@ mod tests {
         assert_eq!(
             store.files("m/1").unwrap(),
             ["config/extra.json", "model.onnx"]
+        );
+        assert_eq!(
+            digest,
+            weir_models::digest::artifact_digest([
+                ("config/extra.json", &b"{}"[..]),
+                ("model.onnx", &b"weights"[..])
+            ]),
+            "the streamed digest is the runtime's"
+        );
+        assert_eq!(
+            store.digest("m/1/model.onnx").unwrap().unwrap(),
+            weir_models::digest::artifact_digest([("", &b"weights"[..])])
         );
         store.put("m/1/model.onnx", b"weightz").unwrap();
         assert_ne!(store.digest("m/1").unwrap().unwrap(), digest);

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use weir_mlflow_wire::{Access, Identity, Role};
 
-use crate::artifacts::ArtifactStore;
+use crate::artifacts::{ArtifactStore, UploadError};
 use crate::filter::Filter;
 use crate::store::{Decision, NewVersion, Store, StoreError, Tag};
 
@@ -627,17 +627,33 @@ async fn transition_stage(
     ok(json!({ "model_version": version }))
 }
 
-/// Stores an artifact. The artifact root itself is refused (400) and so is anything under
-/// `.weir/`, where registered versions are kept (403): see `ArtifactStore::put`. Each write is
-/// audited as `artifact.put` with the path.
+/// Stores an artifact, streamed: the body goes to disk chunk by chunk (see
+/// `ArtifactStore::begin_upload`), so memory does not grow with the file. The artifact root
+/// itself is refused (400) and so is anything under `.weir/`, where registered versions are
+/// kept (403). A body over the store's limit is refused with 413 — at once when its
+/// Content-Length says so, else when the limit is crossed. Each write is audited as
+/// `artifact.put` with the path.
 async fn upload_artifact(
     State(registry): State<Arc<Registry>>,
     Actor(actor): Actor,
     Path(path): Path<String>,
-    bytes: Bytes,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Answer {
+    let limit = registry.artifacts.max_file_bytes();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Ok(too_large(&path, limit));
+    }
+    match receive(&registry, &path, body).await {
+        Ok(()) => {}
+        Err(UploadError::TooLarge { limit, .. }) => return Ok(too_large(&path, limit)),
+        Err(UploadError::Store(err)) => return Err(err.into()),
+    }
     blocking(&registry, move |r| {
-        r.artifacts.put(&path, &bytes)?;
         r.store
             .record_event(&actor, "artifact.put", "", "", "", &path)
     })
@@ -645,27 +661,69 @@ async fn upload_artifact(
     ok(json!({}))
 }
 
-/// A file's bytes; paths under `.weir/versions/<name>/<version>/` read a registered version's
-/// immutable copy (the name is the decoded URL segment here).
+/// Streams a request body into the artifact at `path` (see [`crate::artifacts::Upload`]).
+async fn receive(
+    registry: &Registry,
+    path: &str,
+    mut body: axum::body::Body,
+) -> Result<(), UploadError> {
+    use http_body_util::BodyExt;
+    let mut upload = registry.artifacts.begin_upload(path).await?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            StoreError::InvalidParameter(format!("the upload of '{path}' broke off: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            upload.write(&data).await?;
+        }
+    }
+    upload.finish().await?;
+    Ok(())
+}
+
+/// 413 with MLflow's error body for an upload over the limit.
+fn too_large(path: &str, limit: u64) -> Response {
+    weir_mlflow_wire::mlflow_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RESOURCE_EXHAUSTED",
+        &format!("artifact '{path}' is larger than the {limit} bytes an upload may have"),
+    )
+}
+
+/// A file's bytes, streamed from disk with its Content-Length; paths under
+/// `.weir/versions/<name>/<version>/` read a registered version's immutable copy (the name is
+/// the decoded URL segment here).
 async fn download_artifact(
     State(registry): State<Arc<Registry>>,
     Path(path): Path<String>,
 ) -> Answer {
-    let bytes = blocking(&registry, move |r| {
+    let relative = path.clone();
+    let on_disk = blocking(&registry, move |r| {
         r.artifacts.resolve(&path)?;
         if crate::artifacts::is_reserved(&path) {
-            crate::versions::get(
+            crate::versions::blob_file(
                 &r.store,
                 &r.artifacts,
                 &path,
                 crate::versions::NameForm::Decoded,
             )
         } else {
-            r.artifacts.get(&path)
+            r.artifacts.file(&path)
         }
     })
     .await?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+    let body = crate::artifacts::FileBody::open(&on_disk)
+        .await
+        .map_err(|e| {
+            MlflowError(StoreError::Internal(format!(
+                "cannot read artifact '{relative}': {e}"
+            )))
+        })?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::new(body),
+    )
+        .into_response())
 }
 
 /// Deletes an artifact (a file or a folder). The root and `.weir/` are refused as for
@@ -841,8 +899,9 @@ async fn audit(
     ok(json!({ "events": events }))
 }
 
-/// Largest request body (artifact uploads are held in memory while they are written).
-pub const MAX_BODY_BYTES: usize = 1 << 30;
+/// Largest request body held in memory: the JSON requests. Artifact uploads are streamed to
+/// disk and bounded by `ArtifactStore::max_file_bytes` instead.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// The registry's routes with what each needs of its caller (docs/security.md has the table),
 /// state applied; the server puts one [`weir_mlflow_wire::AccessLayer`] in front of these and
@@ -1008,6 +1067,76 @@ mod tests {
             registry.store.audit(Some("m"), None, None, 10).unwrap()[0].user,
             "alice"
         );
+    }
+
+    /// Uploads stream to disk under the store's limit: within it the bytes come back whole with
+    /// their length; past it (no Content-Length to refuse early) the answer is 413 and neither
+    /// the file nor a temporary one is left.
+    #[tokio::test]
+    async fn artifact_uploads_stream_under_the_store_limit() {
+        use http_body_util::BodyExt;
+        let root = std::env::temp_dir().join(format!("weir-stream-limit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let registry = Arc::new(Registry {
+            store: Store::open(&format!("sqlite://{}", root.join("r.db").display())).unwrap(),
+            artifacts: ArtifactStore::open(&root.join("artifacts"))
+                .unwrap()
+                .with_max_file_bytes(8),
+            sources: None,
+        });
+        let app = router(registry, weir_mlflow_wire::Authenticator::anonymous());
+        let put = |path: &str, body: &'static str| {
+            Request::put(format!("/api/2.0/mlflow-artifacts/artifacts/{path}"))
+                .header("x-weir-user", "alice")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let small = app
+            .clone()
+            .oneshot(put("m/a.bin", "12345678"))
+            .await
+            .unwrap();
+        assert_eq!(small.status(), StatusCode::OK);
+        let get = Request::get("/api/2.0/mlflow-artifacts/artifacts/m/a.bin")
+            .header("x-weir-user", "alice")
+            .body(Body::empty())
+            .unwrap();
+        let answer = app.clone().oneshot(get).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.headers()[header::CONTENT_LENGTH], "8");
+        let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"12345678");
+
+        let big = app
+            .clone()
+            .oneshot(put("m/b.bin", "123456789"))
+            .await
+            .unwrap();
+        assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = big.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error_code"], "RESOURCE_EXHAUSTED");
+        let left: Vec<String> = std::fs::read_dir(root.join("artifacts/m"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["a.bin"], "a refused upload left files behind");
+
+        let declared = Request::put("/api/2.0/mlflow-artifacts/artifacts/m/c.bin")
+            .header("x-weir-user", "alice")
+            .header(header::CONTENT_LENGTH, "9")
+            .body(Body::from("123456789"))
+            .unwrap();
+        let declared = app.clone().oneshot(declared).await.unwrap();
+        assert_eq!(declared.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let reserved = app
+            .clone()
+            .oneshot(put(".weir/blobs/sha256/x", "1"))
+            .await
+            .unwrap();
+        assert_eq!(reserved.status(), StatusCode::FORBIDDEN);
     }
 
     #[test]

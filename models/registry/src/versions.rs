@@ -159,7 +159,7 @@ fn copy_hashing(source: &Path, target: &Path) -> std::io::Result<(String, u64)> 
     Ok((hex(&hasher.finalize()), size))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -260,13 +260,30 @@ fn select<'a>(recorded: &'a [VersionFile], rest: &str) -> Vec<(String, &'a Versi
         .collect()
 }
 
-/// A version file's bytes, from its blob. Anything else under [`RESERVED_DIR`] is not found.
+/// A version file's bytes, whole (small files; downloads stream [`blob_file`]).
 pub fn get(
     store: &Store,
     artifacts: &ArtifactStore,
     relative: &str,
     form: NameForm,
 ) -> Result<Vec<u8>, StoreError> {
+    let blob = blob_file(store, artifacts, relative, form)?;
+    std::fs::read(&blob).map_err(|e| {
+        StoreError::Internal(format!(
+            "cannot read blob {} of artifact '{relative}': {e}",
+            blob.display()
+        ))
+    })
+}
+
+/// The blob holding a version file, for streaming it. Anything else under [`RESERVED_DIR`]
+/// is not found.
+pub fn blob_file(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    relative: &str,
+    form: NameForm,
+) -> Result<PathBuf, StoreError> {
     let not_found = || StoreError::NotFound(format!("artifact '{relative}' not found"));
     let path = parse_version_path(relative, form).ok_or_else(not_found)?;
     let recorded = recorded_files(store, &path)?;
@@ -274,12 +291,7 @@ pub fn get(
         .iter()
         .find(|f| f.path == path.rest)
         .ok_or_else(not_found)?;
-    std::fs::read(blob_path(artifacts.root(), &file.sha256)).map_err(|e| {
-        StoreError::Internal(format!(
-            "cannot read blob {} of artifact '{relative}': {e}",
-            file.sha256
-        ))
-    })
+    Ok(blob_path(artifacts.root(), &file.sha256))
 }
 
 /// The entries directly under a folder of a version, as the artifact listing writes them

@@ -134,9 +134,7 @@ fn decode_typed<T: JsonElement>(
     datatype: DataType,
     limit: Option<usize>,
 ) -> Result<(Vec<T>, Vec<usize>), String> {
-    // Each element takes at least two bytes of JSON ("1,"), which bounds the reservation by the
-    // body, whatever the declared shape says.
-    let capacity = limit.unwrap_or(0).min(json.len() / 2 + 1);
+    let capacity = reservation::<T>(limit, json.len());
     let mut state = State {
         values: Vec::with_capacity(capacity),
         datatype,
@@ -158,6 +156,17 @@ fn decode_typed<T: JsonElement>(
         .map(|d| d.unwrap_or(0))
         .collect();
     Ok((state.values, shape))
+}
+
+/// How many elements to reserve room for up front: the count the shape declared, but never
+/// more bytes than the JSON itself holds. Each element takes at least two bytes of JSON ("1,"),
+/// and an element in memory may be larger than that (a BYTES element is a 24-byte `Vec`
+/// header before its contents), so the count is bounded by both: whatever the declared shape
+/// says, the reservation is at most the body's size. Elements beyond it (small numbers packed
+/// densely) grow the vector as they are actually read.
+fn reservation<T>(limit: Option<usize>, json_len: usize) -> usize {
+    let per_element = std::mem::size_of::<T>().max(2);
+    limit.unwrap_or(0).min(json_len / per_element)
 }
 
 struct Level<'s, T> {
@@ -320,23 +329,29 @@ impl Serialize for FlatData<'_> {
     }
 }
 
-/// One element as a JSON value (used where rows are nested, as in KServe V1 answers).
+/// One element as a JSON value (used where rows are nested, as in KServe V1 answers); null
+/// past the end, so a shape that promises more than the data holds cannot panic an answer.
 pub fn element_json(data: &TensorData, index: usize) -> serde_json::Value {
     use serde_json::Value;
+    fn at<T>(values: &[T], index: usize, json: impl Fn(&T) -> Value) -> Value {
+        values.get(index).map_or(Value::Null, json)
+    }
     match data {
-        TensorData::Bool(v) => Value::from(v[index]),
-        TensorData::Uint8(v) => Value::from(v[index]),
-        TensorData::Uint16(v) => Value::from(v[index]),
-        TensorData::Uint32(v) => Value::from(v[index]),
-        TensorData::Uint64(v) => Value::from(v[index]),
-        TensorData::Int8(v) => Value::from(v[index]),
-        TensorData::Int16(v) => Value::from(v[index]),
-        TensorData::Int32(v) => Value::from(v[index]),
-        TensorData::Int64(v) => Value::from(v[index]),
-        TensorData::Fp16(v) => shortest_f32(v[index].to_f32()),
-        TensorData::Fp32(v) => shortest_f32(v[index]),
-        TensorData::Fp64(v) => Value::from(v[index]),
-        TensorData::Bytes(v) => Value::from(String::from_utf8_lossy(&v[index]).into_owned()),
+        TensorData::Bool(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Uint8(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Uint16(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Uint32(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Uint64(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Int8(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Int16(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Int32(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Int64(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Fp16(v) => at(v, index, |x| shortest_f32(x.to_f32())),
+        TensorData::Fp32(v) => at(v, index, |&x| shortest_f32(x)),
+        TensorData::Fp64(v) => at(v, index, |&x| Value::from(x)),
+        TensorData::Bytes(v) => at(v, index, |x| {
+            Value::from(String::from_utf8_lossy(x).into_owned())
+        }),
     }
 }
 

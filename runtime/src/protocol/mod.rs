@@ -4,3 +4,63 @@
 pub mod json_data;
 pub mod v1;
 pub mod v2;
+
+use crate::error::ApiError;
+
+/// Bodies at least this large are decoded on a blocking thread. Parsing a few megabytes of
+/// JSON takes milliseconds of CPU; on an async worker that time would delay every other
+/// connection it serves — health probes included, so a loaded server would look dead. Small
+/// bodies decode in microseconds, less than the hand-off would cost.
+pub const OFF_THREAD_BYTES: usize = 64 * 1024;
+
+/// Runs `decode` (the decoding of a `size`-byte body) where it cannot stall the async threads:
+/// inline when small, else on tokio's blocking pool. A panic in it is resumed here, so the
+/// server's panic layer answers and counts it as for any other.
+pub async fn decode_off_thread<T: Send + 'static>(
+    size: usize,
+    decode: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if size < OFF_THREAD_BYTES {
+        return decode();
+    }
+    match tokio::task::spawn_blocking(decode).await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(ApiError::internal(
+            "the request's decoding was cancelled (the server is shutting down)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_bodies_decode_on_a_blocking_thread_and_small_ones_inline() {
+        let here = std::thread::current().id();
+        let small = decode_off_thread(10, move || Ok(std::thread::current().id()))
+            .await
+            .unwrap();
+        assert_eq!(small, here);
+        let large = decode_off_thread(OFF_THREAD_BYTES, || Ok(std::thread::current().id()))
+            .await
+            .unwrap();
+        assert_ne!(
+            large, here,
+            "decoded on the blocking pool, not the caller's thread"
+        );
+        let refused: Result<(), _> =
+            decode_off_thread(OFF_THREAD_BYTES, || Err(ApiError::bad_request("no"))).await;
+        assert_eq!(refused.unwrap_err().message, "no");
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_decoding_reaches_the_panic_layer() {
+        let caught = tokio::spawn(decode_off_thread(OFF_THREAD_BYTES, || -> Result<(), _> {
+            panic!("decoder bug")
+        }))
+        .await;
+        assert!(caught.unwrap_err().is_panic());
+    }
+}

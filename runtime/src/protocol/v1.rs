@@ -46,6 +46,19 @@ pub fn decode_predict(body: &[u8], signature: &Signature) -> Result<Vec<Tensor>,
     Ok(tensors)
 }
 
+/// [`decode_predict`] against `backend`'s signature, off the async threads when the body is
+/// large (see [`super::decode_off_thread`]).
+pub async fn decode_predict_body(
+    body: bytes::Bytes,
+    backend: &std::sync::Arc<dyn weir_models::Backend>,
+) -> Result<Vec<Tensor>, ApiError> {
+    let backend = backend.clone();
+    super::decode_off_thread(body.len(), move || {
+        decode_predict(&body, backend.signature())
+    })
+    .await
+}
+
 fn is_object(json: &RawValue) -> bool {
     json.get().trim_start().starts_with('{')
 }
@@ -162,17 +175,40 @@ fn decode_columns(inputs: &RawValue, signature: &Signature) -> Result<Vec<Tensor
     Ok(tensors)
 }
 
-/// `{"predictions": [...]}`, one entry per row of the outputs' first dimension.
-pub fn encode_predictions(outputs: &[Tensor]) -> serde_json::Value {
+/// `{"predictions": [...]}`, one entry per row of the outputs' first dimension. Outputs that
+/// disagree on their rows (or whose data does not fill their shape) cannot be cut into rows:
+/// that is the model's fault, answered as an internal error naming the outputs.
+pub fn encode_predictions(outputs: &[Tensor]) -> Result<serde_json::Value, ApiError> {
+    for tensor in outputs {
+        let holds = tensor
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d));
+        if holds != Some(tensor.data.len()) {
+            return Err(ApiError::internal(format!(
+                "output '{}' has shape {:?} but {} elements; cannot answer in rows",
+                tensor.name,
+                tensor.shape,
+                tensor.data.len()
+            )));
+        }
+    }
+    let first_dimension = |t: &Tensor| t.shape.first().copied().unwrap_or(1);
+    let rows = outputs.first().map_or(0, first_dimension);
+    if let Some(other) = outputs.iter().find(|t| first_dimension(t) != rows) {
+        return Err(ApiError::internal(format!(
+            "the model's outputs differ in their first dimension ('{}' has {rows} rows, '{}' has {}); a V1 answer needs one row per instance",
+            outputs[0].name,
+            other.name,
+            first_dimension(other)
+        )));
+    }
     let row = |tensor: &Tensor, index: usize| match tensor.shape.split_first() {
         Some((_, inner)) => {
             nested_json(&tensor.data, inner, index * inner.iter().product::<usize>())
         }
         None => nested_json(&tensor.data, &[], 0),
     };
-    let rows = outputs
-        .first()
-        .map_or(0, |t| t.shape.first().copied().unwrap_or(1));
     let predictions: Vec<serde_json::Value> = (0..rows)
         .map(|index| match outputs {
             [only] => row(only, index),
@@ -183,7 +219,7 @@ pub fn encode_predictions(outputs: &[Tensor]) -> serde_json::Value {
             ),
         })
         .collect();
-    serde_json::json!({ "predictions": predictions })
+    Ok(serde_json::json!({ "predictions": predictions }))
 }
 
 #[cfg(test)]

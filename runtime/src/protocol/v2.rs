@@ -169,6 +169,22 @@ pub fn decode_request(
     })
 }
 
+/// [`split_body`] then [`decode_request`] against `backend`'s signature, off the async threads
+/// when the body is large (see [`super::decode_off_thread`]).
+pub async fn decode_body(
+    body: bytes::Bytes,
+    header_length: Option<&str>,
+    backend: &std::sync::Arc<dyn weir_models::Backend>,
+) -> Result<InferRequest, ApiError> {
+    let header_length = header_length.map(str::to_owned);
+    let backend = backend.clone();
+    super::decode_off_thread(body.len(), move || {
+        let (json, binary) = split_body(&body, header_length.as_deref())?;
+        decode_request(json, binary, backend.signature())
+    })
+    .await
+}
+
 fn decode_json_input(
     spec: &TensorSpec,
     count: usize,

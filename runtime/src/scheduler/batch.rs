@@ -114,21 +114,45 @@ pub fn ready_to_send(rows: usize, max_rows: usize, preferred: &[usize]) -> bool 
 }
 
 /// Stacks requests (each with inputs sorted by name and the same key) along the first dimension.
-pub fn assemble(requests: Vec<Vec<Tensor>>) -> Vec<Tensor> {
+/// Requests that do not stack (the batch key should have kept them apart) are an error naming
+/// the input, never a panic.
+pub fn assemble(requests: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>, String> {
     let mut requests = requests.into_iter();
     let Some(mut stacked) = requests.next() else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     for inputs in requests {
+        if inputs.len() != stacked.len() {
+            return Err(format!(
+                "cannot stack a request of {} inputs onto one of {}",
+                inputs.len(),
+                stacked.len()
+            ));
+        }
         for (into, tensor) in stacked.iter_mut().zip(inputs) {
-            into.shape[0] += tensor.shape[0];
-            into.data.append(tensor.data);
+            let fits = into.name == tensor.name && into.shape.get(1..) == tensor.shape.get(1..);
+            let (Some(rows), Some(more), true) =
+                (into.shape.first_mut(), tensor.shape.first(), fits)
+            else {
+                return Err(format!(
+                    "cannot stack input '{}' of shape {:?} onto '{}' of shape {:?}",
+                    tensor.name, tensor.shape, into.name, into.shape
+                ));
+            };
+            *rows += more;
+            if !into.data.append(tensor.data) {
+                return Err(format!(
+                    "cannot stack input '{}': its datatype differs from the batch's",
+                    into.name
+                ));
+            }
         }
     }
-    stacked
+    Ok(stacked)
 }
 
-/// Splits a batch's outputs back into each request's rows, in request order.
+/// Splits a batch's outputs back into each request's rows, in request order. An output whose
+/// rows or elements do not match the batch (a model's bug) is an error naming it, never a panic.
 pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, String> {
     let total: usize = rows.iter().sum();
     let mut answers: Vec<Vec<Tensor>> = rows
@@ -136,17 +160,28 @@ pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, S
         .map(|_| Vec::with_capacity(outputs.len()))
         .collect();
     for output in outputs {
-        if output.shape.first() != Some(&total) {
+        let Some((&first, inner)) = output.shape.split_first().filter(|(&f, _)| f == total) else {
             return Err(format!(
                 "output '{}' has shape {:?}, which does not start with the batch's {total} rows",
                 output.name, output.shape
             ));
-        }
-        let stride: usize = output.shape[1..].iter().product();
+        };
+        let stride = inner.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let holds = stride.and_then(|stride| stride.checked_mul(first));
+        let (Some(stride), true) = (stride, holds == Some(output.data.len())) else {
+            return Err(format!(
+                "output '{}' has shape {:?} but {} elements",
+                output.name,
+                output.shape,
+                output.data.len()
+            ));
+        };
         let mut start = 0;
         for (answer, &count) in answers.iter_mut().zip(rows) {
             let mut shape = output.shape.clone();
-            shape[0] = count;
+            if let Some(rows) = shape.first_mut() {
+                *rows = count;
+            }
             let end = start + count * stride;
             answer.push(Tensor::new(
                 output.name.clone(),
@@ -263,7 +298,7 @@ mod tests {
     #[test]
     fn assemble_then_split_gives_each_request_its_own_rows() {
         let requests = vec![request(1, 3, 0), request(2, 3, 100), request(3, 3, 200)];
-        let stacked = assemble(requests.clone());
+        let stacked = assemble(requests.clone()).unwrap();
         assert_eq!(stacked[0].shape, [6, 3]);
         let answers = split(stacked, &[1, 2, 3]).unwrap();
         assert_eq!(answers, requests);
@@ -275,11 +310,45 @@ mod tests {
         assert!(split(output, &[1, 2]).unwrap_err().contains("output 'y'"));
     }
 
+    #[test]
+    fn split_refuses_outputs_whose_data_does_not_fill_their_shape() {
+        // Shape says 3 rows of 2, data holds 4: slicing the last row used to panic.
+        let short = vec![Tensor::new("y", vec![3, 2], TensorData::Fp32(vec![0.0; 4]))];
+        let err = split(short, &[1, 2]).unwrap_err();
+        assert!(
+            err.contains("output 'y' has shape [3, 2] but 4 elements"),
+            "{err}"
+        );
+        let huge = vec![Tensor::new(
+            "y",
+            vec![2, usize::MAX, 2],
+            TensorData::Fp32(vec![]),
+        )];
+        assert!(split(huge, &[1, 1]).is_err());
+        let scalar = vec![Tensor::new("y", vec![], TensorData::Fp32(vec![1.0]))];
+        assert!(split(scalar, &[1]).is_err());
+    }
+
+    #[test]
+    fn assemble_refuses_requests_that_do_not_stack() {
+        let ints = request(1, 3, 0);
+        let floats = vec![Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![0.0; 3]))];
+        assert!(assemble(vec![ints.clone(), floats])
+            .unwrap_err()
+            .contains("datatype"));
+        let scalar = vec![Tensor::new("x", vec![], TensorData::Int32(vec![1]))];
+        assert!(assemble(vec![scalar.clone(), ints.clone()]).is_err());
+        assert!(assemble(vec![ints.clone(), scalar]).is_err());
+        assert!(assemble(vec![ints.clone(), request(1, 4, 0)]).is_err());
+        assert!(assemble(vec![ints.clone(), vec![]]).is_err());
+        assert_eq!(assemble(vec![]).unwrap(), Vec::<Tensor>::new());
+    }
+
     proptest! {
         #[test]
         fn any_batch_splits_back_exactly(sizes in proptest::collection::vec(0usize..5, 1..8), width in 1usize..4) {
             let requests: Vec<_> = sizes.iter().enumerate().map(|(i, &rows)| request(rows, width, i as i32 * 1000)).collect();
-            let answers = split(assemble(requests.clone()), &sizes).unwrap();
+            let answers = split(assemble(requests.clone()).unwrap(), &sizes).unwrap();
             prop_assert_eq!(answers, requests);
         }
 

@@ -40,10 +40,15 @@ impl Backend for GatedDoubler {
         if values.first() == Some(&-1) {
             panic!("asked to panic");
         }
+        let mut doubled: Vec<i32> = values.iter().map(|v| v * 2).collect();
+        // A model bug on request: an output one element short of its shape.
+        if values.contains(&-2) {
+            doubled.pop();
+        }
         Ok(vec![Tensor::new(
             "y",
             x.shape.clone(),
-            TensorData::Int32(values.iter().map(|v| v * 2).collect()),
+            TensorData::Int32(doubled),
         )])
     }
 }
@@ -339,4 +344,44 @@ async fn batching_models_never_run_inline() {
             .unwrap();
         assert!(!answer.queued.is_zero(), "a batching model went inline");
     }
+}
+
+#[tokio::test]
+async fn a_batch_that_cannot_be_split_fails_its_requests_and_keeps_the_worker() {
+    let h = harness(policy(8, 16));
+    let first = submit(&h, rows(1, 0));
+    until("the first request to be running", || calls(&h).len() == 1).await;
+    // Two requests batch together; the model answers one element short for the batch.
+    let broken = submit(
+        &h,
+        vec![Tensor::new("x", vec![1, 2], TensorData::Int32(vec![-2, 0]))],
+    );
+    let neighbour = submit(&h, rows(2, 10));
+    until("two requests queued", || h.metrics.queue_depth.get() == 2).await;
+    for _ in 0..2 {
+        h.permits.send(()).unwrap();
+    }
+    assert!(first.await.unwrap().is_ok());
+    for pending in [broken, neighbour] {
+        let failed = pending.await.unwrap();
+        let Err(ScheduleError::Backend(BackendError::Inference(message))) = &failed else {
+            panic!("expected an internal error: {failed:?}");
+        };
+        assert!(
+            message.contains("output 'y' has shape [3, 2] but 5 elements"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        calls(&h),
+        [1, 3],
+        "the two queued requests ran as one batch"
+    );
+    // The worker lives on.
+    h.permits.send(()).unwrap();
+    assert!(h
+        .scheduler
+        .infer(rows(1, 0), vec!["y".into()])
+        .await
+        .is_ok());
 }

@@ -46,9 +46,26 @@ fn call_model(
     inputs: Vec<Tensor>,
     outputs: &[String],
 ) -> Result<Vec<Tensor>, ScheduleError> {
-    catch_unwind(AssertUnwindSafe(|| shared.backend.infer(inputs, outputs)))
-        .unwrap_or_else(|_| Err(BackendError::Inference("the model panicked".to_owned())))
-        .map_err(ScheduleError::from)
+    guarded("the model", || {
+        shared
+            .backend
+            .infer(inputs, outputs)
+            .map_err(ScheduleError::from)
+    })
+}
+
+/// Runs `work` so that a panic in it fails the batch's requests (a 500 naming `what`) instead
+/// of unwinding through the worker: a dead worker would leave its queue unanswered for good.
+fn guarded<T>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, ScheduleError>,
+) -> Result<T, ScheduleError> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        tracing::error!("{what} panicked; failing the batch's requests");
+        Err(ScheduleError::Backend(BackendError::Inference(format!(
+            "{what} panicked"
+        ))))
+    })
 }
 
 fn record(shared: &Shared, execution: &Execution) {
@@ -152,23 +169,29 @@ fn execute(shared: &Shared, jobs: Vec<Job>) {
         inputs.push(job.inputs);
     }
     let single = inputs.len() == 1;
+    // Stacking, the model call and splitting each run under the panic guard: a panic in any
+    // of them fails this batch's requests, never the worker.
     let stacked = if single {
-        inputs.pop().unwrap_or_default()
+        Ok(inputs.pop().unwrap_or_default())
     } else {
-        batch::assemble(inputs)
+        guarded("stacking the batch", || {
+            batch::assemble(inputs)
+                .map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
+        })
     };
     let compute_input = started.elapsed();
     let infer_started = Instant::now();
-    // A model that panics must fail its requests, not kill the worker and hang the queue.
-    let result = call_model(shared, stacked, &outputs);
+    let result = stacked.and_then(|stacked| call_model(shared, stacked, &outputs));
     let compute_infer = infer_started.elapsed();
     let output_started = Instant::now();
     let answers = result.and_then(|outputs| {
         if single {
             Ok(vec![outputs])
         } else {
-            batch::split(outputs, &rows)
-                .map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
+            guarded("splitting the batch", || {
+                batch::split(outputs, &rows)
+                    .map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
+            })
         }
     });
     let execution = Execution {

@@ -77,9 +77,11 @@ pub fn config(repository: &Path) -> ServeConfig {
     ServeConfig::new(repository.to_path_buf(), "127.0.0.1", 0)
 }
 
+/// Starts a server and waits until its start-up loading has finished (not until it is ready:
+/// tests start servers whose models are refused on purpose).
 pub async fn start(config: ServeConfig) -> RunningServer {
     let mut server = RunningServer::start(config).await.unwrap();
-    server.wait_ready().await.unwrap();
+    server.wait_loaded().await.unwrap();
     server
 }
 

@@ -228,3 +228,39 @@ proptest! {
         prop_assert_eq!(decode(&json, DataType::Fp32, None).unwrap().data, data);
     }
 }
+
+#[test]
+fn reservations_never_exceed_the_body() {
+    // A BYTES input declaring a billion elements in a 10-byte body reserves for at most
+    // 10 / 24 elements (a `Vec<u8>` header is 24 bytes), not a billion.
+    assert_eq!(reservation::<Vec<u8>>(Some(1_000_000_000), 10), 0);
+    assert_eq!(reservation::<Vec<u8>>(Some(1_000_000_000), 240), 10);
+    assert_eq!(reservation::<f64>(Some(1_000_000_000), 80), 10);
+    // Small elements: bounded by two bytes of JSON each, and by the declared count.
+    assert_eq!(reservation::<u8>(Some(1_000_000_000), 10), 5);
+    assert_eq!(reservation::<u8>(Some(3), 1_000), 3);
+    assert_eq!(reservation::<f32>(None, 1_000), 0);
+    for (limit, body) in [(usize::MAX, 0), (usize::MAX, 1 << 20), (7, 100)] {
+        let bytes = reservation::<Vec<u8>>(Some(limit), body) * std::mem::size_of::<Vec<u8>>();
+        assert!(bytes <= body, "{bytes} reserved for a {body}-byte body");
+    }
+    // Decoding still reads every element present beyond the reservation.
+    let packed = format!("[{}]", vec!["1"; 100].join(","));
+    let decoded = decode(&packed, DataType::Fp64, Some(100)).unwrap();
+    assert_eq!(decoded.data.len(), 100);
+    let strings = decode(r#"["a","b","c"]"#, DataType::Bytes, Some(usize::MAX)).unwrap();
+    assert_eq!(strings.shape, [3]);
+}
+
+#[test]
+fn elements_past_the_end_are_null_not_a_panic() {
+    let data = TensorData::Int32(vec![1, 2]);
+    assert_eq!(element_json(&data, 1), serde_json::json!(2));
+    assert_eq!(element_json(&data, 2), serde_json::Value::Null);
+    assert_eq!(
+        nested_json(&data, &[2, 2], 0).to_string(),
+        "[[1,2],[null,null]]"
+    );
+    let strings = TensorData::Bytes(vec![b"a".to_vec()]);
+    assert_eq!(element_json(&strings, 5), serde_json::Value::Null);
+}

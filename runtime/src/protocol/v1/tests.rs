@@ -138,7 +138,9 @@ fn bad_predict_requests_are_named() {
 fn predictions_are_rows_of_the_output_or_objects_of_outputs() {
     let label = Tensor::new("label", vec![2], TensorData::Int64(vec![0, 2]));
     assert_eq!(
-        encode_predictions(std::slice::from_ref(&label)).to_string(),
+        encode_predictions(std::slice::from_ref(&label))
+            .unwrap()
+            .to_string(),
         r#"{"predictions":[0,2]}"#
     );
     let probabilities = Tensor::new(
@@ -147,7 +149,45 @@ fn predictions_are_rows_of_the_output_or_objects_of_outputs() {
         TensorData::Fp32(vec![0.25, 0.75, 1.0, 0.0]),
     );
     assert_eq!(
-        encode_predictions(&[label, probabilities]).to_string(),
+        encode_predictions(&[label, probabilities])
+            .unwrap()
+            .to_string(),
         r#"{"predictions":[{"label":0,"p":[0.25,0.75]},{"label":2,"p":[1.0,0.0]}]}"#
+    );
+}
+
+#[test]
+fn outputs_that_disagree_on_rows_are_an_internal_error_not_a_panic() {
+    // The first output has 3 rows, the second 1: indexing row 2 of the second used to panic.
+    let label = Tensor::new("label", vec![3], TensorData::Int64(vec![0, 1, 2]));
+    let score = Tensor::new("score", vec![1, 2], TensorData::Fp32(vec![0.5, 0.5]));
+    let err = encode_predictions(&[label.clone(), score]).unwrap_err();
+    assert_eq!(err.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        err.message.contains("differ in their first dimension")
+            && err.message.contains("'score' has 1"),
+        "{}",
+        err.message
+    );
+    // Fewer rows first, more later: refused too, whichever order the model gives them in.
+    let short = Tensor::new("short", vec![1], TensorData::Int64(vec![7]));
+    assert!(encode_predictions(&[short, label]).is_err());
+}
+
+#[test]
+fn an_output_whose_data_does_not_fill_its_shape_is_refused() {
+    let lying = Tensor::new("y", vec![2, 3], TensorData::Fp32(vec![1.0; 4]));
+    let err = encode_predictions(&[lying]).unwrap_err();
+    assert!(
+        err.message
+            .contains("output 'y' has shape [2, 3] but 4 elements"),
+        "{}",
+        err.message
+    );
+    let overflowing = Tensor::new("z", vec![usize::MAX, 2], TensorData::Fp32(vec![]));
+    assert!(encode_predictions(&[overflowing]).is_err());
+    assert_eq!(
+        encode_predictions(&[]).unwrap().to_string(),
+        r#"{"predictions":[]}"#
     );
 }
