@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PORT ?= 8080
 
-.PHONY: setup demo test lint unit-test python-test bench clean
+.PHONY: setup demo test lint unit-test python-test bench clean fuzz
 
 setup:
 	@scripts/setup.sh
@@ -38,3 +38,8 @@ bench: setup
 clean:
 	cargo clean
 	rm -rf .venv
+
+## make fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60), not part of `make test`
+## (see fuzz/README.md).
+fuzz:
+	@scripts/fuzz.sh
