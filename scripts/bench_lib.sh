@@ -19,3 +19,33 @@ address() {
   echo "no address in $1" >&2
   exit 1
 }
+# Two `weir serve` replicas, each holding one version of iris, ready; sets v1 and v2 (their
+# addresses) and serve_pids.
+start_iris_replicas() {
+  for version in 1 2; do
+    mkdir -p "$work/repo-v$version/iris/$version"
+    cp "target/test-models/iris/$version/model.onnx" "$work/repo-v$version/iris/$version/"
+    target/release/weir serve --model-repository "$work/repo-v$version" --http-port 0 --log warn > "$work/serve-$version.log" 2>&1 &
+    pids+=($!)
+    serve_pids+=($!)
+  done
+  v1=$(address "$work/serve-1.log"); v2=$(address "$work/serve-2.log")
+  for url in "$v1" "$v2"; do
+    for _ in $(seq 1 200); do curl -sf "$url/v2/health/ready" >/dev/null && break; sleep 0.05; done
+  done
+}
+# The routes file splitting iris 90/10 between the replicas of start_iris_replicas.
+write_iris_routes() {
+  cat > "$1" <<ROUTES
+[[route]]
+model = "iris"
+[[route.backend]]
+version = "1"
+endpoints = ["$v1"]
+weight = 90
+[[route.backend]]
+version = "2"
+endpoints = ["$v2"]
+weight = 10
+ROUTES
+}

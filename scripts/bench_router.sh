@@ -10,30 +10,8 @@ command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq ng
 source scripts/bench_lib.sh router
 before_cleanup() { [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; }
 
-# One `weir serve` per version, each holding only that version of iris.
-for version in 1 2; do
-  mkdir -p "$work/repo-v$version/iris/$version"
-  cp "target/test-models/iris/$version/model.onnx" "$work/repo-v$version/iris/$version/"
-  target/release/weir serve --model-repository "$work/repo-v$version" --http-port 0 --log warn > "$work/serve-$version.log" &
-  pids+=($!)
-done
-v1=$(address "$work/serve-1.log"); v2=$(address "$work/serve-2.log")
-for url in "$v1" "$v2"; do
-  for _ in $(seq 1 200); do curl -sf "$url/v2/health/ready" >/dev/null && break; sleep 0.05; done
-done
-
-cat > "$work/routes.toml" <<ROUTES
-[[route]]
-model = "iris"
-[[route.backend]]
-version = "1"
-endpoints = ["$v1"]
-weight = 90
-[[route.backend]]
-version = "2"
-endpoints = ["$v2"]
-weight = 10
-ROUTES
+start_iris_replicas
+write_iris_routes "$work/routes.toml"
 target/release/weir route --config "$work/routes.toml" --http-port 0 --admin-port 0 --log warn > "$work/route.log" &
 pids+=($!)
 router=$(address "$work/route.log")
