@@ -196,6 +196,11 @@ async fn forward_to_route(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("request body is larger than {limit} bytes"),
                 )
+            } else if weir_http::server::BodyTooSlow::is_cause_of(&*err) {
+                error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("cannot read the request body: {err}"),
+                )
             } else {
                 error(
                     StatusCode::BAD_REQUEST,
