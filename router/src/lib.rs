@@ -88,7 +88,7 @@ impl Router {
             .route("/admin", axum::routing::any(no_admin_here))
             .route("/admin/{*rest}", axum::routing::any(no_admin_here))
             .fallback(proxy::handle)
-            .layer(weir_http::panic::PanicLayer::default().layer())
+            .layer(weir_http::panic::PanicLayer::new(self.metrics.panics.clone()).layer())
             .with_state(self.clone())
     }
 
@@ -103,7 +103,7 @@ impl Router {
                     "not an admin API path (see /admin/v1/routes)",
                 )
             })
-            .layer(weir_http::panic::PanicLayer::default().layer())
+            .layer(weir_http::panic::PanicLayer::new(self.metrics.panics.clone()).layer())
             .with_state(self.clone())
     }
 

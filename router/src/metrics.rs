@@ -41,6 +41,8 @@ pub struct RouterMetrics {
     weight: Family<VersionLabels, Gauge>,
     shadow_in_flight: Gauge,
     shadow_dropped: Counter,
+    /// Panics on either listener, answered 500 by the panic layer (weir_http::panic).
+    pub panics: Counter,
 }
 
 /// A shadow copy's place among those in flight ([`RouterMetrics::start_shadow`]); dropping it
@@ -89,6 +91,12 @@ impl Default for RouterMetrics {
             "Shadow copies not sent because max_shadow_in_flight were already in flight",
             shadow_dropped.clone(),
         );
+        let panics = Counter::default();
+        registry.register(
+            "weir_panics",
+            "Panics on the request path, each answered 500 with a JSON body",
+            panics.clone(),
+        );
         RouterMetrics {
             registry,
             requests,
@@ -96,6 +104,7 @@ impl Default for RouterMetrics {
             weight,
             shadow_in_flight,
             shadow_dropped,
+            panics,
         }
     }
 }
@@ -166,6 +175,14 @@ impl RouterMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn panics_are_exported() {
+        let metrics = RouterMetrics::default();
+        assert!(metrics.encode().contains("weir_panics_total 0"));
+        metrics.panics.inc();
+        assert!(metrics.encode().contains("weir_panics_total 1"));
+    }
 
     #[test]
     fn shadow_copies_past_the_cap_are_dropped_and_counted() {
