@@ -180,6 +180,23 @@ fn serve_answers_and_closes_stallers_beyond_its_connection_cap() {
             "{refusal}"
         );
     }
+    // And the operator can see it: the listener's counts are on /metrics.
+    let (status, metrics) = common::http(&address, "GET /metrics", "", b"").unwrap();
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8_lossy(&metrics);
+    let count = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(count("weir_http_slow_bodies_total") >= 16.0, "{metrics}");
+    assert!(
+        count("weir_http_connections_refused_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(count("weir_http_header_timeouts_total") >= 1.0, "{metrics}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -426,6 +426,7 @@ async fn v1_predict(
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    app.metrics.observe_listener(&app.listener.stats());
     (
         [(
             header::CONTENT_TYPE,

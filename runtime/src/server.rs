@@ -80,6 +80,8 @@ pub struct App {
     pub config: ServeConfig,
     pub store: ModelStore,
     pub metrics: Arc<Metrics>,
+    /// The listener, for its connection counts on `/metrics`.
+    pub listener: weir_http::server::Server,
     /// True once start-up loading (the repository, then the registry's first answer) has
     /// finished, false again while draining. Readiness also needs every model to serve: see
     /// [`App::unready_reasons`].
@@ -185,17 +187,18 @@ impl RunningServer {
             .into());
         }
         let metrics = Arc::new(Metrics::new());
+        // Deadlines and connection caps against stalling clients; TCP_NODELAY on every
+        // connection (small answers are the common case, Nagle would delay each).
+        let server = weir_http::server::Server::new(config.limits);
         let app = Arc::new(App {
             store: ModelStore::new(config.model_repository.clone(), metrics.clone()),
             config,
             metrics,
+            listener: server.clone(),
             ready: AtomicBool::new(false),
         });
         let (shutdown, mut shutdown_rx) = watch::channel(false);
         let router = crate::routes::router(app.clone());
-        // Deadlines and connection caps against stalling clients; TCP_NODELAY on every
-        // connection (small answers are the common case, Nagle would delay each).
-        let server = weir_http::server::Server::new(app.config.limits);
         let task = tokio::spawn(async move {
             let stopped = async move {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;
