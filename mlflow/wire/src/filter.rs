@@ -217,5 +217,38 @@ impl fmt::Display for Literal {
     }
 }
 
+/// What every MLflow search endpoint must refuse, shared by the registry's and tracking's HTTP
+/// tests so the two servers are held to one standard.
+#[doc(hidden)]
+pub mod conformance {
+    /// Filters refused whatever entities a server knows: multi-byte characters where a key or
+    /// value belongs, unterminated strings, operators MLflow lacks, `OR`, parentheses, a NUL.
+    pub const MALFORMED: &[&str] = &[
+        "é",
+        "params.x IN (é)",
+        "name = 'unterminated",
+        "name ==",
+        "😀",
+        "name = '😀' AND 😀",
+        "`",
+        "name = 'a'\0",
+        "name = 'a' OR name = 'b'",
+        "(name = 'a')",
+    ];
+
+    /// Why `answer` (the JSON body of a search given `filter`) is not MLflow's refusal of a
+    /// filter that names where it went wrong without echoing it whole; `None` when it is.
+    pub fn refusal_problem(filter: &str, answer: &serde_json::Value) -> Option<String> {
+        if answer["error_code"] != "INVALID_PARAMETER_VALUE" {
+            return Some(format!("{filter:?}: not INVALID_PARAMETER_VALUE: {answer}"));
+        }
+        let message = answer["message"].as_str().unwrap_or_default();
+        if !message.starts_with("invalid filter at position ") {
+            return Some(format!("{filter:?}: no position in {message:?}"));
+        }
+        (message.len() >= 300).then(|| format!("the filter is echoed whole: {message}"))
+    }
+}
+
 #[cfg(test)]
 mod tests;

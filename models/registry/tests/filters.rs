@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
+use weir_mlflow_wire::filter::conformance;
 use weir_mlflow_wire::Authenticator;
 use weir_registry::artifacts::ArtifactStore;
 use weir_registry::store::{NewVersion, Tag};
@@ -128,34 +129,13 @@ async fn multi_byte_and_malformed_filters_are_refused_with_400() {
     let h = Harness::new("bad");
     let long = format!("name = '{}'", "x".repeat(10 * 1024));
     for (path, _) in SEARCHES {
-        for bad in [
-            "é",
-            "params.x IN (é)",
-            "name = 'unterminated",
-            "name ==",
-            "😀",
-            "name = '😀' AND 😀",
-            "`",
-            "name = 'a'\0",
-            "name = 'a' OR name = 'b'",
-            "(name = 'a')",
-            "name IN ('a')",
-            "creation_timestamp > 1",
-            "\u{FFFD}",
-            long.as_str(),
-        ] {
+        let registry_only = ["name IN ('a')", "creation_timestamp > 1", "\u{FFFD}", &long];
+        for &bad in conformance::MALFORMED.iter().chain(&registry_only) {
             let (status, answer) = h.search(path, bad).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {bad:?}: {answer}");
-            assert_eq!(answer["error_code"], "INVALID_PARAMETER_VALUE", "{bad:?}");
-            let message = answer["message"].as_str().unwrap();
-            assert!(
-                message.starts_with("invalid filter at position "),
-                "{bad:?}: {message}"
-            );
-            assert!(
-                message.len() < 300,
-                "the filter is not echoed whole: {message}"
-            );
+            if let Some(problem) = conformance::refusal_problem(bad, &answer) {
+                panic!("{path}: {problem}");
+            }
         }
         // Bytes that are not UTF-8 at all read as replacement characters: refused the same.
         let request = Request::builder()

@@ -4,6 +4,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use super::*;
+use weir_mlflow_wire::filter::conformance;
 
 fn app() -> (Router, weir_sql::testing::TestDatabase) {
     app_with(weir_mlflow_wire::Authenticator::anonymous())
@@ -257,33 +258,13 @@ async fn multi_byte_and_malformed_filters_are_refused_with_400() {
     let (app, _db) = app();
     let long = format!("name = '{}'", "x".repeat(10 * 1024));
     for (path, _) in SEARCHES {
-        for bad in [
-            "é",
-            "params.x IN (é)",
-            "tags.t NOT IN ('a', é)",
-            "name = 'unterminated",
-            "name ==",
-            "😀",
-            "name = '😀' AND 😀",
-            "`",
-            "name = 'a'\0",
-            "name = 'a' OR name = 'b'",
-            "(name = 'a')",
-            "é.x = 'a'",
-            long.as_str(),
-        ] {
+        let tracking_only = ["tags.t NOT IN ('a', é)", "é.x = 'a'", &long];
+        for &bad in conformance::MALFORMED.iter().chain(&tracking_only) {
             let (status, answer) = search(&app, path, bad).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {bad:?}: {answer}");
-            assert_eq!(answer["error_code"], "INVALID_PARAMETER_VALUE", "{bad:?}");
-            let message = answer["message"].as_str().unwrap();
-            assert!(
-                message.starts_with("invalid filter at position "),
-                "{bad:?}: {message}"
-            );
-            assert!(
-                message.len() < 300,
-                "the filter is not echoed whole: {message}"
-            );
+            if let Some(problem) = conformance::refusal_problem(bad, &answer) {
+                panic!("{path}: {problem}");
+            }
         }
     }
     let (_, answer) = search(&app, SEARCHES[0].0, "params.x IN (é)").await;
