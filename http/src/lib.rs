@@ -3,7 +3,9 @@
 //! with its status and body. What the body means (JSON, which error fields) stays with each
 //! client.
 
+pub mod body;
 pub mod download;
+pub mod duration;
 mod host;
 pub mod panic;
 pub mod server;

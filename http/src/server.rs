@@ -6,6 +6,7 @@
 //! what it is: docs/serving.md, "Deadlines and limits".
 
 mod connection;
+mod metrics;
 mod min_rate;
 #[cfg(test)]
 mod tests;

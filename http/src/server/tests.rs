@@ -163,6 +163,14 @@ async fn stalled_headers_are_closed_and_counted() {
     })
     .await;
     assert_eq!(running.server.stats().open, 0);
+    let mut registry = prometheus_client::registry::Registry::default();
+    running.server.register_metrics(&mut registry);
+    let mut exported = String::new();
+    prometheus_client::encoding::text::encode(&mut exported, &registry).unwrap();
+    assert!(
+        exported.contains("weir_http_header_timeouts_total 2\n"),
+        "{exported}"
+    );
 }
 
 #[tokio::test]
