@@ -63,6 +63,7 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Folder holding `<model>/<version>/model.onnx` (and an optional `<model>/config.toml`).
+    /// With --registry it is the cache of downloaded versions, created when missing.
     #[arg(long, env = "WEIR_MODEL_REPOSITORY")]
     model_repository: PathBuf,
     /// Address to listen on.
@@ -81,12 +82,12 @@ struct ServeArgs {
     /// (POST /v2/repository/models/{m}/load|unload); poll: also reread the repository periodically.
     #[arg(long, env = "WEIR_MODEL_CONTROL_MODE", value_enum, default_value_t = ControlMode::None)]
     model_control_mode: ControlMode,
-    /// Seconds between repository rereads in poll mode.
-    #[arg(long, env = "WEIR_REPOSITORY_POLL_SECS", default_value_t = 15)]
-    repository_poll_secs: u64,
-    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for accepted requests to finish.
-    #[arg(long, env = "WEIR_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
-    drain_timeout_secs: u64,
+    /// Time between repository rereads in poll mode (500ms, 10s, 2m; a bare number is seconds).
+    #[arg(long = "repository-poll", alias = "repository-poll-secs", env = "WEIR_REPOSITORY_POLL_SECS", default_value = "15s", value_parser = positive_duration)]
+    repository_poll: Duration,
+    /// How long a shutdown (SIGTERM, Ctrl-C) waits for accepted requests to finish.
+    #[arg(long = "drain-timeout", alias = "drain-timeout-secs", env = "WEIR_DRAIN_TIMEOUT_SECS", default_value = "30s", value_parser = weir_http::duration::parse_duration_arg)]
+    drain_timeout: Duration,
     /// URL of a `weir registry` to serve approved versions from (with --model).
     #[arg(long, env = "WEIR_REGISTRY")]
     registry: Option<String>,
@@ -99,9 +100,9 @@ struct ServeArgs {
         requires = "registry"
     )]
     models: Vec<weir_runtime::registry::RegistryModel>,
-    /// Seconds between registry checks (an alias that moves is served within one interval).
-    #[arg(long, env = "WEIR_REGISTRY_POLL_INTERVAL", default_value_t = 10)]
-    registry_poll_interval: u64,
+    /// Time between registry checks (an alias that moves is served within one interval).
+    #[arg(long, env = "WEIR_REGISTRY_POLL_INTERVAL", default_value = "10s", value_parser = positive_duration)]
+    registry_poll_interval: Duration,
     /// A file holding the bearer token for a registry started with --tokens (a file, not a
     /// flag, so the token stays out of `ps` and shell history).
     #[arg(long, env = "WEIR_REGISTRY_TOKEN_FILE", requires = "registry")]
@@ -125,6 +126,14 @@ struct ServeArgs {
     limits: server_limits::ServerLimitsArgs,
 }
 
+/// A duration that must not be zero: a poll every 0 s would spin.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match weir_http::duration::parse_duration_arg(text)? {
+        Duration::ZERO => Err(format!("'{text}' is not allowed: it must be more than 0")),
+        positive => Ok(positive),
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ControlMode {
     None,
@@ -138,11 +147,19 @@ fn init_logging(cli: &Cli) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs())
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Colour codes only for a person at a terminal: in a file, a pipe or a log collector they are
+/// noise (`\x1b[32m INFO`), and `NO_COLOR` (no-color.org) turns them off everywhere.
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -189,14 +206,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ControlMode::Explicit => ModelControl::Explicit,
             ControlMode::Poll => ModelControl::Poll,
         },
-        repository_poll: Duration::from_secs(args.repository_poll_secs.max(1)),
-        drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+        repository_poll: args.repository_poll,
+        drain_timeout: args.drain_timeout,
         registry: args
             .registry
             .map(|url| weir_runtime::registry::RegistrySource {
                 url,
                 models: args.models,
-                poll: Duration::from_secs(args.registry_poll_interval.max(1)),
+                poll: args.registry_poll_interval,
                 token: registry_token,
                 http: registry_http,
             }),

@@ -50,8 +50,137 @@ fn a_missing_repository_is_a_clear_error_and_exit_code() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("/nonexistent/models"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/models: no such directory"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--registry"), "says how else: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// With --registry the repository is the download cache: a missing folder is created (with
+/// its parents) and the server starts, unready until the registry's version loads.
+#[test]
+fn a_missing_repository_is_created_as_the_registry_cache() {
+    let scratch = std::env::temp_dir().join(format!("weir-cli-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let cache = scratch.join("models");
+    // Nobody listens on a port just released.
+    let registry = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let mut child = weir()
+        .args(["serve", "--http-port", "0", "--registry", &registry])
+        .args(["--model", "iris=models:/iris@production"])
+        .arg("--model-repository")
+        .arg(&cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = common::announced_address(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body) = common::get(&address, "/v2/health/ready");
+        if body.contains("cannot reach the registry") || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(cache.is_dir(), "{} was not created", cache.display());
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("'iris'"), "{body}");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// Logs written to a file or a pipe carry no colour codes (only a terminal gets them).
+#[test]
+fn piped_logs_have_no_colour_codes() {
+    let output = weir()
+        .args([
+            "serve",
+            "--model-repository",
+            "/nonexistent/models",
+            "--http-port",
+            "0",
+        ])
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("memory limit"), "a log line: {stderr}");
+    assert!(
+        !stderr.contains("\x1b["),
+        "colour codes in piped logs: {stderr:?}"
+    );
+}
+
+/// Every duration flag takes `500ms`/`10s`/`2m` or bare seconds; the old `-secs` names still
+/// work; a bad value is a usage error (exit 2) naming it.
+#[test]
+fn duration_flags_take_one_syntax_and_their_old_names() {
+    let help = weir().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for shown in [
+        "--drain-timeout <",
+        "[default: 30s]",
+        "--repository-poll <",
+        "[default: 15s]",
+        "--registry-poll-interval <",
+        "[default: 10s]",
+        "--header-timeout <",
+    ] {
+        assert!(help.contains(shown), "{shown} missing from:\n{help}");
+    }
+    // Accepted: the run gets past parsing and fails on the missing repository (exit 1).
+    for flags in [
+        &["--drain-timeout", "500ms", "--repository-poll", "2m"][..],
+        &["--drain-timeout-secs", "5", "--repository-poll-secs", "1"],
+        &["--registry-poll-interval", "10s", "--idle-timeout", "1h"],
+        &["--header-timeout-secs", "3", "--body-grace-secs", "0.5"],
+    ] {
+        let output = weir()
+            .args([
+                "serve",
+                "--model-repository",
+                "/nonexistent/models",
+                "--http-port",
+                "0",
+            ])
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{flags:?}: {stderr}");
+        assert!(
+            stderr.contains("/nonexistent/models"),
+            "{flags:?}: {stderr}"
+        );
+    }
+    for (flag, value, message) in [
+        ("--drain-timeout", "soon", "'soon' is not a duration"),
+        ("--registry-poll-interval", "0", "must be more than 0"),
+        ("--repository-poll-secs", "0s", "must be more than 0"),
+        ("--header-timeout", "1d", "'1d' is not a duration"),
+    ] {
+        let output = weir()
+            .args([
+                "serve",
+                "--model-repository",
+                "/nonexistent/models",
+                flag,
+                value,
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(message), "{flag} {value}: {stderr}");
+    }
 }
 
 #[test]

@@ -48,8 +48,8 @@ fn sigterm_finishes_every_accepted_request_then_exits_zero() {
             "serve",
             "--http-port",
             "0",
-            "--drain-timeout-secs",
-            "60",
+            "--drain-timeout",
+            "1m",
             "--model-repository",
         ])
         .arg(&repo)

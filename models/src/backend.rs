@@ -28,6 +28,13 @@ pub trait Backend: Send + Sync {
     fn v1_predictions(&self) -> Option<&str> {
         None
     }
+
+    /// The names of a single-input model's columns, in order, when its manifest names them
+    /// (`features` in `weir.toml`), so KServe V1 clients may send each row as an object keyed
+    /// by feature name, as they do for KServe's sklearn and xgboost servers. Empty otherwise.
+    fn feature_names(&self) -> &[String] {
+        &[]
+    }
 }
 
 /// Why a model could not be loaded or could not answer.

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -48,30 +49,99 @@ fn default_instance_count() -> usize {
 
 /// `[dynamic_batching]`: how long a batch may wait to fill, as Triton's dynamic batcher.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawDynamicBatching")]
 pub struct DynamicBatching {
-    /// How long the first request of a batch may wait for others, in microseconds. 0 batches
-    /// only what is already queued.
-    #[serde(default)]
-    pub max_queue_delay_us: u64,
+    /// How long the first request of a batch may wait for others (`max_queue_delay = "2ms"`).
+    /// Zero batches only what is already queued.
+    pub max_queue_delay: Duration,
     /// Batch sizes worth sending at once, without waiting out the delay.
-    #[serde(default)]
     pub preferred_batch_sizes: Vec<usize>,
     /// For text models: the most padded tokens (rows × longest sequence) one batch may hold,
     /// as text-embeddings-inference's `max_batch_tokens`. A request over it runs alone.
     pub max_batch_tokens: Option<usize>,
 }
 
+/// `[dynamic_batching]` as written: the delay may come in weir's one duration syntax or, as
+/// configs written before it did, in microseconds under `max_queue_delay_us`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDynamicBatching {
+    #[serde(default, deserialize_with = "weir_http::duration::deserialize_option")]
+    max_queue_delay: Option<Duration>,
+    max_queue_delay_us: Option<u64>,
+    #[serde(default)]
+    preferred_batch_sizes: Vec<usize>,
+    max_batch_tokens: Option<usize>,
+}
+
+impl TryFrom<RawDynamicBatching> for DynamicBatching {
+    type Error = String;
+
+    fn try_from(raw: RawDynamicBatching) -> Result<Self, String> {
+        let max_queue_delay = one_spelling(
+            ("max_queue_delay", raw.max_queue_delay),
+            (
+                "max_queue_delay_us",
+                raw.max_queue_delay_us.map(Duration::from_micros),
+            ),
+        )?;
+        Ok(DynamicBatching {
+            max_queue_delay: max_queue_delay.unwrap_or_default(),
+            preferred_batch_sizes: raw.preferred_batch_sizes,
+            max_batch_tokens: raw.max_batch_tokens,
+        })
+    }
+}
+
 /// `[queue]`: what happens when requests arrive faster than the model answers.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawQueuePolicy")]
 pub struct QueuePolicy {
     /// Requests that may wait per version; more are refused at once with 503.
-    #[serde(default = "default_queue_size")]
     pub max_size: usize,
-    /// Longest a request may wait before its model starts on it; 0 waits as long as it takes.
-    #[serde(default)]
-    pub timeout_ms: u64,
+    /// Longest a request may wait before its model starts on it (`timeout = "500ms"`); zero
+    /// waits as long as it takes.
+    pub timeout: Duration,
+}
+
+/// `[queue]` as written: `timeout` in the duration syntax, or the older `timeout_ms`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueuePolicy {
+    #[serde(default = "default_queue_size")]
+    max_size: usize,
+    #[serde(default, deserialize_with = "weir_http::duration::deserialize_option")]
+    timeout: Option<Duration>,
+    timeout_ms: Option<u64>,
+}
+
+impl TryFrom<RawQueuePolicy> for QueuePolicy {
+    type Error = String;
+
+    fn try_from(raw: RawQueuePolicy) -> Result<Self, String> {
+        let timeout = one_spelling(
+            ("timeout", raw.timeout),
+            ("timeout_ms", raw.timeout_ms.map(Duration::from_millis)),
+        )?;
+        Ok(QueuePolicy {
+            max_size: raw.max_size,
+            timeout: timeout.unwrap_or_default(),
+        })
+    }
+}
+
+/// A duration key and its legacy spelling with the unit in its name: they mean the same, so
+/// a config giving both is ambiguous (which one did its author last edit?) and is refused.
+fn one_spelling(
+    current: (&str, Option<Duration>),
+    legacy: (&str, Option<Duration>),
+) -> Result<Option<Duration>, String> {
+    match (current, legacy) {
+        ((name, Some(_)), (old, Some(_))) => {
+            Err(format!("give {name} or its older spelling {old}, not both"))
+        }
+        ((_, value), (_, None)) | ((_, None), (_, value)) => Ok(value),
+    }
 }
 
 fn default_queue_size() -> usize {
@@ -82,7 +152,7 @@ impl Default for QueuePolicy {
     fn default() -> Self {
         QueuePolicy {
             max_size: default_queue_size(),
-            timeout_ms: 0,
+            timeout: Duration::ZERO,
         }
     }
 }
@@ -232,7 +302,12 @@ fn read_config(path: &Path) -> Result<ModelConfig, RepositoryError> {
     if config.dynamic_batching.is_some() && config.max_batch_size == 0 {
         return Err(RepositoryError::InvalidConfig {
             path: path.display().to_string(),
-            reason: "[dynamic_batching] needs max_batch_size > 0".to_owned(),
+            reason: "[dynamic_batching] needs max_batch_size > 0: max_batch_size = 0 (the \
+                     default) means the model has no batch dimension, so there is nothing to \
+                     batch along; set max_batch_size to the most rows one model call may take \
+                     (e.g. max_batch_size = 32), or remove [dynamic_batching] (Triton refuses \
+                     this combination too)"
+                .to_owned(),
         });
     }
     if let Some(batching) = &config.dynamic_batching {
@@ -406,6 +481,87 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/weir-models"));
     }
 
+    fn config_of(text: &str) -> Result<ModelConfig, String> {
+        let root = temp_repository(&format!("durations-{:x}", {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut hasher);
+            hasher.finish()
+        }));
+        std::fs::create_dir_all(root.join("m/1")).unwrap();
+        std::fs::write(root.join("m/config.toml"), text).unwrap();
+        let read = read_model(&root, "m")
+            .map(|source| source.config)
+            .map_err(|e| e.to_string());
+        std::fs::remove_dir_all(root).unwrap();
+        read
+    }
+
+    /// docs/serving.md's `config.toml` example once made its model UNAVAILABLE
+    /// (`max_batch_size = 0` with `[dynamic_batching]`): the example must be a config weir loads.
+    #[test]
+    fn the_documented_config_example_is_valid() {
+        let doc = include_str!("../../docs/serving.md");
+        let start = doc
+            .find("```toml\n")
+            .expect("docs/serving.md has a config.toml example");
+        let block = &doc[start + "```toml\n".len()..];
+        let block = &block[..block.find("```").expect("the example is closed")];
+        let text: String = block
+            .lines()
+            .map(|line| format!("{}\n", line.trim_start()))
+            .collect();
+        assert!(text.contains("[dynamic_batching]"), "{text}");
+        let config = config_of(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(config.max_batch_size > 0 && config.dynamic_batching.is_some());
+    }
+
+    #[test]
+    fn durations_take_the_one_syntax_and_the_older_unit_keys() {
+        let batching = |text: &str| {
+            config_of(&format!("max_batch_size = 8\n[dynamic_batching]\n{text}"))
+                .map(|c| c.dynamic_batching.unwrap().max_queue_delay)
+        };
+        assert_eq!(
+            batching("max_queue_delay = \"2ms\""),
+            Ok(Duration::from_millis(2))
+        );
+        assert_eq!(batching("max_queue_delay = 1"), Ok(Duration::from_secs(1)));
+        assert_eq!(
+            batching("max_queue_delay_us = 300"),
+            Ok(Duration::from_micros(300))
+        );
+        assert_eq!(batching(""), Ok(Duration::ZERO));
+        let both = batching("max_queue_delay = \"2ms\"\nmax_queue_delay_us = 300").unwrap_err();
+        assert!(
+            both.contains("max_queue_delay") && both.contains("max_queue_delay_us"),
+            "{both}"
+        );
+        let bad = batching("max_queue_delay = \"soon\"").unwrap_err();
+        assert!(bad.contains("'soon' is not a duration"), "{bad}");
+
+        let queue = |text: &str| config_of(&format!("[queue]\n{text}")).map(|c| c.queue);
+        assert_eq!(
+            queue("timeout = \"500ms\"\nmax_size = 4"),
+            Ok(QueuePolicy {
+                max_size: 4,
+                timeout: Duration::from_millis(500)
+            })
+        );
+        assert_eq!(
+            queue("timeout_ms = 30").map(|q| q.timeout),
+            Ok(Duration::from_millis(30))
+        );
+        assert_eq!(queue(""), Ok(QueuePolicy::default()));
+        let both = queue("timeout = \"1s\"\ntimeout_ms = 30").unwrap_err();
+        assert!(both.contains("timeout_ms"), "{both}");
+        // Typos are still caught inside the tables.
+        let typo = queue("timeuot = 1").unwrap_err();
+        assert!(typo.contains("timeuot"), "{typo}");
+        let typo = batching("max_queue_dealy = 1").unwrap_err();
+        assert!(typo.contains("max_queue_dealy"), "{typo}");
+    }
+
     #[test]
     fn bad_config_values_are_refused() {
         let root = temp_repository("values");
@@ -424,6 +580,19 @@ mod tests {
             read_model(&root, "m"),
             Err(RepositoryError::UnknownPlatform { .. })
         ));
+        // The refusal says why and what to write instead, not just which key.
+        std::fs::write(
+            root.join("m/config.toml"),
+            "max_batch_size = 0\n[dynamic_batching]\n",
+        )
+        .unwrap();
+        let refused = read_model(&root, "m").unwrap_err().to_string();
+        assert!(
+            refused.contains("m/config.toml")
+                && refused.contains("needs max_batch_size > 0")
+                && refused.contains("max_batch_size = 32"),
+            "{refused}"
+        );
         let missing = load_version(&root.join("m/1"), &ModelConfig::default())
             .err()
             .unwrap();

@@ -167,12 +167,12 @@ impl Metrics {
         );
         registry.register(
             "weir_http_header_timeouts",
-            "Connections closed because their headers did not arrive within --header-timeout-secs",
+            "Connections closed because their headers did not arrive within --header-timeout",
             listener.header_timeouts.clone(),
         );
         registry.register(
             "weir_http_idle_closed",
-            "Kept-alive connections closed after --idle-timeout-secs without a request",
+            "Kept-alive connections closed after --idle-timeout without a request",
             listener.idle_closed.clone(),
         );
         registry.register(

@@ -141,6 +141,37 @@ fn record_sync_failures(app: &App, outcomes: &[(String, Result<Outcome, SyncErro
     }
 }
 
+/// Checks the model repository folder before anything loads. With a registry the folder is
+/// only the cache its versions are downloaded into, so a missing one (a fresh machine, a new
+/// pod's empty volume path) is created with its parents. Without a registry the folder is the
+/// only source of models: a missing one is almost always a typo, and creating it would start a
+/// server with nothing to serve, so it is an error naming the path.
+fn prepare_repository(config: &ServeConfig) -> Result<(), ServeError> {
+    let path = &config.model_repository;
+    let refuse = |reason: String| weir_models::repository::RepositoryError::Unreadable {
+        path: path.display().to_string(),
+        reason,
+    };
+    if path.is_dir() {
+        return Ok(());
+    }
+    if path.exists() {
+        return Err(refuse("it exists but is not a directory".to_owned()).into());
+    }
+    if config.registry.is_none() {
+        return Err(refuse(
+            "no such directory (create it and put <model>/<version>/ folders in it, or pass \
+             --registry to fill it from a registry)"
+                .to_owned(),
+        )
+        .into());
+    }
+    std::fs::create_dir_all(path)
+        .map_err(|e| refuse(format!("cannot create it as the registry cache: {e}")))?;
+    tracing::info!(path = %path.display(), "created the model repository folder (the registry's cache)");
+    Ok(())
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -179,13 +210,7 @@ impl RunningServer {
                 source,
             })?;
         let addr = listener.local_addr()?;
-        if !config.model_repository.is_dir() {
-            return Err(weir_models::repository::RepositoryError::Unreadable {
-                path: config.model_repository.display().to_string(),
-                reason: "not a directory".to_owned(),
-            }
-            .into());
-        }
+        prepare_repository(&config)?;
         let metrics = Arc::new(Metrics::new());
         // Deadlines and connection caps against stalling clients; TCP_NODELAY on every
         // connection (small answers are the common case, Nagle would delay each).

@@ -90,7 +90,7 @@ async fn concurrent_requests_form_batches_and_each_client_gets_its_own_rows() {
     // A long delay so batches form from whatever arrives together, however slow the machine.
     repo.write_config(
         "simple",
-        "max_batch_size = 64\n[dynamic_batching]\nmax_queue_delay_us = 200000\n",
+        "max_batch_size = 64\n[dynamic_batching]\nmax_queue_delay = \"200ms\"\n",
     );
     let server = start(common::config(&repo.dir)).await;
     let app = server.app.clone();

@@ -22,13 +22,23 @@ use weir_mlflow_wire::{Authenticator, Identities};
 use weir_registry::artifacts::ArtifactStore;
 use weir_registry::{Registry, Store};
 use weir_runtime::registry::RegistrySource;
-use weir_runtime::{App, ModelControl, ServeConfig};
+use weir_runtime::{App, ModelControl, RunningServer, ServeConfig};
 
 /// A registry on SQLite with its artifacts in `scratch`, on a real loopback socket (its URL);
 /// the database goes when the returned guard is dropped.
 async fn registry_on(
     scratch: &TempRepo,
     authenticator: Authenticator,
+) -> (Router, String, weir_sql::testing::TestDatabase) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    registry_listening(scratch, authenticator, listener).await
+}
+
+/// As [`registry_on`], on a listener the caller chose (a port a server was told of earlier).
+async fn registry_listening(
+    scratch: &TempRepo,
+    authenticator: Authenticator,
+    listener: tokio::net::TcpListener,
 ) -> (Router, String, weir_sql::testing::TestDatabase) {
     let db = weir_sql::testing::sqlite(&format!(
         "runtime_readiness_{}",
@@ -45,7 +55,6 @@ async fn registry_on(
         sources: None,
     });
     let router = weir_registry::router(registry, authenticator);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let serve = axum::serve(listener, router.clone());
     tokio::spawn(async move { serve.await });
@@ -237,6 +246,83 @@ async fn an_unreachable_or_refusing_registry_keeps_the_server_unready() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_that_comes_up_later_makes_the_server_ready_once_its_model_loads() {
+    // Nobody listens on a port just released; the registry starts there later.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    // The repository folder does not exist yet: with a registry it is only the download
+    // cache, so the server creates it (with its parents) instead of refusing to start.
+    let parent = TempRepo::new("readiness-later");
+    let cache = parent.path("not/yet/models");
+    let mut server = RunningServer::start(ServeConfig {
+        registry: Some(following(&format!("http://127.0.0.1:{port}"))),
+        ..common::config(&cache)
+    })
+    .await
+    .unwrap();
+    server.wait_loaded().await.unwrap();
+    assert!(cache.is_dir(), "the registry cache folder was created");
+    let app = server.app.clone();
+    let (status, reasons) = readiness(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reasons}");
+    assert!(
+        reasons.contains("'iris'") && reasons.contains("cannot reach the registry"),
+        "{reasons}"
+    );
+
+    let scratch = TempRepo::new("readiness-later-registry");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (registry, _, _db) =
+        registry_listening(&scratch, Authenticator::anonymous(), listener).await;
+    let version = register_unapproved_iris(&registry).await;
+    registry_call(
+        &registry,
+        "bob",
+        "/api/2.0/weir/approvals/approve",
+        json!({"name": "iris", "version": version}),
+    )
+    .await;
+    until("the registry's version to make the server ready", || {
+        let app = app.clone();
+        async move { readiness(&app).await.0 == StatusCode::OK }
+    })
+    .await;
+    assert_eq!(app.store.serving_version("iris"), Some(1));
+    assert!(cache.join("iris/1/model.onnx").is_file());
+}
+
+#[tokio::test]
+async fn a_missing_repository_without_a_registry_is_an_error_naming_it() {
+    let parent = TempRepo::new("readiness-missing");
+    let missing = parent.path("typo/models");
+    let error = RunningServer::start(common::config(&missing))
+        .await
+        .err()
+        .expect("a missing repository without --registry is refused")
+        .to_string();
+    assert!(
+        error.contains(&missing.display().to_string()) && error.contains("no such directory"),
+        "{error}"
+    );
+    assert!(!missing.exists(), "nothing is created without a registry");
+    // A file where the folder should be is refused even with a registry.
+    std::fs::write(parent.path("file"), b"").unwrap();
+    let error = RunningServer::start(ServeConfig {
+        registry: Some(following("http://127.0.0.1:9")),
+        ..common::config(&parent.path("file"))
+    })
+    .await
+    .err()
+    .expect("a file is not a repository")
+    .to_string();
+    assert!(error.contains("not a directory"), "{error}");
+}
+
 #[tokio::test]
 async fn a_repository_model_its_config_makes_unavailable_keeps_the_server_unready() {
     let repo = TempRepo::new("readiness-config");
@@ -252,6 +338,16 @@ async fn a_repository_model_its_config_makes_unavailable_keeps_the_server_unread
         "{reasons}"
     );
     assert!(!reasons.contains("'iris'"), "iris serves: {reasons}");
+    // The index says why and what to write instead.
+    let rows = index(&server.app).await;
+    assert!(
+        rows.iter().any(|(name, state, reason)| name == "batched/"
+            && state == "UNAVAILABLE"
+            && reason.contains(
+                "max_batch_size = 0 (the default) means the model has no batch dimension"
+            )),
+        "{rows:?}"
+    );
 
     // The same repository without the bad config is ready.
     std::fs::remove_file(repo.path("batched/config.toml")).unwrap();

@@ -40,7 +40,7 @@ async fn concurrent_texts_batch_within_the_token_budget_and_get_their_own_embedd
     std::os::unix::fs::symlink(&source, repo.path("minilm/1")).unwrap();
     repo.write_config(
         "minilm",
-        "max_batch_size = 32\n[dynamic_batching]\nmax_queue_delay_us = 300000\nmax_batch_tokens = 40\n",
+        "max_batch_size = 32\n[dynamic_batching]\nmax_queue_delay = \"300ms\"\nmax_batch_tokens = 40\n",
     );
     let server = start(common::config(&repo.dir)).await;
     let app = server.app.clone();

@@ -322,6 +322,8 @@ pub struct NativeNetwork {
     /// `(mean, scale)` rows, applied after the output function.
     output_scaler: Option<(CandleTensor, CandleTensor)>,
     labels: Option<Labels>,
+    /// The manifest's `features`: the input's columns by name, in order (empty when unnamed).
+    features: Vec<String>,
     signature: Signature,
 }
 
@@ -418,6 +420,7 @@ impl NativeNetwork {
             input_scaler: scaler_rows(&manifest.scaler)?,
             output_scaler: scaler_rows(&manifest.output_scaler)?,
             labels: manifest.labels,
+            features: manifest.features,
             signature,
         })
     }
@@ -527,6 +530,10 @@ impl Backend for NativeNetwork {
 
     fn v1_predictions(&self) -> Option<&str> {
         self.labels.as_ref().map(|_| LABEL_OUTPUT)
+    }
+
+    fn feature_names(&self) -> &[String] {
+        &self.features
     }
 }
 

@@ -4,13 +4,16 @@
 //! from its signature, the shape from the nesting of the JSON. Two forms are accepted:
 //! - rows for a single-input model: `{"instances": [[5.1, 3.5, 1.4, 0.2], …]}`;
 //! - named rows for any model: `{"instances": [{"INPUT0": […], "INPUT1": […]}, …]}`;
+//! - rows keyed by feature name for a single-input model whose manifest names its columns
+//!   (`features` in `weir.toml`): `{"instances": [{"sepal_length": 5.1, …}, …]}`, placed in the
+//!   declared order, as KServe's sklearn server takes them;
 //!
 //! and `"inputs"` in place of `"instances"` (TensorFlow Serving's columnar form): a batch array
 //! for a single-input model, or an object of batch arrays by input name.
 //! The answer is `{"predictions": [...]}`: one entry per row, holding the row of the single
 //! output, or an object of rows by output name when the model has several.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -28,12 +31,23 @@ struct PredictRequest<'a> {
     inputs: Option<&'a RawValue>,
 }
 
-/// Decodes a `:predict` body into validated input tensors.
+/// Decodes a `:predict` body into validated input tensors, for a model whose columns have no
+/// names.
 pub fn decode_predict(body: &[u8], signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
+    decode_predict_with_features(body, signature, &[])
+}
+
+/// [`decode_predict`] for a model whose single input's columns are named `features`, in order
+/// (empty: unnamed): instances may then be objects keyed by those names.
+pub fn decode_predict_with_features(
+    body: &[u8],
+    signature: &Signature,
+    features: &[String],
+) -> Result<Vec<Tensor>, ApiError> {
     let request: PredictRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid predict request: {e}")))?;
     let tensors = match (request.instances, request.inputs) {
-        (Some(instances), None) => decode_instances(instances, signature)?,
+        (Some(instances), None) => decode_instances(instances, signature, features)?,
         (None, Some(inputs)) if is_object(inputs) => decode_columns(inputs, signature)?,
         (None, Some(inputs)) => vec![decode_batch(single_input(signature)?, inputs)?],
         _ => {
@@ -54,7 +68,7 @@ pub async fn decode_predict_body(
 ) -> Result<Vec<Tensor>, ApiError> {
     let backend = backend.clone();
     super::decode_off_thread(body.len(), move || {
-        decode_predict(&body, backend.signature())
+        decode_predict_with_features(&body, backend.signature(), backend.feature_names())
     })
     .await
 }
@@ -91,12 +105,35 @@ fn checked(spec: &TensorSpec, shape: Vec<usize>, data: TensorData) -> Result<Ten
     Ok(Tensor::new(spec.name.clone(), shape, data))
 }
 
-fn decode_instances(instances: &RawValue, signature: &Signature) -> Result<Vec<Tensor>, ApiError> {
+fn decode_instances(
+    instances: &RawValue,
+    signature: &Signature,
+    features: &[String],
+) -> Result<Vec<Tensor>, ApiError> {
     let rows: Vec<&RawValue> = serde_json::from_str(instances.get()).map_err(|e| {
         ApiError::bad_request(format!("\"instances\" must be an array of rows: {e}"))
     })?;
-    if !rows.first().is_some_and(|row| is_object(row)) {
+    let objects = rows.first().is_some_and(|row| is_object(row));
+    if let Some(index) = rows.iter().position(|row| is_object(row) != objects) {
+        let form = |object: bool| {
+            if object {
+                "an object keyed by name"
+            } else {
+                "a plain row"
+            }
+        };
+        return Err(ApiError::bad_request(format!(
+            "\"instances\" mixes two forms: instance 0 is {} but instance {index} is {}; give \
+             every instance in the same form",
+            form(objects),
+            form(!objects)
+        )));
+    }
+    if !objects {
         return Ok(vec![decode_batch(single_input(signature)?, instances)?]);
+    }
+    if let Some(spec) = keyed_by_feature(&rows, signature, features) {
+        return Ok(vec![decode_feature_rows(spec, features, &rows)?]);
     }
     // Per input: the shape of one row, the rows' elements so far, and how many rows gave it.
     let mut columns: HashMap<&str, (Vec<usize>, TensorData, usize)> = HashMap::new();
@@ -153,6 +190,85 @@ fn decode_instances(instances: &RawValue, signature: &Signature) -> Result<Vec<T
         }
     }
     Ok(tensors)
+}
+
+/// The input that instances keyed by feature name fill: the model's only input, when its
+/// manifest names the columns and the first instance is not keyed by that input's own name
+/// (`{"features": [5.1, 3.5, 1.4, 0.2]}` stays the named-input form).
+fn keyed_by_feature<'s>(
+    rows: &[&RawValue],
+    signature: &'s Signature,
+    features: &[String],
+) -> Option<&'s TensorSpec> {
+    let [only] = signature.inputs.as_slice() else {
+        return None;
+    };
+    if features.is_empty() {
+        return None;
+    }
+    if features.contains(&only.name) {
+        return Some(only);
+    }
+    let first: HashMap<&str, &RawValue> = serde_json::from_str(rows.first()?.get()).ok()?;
+    (!first.contains_key(only.name.as_str())).then_some(only)
+}
+
+/// Instances keyed by feature name, as one batch of `spec` with the columns in the declared
+/// order. Every instance must give every feature, and nothing else, each as one value.
+fn decode_feature_rows(
+    spec: &TensorSpec,
+    features: &[String],
+    rows: &[&RawValue],
+) -> Result<Tensor, ApiError> {
+    let declared = || features.join(", ");
+    let mut batch = String::with_capacity(rows.iter().map(|r| r.get().len()).sum::<usize>() + 2);
+    batch.push('[');
+    for (index, row) in rows.iter().enumerate() {
+        // Sorted, so a row with several unknown keys is always answered naming the same one.
+        let named: BTreeMap<&str, &RawValue> = serde_json::from_str(row.get()).map_err(|e| {
+            ApiError::bad_request(format!(
+                "instance {index} must be an object of features by name: {e}"
+            ))
+        })?;
+        if let Some(unknown) = named.keys().find(|key| !features.iter().any(|f| f == *key)) {
+            return Err(ApiError::bad_request(format!(
+                "instance {index} names unknown feature '{unknown}'; the model's features are: {}",
+                declared()
+            )));
+        }
+        if index > 0 {
+            batch.push(',');
+        }
+        batch.push('[');
+        for (column, feature) in features.iter().enumerate() {
+            let value = named.get(feature.as_str()).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "instance {index} lacks feature '{feature}'; the model's features are: {}",
+                    declared()
+                ))
+            })?;
+            if value.get().trim_start().starts_with(['[', '{']) {
+                return Err(ApiError::bad_request(format!(
+                    "instance {index} feature '{feature}' must be a single value, found {}",
+                    value.get()
+                )));
+            }
+            if column > 0 {
+                batch.push(',');
+            }
+            batch.push_str(value.get());
+        }
+        batch.push(']');
+    }
+    batch.push(']');
+    let decoded = json_data::decode(&batch, spec.datatype, None).map_err(|e| {
+        ApiError::bad_request(format!(
+            "instances by feature ({}) for input '{}': {e}",
+            declared(),
+            spec.name
+        ))
+    })?;
+    checked(spec, decoded.shape, decoded.data)
 }
 
 fn decode_columns(inputs: &RawValue, signature: &Signature) -> Result<Vec<Tensor>, ApiError> {

@@ -47,13 +47,12 @@ impl From<&ModelConfig> for Policy {
         Policy {
             max_batch_size: config.max_batch_size as usize,
             batching: config.dynamic_batching.as_ref().map(|b| Batching {
-                max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
+                max_queue_delay: b.max_queue_delay,
                 preferred_batch_sizes: b.preferred_batch_sizes.clone(),
                 max_batch_tokens: b.max_batch_tokens,
             }),
             queue_max_size: config.queue.max_size,
-            queue_timeout: (config.queue.timeout_ms > 0)
-                .then(|| Duration::from_millis(config.queue.timeout_ms)),
+            queue_timeout: (!config.queue.timeout.is_zero()).then_some(config.queue.timeout),
             instances: config.instance_count.max(1),
         }
     }

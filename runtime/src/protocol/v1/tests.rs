@@ -134,6 +134,98 @@ fn bad_predict_requests_are_named() {
     );
 }
 
+fn iris_features() -> Vec<String> {
+    ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+        .map(String::from)
+        .to_vec()
+}
+
+#[test]
+fn instances_keyed_by_feature_name_are_placed_in_the_declared_order() {
+    let features = iris_features();
+    let tensors = decode_predict_with_features(
+        br#"{"instances": [
+            {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+            {"petal_width": 8, "petal_length": 7, "sepal_width": 6, "sepal_length": 5}
+        ]}"#,
+        &iris(),
+        &features,
+    )
+    .unwrap();
+    assert_eq!(tensors.len(), 1);
+    assert_eq!(tensors[0].name, "features");
+    assert_eq!(tensors[0].shape, [2, 4]);
+    assert_eq!(
+        tensors[0].data,
+        TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2, 5., 6., 7., 8.])
+    );
+    // Plain rows and the input's own name still work for such a model.
+    let plain =
+        decode_predict_with_features(br#"{"instances": [[1, 2, 3, 4]]}"#, &iris(), &features)
+            .unwrap();
+    assert_eq!(plain[0].data, TensorData::Fp32(vec![1., 2., 3., 4.]));
+    let named = decode_predict_with_features(
+        br#"{"instances": [{"features": [1, 2, 3, 4]}]}"#,
+        &iris(),
+        &features,
+    )
+    .unwrap();
+    assert_eq!(named[0].shape, [1, 4]);
+}
+
+#[test]
+fn feature_rows_missing_unknown_or_mixed_are_refused_naming_the_key() {
+    let features = iris_features();
+    let cases: [(&[u8], &str); 5] = [
+        (
+            br#"{"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4}]}"#,
+            "instance 0 lacks feature 'petal_width'; the model's features are: sepal_length, sepal_width, petal_length, petal_width",
+        ),
+        (
+            br#"{"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, "colour": 1}]}"#,
+            "instance 0 names unknown feature 'colour'",
+        ),
+        (
+            br#"{"instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}, [1, 2, 3, 4]]}"#,
+            "\"instances\" mixes two forms: instance 0 is an object keyed by name but instance 1 is a plain row",
+        ),
+        (
+            br#"{"instances": [[1, 2, 3, 4], {"sepal_length": 5.1}]}"#,
+            "\"instances\" mixes two forms: instance 0 is a plain row but instance 1 is an object",
+        ),
+        (
+            br#"{"instances": [{"sepal_length": [5.1], "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}"#,
+            "instance 0 feature 'sepal_length' must be a single value",
+        ),
+    ];
+    for (body, message) in cases {
+        let err = decode_predict_with_features(body, &iris(), &features).unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+        assert!(
+            err.message.starts_with(message),
+            "{}: {}",
+            String::from_utf8_lossy(body),
+            err.message
+        );
+    }
+    // A model without feature names refuses feature-keyed rows as unknown inputs, as before.
+    let err = decode_predict(br#"{"instances": [{"sepal_length": 5.1}]}"#, &iris()).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("instance 0 names unknown input 'sepal_length'"),
+        "{}",
+        err.message
+    );
+    // A value of the wrong type is refused by the datatype check.
+    let err = decode_predict_with_features(
+        br#"{"instances": [{"sepal_length": "x", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}"#,
+        &iris(),
+        &features,
+    )
+    .unwrap_err();
+    assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+}
+
 #[test]
 fn predictions_are_rows_of_the_output_or_objects_of_outputs() {
     let label = Tensor::new("label", vec![2], TensorData::Int64(vec![0, 2]));
