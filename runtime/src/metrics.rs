@@ -64,20 +64,6 @@ pub struct Metrics {
     pub shed: Counter,
     /// Requests whose handling panicked (answered 500 by the panic layer): always a bug.
     pub panics: Counter,
-    listener: ListenerMetrics,
-}
-
-/// What the listener (weir_http::server) did to connections, copied in at each scrape: how
-/// hostile clients are being turned away.
-#[derive(Default)]
-struct ListenerMetrics {
-    /// Serialises the copy, so two scrapes at once never add the same delta twice.
-    copying: std::sync::Mutex<()>,
-    open: Gauge,
-    refused: Counter,
-    header_timeouts: Counter,
-    idle_closed: Counter,
-    slow_bodies: Counter,
 }
 
 impl Default for Metrics {
@@ -154,32 +140,6 @@ impl Metrics {
             "Requests whose handling panicked and were answered 500 (each one is a bug to report)",
             panics.clone(),
         );
-        let listener = ListenerMetrics::default();
-        registry.register(
-            "weir_http_connections_open",
-            "Connections open now",
-            listener.open.clone(),
-        );
-        registry.register(
-            "weir_http_connections_refused",
-            "Connections closed on arrival: over --max-connections or the peer's share",
-            listener.refused.clone(),
-        );
-        registry.register(
-            "weir_http_header_timeouts",
-            "Connections closed because their headers did not arrive within --header-timeout",
-            listener.header_timeouts.clone(),
-        );
-        registry.register(
-            "weir_http_idle_closed",
-            "Kept-alive connections closed after --idle-timeout without a request",
-            listener.idle_closed.clone(),
-        );
-        registry.register(
-            "weir_http_slow_bodies",
-            "Request bodies cut off for arriving slower than --body-min-rate",
-            listener.slow_bodies.clone(),
-        );
         Metrics {
             registry,
             requests,
@@ -192,30 +152,15 @@ impl Metrics {
             rejected,
             shed,
             panics,
-            listener,
         }
     }
 
-    /// Copies the listener's counts in (before each scrape).
-    pub fn observe_listener(&self, stats: &weir_http::server::ServerStats) {
-        let listener = &self.listener;
-        let _copying = listener
-            .copying
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        listener.open.set(stats.open as i64);
-        for (counter, total) in [
-            (&listener.refused, stats.refused),
-            (&listener.header_timeouts, stats.header_timeouts),
-            (&listener.idle_closed, stats.idle_closed),
-            (&listener.slow_bodies, stats.slow_bodies),
-        ] {
-            counter.inc_by(total.saturating_sub(counter.get()));
-        }
+    /// Exports the listener's connection counts (`weir_http_*`, read at each scrape).
+    pub fn with_listener(mut self, listener: &weir_http::server::Server) -> Metrics {
+        listener.register_metrics(&mut self.registry);
+        self
     }
 
-    /// The handles one model version records into, looked up once at load so the request path
-    /// never hashes labels.
     pub fn for_version(&self, model: &str, version: &str) -> VersionMetrics {
         let labels = VersionLabels {
             model: model.to_owned(),

@@ -277,13 +277,14 @@ async fn infer(
         let request = v2::decode_body(body, header_length, &loaded.backend).await?;
         let (names, binary_flags): (Vec<String>, Vec<bool>) = request.outputs.into_iter().unzip();
         let outputs = run_model(&loaded, request.inputs, names, arrived).await?;
-        let encoded = v2::encode_response(
-            &loaded.model,
-            &loaded.label,
-            request.id.as_deref(),
-            &outputs,
-            &binary_flags,
-        );
+        // A large answer (an embedding batch, an image) takes as long to encode as a large
+        // request takes to decode: off the async threads too. ~8 bytes per element in JSON.
+        let answer_size = outputs.iter().map(|t| t.data.len()).sum::<usize>() * 8;
+        let (model, label, id) = (loaded.model.clone(), loaded.label.clone(), request.id);
+        let encoded = crate::protocol::off_thread(answer_size, move || {
+            v2::encode_response(&model, &label, id.as_deref(), &outputs, &binary_flags)
+        })
+        .await?;
         let mut response = Response::new(Body::from(encoded.body));
         let content_type = match encoded.header_length {
             Some(length) => {
@@ -417,16 +418,16 @@ async fn v1_predict(
             .signature()
             .select_outputs(loaded.backend.v1_predictions())?;
         let outputs = run_model(&loaded, inputs, names, arrived).await?;
-        Ok(json_response(
-            StatusCode::OK,
-            &v1::encode_predictions(&outputs)?,
-        ))
+        let answer_size = outputs.iter().map(|t| t.data.len()).sum::<usize>() * 8;
+        let predictions =
+            crate::protocol::off_thread(answer_size, move || v1::encode_predictions(&outputs))
+                .await??;
+        Ok(json_response(StatusCode::OK, &predictions))
     })
     .await)
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    app.metrics.observe_listener(&app.listener.stats());
     (
         [(
             header::CONTENT_TYPE,

@@ -80,8 +80,6 @@ pub struct App {
     pub config: ServeConfig,
     pub store: ModelStore,
     pub metrics: Arc<Metrics>,
-    /// The listener, for its connection counts on `/metrics`.
-    pub listener: weir_http::server::Server,
     /// True once start-up loading (the repository, then the registry's first answer) has
     /// finished, false again while draining. Readiness also needs every model to serve: see
     /// [`App::unready_reasons`].
@@ -211,15 +209,14 @@ impl RunningServer {
             })?;
         let addr = listener.local_addr()?;
         prepare_repository(&config)?;
-        let metrics = Arc::new(Metrics::new());
         // Deadlines and connection caps against stalling clients; TCP_NODELAY on every
         // connection (small answers are the common case, Nagle would delay each).
         let server = weir_http::server::Server::new(config.limits);
+        let metrics = Arc::new(Metrics::new().with_listener(&server));
         let app = Arc::new(App {
             store: ModelStore::new(config.model_repository.clone(), metrics.clone()),
             config,
             metrics,
-            listener: server.clone(),
             ready: AtomicBool::new(false),
         });
         let (shutdown, mut shutdown_rx) = watch::channel(false);

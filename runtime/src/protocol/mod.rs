@@ -13,23 +13,32 @@ use crate::error::ApiError;
 /// bodies decode in microseconds, less than the hand-off would cost.
 pub const OFF_THREAD_BYTES: usize = 64 * 1024;
 
-/// Runs `decode` (the decoding of a `size`-byte body) where it cannot stall the async threads:
-/// inline when small, else on tokio's blocking pool. A panic in it is resumed here, so the
-/// server's panic layer answers and counts it as for any other.
+/// Runs `work` (CPU work proportional to `size` bytes: decoding a body, encoding an answer)
+/// where it cannot stall the async threads: inline when small, else on tokio's blocking pool.
+/// A panic in it is resumed here, so the server's panic layer answers and counts it as for any
+/// other.
+pub async fn off_thread<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if size < OFF_THREAD_BYTES {
+        return Ok(work());
+    }
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Ok(result),
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(ApiError::internal(
+            "the request's work was cancelled (the server is shutting down)",
+        )),
+    }
+}
+
+/// [`off_thread`] for a decoding that can refuse its input.
 pub async fn decode_off_thread<T: Send + 'static>(
     size: usize,
     decode: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    if size < OFF_THREAD_BYTES {
-        return decode();
-    }
-    match tokio::task::spawn_blocking(decode).await {
-        Ok(result) => result,
-        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(_) => Err(ApiError::internal(
-            "the request's decoding was cancelled (the server is shutting down)",
-        )),
-    }
+    off_thread(size, decode).await?
 }
 
 #[cfg(test)]
