@@ -148,9 +148,11 @@ pub struct CanaryArgs {
 enum CanaryCommand {
     /// Send PERCENT of MODEL's traffic to the canary, the rest to the stable version.
     Set { model: String, percent: u32 },
-    /// The canary takes all traffic and becomes the stable version.
+    /// The canary takes all traffic and becomes the stable version; the former stable version
+    /// stays at 0% (role "previous") for a rollback.
     Promote { model: String },
-    /// All traffic back to the stable version (stops a rollout).
+    /// All traffic back to the stable version (stops a rollout); right after a promotion,
+    /// undoes it: the previous stable version takes all traffic again.
     Rollback { model: String },
     /// Weights, per-version traffic, errors and latency, rollout progress and events.
     Status { model: String },
@@ -160,14 +162,14 @@ enum CanaryCommand {
         /// Canary percentages, e.g. 5,10,25,50,100.
         #[arg(long, value_delimiter = ',', default_value = "5,10,25,50,100")]
         steps: Vec<u32>,
-        /// Time per check, e.g. 30s, 500ms, 2m.
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        /// Time per check: 30s, 500ms, 2m, 1h or a number of seconds.
+        #[arg(long, default_value = "30s", value_parser = weir_http::duration::parse_duration_arg)]
         interval: Duration,
         /// Highest canary error rate (5xx other than 503, timeouts) a check passes with.
         #[arg(long, default_value_t = 0.01)]
         max_error_rate: f64,
-        /// Highest canary p99 a check passes with, e.g. 250ms.
-        #[arg(long, value_parser = parse_duration)]
+        /// Highest canary p99 a check passes with, e.g. 250ms (a bare number is seconds).
+        #[arg(long, value_parser = weir_http::duration::parse_duration_arg)]
         max_p99: Option<Duration>,
         /// Failed checks that roll the canary back.
         #[arg(long, default_value_t = 2)]
@@ -182,24 +184,6 @@ enum CanaryCommand {
     },
 }
 
-/// `250ms`, `30s`, `2m`, or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 500ms, 30s or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("'{text}': use ms, s or m")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
 fn print_status(status: &Value) {
     let rows = status["backends"]
         .as_array()
@@ -208,10 +192,17 @@ fn print_status(status: &Value) {
                 .iter()
                 .map(|b| {
                     let minute = &b["last_minute"];
+                    let registry = b["registry_version"]
+                        .as_str()
+                        .filter(|n| *n != b["version"].as_str().unwrap_or_default());
                     vec![
-                        text(&b["version"]),
+                        match registry {
+                            Some(number) => format!("{} (v{number})", text(&b["version"])),
+                            None => text(&b["version"]),
+                        },
                         text(&b["role"]),
                         format!("{}%", text(&b["weight"])),
+                        text(&minute["requests"]),
                         format!(
                             "{:.1}",
                             minute["requests_per_second"].as_f64().unwrap_or(0.0)
@@ -233,7 +224,8 @@ fn print_status(status: &Value) {
             "version",
             "role",
             "weight",
-            "req/s (1 min)",
+            "requests (1 min)",
+            "req/s",
             "errors",
             "p50 ms",
             "p99 ms",
@@ -296,9 +288,9 @@ pub async fn canary(args: CanaryArgs) -> anyhow::Result<()> {
             let plan = json!({
                 "prometheus": prometheus.map(|url| json!({ "url": url })),
                 "steps": steps,
-                "interval_ms": interval.as_millis() as u64,
+                "interval": interval.as_secs_f64(),
                 "max_error_rate": max_error_rate,
-                "max_p99_ms": max_p99.map(|d| d.as_secs_f64() * 1000.0),
+                "max_p99": max_p99.map(|d| d.as_secs_f64()),
                 "failure_threshold": failure_threshold,
                 "min_requests": min_requests,
             });
@@ -313,19 +305,4 @@ pub async fn canary(args: CanaryArgs) -> anyhow::Result<()> {
         Output::Table => print_status(&status),
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3h").is_err());
-    }
 }

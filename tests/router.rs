@@ -877,3 +877,186 @@ fn blank_tokens_and_an_anonymous_admin_api_off_loopback_stop_the_router_at_start
         200
     );
 }
+
+/// Behind `weir up` the backends are named by role (`stable`, `canary`) and say which
+/// registry version their replicas serve: a client pinning the number (header or path) reaches
+/// it, a path naming the role reaches the replica as the number, `weir canary status` counts
+/// the traffic it routed at once, the rollout flags take durations, and a rollback after a
+/// promotion goes back to the previous stable version.
+#[test]
+fn role_named_backends_answer_registry_versions_and_status_sees_traffic_at_once() {
+    let dir = scratch("router-roles");
+    let (v1_repo, v2_repo) = (iris_repository(&dir, 1), iris_repository(&dir, 2));
+    let (_a, a) = serve(&v1_repo);
+    let (_b, b) = serve(&v2_repo);
+    let config = routes_file(
+        &dir,
+        &format!(
+            "[settings]\nrequest_timeout = \"30s\"\nhealth_check_interval = \"500ms\"\n\
+             [[route]]\nmodel = \"iris\"\n\
+             [[route.backend]]\nversion = \"stable\"\nregistry_version = 1\nendpoints = [\"http://{a}\"]\nweight = 90\n\
+             [[route.backend]]\nversion = \"canary\"\nregistry_version = 2\nendpoints = [\"http://{b}\"]\nweight = 10\n"
+        ),
+    );
+    let (_router, router, admin_api) = start_router(&config, &[]);
+    let admin_url = format!("http://{admin_api}");
+
+    // Pins by registry number and by role, by header and by path: the replica that answers
+    // serves version 2 each time.
+    for (path, headers) in [
+        ("/v2/models/iris/infer", "x-weir-version: 2\r\n"),
+        ("/v2/models/iris/versions/2/infer", ""),
+        ("/v2/models/iris/versions/canary/infer", ""),
+        ("/v2/models/iris/infer", "x-weir-version: canary\r\n"),
+    ] {
+        let (status, header, answered) = infer(&router, path, headers);
+        assert_eq!(
+            (status, header.as_str(), answered.as_str()),
+            (200, "canary", "2"),
+            "{path} {headers}"
+        );
+    }
+    assert_eq!(
+        infer(&router, "/v2/models/iris/versions/3/infer", "").0,
+        404
+    );
+
+    // Status right after the traffic: 4 pinned + 20 by weight, all counted, none at 0 req/s.
+    for _ in 0..20 {
+        assert_eq!(infer(&router, "/v2/models/iris/infer", "").0, 200);
+    }
+    let output = canary_cli(
+        &["status", "iris", "--router", &admin_url, "--output", "json"],
+        &[],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let backends = status["backends"].as_array().unwrap();
+    let total: u64 = backends
+        .iter()
+        .map(|b| b["last_minute"]["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 24, "{status}");
+    for backend in backends {
+        let minute = &backend["last_minute"];
+        assert!(
+            minute["requests"] == 0 || minute["requests_per_second"].as_f64().unwrap() > 0.0,
+            "{backend}"
+        );
+    }
+    assert_eq!(backends[1]["registry_version"], "2");
+    let table = canary_cli(&["status", "iris", "--router", &admin_url], &[]);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        table.contains("canary (v2)") && table.contains("REQUESTS (1 MIN)"),
+        "{table}"
+    );
+
+    // Durations on the rollout flags: the plan the router keeps says what was asked.
+    let output = canary_cli(
+        &[
+            "rollout",
+            "iris",
+            "--steps",
+            "50,100",
+            "--interval",
+            "2m",
+            "--max-p99",
+            "0.25",
+            "--router",
+            &admin_url,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (
+            plan["rollout"]["plan"]["interval"].as_str(),
+            plan["rollout"]["plan"]["max_p99"].as_str()
+        ),
+        (Some("120s"), Some("250ms")),
+        "{plan}"
+    );
+    let output = canary_cli(
+        &[
+            "rollout",
+            "iris",
+            "--steps",
+            "50,100",
+            "--interval",
+            "90",
+            "--router",
+            &admin_url,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["rollout"]["plan"]["interval"], "90s", "{plan}");
+    assert!(plan["rollout"]["plan"]["max_p99"].is_null(), "{plan}");
+    let refused = canary_cli(
+        &[
+            "rollout",
+            "iris",
+            "--interval",
+            "soon",
+            "--router",
+            &admin_url,
+        ],
+        &[],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("'soon' is not a duration"),
+        "{refused:?}"
+    );
+
+    // Promote (stops the rollout), then roll back: the previous stable version returns, and
+    // the roles say so at each step.
+    let roles = |output: std::process::Output| -> Vec<(String, String, u64)> {
+        assert!(output.status.success(), "{output:?}");
+        let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+        status["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["version"].as_str().unwrap().to_owned(),
+                    b["role"].as_str().unwrap().to_owned(),
+                    b["weight"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let row = |v: &str, r: &str, w: u64| (v.to_owned(), r.to_owned(), w);
+    let json_flags = ["--router", admin_url.as_str(), "--output", "json"];
+    let promoted = roles(canary_cli(
+        &[&["promote", "iris"][..], &json_flags].concat(),
+        &[],
+    ));
+    assert_eq!(
+        promoted,
+        [row("canary", "stable", 100), row("stable", "previous", 0)]
+    );
+    let again = canary_cli(&[&["promote", "iris"][..], &json_flags].concat(), &[]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no canary"),
+        "{again:?}"
+    );
+    let rolled_back = roles(canary_cli(
+        &[&["rollback", "iris"][..], &json_flags].concat(),
+        &[],
+    ));
+    assert_eq!(
+        rolled_back,
+        [row("stable", "stable", 100), row("canary", "canary", 0)]
+    );
+    assert_eq!(infer(&router, "/v2/models/iris/infer", "").2, "1");
+}

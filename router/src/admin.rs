@@ -18,6 +18,8 @@ use crate::auth::{bearer_matches, AdminToken};
 use crate::config::valid_endpoint;
 use crate::proxy::{error, json_response};
 use crate::rollout::{Rollout, RolloutPlan};
+use crate::stats::per_second;
+use crate::table::Route;
 use crate::{state, Router};
 
 /// Events kept per model for `status`.
@@ -61,6 +63,9 @@ pub enum AdminError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// The call does not fit the route's state (e.g. no canary to promote).
+    #[error("{0}")]
+    Conflict(String),
     #[error("the admin API needs Authorization: Bearer <token>")]
     Unauthorized,
 }
@@ -70,6 +75,7 @@ impl IntoResponse for AdminError {
         let status = match self {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
         };
         error(status, self.to_string())
@@ -97,11 +103,24 @@ impl Router {
         }
     }
 
-    /// Sets a model's weights (stable version first), atomically, and persists them.
+    /// Sets a model's weights (stable version first), atomically, and persists them. Versions
+    /// may be named by the backend's name or by its registry version.
     pub async fn set_weights(
         &self,
         model: &str,
         weights: Vec<(String, u32)>,
+        why: &str,
+    ) -> Result<(), AdminError> {
+        self.apply_weights(model, weights, None, why).await
+    }
+
+    /// [`Router::set_weights`], recording `previous` as the stable version a rollback returns
+    /// to (a promotion) or clearing it (`None`, any other change).
+    async fn apply_weights(
+        &self,
+        model: &str,
+        weights: Vec<(String, u32)>,
+        previous: Option<String>,
         why: &str,
     ) -> Result<(), AdminError> {
         let _guard = self.admin.lock().await;
@@ -110,6 +129,18 @@ impl Router {
             .routes
             .get(model)
             .ok_or_else(|| AdminError::NotFound(format!("no route for model '{model}'")))?;
+        let known_versions = || describe_versions(route);
+        let mut named = Vec::with_capacity(weights.len());
+        for (version, weight) in weights {
+            let backend = route.backend(&version).ok_or_else(|| {
+                AdminError::Invalid(format!(
+                    "model '{model}' has no version '{version}' behind this router; its versions: {}",
+                    known_versions()
+                ))
+            })?;
+            named.push((backend.version.clone(), weight));
+        }
+        let weights = named;
         let mut known: Vec<&String> = route.backends.iter().map(|b| &b.version).collect();
         let mut given: Vec<&String> = weights.iter().map(|(v, _)| v).collect();
         known.sort();
@@ -117,11 +148,7 @@ impl Router {
         if known != given {
             return Err(AdminError::Invalid(format!(
                 "weights must name each version of '{model}' once: {}",
-                known
-                    .iter()
-                    .map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                known_versions()
             )));
         }
         let total: u32 = weights.iter().map(|(_, w)| w).sum();
@@ -130,7 +157,7 @@ impl Router {
                 "weights must add up to 100, got {total}"
             )));
         }
-        let table = current.with_weights(model, &weights);
+        let table = current.with_weights(model, &weights, previous);
         self.metrics.set_weights(&table);
         state::save(&self.state_path, &self.routes_file.load(), &table);
         self.table.store(Arc::new(table));
@@ -139,7 +166,7 @@ impl Router {
         Ok(())
     }
 
-    /// The stable and canary versions: the first two backends.
+    /// The first two backends: the stable version and the second one, whatever its role.
     pub fn stable_and_canary(&self, model: &str) -> Result<(String, String), AdminError> {
         let table = self.table.load();
         let route = table
@@ -148,13 +175,34 @@ impl Router {
             .ok_or_else(|| AdminError::NotFound(format!("no route for model '{model}'")))?;
         match route.backends.as_slice() {
             [stable, canary, ..] => Ok((stable.version.clone(), canary.version.clone())),
-            _ => Err(AdminError::Invalid(format!(
+            _ => Err(AdminError::Conflict(format!(
                 "model '{model}' has one version behind the router; a canary needs a second backend in the routes file"
             ))),
         }
     }
 
-    /// Canary at `percent`, the stable version at the rest (other versions at 0).
+    /// The stable version and a true canary: refused right after a promotion, when the
+    /// second backend is the former stable version, not a candidate.
+    pub fn stable_and_true_canary(&self, model: &str) -> Result<(String, String), AdminError> {
+        let (stable, second) = self.stable_and_canary(model)?;
+        let previous = self
+            .table
+            .load()
+            .routes
+            .get(model)
+            .and_then(|r| r.previous.clone());
+        if previous.as_deref() == Some(second.as_str()) {
+            return Err(AdminError::Conflict(format!(
+                "model '{model}' has no canary: '{stable}' was promoted and '{second}' is the previous stable version; \
+                 `weir canary rollback {model}` returns to '{second}', `weir canary set {model} PERCENT` makes it a canary again"
+            )));
+        }
+        Ok((stable, second))
+    }
+
+    /// Canary at `percent`, the stable version at the rest (other versions at 0). Right after
+    /// a promotion the second backend is the former stable version: naming a percentage makes
+    /// it a canary again, on purpose.
     pub async fn set_canary(&self, model: &str, percent: u32, why: &str) -> Result<(), AdminError> {
         if percent > 100 {
             return Err(AdminError::Invalid(format!(
@@ -166,11 +214,32 @@ impl Router {
         self.set_weights(model, weights, why).await
     }
 
-    /// The canary takes all traffic and becomes the stable version.
+    /// The canary takes all traffic and becomes the stable version; the former stable version
+    /// is kept (at 0 %, role `previous`) for a rollback.
     pub async fn promote(&self, model: &str, why: &str) -> Result<(), AdminError> {
-        let (stable, canary) = self.stable_and_canary(model)?;
-        let weights = self.weights_with(model, &[(canary, 100), (stable, 0)]);
-        self.set_weights(model, weights, why).await
+        let (stable, canary) = self.stable_and_true_canary(model)?;
+        let weights = self.weights_with(model, &[(canary, 100), (stable.clone(), 0)]);
+        self.apply_weights(model, weights, Some(stable), why).await
+    }
+
+    /// Canary to 0 %; right after a promotion, the promotion undone instead: the previous
+    /// stable version takes all traffic again and the promoted one is the canary at 0 %.
+    pub async fn rollback(&self, model: &str) -> Result<(), AdminError> {
+        let (stable, second) = self.stable_and_canary(model)?;
+        let previous = self
+            .table
+            .load()
+            .routes
+            .get(model)
+            .and_then(|r| r.previous.clone());
+        if previous.as_deref() == Some(second.as_str()) {
+            let weights = self.weights_with(model, &[(second.clone(), 100), (stable.clone(), 0)]);
+            let why = format!(
+                "rolled back the promotion of '{stable}': '{second}' is the stable version again, '{stable}' the canary at 0%"
+            );
+            return self.set_weights(model, weights, &why).await;
+        }
+        self.set_canary(model, 0, "rolled back").await
     }
 
     /// `first` in order, then every other version at 0.
@@ -216,19 +285,15 @@ impl Router {
             .enumerate()
             .map(|(index, backend)| {
                 let (window, seconds) = backend.stats.last_minute(now);
-                let role = match index {
-                    0 => "stable",
-                    1 => "canary",
-                    _ => "other",
-                };
                 json!({
                     "version": backend.version,
-                    "role": role,
+                    "registry_version": backend.registry_version,
+                    "role": backend.role(index, route.previous.as_deref()),
                     "weight": backend.weight,
                     "last_minute": {
                         "seconds": seconds,
                         "requests": window.requests,
-                        "requests_per_second": if seconds > 0.0 { window.requests as f64 / seconds } else { 0.0 },
+                        "requests_per_second": per_second(window.requests, seconds),
                         "error_rate": window.error_rate,
                         "overloaded": window.overloaded,
                         "p50_ms": window.p50_ms,
@@ -269,6 +334,21 @@ impl Router {
     }
 }
 
+/// `stable (registry version 1), canary (2)`-style list of a route's versions for errors.
+fn describe_versions(route: &Route) -> String {
+    route
+        .backends
+        .iter()
+        .map(|b| match &b.registry_version {
+            Some(number) if *number != b.version => {
+                format!("{} (registry version {number})", b.version)
+            }
+            _ => b.version.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn authorized(router: &Router, headers: &HeaderMap) -> Result<(), AdminError> {
     let Some(token) = &router.admin.token else {
         return Ok(());
@@ -303,7 +383,7 @@ async fn list(State(router): State<Arc<Router>>, headers: HeaderMap) -> Answer {
             let route = &table.routes[model];
             json!({
                 "model": model,
-                "weights": route.weights().into_iter().map(|(v, w)| json!({"version": v, "weight": w})).collect::<Vec<_>>(),
+                "weights": route.backends.iter().map(|b| json!({"version": b.version, "registry_version": b.registry_version, "weight": b.weight})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -357,7 +437,7 @@ async fn rollback(
 ) -> Answer {
     authorized(&router, &headers)?;
     router.cancel_rollout(&model, "rolled back by hand");
-    router.set_canary(&model, 0, "rolled back").await?;
+    router.rollback(&model).await?;
     done(&router, &model)
 }
 
@@ -377,22 +457,23 @@ async fn weights(
     authorized(&router, &headers)?;
     let request: WeightsBody = body(&bytes)?;
     let table = router.table.load_full();
-    let order: Vec<String> = table
-        .routes
-        .get(&model)
-        .map(|r| r.backends.iter().map(|b| b.version.clone()).collect())
-        .unwrap_or_default();
-    let mut weights: Vec<(String, u32)> = order
-        .iter()
-        .filter_map(|v| request.weights.get(v).map(|w| (v.clone(), *w)))
-        .collect();
-    weights.extend(
-        request
-            .weights
-            .iter()
-            .filter(|(v, _)| !order.contains(v))
-            .map(|(v, w)| (v.clone(), *w)),
-    );
+    // Each key at the place of the backend it names (by name or registry version), so the
+    // stable version stays first; unknown names go last, for `set_weights` to refuse.
+    let place = |name: &str| {
+        table
+            .routes
+            .get(&model)
+            .and_then(|route| {
+                let backend = route.backend(name)?;
+                route
+                    .backends
+                    .iter()
+                    .position(|b| b.version == backend.version)
+            })
+            .unwrap_or(usize::MAX)
+    };
+    let mut weights: Vec<(String, u32)> = request.weights.into_iter().collect();
+    weights.sort_by_key(|(name, _)| (place(name), name.clone()));
     router.cancel_rollout(&model, "weights were set by hand");
     router.set_weights(&model, weights, "weights set").await?;
     done(&router, &model)
@@ -407,7 +488,7 @@ async fn start_rollout(
     authorized(&router, &headers)?;
     let plan: RolloutPlan = body(&bytes)?;
     plan.validate()?;
-    router.stable_and_canary(&model)?;
+    router.stable_and_true_canary(&model)?;
     router.cancel_rollout(&model, "a new rollout started");
     Rollout::start(&router, &model, plan);
     done(&router, &model)

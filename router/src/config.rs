@@ -1,11 +1,11 @@
 //! `routes.toml`: which versions of which models sit behind the router, at what weights.
 //!
 //! ```toml
-//! [settings]                      # optional; the defaults are shown
-//! request_timeout_ms = 30000
-//! health_check_interval_ms = 2000
+//! [settings]                      # optional; the defaults are shown (see `settings.rs`)
+//! request_timeout = "30s"
+//! health_check_interval = "2s"
 //! ejection_failures = 5           # consecutive failures that eject a replica
-//! ejection_base_ms = 5000         # first ejection; doubles each time, at most 60 s
+//! ejection_base = "5s"            # first ejection; doubles each time, at most 60 s
 //! max_shadow_in_flight = 64       # shadow copies in flight at once; more are dropped
 //!
 //! [[route]]
@@ -16,7 +16,8 @@
 //! endpoints = ["http://127.0.0.1:9001"]
 //! weight = 90
 //! [[route.backend]]
-//! version = "2"
+//! version = "canary"
+//! registry_version = 2            # optional: the version number its replicas serve
 //! endpoints = ["http://127.0.0.1:9002"]
 //! weight = 10
 //! [route.shadow]
@@ -26,11 +27,19 @@
 //!
 //! The first backend is the stable version and the second, when there is one, the canary: the
 //! canary API moves weight between those two.
+//!
+//! A backend's `version` is the name the router knows it by; `weir up` names them by role
+//! (`stable`, `canary`) because the registry aliases behind them move. `registry_version`
+//! says which version number the replicas actually serve, so a client that pins the number it
+//! knows from the registry (`x-weir-version: 2`, `/v2/models/iris/versions/2/infer`) reaches
+//! that backend too.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub use crate::settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -40,7 +49,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutesFile {
     #[serde(default)]
@@ -49,42 +58,7 @@ pub struct RoutesFile {
     pub route: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
-    pub request_timeout_ms: u64,
-    pub health_check_interval_ms: u64,
-    pub ejection_failures: u32,
-    pub ejection_base_ms: u64,
-    /// Largest request body forwarded.
-    pub max_body_bytes: usize,
-    /// How long a request waits for a first replica of a version that has none (scale from
-    /// zero) before a 503.
-    pub hold_timeout_ms: u64,
-    /// Requests that may wait at once per version; more get a 503 at once.
-    pub max_held: usize,
-    /// Shadow copies in flight at once, across routes; a copy beyond it is dropped and
-    /// counted (`weir_router_shadow_dropped_total`), so a slow shadow cannot grow the
-    /// router's tasks and memory. 0 sends none.
-    pub max_shadow_in_flight: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            request_timeout_ms: 30_000,
-            health_check_interval_ms: 2_000,
-            ejection_failures: 5,
-            ejection_base_ms: 5_000,
-            max_body_bytes: 64 << 20,
-            hold_timeout_ms: 10_000,
-            max_held: 1000,
-            max_shadow_in_flight: 64,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub model: String,
@@ -95,15 +69,19 @@ pub struct RouteConfig {
     pub shadow: Option<ShadowConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     pub version: String,
+    /// The version number the backend's replicas serve, when `version` is another name (a
+    /// role such as `stable`): pins and admin calls accept either.
+    #[serde(default, deserialize_with = "number_or_text")]
+    pub registry_version: Option<String>,
     pub endpoints: Vec<String>,
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowConfig {
     pub endpoints: Vec<String>,
@@ -129,8 +107,11 @@ impl RoutesFile {
     /// Every rule a running router relies on, each refusal naming the route and field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
-        if self.settings.request_timeout_ms == 0 || self.settings.health_check_interval_ms == 0 {
-            return invalid("settings: timeouts and intervals must be above 0".to_owned());
+        if self.settings.request_timeout.is_zero() {
+            return invalid("settings: request_timeout must be above 0".to_owned());
+        }
+        if self.settings.health_check_interval.is_zero() {
+            return invalid("settings: health_check_interval must be above 0".to_owned());
         }
         let mut models = HashSet::new();
         for route in &self.route {
@@ -144,15 +125,10 @@ impl RoutesFile {
             if route.backend.is_empty() {
                 return invalid(format!("route '{model}' has no backend"));
             }
-            let mut versions = HashSet::new();
+            check_names(route)?;
             let mut total = 0;
             for backend in &route.backend {
                 let version = &backend.version;
-                if version.is_empty() || !versions.insert(version.as_str()) {
-                    return invalid(format!(
-                        "route '{model}': backend versions must be non-empty and distinct ('{version}')"
-                    ));
-                }
                 if backend.weight > 100 {
                     return invalid(format!(
                         "route '{model}' version {version}: weight {} is above 100",
@@ -185,6 +161,51 @@ impl RoutesFile {
         }
         Ok(())
     }
+}
+
+/// Every name a backend answers to (its `version`, its `registry_version`) is non-empty, fits
+/// in a path segment, and belongs to one backend only: a pin must never be ambiguous.
+fn check_names(route: &RouteConfig) -> Result<(), ConfigError> {
+    let model = &route.model;
+    let mut seen: HashMap<&str, String> = HashMap::new();
+    for backend in &route.backend {
+        let registry = backend
+            .registry_version
+            .as_deref()
+            .filter(|n| *n != backend.version)
+            .map(|n| ("registry_version", n));
+        for (field, name) in std::iter::once(("version", backend.version.as_str())).chain(registry)
+        {
+            if name.is_empty() || name.contains(['/', ' ', '?', '#']) {
+                return Err(ConfigError::Invalid(format!(
+                    "route '{model}': {field} '{name}' is not a valid version name"
+                )));
+            }
+            let this = format!("{field} '{name}' of backend '{}'", backend.version);
+            if let Some(other) = seen.insert(name, this.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "route '{model}': backend versions must be distinct: the {this} is also the {other}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `registry_version = 2` and `registry_version = "2"` say the same.
+fn number_or_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(u64),
+        Text(String),
+    }
+    Ok(Some(match NumberOrText::deserialize(deserializer)? {
+        NumberOrText::Number(n) => n.to_string(),
+        NumberOrText::Text(text) => text,
+    }))
 }
 
 fn check_endpoints(what: &str, endpoints: &[String]) -> Result<(), ConfigError> {
@@ -252,6 +273,63 @@ mod tests {
             (("sticky_header", "stiky_header"), "unknown field"),
         ] {
             let text = EXAMPLE.replacen(change.0, change.1, 1);
+            let err = RoutesFile::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{change:?}: {err}");
+        }
+    }
+
+    const ROLES: &str = r#"
+        [[route]]
+        model = "iris"
+        [[route.backend]]
+        version = "stable"
+        registry_version = 1
+        endpoints = []
+        weight = 90
+        [[route.backend]]
+        version = "canary"
+        registry_version = "2"
+        endpoints = []
+        weight = 10
+    "#;
+
+    #[test]
+    fn registry_versions_are_numbers_or_text_and_never_ambiguous() {
+        let file = RoutesFile::parse(ROLES).unwrap();
+        let numbers: Vec<Option<&str>> = file.route[0]
+            .backend
+            .iter()
+            .map(|b| b.registry_version.as_deref())
+            .collect();
+        assert_eq!(numbers, [Some("1"), Some("2")]);
+        // The same name twice on one backend says nothing new and is fine.
+        assert!(RoutesFile::parse(
+            &ROLES.replace("registry_version = 1", "registry_version = \"stable\"")
+        )
+        .is_ok());
+        for (change, expected) in [
+            (
+                ("registry_version = \"2\"", "registry_version = 1"),
+                "registry_version '1' of backend 'canary' is also the registry_version '1' of backend 'stable'",
+            ),
+            (
+                ("registry_version = \"2\"", "registry_version = \"stable\""),
+                "registry_version 'stable' of backend 'canary' is also the version 'stable'",
+            ),
+            (
+                ("version = \"canary\"", "version = \"1\""),
+                "version '1' of backend '1' is also the registry_version '1'",
+            ),
+            (
+                ("registry_version = \"2\"", "registry_version = \"2/infer\""),
+                "registry_version '2/infer' is not a valid version name",
+            ),
+            (
+                ("registry_version = \"2\"", "registry_version = -2"),
+                "registry_version",
+            ),
+        ] {
+            let text = ROLES.replacen(change.0, change.1, 1);
             let err = RoutesFile::parse(&text).unwrap_err().to_string();
             assert!(err.contains(expected), "{change:?}: {err}");
         }

@@ -17,6 +17,7 @@ mod metrics;
 pub mod prometheus;
 pub mod proxy;
 pub mod rollout;
+pub mod settings;
 mod state;
 pub mod stats;
 pub mod table;
@@ -64,8 +65,8 @@ impl Router {
         let file = RoutesFile::load(config_path)?;
         let state_path = state_path.unwrap_or_else(|| default_state_path(config_path));
         let mut table = RouteTable::build(&file.route, file.settings, None);
-        for (model, weights) in state::load(&state_path, &file) {
-            table = table.with_weights(&model, &weights);
+        for (model, weights, previous) in state::load(&state_path, &file) {
+            table = table.with_weights(&model, &weights, previous);
         }
         let metrics = RouterMetrics::default();
         metrics.set_weights(&table);
@@ -145,7 +146,7 @@ impl Router {
                             config_stamp = stamp;
                             router.reload().await;
                         }
-                        Duration::from_millis(router.table.load().settings.health_check_interval_ms)
+                        router.table.load().settings.health_check_interval
                     }
                     None => return,
                 };

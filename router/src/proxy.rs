@@ -138,7 +138,9 @@ async fn forward_to_route(
     request: Request<Body>,
 ) -> Response {
     let started = Instant::now();
-    let pinned = path_version.or_else(|| {
+    // The version in the path is the most specific thing a request can say (a KServe or
+    // Triton client builds it on purpose), so it wins over the header.
+    let pinned = path_version.clone().or_else(|| {
         request
             .headers()
             .get(VERSION_HEADER)
@@ -214,6 +216,12 @@ async fn forward_to_route(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
+    let path_and_query = match (&path_version, &backend.registry_version) {
+        (Some(named), Some(served)) if *named == backend.version && named != served => {
+            with_path_version(&path_and_query, &route.model, named, served)
+        }
+        _ => path_and_query,
+    };
     let shadow = route.shadow_for_this_request().and_then(|shadow| {
         let cap = router.table.load().settings.max_shadow_in_flight;
         router.metrics.start_shadow(cap).map(|slot| (shadow, slot))
@@ -281,6 +289,19 @@ async fn forward_to_route(
             .insert(HeaderName::from_static(VERSION_HEADER), value);
     }
     response
+}
+
+/// `/v2/models/M/versions/NAME/…` with NAME replaced by `served`: a path that pins a backend
+/// by its router name (a role such as `canary`) reaches the replica as the version number it
+/// serves, which is all a replica knows.
+fn with_path_version(path_and_query: &str, model: &str, named: &str, served: &str) -> String {
+    let prefix = format!("/v2/models/{model}/versions/{named}");
+    match path_and_query.strip_prefix(&prefix) {
+        Some(rest) if rest.is_empty() || rest.starts_with(['/', '?']) => {
+            format!("/v2/models/{model}/versions/{served}{rest}")
+        }
+        _ => path_and_query.to_owned(),
+    }
 }
 
 fn outcome_of(status: StatusCode) -> Outcome {
@@ -366,10 +387,10 @@ impl Router {
     /// Timeouts and error answers are not retried.
     pub async fn send(&self, pool: &Pool, outgoing: &Outgoing) -> Result<Response, Failure> {
         let settings = self.table.load().settings;
-        let timeout = Duration::from_millis(settings.request_timeout_ms);
-        let ejection_base = Duration::from_millis(settings.ejection_base_ms);
+        let timeout = settings.request_timeout;
+        let ejection_base = settings.ejection_base;
         if pool.endpoints().is_empty() {
-            let hold = Duration::from_millis(settings.hold_timeout_ms);
+            let hold = settings.hold_timeout;
             if !pool.wait_for_replica(hold, settings.max_held).await {
                 return Err(Failure::NoReplica(hold));
             }

@@ -12,26 +12,102 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::admin::AdminError;
+use crate::settings::{duration_key, optional_duration};
 use crate::stats::Window;
 use crate::Router;
 
+/// A rollout as the admin API takes it. `interval` and `max_p99` are durations in weir's one
+/// syntax (`"30s"`, `"250ms"`, or a number of seconds); the older `interval_ms` and
+/// `max_p99_ms` (milliseconds) still work, and giving both spellings is refused.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawPlan")]
 pub struct RolloutPlan {
     /// Canary percentages, increasing; the last is usually 100.
     pub steps: Vec<u32>,
-    pub interval_ms: u64,
-    #[serde(default = "default_max_error_rate")]
+    #[serde(serialize_with = "as_text")]
+    pub interval: Duration,
     pub max_error_rate: f64,
-    #[serde(default)]
-    pub max_p99_ms: Option<f64>,
-    #[serde(default = "default_failure_threshold")]
+    #[serde(serialize_with = "as_optional_text")]
+    pub max_p99: Option<Duration>,
     pub failure_threshold: u32,
-    #[serde(default = "default_min_requests")]
     pub min_requests: u64,
     /// Judge from a Prometheus server instead of the router's own measurements.
-    #[serde(default)]
     pub prometheus: Option<PrometheusJudge>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    steps: Vec<u32>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    interval: Option<Duration>,
+    interval_ms: Option<u64>,
+    #[serde(default = "default_max_error_rate")]
+    max_error_rate: f64,
+    #[serde(default, deserialize_with = "optional_duration")]
+    max_p99: Option<Duration>,
+    max_p99_ms: Option<f64>,
+    #[serde(default = "default_failure_threshold")]
+    failure_threshold: u32,
+    #[serde(default = "default_min_requests")]
+    min_requests: u64,
+    #[serde(default)]
+    prometheus: Option<PrometheusJudge>,
+}
+
+impl TryFrom<RawPlan> for RolloutPlan {
+    type Error = String;
+
+    fn try_from(raw: RawPlan) -> Result<RolloutPlan, String> {
+        let interval = duration_key(("interval", raw.interval), ("interval_ms", raw.interval_ms))?
+            .ok_or("a rollout needs an interval, e.g. \"30s\"")?;
+        let legacy_p99 = match raw.max_p99_ms {
+            Some(ms) => Some(
+                Duration::try_from_secs_f64(ms / 1000.0)
+                    .map_err(|_| format!("max_p99_ms {ms} is not a number of milliseconds"))?,
+            ),
+            None => None,
+        };
+        let max_p99 = match (raw.max_p99, legacy_p99) {
+            (Some(_), Some(_)) => {
+                return Err("both max_p99 and max_p99_ms are given; keep max_p99 (a duration such as \"250ms\")".to_owned())
+            }
+            (new, legacy) => new.or(legacy),
+        };
+        Ok(RolloutPlan {
+            steps: raw.steps,
+            interval,
+            max_error_rate: raw.max_error_rate,
+            max_p99,
+            failure_threshold: raw.failure_threshold,
+            min_requests: raw.min_requests,
+            prometheus: raw.prometheus,
+        })
+    }
+}
+
+/// A duration as people write it, for `status` (`30s`, `250ms`).
+pub fn human(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+fn as_text<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&human(*duration))
+}
+
+fn as_optional_text<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => as_text(duration, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// PromQL that yields one number each; `$model`, `$version` (the canary) and `$interval` (the
@@ -122,10 +198,10 @@ impl RolloutPlan {
         if self.steps.windows(2).any(|w| w[0] >= w[1]) {
             return invalid(format!("steps must increase, got {:?}", self.steps));
         }
-        if self.interval_ms < 100 {
+        if self.interval < Duration::from_millis(100) {
             return invalid(format!(
-                "interval must be at least 100 ms, got {} ms",
-                self.interval_ms
+                "interval must be at least 100ms, got {}",
+                human(self.interval)
             ));
         }
         if !(0.0..=1.0).contains(&self.max_error_rate) {
@@ -163,7 +239,7 @@ impl RolloutPlan {
                 self.max_error_rate * 100.0
             ));
         }
-        match self.max_p99_ms {
+        match self.max_p99.map(|d| d.as_secs_f64() * 1000.0) {
             Some(limit) if window.p99_ms > limit => Some(format!(
                 "p99 {:.1} ms is above {limit:.1} ms",
                 window.p99_ms
@@ -245,11 +321,11 @@ impl Rollout {
         router.event(
             model,
             format!(
-                "rollout started: steps {:?}, interval {} ms, max error rate {}, max p99 {}, {} failed checks roll back, {} requests per check",
+                "rollout started: steps {:?}, interval {}, max error rate {}, max p99 {}, {} failed checks roll back, {} requests per check",
                 plan.steps,
-                plan.interval_ms,
+                human(plan.interval),
                 plan.max_error_rate,
-                plan.max_p99_ms.map_or("none".to_owned(), |p| format!("{p} ms")),
+                plan.max_p99.map_or("none".to_owned(), human),
                 plan.failure_threshold,
                 plan.min_requests
             ),
@@ -283,13 +359,13 @@ impl Rollout {
                 };
                 let before = stats.snapshot();
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(plan.interval_ms)) => {}
+                    () = tokio::time::sleep(plan.interval) => {}
                     () = self.wake.notified() => {}
                 }
                 if self.cancelled.load(Ordering::SeqCst) {
                     return;
                 }
-                let interval = Duration::from_millis(plan.interval_ms);
+                let interval = plan.interval;
                 let (window, source) = match &plan.prometheus {
                     None => (Ok(stats.snapshot().since(&before)), "router"),
                     Some(prometheus) => (
@@ -349,7 +425,7 @@ mod tests {
 
     fn plan() -> RolloutPlan {
         serde_json::from_value(
-            json!({"steps": [10, 50, 100], "interval_ms": 1000, "max_p99_ms": 250.0}),
+            json!({"steps": [10, 50, 100], "interval": "1s", "max_p99": "250ms"}),
         )
         .unwrap()
     }
@@ -389,11 +465,49 @@ mod tests {
             json!({"steps": [50, 10], "interval_ms": 1000}),
             json!({"steps": [10, 150], "interval_ms": 1000}),
             json!({"steps": [10], "interval_ms": 5}),
+            json!({"steps": [10], "interval": "50ms"}),
             json!({"steps": [10], "interval_ms": 1000, "max_error_rate": 2.0}),
             json!({"steps": [10], "interval_ms": 1000, "prometheus": {"url": "localhost:9090"}}),
         ] {
             let plan: RolloutPlan = serde_json::from_value(bad.clone()).unwrap();
             assert!(plan.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_take_the_one_syntax_and_the_ms_keys_stay_milliseconds() {
+        let read = |value: Value| serde_json::from_value::<RolloutPlan>(value);
+        let new = read(json!({"steps": [50], "interval": "2m", "max_p99": 0.25})).unwrap();
+        let unset = read(json!({"steps": [50], "interval": 30.0, "max_p99": null})).unwrap();
+        assert_eq!(
+            (unset.interval, unset.max_p99),
+            (Duration::from_secs(30), None)
+        );
+        assert_eq!(new.interval, Duration::from_secs(120));
+        assert_eq!(new.max_p99, Some(Duration::from_millis(250)));
+        let legacy =
+            read(json!({"steps": [50], "interval_ms": 30000, "max_p99_ms": 250.0})).unwrap();
+        assert_eq!(legacy.interval, Duration::from_secs(30));
+        assert_eq!(legacy.max_p99, Some(Duration::from_millis(250)));
+        let shown = serde_json::to_value(&legacy).unwrap();
+        assert_eq!(
+            (shown["interval"].as_str(), shown["max_p99"].as_str()),
+            (Some("30s"), Some("250ms"))
+        );
+        for (bad, expected) in [
+            (
+                json!({"steps": [50], "interval": "30s", "interval_ms": 30000}),
+                "both interval and interval_ms",
+            ),
+            (
+                json!({"steps": [50], "interval": "1s", "max_p99": "1s", "max_p99_ms": 1000}),
+                "both max_p99 and max_p99_ms",
+            ),
+            (json!({"steps": [50]}), "needs an interval"),
+            (json!({"steps": [50], "interval": "soon"}), "'soon'"),
+        ] {
+            let err = read(bad.clone()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{bad}: {err}");
         }
     }
 }

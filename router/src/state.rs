@@ -25,7 +25,14 @@ struct SavedRoute {
     base: Weights,
     /// The weights in force, stable version first.
     weights: Weights,
+    /// The stable version before the last promotion, while nothing else changed since (what
+    /// `rollback` returns to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<String>,
 }
+
+/// A model's saved weights (stable first) and the stable version before its last promotion.
+pub type Restored = (String, Weights, Option<String>);
 
 fn file_weights(file: &RoutesFile, model: &str) -> Option<Weights> {
     file.route.iter().find(|r| r.model == model).map(|r| {
@@ -37,7 +44,7 @@ fn file_weights(file: &RoutesFile, model: &str) -> Option<Weights> {
 }
 
 /// The saved weights that still apply to `file`.
-pub fn load(path: &Path, file: &RoutesFile) -> Vec<(String, Weights)> {
+pub fn load(path: &Path, file: &RoutesFile) -> Vec<Restored> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
@@ -61,7 +68,12 @@ pub fn load(path: &Path, file: &RoutesFile) -> Vec<(String, Weights)> {
                 && versions == base
                 && total == 100
         })
-        .map(|(model, route)| (model, route.weights))
+        .map(|(model, route)| {
+            let previous = route
+                .previous
+                .filter(|p| route.weights.iter().any(|(v, _)| v == p));
+            (model, route.weights, previous)
+        })
         .collect()
 }
 
@@ -76,6 +88,7 @@ pub fn save(path: &Path, file: &RoutesFile, table: &RouteTable) {
                 SavedRoute {
                     base: file_weights(file, model)?,
                     weights: route.weights(),
+                    previous: route.previous.clone(),
                 },
             ))
         })

@@ -42,7 +42,9 @@ pub struct VersionStats {
     errors: AtomicU64,
     overloaded: AtomicU64,
     buckets: [AtomicU64; BUCKETS],
-    /// Snapshots every few seconds for the last minute, for `status`.
+    /// Snapshots every few seconds for the last minute, for `status`. The first is the empty
+    /// snapshot at creation (exact: the counters start at zero), so `status` right after start
+    /// measures from then instead of waiting for the first sample.
     history: Mutex<VecDeque<(Instant, Snapshot)>>,
 }
 
@@ -72,7 +74,7 @@ impl Default for VersionStats {
             errors: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            history: Mutex::new(VecDeque::new()),
+            history: Mutex::new(VecDeque::from([(Instant::now(), Snapshot::default())])),
         }
     }
 }
@@ -118,7 +120,8 @@ impl VersionStats {
         }
     }
 
-    /// The last minute (or since the oldest sample), and its length in seconds.
+    /// The last minute (or since the oldest sample, at the latest the creation), and its
+    /// length in seconds.
     pub fn last_minute(&self, now: Instant) -> (Window, f64) {
         let current = self.snapshot();
         let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
@@ -133,6 +136,12 @@ impl VersionStats {
             None => (current.since(&Snapshot::default()), 0.0),
         }
     }
+}
+
+/// Requests per second over a window of `seconds`; a window shorter than a second counts as
+/// one, so ten requests just after start read as 10/s, not as thousands.
+pub fn per_second(requests: u64, seconds: f64) -> f64 {
+    requests as f64 / seconds.max(1.0)
 }
 
 impl Snapshot {
@@ -201,6 +210,20 @@ mod tests {
             Snapshot::default().since(&Snapshot::default()),
             Window::default()
         );
+    }
+
+    #[test]
+    fn the_last_minute_counts_from_creation_before_the_first_sample() {
+        let stats = VersionStats::default();
+        for _ in 0..7 {
+            stats.record(Duration::from_millis(1), Outcome::Success);
+        }
+        let (window, seconds) = stats.last_minute(Instant::now());
+        assert_eq!(window.requests, 7);
+        assert!((0.0..5.0).contains(&seconds), "{seconds}");
+        assert!(per_second(window.requests, seconds) >= 7.0 / 5.0);
+        assert_eq!(per_second(7, 0.01), 7.0);
+        assert_eq!(per_second(120, 60.0), 2.0);
     }
 
     #[test]

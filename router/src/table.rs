@@ -200,7 +200,10 @@ impl Pool {
 }
 
 pub struct Backend {
+    /// The name the router knows the backend by (the routes file's `version`).
     pub version: String,
+    /// The version number its replicas serve, when `version` is another name.
+    pub registry_version: Option<String>,
     pub weight: u32,
     pub pool: Arc<Pool>,
     pub stats: Arc<VersionStats>,
@@ -224,11 +227,38 @@ pub struct Route {
     /// The stable version first, then the canary (if any), then others.
     pub backends: Vec<Backend>,
     pub shadow: Option<Shadow>,
+    /// Set by a promotion, until the next weight change: the version that was stable before
+    /// it. It is the second backend then, at 0 %: not a canary, but what a rollback returns
+    /// to.
+    pub previous: Option<String>,
+}
+
+impl Backend {
+    /// Whether a pin or an admin call naming `name` means this backend: its own name or the
+    /// version number its replicas serve.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.version == name || self.registry_version.as_deref() == Some(name)
+    }
+
+    /// Its role in the route, from its place and the last promotion.
+    pub fn role(&self, index: usize, previous: Option<&str>) -> &'static str {
+        match index {
+            0 => "stable",
+            1 if previous == Some(self.version.as_str()) => "previous",
+            1 => "canary",
+            _ => "other",
+        }
+    }
 }
 
 impl Route {
+    /// The backend a pin or admin call names, by its name or by its registry version (names
+    /// are checked first; the routes file keeps them from overlapping).
     pub fn backend(&self, version: &str) -> Option<&Backend> {
-        self.backends.iter().find(|b| b.version == version)
+        self.backends
+            .iter()
+            .find(|b| b.version == version)
+            .or_else(|| self.backends.iter().find(|b| b.answers_to(version)))
     }
 
     fn new(
@@ -236,12 +266,14 @@ impl Route {
         sticky_header: Option<String>,
         backends: Vec<Backend>,
         shadow: Option<Shadow>,
+        previous: Option<String>,
     ) -> Route {
         Route {
             model,
             sticky_header,
             backends,
             shadow,
+            previous,
             sequence: AtomicU64::new(0),
             start: rand::rng().random::<f64>(),
         }
@@ -320,6 +352,7 @@ impl RouteTable {
                         });
                         Backend {
                             version: b.version.clone(),
+                            registry_version: b.registry_version.clone(),
                             weight: b.weight,
                             pool: match old {
                                 Some(o) if same_endpoints => o.pool.clone(),
@@ -341,6 +374,7 @@ impl RouteTable {
                     config.sticky_header.clone(),
                     backends,
                     shadow,
+                    None,
                 );
                 (config.model.clone(), Arc::new(route))
             })
@@ -349,8 +383,14 @@ impl RouteTable {
     }
 
     /// The same table with one route's weights replaced (and its backends reordered, stable
-    /// first); everything else is shared.
-    pub fn with_weights(&self, model: &str, weights: &[(String, u32)]) -> RouteTable {
+    /// first) and its `previous` stable version set (a promotion) or cleared (any other
+    /// change); everything else is shared.
+    pub fn with_weights(
+        &self,
+        model: &str,
+        weights: &[(String, u32)],
+        previous: Option<String>,
+    ) -> RouteTable {
         let routes = self
             .routes
             .iter()
@@ -363,6 +403,7 @@ impl RouteTable {
                     .filter_map(|(version, weight)| {
                         route.backend(version).map(|b| Backend {
                             version: b.version.clone(),
+                            registry_version: b.registry_version.clone(),
                             weight: *weight,
                             pool: b.pool.clone(),
                             stats: b.stats.clone(),
@@ -379,6 +420,7 @@ impl RouteTable {
                     route.sticky_header.clone(),
                     backends,
                     shadow,
+                    previous.clone(),
                 );
                 (name.clone(), Arc::new(updated))
             })
@@ -425,7 +467,7 @@ mod tests {
             let first = route.choose(Some(key.as_bytes())).unwrap().version.clone();
             assert!((0..50).all(|_| route.choose(Some(key.as_bytes())).unwrap().version == first));
         }
-        let all_stable = table.with_weights("m", &[("1".into(), 100), ("2".into(), 0)]);
+        let all_stable = table.with_weights("m", &[("1".into(), 100), ("2".into(), 0)], None);
         assert!((0..1000).all(|_| all_stable.routes["m"].choose(None).unwrap().version == "1"));
     }
 
@@ -434,7 +476,7 @@ mod tests {
         let table = table((90, 10));
         let endpoint = table.routes["m"].backends[0].pool.endpoints()[0].clone();
         let _busy = endpoint.start();
-        let changed = table.with_weights("m", &[("2".into(), 50), ("1".into(), 50)]);
+        let changed = table.with_weights("m", &[("2".into(), 50), ("1".into(), 50)], None);
         let route = &changed.routes["m"];
         assert_eq!(route.backends[0].version, "2");
         assert_eq!(

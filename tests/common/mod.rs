@@ -46,7 +46,10 @@ pub fn http_with_headers(
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .ok()?;
-    let head = format!("{method_and_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "{method_and_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
     stream.write_all(head.as_bytes()).ok()?;
     stream.write_all(body).ok()?;
     let mut answer = Vec::new();
