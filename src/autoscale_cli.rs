@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
@@ -53,12 +54,12 @@ enum AutoscaleCommand {
         /// Also draw the decisions as an SVG chart.
         #[arg(long)]
         svg: Option<PathBuf>,
-        /// Seconds between decisions.
-        #[arg(long, default_value_t = 2.0)]
-        tick: f64,
-        /// Seconds a new replica takes to become ready.
-        #[arg(long, default_value_t = 0.0)]
-        ready_delay: f64,
+        /// Time between decisions (`2s`, `500ms`, or a number of seconds).
+        #[arg(long, default_value = "2s", value_parser = weir_http::duration::parse_duration_arg)]
+        tick: Duration,
+        /// Time a new replica takes to become ready (`30s`, or a number of seconds).
+        #[arg(long, default_value = "0s", value_parser = weir_http::duration::parse_duration_arg)]
+        ready_delay: Duration,
     },
 }
 
@@ -95,8 +96,13 @@ pub async fn run(args: AutoscaleArgs) -> anyhow::Result<()> {
                     chosen.policy.metric
                 );
             }
-            anyhow::ensure!(tick > 0.0, "--tick must be above 0");
-            let steps = simulate::simulate(&chosen.policy, &trace, tick, ready_delay.max(0.0));
+            anyhow::ensure!(!tick.is_zero(), "--tick must be above 0, got {tick:?}");
+            let steps = simulate::simulate(
+                &chosen.policy,
+                &trace,
+                tick.as_secs_f64(),
+                ready_delay.as_secs_f64(),
+            );
             match output {
                 SimulationOutput::Table => print!("{}", simulate::table(&steps, &trace.metric)),
                 SimulationOutput::Csv => print!("{}", simulate::csv(&steps)),

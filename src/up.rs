@@ -1,10 +1,18 @@
 //! `weir up`: the whole stack on this machine from one `weir.toml`: a registry on SQLite, a
 //! router, and an autoscaler that runs local replicas of each model's stable and canary
 //! versions, fetched from the registry. `--demo` first registers and approves two versions of
-//! the iris model and serves them with a 10% canary.
+//! the iris model (built into the binary, so it runs from any folder) and serves them with a 10%
+//! canary.
 //!
 //! Every part is a `weir` child process, so each behaves exactly as when run alone; Ctrl-C stops
 //! them in reverse order (the autoscaler takes its replicas out of the router and drains them).
+//!
+//! What can be checked before anything starts is checked first (the config, ONNX Runtime for the
+//! demo, free ports), so a refusal leaves no half-made folder; a failure after that stops the
+//! parts already started and removes what this run created.
+
+mod demo;
+mod folder;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,12 +29,18 @@ pub struct UpArgs {
     /// The stack's description (`[[model]]` tables); `--demo` writes one.
     #[arg(long, env = "WEIR_CONFIG", default_value = "weir.toml")]
     config: PathBuf,
-    /// Register and approve two versions of a demo model and serve them with a 10% canary.
+    /// Register and approve two versions of a demo model (built into weir) and serve them with
+    /// a 10% canary. Each run starts afresh unless --resume is given.
     #[arg(long)]
     demo: bool,
-    /// Where the demo model's versions come from (`iris/1/model.onnx`, `iris/2/model.onnx`).
-    #[arg(long, env = "WEIR_DEMO_MODELS", default_value = "target/test-models")]
-    demo_models: PathBuf,
+    /// With --demo: keep the previous run's registry and canary weights (nothing is registered
+    /// again) instead of starting afresh.
+    #[arg(long, requires = "demo")]
+    resume: bool,
+    /// Register the demo's versions from this folder (`iris/1/model.onnx`, `iris/2/model.onnx`)
+    /// instead of the ones built into weir.
+    #[arg(long, env = "WEIR_DEMO_MODELS")]
+    demo_models: Option<PathBuf>,
     /// Folder for the registry's database and artifacts, and the replicas' files.
     #[arg(long, env = "WEIR_DIR", default_value = "weir-up")]
     dir: PathBuf,
@@ -37,6 +51,7 @@ pub struct UpArgs {
     /// it without a token); 0 picks a free one.
     #[arg(long, env = "WEIR_ROUTER_ADMIN_PORT", default_value_t = 8001)]
     router_admin_port: u16,
+    /// The registry's port (where `weir models` reaches it); 0 picks a free one.
     #[arg(long, env = "WEIR_REGISTRY_PORT", default_value_t = 5000)]
     registry_port: u16,
 }
@@ -114,9 +129,14 @@ async fn start(
         .args(args)
         // The stack's router keeps its admin API on loopback without a token, which its
         // autoscaler and the printed `weir canary` hints rely on; a token meant for another
-        // router in the caller's environment must not close it.
+        // router in the caller's environment must not close it. Likewise an identities file
+        // (the demo registers anonymously on loopback), another address, or a router state
+        // file elsewhere (a fresh run would then inherit old weights) are not this stack's.
         .env_remove("WEIR_ADMIN_TOKEN")
         .env_remove("WEIR_ADMIN_TOKEN_FILE")
+        .env_remove("WEIR_TOKENS")
+        .env_remove("WEIR_HOST")
+        .env_remove("WEIR_STATE")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -159,11 +179,6 @@ async fn register_demo(registry: &str, models: &Path) -> anyhow::Result<()> {
     let bob = RegistryClient::new(registry, Identity::User("bob".to_owned()));
     for version in ["1", "2"] {
         let folder = models.join("iris").join(version);
-        anyhow::ensure!(
-            folder.join("model.onnx").is_file(),
-            "the demo model {} is missing: run `make setup` (it generates target/test-models)",
-            folder.join("model.onnx").display()
-        );
         let registered = alice
             .register("iris", &folder, &format!("iris demo version {version}"))
             .await
@@ -188,22 +203,96 @@ async fn register_demo(registry: &str, models: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn routes_file(stack: &StackFile) -> String {
+/// The registry version numbers behind each model's roles, as resolved at start: the router
+/// accepts them wherever it accepts `stable`/`canary` (`x-weir-version: 2`,
+/// `/v2/models/iris/versions/2/infer`).
+#[derive(Default)]
+struct Resolved(std::collections::BTreeMap<(String, &'static str), u64>);
+
+impl Resolved {
+    fn get(&self, model: &str, role: &'static str) -> Option<u64> {
+        self.0.get(&(model.to_owned(), role)).copied()
+    }
+}
+
+fn routes_file(stack: &StackFile, resolved: &Resolved) -> String {
     let mut out = String::new();
     for model in &stack.model {
         let canary = model.canary.as_ref().map(|_| model.canary_percent.min(100));
+        let stable_number = resolved.get(&model.name, "stable");
+        // The router refuses two backends with one number; when both roles point at the same
+        // version, the number pins the stable one.
+        let canary_number = resolved
+            .get(&model.name, "canary")
+            .filter(|n| Some(*n) != stable_number);
+        let number =
+            |n: Option<u64>| n.map_or(String::new(), |n| format!("registry_version = {n}\n"));
         out.push_str(&format!(
-            "[[route]]\nmodel = \"{}\"\n[[route.backend]]\nversion = \"stable\"\nendpoints = []\nweight = {}\n",
+            "[[route]]\nmodel = \"{}\"\n[[route.backend]]\nversion = \"stable\"\n{}endpoints = []\nweight = {}\n",
             model.name,
+            number(stable_number),
             100 - canary.unwrap_or(0)
         ));
         if let Some(percent) = canary {
             out.push_str(&format!(
-                "[[route.backend]]\nversion = \"canary\"\nendpoints = []\nweight = {percent}\n"
+                "[[route.backend]]\nversion = \"canary\"\n{}endpoints = []\nweight = {percent}\n",
+                number(canary_number)
             ));
         }
     }
     out
+}
+
+/// `models:/NAME/VERSION` or `models:/NAME@ALIAS` as a version number, asking the registry for
+/// an alias; `None` (with a warning) when the registry does not know it yet.
+async fn resolve_version(registry: &RegistryClient, uri: &str) -> Option<u64> {
+    let rest = uri.strip_prefix("models:/")?;
+    if let Some((name, alias)) = rest.split_once('@') {
+        let path = format!(
+            "/api/2.0/mlflow/registered-models/alias?name={}&alias={}",
+            query_escape(name),
+            query_escape(alias)
+        );
+        match registry.get(&path).await {
+            Ok(answer) => answer["model_version"]["version"]
+                .as_str()
+                .and_then(|v| v.parse().ok()),
+            Err(err) => {
+                tracing::warn!(%uri, error = %err, "cannot resolve the alias; the router will know this backend by its role only");
+                None
+            }
+        }
+    } else {
+        rest.rsplit_once('/')?.1.parse().ok()
+    }
+}
+
+/// Percent-encodes a query value (model names and aliases are usually plain already).
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn resolve_all(registry: &str, stack: &StackFile) -> Resolved {
+    let client = RegistryClient::new(registry, Identity::User("weir-up".to_owned()));
+    let mut resolved = Resolved::default();
+    for model in &stack.model {
+        let roles = std::iter::once(("stable", &model.stable))
+            .chain(model.canary.iter().map(|c| ("canary", c)));
+        for (role, uri) in roles {
+            if let Some(number) = resolve_version(&client, uri).await {
+                resolved.0.insert((model.name.clone(), role), number);
+            }
+        }
+    }
+    resolved
 }
 
 /// One local target per model version; `router` is the router's admin API, where the
@@ -234,14 +323,81 @@ policy = {{ metric = "concurrency", target = {target}, min_replicas = {min}, max
     out
 }
 
+/// What `weir up` checks before it creates or starts anything: the stack description, the demo
+/// models, ONNX Runtime (the demo serves ONNX), and that the fixed ports are free.
+fn check_prerequisites(args: &UpArgs) -> anyhow::Result<StackFile> {
+    let (text, origin) = if args.demo {
+        (DEMO_STACK.to_owned(), "the demo stack".to_owned())
+    } else {
+        let text = std::fs::read_to_string(&args.config).with_context(|| {
+            format!(
+                "cannot read {} (describe the stack there, or try `weir up --demo`)",
+                args.config.display()
+            )
+        })?;
+        (text, args.config.display().to_string())
+    };
+    let stack: StackFile = toml::from_str(&text).with_context(|| format!("invalid {origin}"))?;
+    anyhow::ensure!(!stack.model.is_empty(), "{origin} names no [[model]]");
+    if let Some(models) = &args.demo_models {
+        demo::check_folder(models)?;
+    }
+    if args.demo {
+        weir_models::onnx::find_library().map_err(|message| {
+            anyhow::anyhow!("weir up --demo serves ONNX models and needs ONNX Runtime: {message}")
+        })?;
+    }
+    let ports = [
+        (args.registry_port, "--registry-port"),
+        (args.router_port, "--router-port"),
+        (args.router_admin_port, "--router-admin-port"),
+    ];
+    for (index, (port, flag)) in ports.iter().enumerate() {
+        if *port == 0 {
+            continue;
+        }
+        if let Some((_, other)) = ports[..index].iter().find(|(p, _)| p == port) {
+            anyhow::bail!("{flag} and {other} are both {port}: give each part its own port");
+        }
+        std::net::TcpListener::bind(("127.0.0.1", *port)).map_err(|err| {
+            anyhow::anyhow!(
+                "port {port} ({flag}) is not free on 127.0.0.1: {err}; stop what uses it (another `weir up`?) or choose another with {flag}"
+            )
+        })?;
+    }
+    Ok(stack)
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let weir = std::env::current_exe().context("cannot find the weir binary")?;
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let dir = args
-        .dir
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
+    let stack = check_prerequisites(&args)?;
+    let fresh = args.demo && !args.resume;
+    let folder = folder::Folder::prepare(&args.dir, fresh, args.demo)?;
+    let mut parts = Vec::new();
+    let outcome = start_stack(&weir, &args, &stack, &folder, &mut parts).await;
+    if outcome.is_ok() {
+        crate::shutdown_signal().await;
+    }
+    for part in parts.iter_mut().rev() {
+        stop(part).await;
+    }
+    if outcome.is_err() {
+        folder.remove_what_this_run_made();
+    }
+    outcome
+}
+
+/// Starts the registry (registering the demo), the router and the autoscaler, and waits until
+/// every model answers; each part started is pushed on `parts` so the caller stops it whatever
+/// happens.
+async fn start_stack(
+    weir: &Path,
+    args: &UpArgs,
+    stack: &StackFile,
+    folder: &folder::Folder,
+    parts: &mut Vec<Part>,
+) -> anyhow::Result<()> {
+    let dir = folder.path();
     let config = if args.demo {
         let path = dir.join("weir.toml");
         std::fs::write(&path, DEMO_STACK)
@@ -250,23 +406,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     } else {
         args.config.clone()
     };
-    let text = std::fs::read_to_string(&config).with_context(|| {
-        format!(
-            "cannot read {} (describe the stack there, or try `weir up --demo`)",
-            config.display()
-        )
-    })?;
-    let stack: StackFile =
-        toml::from_str(&text).with_context(|| format!("invalid {}", config.display()))?;
-    anyhow::ensure!(
-        !stack.model.is_empty(),
-        "{} names no [[model]]",
-        config.display()
-    );
-
-    let mut parts = Vec::new();
     let registry = start(
-        &weir,
+        weir,
         "registry",
         &[
             "registry".into(),
@@ -282,72 +423,73 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .await?;
     let registry_url = registry.url().to_owned();
     parts.push(registry);
-    let outcome = async {
-        if args.demo {
-            register_demo(&registry_url, &args.demo_models).await?;
+    if args.demo && !folder.resumed() {
+        match &args.demo_models {
+            Some(models) => register_demo(&registry_url, models).await?,
+            None => {
+                let models = dir.join("demo-models");
+                demo::write_models(&models)?;
+                let registered = register_demo(&registry_url, &models).await;
+                // The registry keeps its own copy of every registered file.
+                let _ = std::fs::remove_dir_all(&models);
+                registered?;
+            }
         }
-        std::fs::write(dir.join("routes.toml"), routes_file(&stack))?;
-        let router = start(
-            &weir,
-            "router",
-            &[
-                "route".into(),
-                "--config".into(),
-                dir.join("routes.toml").display().to_string(),
-                "--http-port".into(),
-                args.router_port.to_string(),
-                "--admin-host".into(),
-                "127.0.0.1".into(),
-                "--admin-port".into(),
-                args.router_admin_port.to_string(),
-            ],
-            2,
-        )
-        .await?;
-        let router_url = router.url().to_owned();
-        let admin_url = router
-            .urls
-            .get(1)
-            .cloned()
-            .context("the router did not announce its admin API")?;
-        parts.push(router);
-        std::fs::write(
-            dir.join("autoscaler.toml"),
-            autoscaler_file(&stack, &dir, &registry_url, &admin_url),
-        )?;
-        let autoscaler = start(
-            &weir,
-            "autoscaler",
-            &[
-                "autoscale".into(),
-                "--config".into(),
-                dir.join("autoscaler.toml").display().to_string(),
-                "--http-port".into(),
-                "0".into(),
-            ],
-            1,
-        )
-        .await?;
-        let autoscaler_url = autoscaler.url().to_owned();
-        parts.push(autoscaler);
-        wait_until_ready(&router_url, &stack).await?;
-        let urls = Urls {
-            registry: registry_url.clone(),
-            router: router_url,
-            admin: admin_url,
-            autoscaler: autoscaler_url,
-        };
-        print_welcome(&stack, &urls);
-        anyhow::Ok(())
     }
-    .await;
-    if outcome.is_ok() {
-        crate::shutdown_signal().await;
-    }
-    for part in parts.iter_mut().rev() {
-        stop(part).await;
-    }
-    outcome
+    let resolved = resolve_all(&registry_url, stack).await;
+    std::fs::write(dir.join("routes.toml"), routes_file(stack, &resolved))?;
+    let router = start(
+        weir,
+        "router",
+        &[
+            "route".into(),
+            "--config".into(),
+            dir.join("routes.toml").display().to_string(),
+            "--http-port".into(),
+            args.router_port.to_string(),
+            "--admin-host".into(),
+            "127.0.0.1".into(),
+            "--admin-port".into(),
+            args.router_admin_port.to_string(),
+        ],
+        2,
+    )
+    .await?;
+    let router_url = router.url().to_owned();
+    let admin_url = router
+        .urls
+        .get(1)
+        .cloned()
+        .context("the router did not announce its admin API")?;
+    parts.push(router);
+    std::fs::write(
+        dir.join("autoscaler.toml"),
+        autoscaler_file(stack, dir, &registry_url, &admin_url),
+    )?;
+    let autoscaler = start(
+        weir,
+        "autoscaler",
+        &[
+            "autoscale".into(),
+            "--config".into(),
+            dir.join("autoscaler.toml").display().to_string(),
+            "--http-port".into(),
+            "0".into(),
+        ],
+        1,
+    )
+    .await?;
+    let autoscaler_url = autoscaler.url().to_owned();
+    parts.push(autoscaler);
+    wait_until_ready(&router_url, stack).await?;
+    let urls = Urls {
+        registry: registry_url,
+        router: router_url,
+        admin: admin_url,
+        autoscaler: autoscaler_url,
+    };
+    print_welcome(stack, &urls, &resolved, &config, folder.resumed());
+    Ok(())
 }
 
 async fn wait_until_ready(router: &str, stack: &StackFile) -> anyhow::Result<()> {
@@ -397,7 +539,13 @@ struct Urls {
     autoscaler: String,
 }
 
-fn print_welcome(stack: &StackFile, urls: &Urls) {
+fn print_welcome(
+    stack: &StackFile,
+    urls: &Urls,
+    resolved: &Resolved,
+    config: &Path,
+    resumed: bool,
+) {
     let model = &stack.model[0].name;
     let Urls {
         registry,
@@ -408,17 +556,34 @@ fn print_welcome(stack: &StackFile, urls: &Urls) {
     crate::announce(format_args!(
         "weir up ready: router {router}, registry {registry}, autoscaler metrics {autoscaler}/metrics, router admin API {admin}"
     ));
+    let state = if resumed {
+        "resumed the previous run's registry and canary weights"
+    } else {
+        "started afresh (--resume keeps a demo's state next time)"
+    };
+    let request = r#"'{"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}'"#;
+    // A version pin by registry number, when the stable and canary numbers are known.
+    let pin = resolved
+        .get(model, "canary")
+        .or_else(|| resolved.get(model, "stable"))
+        .map_or(String::new(), |number| {
+            format!(
+                "\n  curl -s -X POST {router}/v2/models/{model}/versions/{number}/infer -d {request}\n  curl -s -X POST {router}/v2/models/{model}/infer -H 'x-weir-version: {number}' -d {request}"
+            )
+        });
     // Through announce, not println!: a reader that stopped after the first line (a script, a
     // test) must not make the whole stack panic on a closed pipe.
     crate::announce(format_args!(
-        r#"
+        r#"Stack {config} ({state}).
+
 Try:
-  curl -s -X POST {router}/v2/models/{model}/infer -d '{{"inputs": [{{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}}]}}' -D - 
+  curl -s -X POST {router}/v2/models/{model}/infer -d {request} -D -{pin}
   weir canary status {model} --router {admin}
   weir canary set {model} 50 --router {admin}
   weir canary rollout {model} --steps 25,50,100 --interval 10s --min-requests 20 --router {admin}
   weir models list --registry {registry}
-Ctrl-C stops everything."#
+Ctrl-C stops everything."#,
+        config = config.display()
     ));
 }
 
@@ -427,11 +592,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn model_uris_name_their_version_and_query_values_are_escaped() {
+        assert_eq!(query_escape("iris"), "iris");
+        assert_eq!(query_escape("a b&c=d"), "a%20b%26c%3Dd");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A number in the URI needs no registry (nothing listens on port 9).
+        let client = RegistryClient::new("http://127.0.0.1:9", Identity::User("t".to_owned()));
+        assert_eq!(
+            runtime.block_on(resolve_version(&client, "models:/iris/3")),
+            Some(3)
+        );
+        assert_eq!(
+            runtime.block_on(resolve_version(&client, "runs:/x/model")),
+            None
+        );
+        assert_eq!(
+            runtime.block_on(resolve_version(&client, "models:/iris@gone")),
+            None
+        );
+    }
+
+    #[test]
     fn the_demo_stack_renders_a_canary_route_and_two_targets() {
         let stack: StackFile = toml::from_str(DEMO_STACK).unwrap();
-        let routes = weir_router::RoutesFile::parse(&routes_file(&stack)).unwrap();
+        let routes =
+            weir_router::RoutesFile::parse(&routes_file(&stack, &Resolved::default())).unwrap();
         let weights: Vec<u32> = routes.route[0].backend.iter().map(|b| b.weight).collect();
         assert_eq!(weights, [90, 10]);
+        let text = routes_file(&stack, &Resolved::default());
+        assert!(
+            !text.contains("registry_version"),
+            "unknown numbers are left out: {text}"
+        );
+        let mut resolved = Resolved::default();
+        resolved.0.insert(("iris".to_owned(), "stable"), 1);
+        resolved.0.insert(("iris".to_owned(), "canary"), 2);
+        let routes = weir_router::RoutesFile::parse(&routes_file(&stack, &resolved)).unwrap();
+        let numbers: Vec<Option<&str>> = routes.route[0]
+            .backend
+            .iter()
+            .map(|b| b.registry_version.as_deref())
+            .collect();
+        assert_eq!(numbers, [Some("1"), Some("2")]);
+        // Both roles on one version: the number pins the stable backend only.
+        resolved.0.insert(("iris".to_owned(), "canary"), 1);
+        let routes = weir_router::RoutesFile::parse(&routes_file(&stack, &resolved)).unwrap();
+        assert_eq!(routes.route[0].backend[1].registry_version, None);
         let scaler = autoscaler_file(
             &stack,
             Path::new("/tmp/x"),

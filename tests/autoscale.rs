@@ -69,14 +69,14 @@ fn replicas_follow_the_load_from_zero_and_back_without_failures() {
         dir.join("autoscaler.toml"),
         format!(
             r#"[settings]
-sample_ms = 250
-tick_ms = 500
+sample = "250ms"
+tick = "500ms"
 
 [[target]]
 name = "mlp-v1"
 scaler = {{ kind = "local", model = "mlp", version = "1", repository = "{}", router = "http://{admin_api}", router_token_file = "admin-token" }}
 signal = {{ kind = "scrape" }}
-policy = {{ metric = "concurrency", target = 2, min_replicas = 0, max_replicas = 3, stable_window_secs = 6, scale_to_zero_grace_secs = 2 }}
+policy = {{ metric = "concurrency", target = 2, min_replicas = 0, max_replicas = 3, stable_window = "6s", scale_to_zero_grace = "2s" }}
 "#,
             repo.display()
         ),
@@ -211,6 +211,42 @@ fn simulate_replays_a_trace_as_a_table_csv_and_svg() {
     assert_eq!(rows.last().unwrap()[2], "2");
     let svg = std::fs::read_to_string(dir.join("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+    // Axes with values: time along the bottom (0..500 s), load and replicas on one scale.
+    for tick in [">0<", ">100<", ">500<", ">40<", ">time (s)<"] {
+        assert!(svg.contains(tick), "no {tick} in the chart");
+    }
+    assert!(svg.contains("concurrency and replicas (one scale)"));
+    assert!(svg.contains("desired replicas (max 6)"));
+
+    // Durations in weir's one syntax: --tick 4s is 4 s; a bare number is seconds; junk names
+    // itself.
+    let trace = dir.join("load.csv");
+    let every = |tick: &str| {
+        let out = common::stdout(&run(&[
+            "--trace",
+            trace.to_str().unwrap(),
+            "--output",
+            "csv",
+            "--tick",
+            tick,
+        ]));
+        out.lines()
+            .skip(1)
+            .take(3)
+            .map(|l| l.split(',').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(every("4s"), ["0", "4", "8"]);
+    assert_eq!(every("4"), ["0", "4", "8"]);
+    assert_eq!(every("1m"), ["0", "60", "120"]);
+    let delayed = run(&["--trace", trace.to_str().unwrap(), "--ready-delay", "30s"]);
+    assert!(delayed.status.success());
+    for bad in ["2 fortnights", "0s"] {
+        let refused = run(&["--trace", trace.to_str().unwrap(), "--tick", bad]);
+        assert!(!refused.status.success(), "--tick {bad}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("--tick"), "{stderr}");
+    }
     let table = common::stdout(&run(&["--trace", dir.join("load.csv").to_str().unwrap()]));
     assert!(
         table.contains("panic: scaling on the panic window"),
@@ -224,6 +260,28 @@ fn simulate_replays_a_trace_as_a_table_csv_and_svg() {
         String::from_utf8_lossy(&bad.stderr).contains("trace line 3"),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
+    );
+    // A file giving a duration under both its names is refused, naming both.
+    std::fs::write(
+        dir.join("both.toml"),
+        std::fs::read_to_string(dir.join("autoscaler.toml"))
+            .unwrap()
+            .replace(
+                "max_replicas = 20",
+                "max_replicas = 20, stable_window = \"60s\", stable_window_secs = 60",
+            ),
+    )
+    .unwrap();
+    let both = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["autoscale", "--check", "--config"])
+        .arg(dir.join("both.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(!both.status.success());
+    assert!(
+        stderr.contains("policy.stable_window") && stderr.contains("stable_window_secs"),
+        "{stderr}"
     );
     std::fs::write(dir.join("rps.csv"), "t_seconds,rps\n0,10\n").unwrap();
     let mismatch = run(&["--trace", dir.join("rps.csv").to_str().unwrap()]);

@@ -2,8 +2,8 @@
 //!
 //! ```toml
 //! [settings]                       # optional; defaults shown
-//! sample_ms = 1000                 # how often the signal is read
-//! tick_ms = 2000                   # how often a decision is made
+//! sample = "1s"                    # how often the signal is read
+//! tick = "2s"                      # how often a decision is made
 //!
 //! [[target]]
 //! name = "iris-v2"
@@ -14,11 +14,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use weir_http::duration;
 use weir_router::AdminToken;
 
-use crate::policy::PolicyConfig;
+use crate::policy::{one_of, PolicyConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -37,19 +39,59 @@ pub struct AutoscalerFile {
     pub target: Vec<Target>,
 }
 
+/// How often the live loop reads signals and decides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "SettingsKeys")]
 pub struct Settings {
-    pub sample_ms: u64,
-    pub tick_ms: u64,
+    /// How often each signal is read.
+    pub sample: Duration,
+    /// How often a decision is made.
+    pub tick: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            sample_ms: 1000,
-            tick_ms: 2000,
+            sample: Duration::from_secs(1),
+            tick: Duration::from_secs(2),
         }
+    }
+}
+
+/// `[settings]` as written: `sample`/`tick` in weir's duration syntax, or the older
+/// `sample_ms`/`tick_ms` (milliseconds), which keep working; both spellings of one is refused.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettingsKeys {
+    #[serde(deserialize_with = "duration::deserialize_option")]
+    sample: Option<Duration>,
+    sample_ms: Option<u64>,
+    #[serde(deserialize_with = "duration::deserialize_option")]
+    tick: Option<Duration>,
+    tick_ms: Option<u64>,
+}
+
+impl TryFrom<SettingsKeys> for Settings {
+    type Error = String;
+
+    fn try_from(keys: SettingsKeys) -> Result<Settings, String> {
+        let default = Settings::default();
+        Ok(Settings {
+            sample: one_of(
+                "settings.sample",
+                keys.sample,
+                "settings.sample_ms",
+                keys.sample_ms.map(Duration::from_millis),
+            )?
+            .unwrap_or(default.sample),
+            tick: one_of(
+                "settings.tick",
+                keys.tick,
+                "settings.tick_ms",
+                keys.tick_ms.map(Duration::from_millis),
+            )?
+            .unwrap_or(default.tick),
+        })
     }
 }
 
@@ -166,10 +208,11 @@ impl AutoscalerFile {
         let file: AutoscalerFile =
             toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if file.settings.sample_ms == 0 || file.settings.tick_ms < file.settings.sample_ms {
-            return invalid(
-                "settings: sample_ms must be above 0 and tick_ms at least sample_ms".to_owned(),
-            );
+        let Settings { sample, tick } = file.settings;
+        if sample.is_zero() || tick < sample {
+            return invalid(format!(
+                "settings: sample must be above 0 and tick at least sample, got sample {sample:?} and tick {tick:?}"
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for target in &file.target {
@@ -298,6 +341,38 @@ mod tests {
             assert!(err.contains("iris-v2") && err.contains(expected), "{err}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn settings_take_durations_and_the_legacy_ms_keys() {
+        let settings = |text: &str| {
+            AutoscalerFile::parse(&format!("[settings]\n{text}\n{EXAMPLE}")).map(|f| f.settings)
+        };
+        let expected = Settings {
+            sample: Duration::from_millis(250),
+            tick: Duration::from_millis(500),
+        };
+        assert_eq!(
+            settings("sample = \"250ms\"\ntick = 0.5").unwrap(),
+            expected
+        );
+        assert_eq!(
+            settings("sample_ms = 250\ntick_ms = 500").unwrap(),
+            expected
+        );
+        for (bad, names) in [
+            ("sample = \"1s\"\nsample_ms = 1000", "settings.sample_ms"),
+            ("tick = \"2s\"\ntick_ms = 2000", "settings.tick_ms"),
+            ("sample = 0", "sample must be above 0"),
+            ("sample = \"2s\"\ntick = \"1s\"", "tick at least sample"),
+            (
+                "tick = \"2 fortnights\"",
+                "'2 fortnights' is not a duration",
+            ),
+        ] {
+            let err = settings(bad).unwrap_err().to_string();
+            assert!(err.contains(names), "{bad}: {err}");
+        }
     }
 
     #[test]

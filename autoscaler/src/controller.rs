@@ -1,4 +1,4 @@
-//! The live loop: read each target's signal every `sample_ms`, decide every `tick_ms`, resize.
+//! The live loop: read each target's signal every `sample`, decide every `tick`, resize.
 //!
 //! Each target runs on its own task with its own policy, so a canary is scaled on its own
 //! load and never averaged with the stable version's. While a version has no replica the loop
@@ -206,10 +206,7 @@ async fn run_kubernetes_target(
     };
     let mut policy = Policy::new(target.policy.clone());
     let started = Instant::now();
-    let (sample, tick) = (
-        Duration::from_millis(settings.sample_ms),
-        Duration::from_millis(settings.tick_ms),
-    );
+    let (sample, tick) = (settings.sample, settings.tick);
     let mut next_tick = Duration::ZERO;
     loop {
         tokio::select! {
@@ -302,8 +299,7 @@ async fn run_target(
         tracing::error!(target = %target.name, error = %err, "cannot start the minimum replicas");
     }
     let started = Instant::now();
-    let tick = Duration::from_millis(settings.tick_ms);
-    let sample = Duration::from_millis(settings.sample_ms);
+    let (sample, tick) = (settings.sample, settings.tick);
     let mut next_tick = Duration::ZERO;
     let mut next_sample = Duration::ZERO;
     let mut ticks: u64 = 0;

@@ -3,6 +3,7 @@
 //! explicit clock so the same code decides live and in simulation; signals from the replicas'
 //! own metrics or from Prometheus; local `weir serve` replicas registered with the router.
 
+pub mod chart;
 pub mod config;
 pub mod controller;
 pub mod kubernetes;

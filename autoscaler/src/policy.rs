@@ -11,8 +11,10 @@
 //! without traffic plus a grace period. An HPA-style mode is there for teams used to it.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use weir_http::duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -24,8 +26,10 @@ pub enum Mode {
 }
 
 /// What a target is scaled on, and how.
+///
+/// Read from TOML through [`PolicyKeys`], which also takes the legacy `*_secs` names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "PolicyKeys")]
 pub struct PolicyConfig {
     /// `concurrency` (requests in flight) or `rps`: only a name here; the signal supplies it.
     pub metric: String,
@@ -35,7 +39,8 @@ pub struct PolicyConfig {
     pub target_utilization: f64,
     pub min_replicas: u32,
     pub max_replicas: u32,
-    pub stable_window_secs: f64,
+    /// The window whose average drives normal decisions.
+    pub stable_window: Duration,
     /// Panic window as a share of the stable window (KPA default 10%).
     pub panic_window_percent: f64,
     /// Panic when the panic window asks for this share of the ready replicas (200% = 2×).
@@ -45,9 +50,9 @@ pub struct PolicyConfig {
     /// At most down to ready / this in one decision.
     pub max_scale_down_rate: f64,
     /// Waited after a stable window without traffic before going to zero.
-    pub scale_to_zero_grace_secs: f64,
+    pub scale_to_zero_grace: Duration,
     /// A lower desired count must hold this long before it is acted on.
-    pub scale_down_delay_secs: f64,
+    pub scale_down_delay: Duration,
     pub mode: Mode,
 }
 
@@ -59,15 +64,110 @@ impl Default for PolicyConfig {
             target_utilization: 0.7,
             min_replicas: 1,
             max_replicas: 10,
-            stable_window_secs: 60.0,
+            stable_window: Duration::from_secs(60),
             panic_window_percent: 10.0,
             panic_threshold_percent: 200.0,
             max_scale_up_rate: 1000.0,
             max_scale_down_rate: 2.0,
-            scale_to_zero_grace_secs: 30.0,
-            scale_down_delay_secs: 0.0,
+            scale_to_zero_grace: Duration::from_secs(30),
+            scale_down_delay: Duration::ZERO,
             mode: Mode::Kpa,
         }
+    }
+}
+
+/// The policy as written in TOML: every key optional (defaults fill the rest), durations in
+/// weir's one syntax (`"60s"`, `"2m"`, or a number of seconds). The `*_secs` names are what
+/// older files (and Helm charts rendered before durations) say; they keep working, and a file
+/// giving both spellings of one setting is refused rather than silently picking one.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyKeys {
+    metric: Option<String>,
+    target: Option<f64>,
+    target_utilization: Option<f64>,
+    min_replicas: Option<u32>,
+    max_replicas: Option<u32>,
+    #[serde(deserialize_with = "duration::deserialize_option")]
+    stable_window: Option<Duration>,
+    #[serde(deserialize_with = "duration::deserialize_option")]
+    stable_window_secs: Option<Duration>,
+    panic_window_percent: Option<f64>,
+    panic_threshold_percent: Option<f64>,
+    max_scale_up_rate: Option<f64>,
+    max_scale_down_rate: Option<f64>,
+    #[serde(deserialize_with = "duration::deserialize_option")]
+    scale_to_zero_grace: Option<Duration>,
+    #[serde(deserialize_with = "duration::deserialize_option")]
+    scale_to_zero_grace_secs: Option<Duration>,
+    #[serde(deserialize_with = "duration::deserialize_option")]
+    scale_down_delay: Option<Duration>,
+    #[serde(deserialize_with = "duration::deserialize_option")]
+    scale_down_delay_secs: Option<Duration>,
+    mode: Option<Mode>,
+}
+
+/// One setting under its documented name or its legacy `*_secs` name, not both.
+pub(crate) fn one_of<T>(
+    name: &str,
+    value: Option<T>,
+    legacy: &str,
+    legacy_value: Option<T>,
+) -> Result<Option<T>, String> {
+    match (value, legacy_value) {
+        (Some(_), Some(_)) => Err(format!(
+            "give {name} or its older spelling {legacy}, not both"
+        )),
+        (value, legacy_value) => Ok(value.or(legacy_value)),
+    }
+}
+
+impl TryFrom<PolicyKeys> for PolicyConfig {
+    type Error = String;
+
+    fn try_from(keys: PolicyKeys) -> Result<PolicyConfig, String> {
+        let default = PolicyConfig::default();
+        Ok(PolicyConfig {
+            metric: keys.metric.unwrap_or(default.metric),
+            target: keys.target.unwrap_or(default.target),
+            target_utilization: keys
+                .target_utilization
+                .unwrap_or(default.target_utilization),
+            min_replicas: keys.min_replicas.unwrap_or(default.min_replicas),
+            max_replicas: keys.max_replicas.unwrap_or(default.max_replicas),
+            stable_window: one_of(
+                "policy.stable_window",
+                keys.stable_window,
+                "policy.stable_window_secs",
+                keys.stable_window_secs,
+            )?
+            .unwrap_or(default.stable_window),
+            panic_window_percent: keys
+                .panic_window_percent
+                .unwrap_or(default.panic_window_percent),
+            panic_threshold_percent: keys
+                .panic_threshold_percent
+                .unwrap_or(default.panic_threshold_percent),
+            max_scale_up_rate: keys.max_scale_up_rate.unwrap_or(default.max_scale_up_rate),
+            max_scale_down_rate: keys
+                .max_scale_down_rate
+                .unwrap_or(default.max_scale_down_rate),
+            scale_to_zero_grace: one_of(
+                "policy.scale_to_zero_grace",
+                keys.scale_to_zero_grace,
+                "policy.scale_to_zero_grace_secs",
+                keys.scale_to_zero_grace_secs,
+            )?
+            .unwrap_or(default.scale_to_zero_grace),
+            scale_down_delay: one_of(
+                "policy.scale_down_delay",
+                keys.scale_down_delay,
+                "policy.scale_down_delay_secs",
+                keys.scale_down_delay_secs,
+            )?
+            .unwrap_or(default.scale_down_delay),
+            mode: keys.mode.unwrap_or(default.mode),
+        })
     }
 }
 
@@ -76,7 +176,7 @@ impl PolicyConfig {
         let positive = [
             ("target", self.target),
             ("target_utilization", self.target_utilization),
-            ("stable_window_secs", self.stable_window_secs),
+            ("stable_window", self.stable_window_secs()),
             ("panic_window_percent", self.panic_window_percent),
         ];
         if let Some((name, value)) = positive.iter().find(|(_, v)| v.is_nan() || *v <= 0.0) {
@@ -112,8 +212,12 @@ impl PolicyConfig {
         self.target * self.target_utilization
     }
 
+    fn stable_window_secs(&self) -> f64 {
+        self.stable_window.as_secs_f64()
+    }
+
     fn panic_window_secs(&self) -> f64 {
-        self.stable_window_secs * self.panic_window_percent / 100.0
+        self.stable_window_secs() * self.panic_window_percent / 100.0
     }
 }
 
@@ -165,7 +269,7 @@ impl Policy {
     pub fn observe(&mut self, now: f64, value: f64) {
         let value = value.max(0.0);
         self.samples.push_back((now, value));
-        let horizon = now - self.config.stable_window_secs;
+        let horizon = now - self.config.stable_window_secs();
         while self.samples.front().is_some_and(|(t, _)| *t <= horizon) {
             self.samples.pop_front();
         }
@@ -215,7 +319,7 @@ impl Policy {
                 let burst = (panic_average / per_replica).ceil() as u32;
                 let threshold = config.panic_threshold_percent / 100.0;
                 if f64::from(burst) >= threshold * f64::from(ready.max(1)) && burst > ready {
-                    self.panic_until = Some(now + config.stable_window_secs);
+                    self.panic_until = Some(now + config.stable_window_secs());
                 }
                 let panicking = self.panic_until.is_some_and(|until| now < until);
                 if panicking {
@@ -245,11 +349,11 @@ impl Policy {
         while self
             .recent
             .front()
-            .is_some_and(|(t, _)| *t < now - config.scale_down_delay_secs)
+            .is_some_and(|(t, _)| *t < now - config.scale_down_delay.as_secs_f64())
         {
             self.recent.pop_front();
         }
-        if config.scale_down_delay_secs > 0.0 {
+        if !config.scale_down_delay.is_zero() {
             desired = self.recent.iter().map(|(_, d)| *d).max().unwrap_or(desired);
         }
         // Rate limits, relative to what is ready.
@@ -267,7 +371,7 @@ impl Policy {
         // Zero only after a stable window without traffic, plus the grace period.
         if desired == 0 {
             let idle_for = self.idle_since.map_or(0.0, |since| now - since);
-            if idle_for < config.stable_window_secs + config.scale_to_zero_grace_secs {
+            if idle_for < config.stable_window_secs() + config.scale_to_zero_grace.as_secs_f64() {
                 desired = current.min(1).max(u32::from(ready > 0));
                 reason = "idle, waiting out the stable window and grace period";
             } else {
@@ -427,6 +531,53 @@ mod tests {
     }
 
     #[test]
+    fn durations_take_units_and_the_legacy_secs_keys_still_work() {
+        let read = |text: &str| toml::from_str::<PolicyConfig>(text);
+        let new = read(
+            r#"stable_window = "2m"
+scale_to_zero_grace = "1500ms"
+scale_down_delay = 5"#,
+        )
+        .unwrap();
+        assert_eq!(new.stable_window, Duration::from_secs(120));
+        assert_eq!(new.scale_to_zero_grace, Duration::from_millis(1500));
+        assert_eq!(new.scale_down_delay, Duration::from_secs(5));
+        let legacy = read(
+            "stable_window_secs = 120\nscale_to_zero_grace_secs = 1.5\nscale_down_delay_secs = 5",
+        )
+        .unwrap();
+        assert_eq!(legacy, new, "the *_secs keys mean seconds, as before");
+        assert_eq!(read("").unwrap(), PolicyConfig::default());
+        for (both, names) in [
+            (
+                "stable_window = \"60s\"\nstable_window_secs = 60",
+                ["policy.stable_window", "stable_window_secs"],
+            ),
+            (
+                "scale_to_zero_grace = 1\nscale_to_zero_grace_secs = 1",
+                ["policy.scale_to_zero_grace", "scale_to_zero_grace_secs"],
+            ),
+            (
+                "scale_down_delay = \"1s\"\nscale_down_delay_secs = 2",
+                ["policy.scale_down_delay", "scale_down_delay_secs"],
+            ),
+        ] {
+            let err = read(both).unwrap_err().to_string();
+            assert!(
+                names.iter().all(|name| err.contains(name)) && err.contains("not both"),
+                "{both}: {err}"
+            );
+        }
+        for bad in [
+            "stable_window = \"soon\"",
+            "stable_window = -1",
+            "stable_windw = 1",
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_policies_are_refused() {
         for bad in [
             PolicyConfig {
@@ -444,6 +595,10 @@ mod tests {
             },
             PolicyConfig {
                 metric: "cpu".into(),
+                ..config()
+            },
+            PolicyConfig {
+                stable_window: Duration::ZERO,
                 ..config()
             },
         ] {

@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::policy::{Policy, PolicyConfig};
 
+pub use crate::chart::svg;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TraceError {
     #[error("the trace is empty; it needs a header `t_seconds,concurrency` (or `t_seconds,rps`) and rows")]
@@ -175,67 +177,6 @@ pub fn table(steps: &[Step], metric: &str) -> String {
         }
         previous = Some(step);
     }
-    out
-}
-
-/// A self-contained SVG chart: the load (grey, left axis) and the desired replicas (blue, right
-/// axis) over time, panic periods shaded.
-pub fn svg(steps: &[Step], metric: &str) -> String {
-    let (width, height, margin) = (900.0, 360.0, 50.0);
-    let t_max = steps.last().map_or(1.0, |s| s.t).max(1.0);
-    let load_max = steps.iter().map(|s| s.observed).fold(1.0, f64::max);
-    let replicas_max = f64::from(
-        steps
-            .iter()
-            .map(|s| s.desired_replicas)
-            .max()
-            .unwrap_or(1)
-            .max(1),
-    );
-    let x = |t: f64| margin + t / t_max * (width - 2.0 * margin);
-    let y = |v: f64, max: f64| height - margin - v / max * (height - 2.0 * margin);
-    let line = |value: &dyn Fn(&Step) -> f64, max: f64| -> String {
-        let mut points = String::new();
-        let mut last: Option<f64> = None;
-        for step in steps {
-            if let Some(previous) = last {
-                let _ = write!(points, "{:.1},{:.1} ", x(step.t), y(previous, max));
-            }
-            let _ = write!(points, "{:.1},{:.1} ", x(step.t), y(value(step), max));
-            last = Some(value(step));
-        }
-        points
-    };
-    let mut out = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-"#
-    );
-    for pair in steps.windows(2) {
-        if pair[0].panic {
-            let _ = writeln!(
-                out,
-                r##"<rect x="{:.1}" y="{margin}" width="{:.1}" height="{:.1}" fill="#fde2e2"/>"##,
-                x(pair[0].t),
-                x(pair[1].t) - x(pair[0].t),
-                height - 2.0 * margin
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        r##"<polyline fill="none" stroke="#999" stroke-width="1.5" points="{}"/>
-<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="{}"/>
-<line x1="{margin}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/>
-<text x="{margin}" y="20">{metric} (grey, max {load_max:.1}) and desired replicas (blue, max {replicas_max}); panic shaded</text>
-<text x="{r}" y="{t_label}" text-anchor="end">{t_max} s</text>
-</svg>"##,
-        line(&|s: &Step| s.observed, load_max),
-        line(&|s: &Step| f64::from(s.desired_replicas), replicas_max),
-        b = height - margin,
-        r = width - margin,
-        t_label = height - margin + 20.0,
-    );
     out
 }
 
