@@ -50,6 +50,11 @@ pub struct RouteArgs {
     /// Check the routes file, print the routes, and exit.
     #[arg(long)]
     check: bool,
+    /// Memory the router may use, in bytes; half of it is the budget for request bodies held
+    /// at once (503 with Retry-After past it). Default: the cgroup's memory limit when there is
+    /// one, else the machine's.
+    #[arg(long, env = "WEIR_MAX_MEMORY")]
+    max_memory: Option<u64>,
     /// Deadlines and caps, each for the data and the admin listener.
     #[command(flatten)]
     limits: crate::server_limits::ServerLimitsArgs,
@@ -81,7 +86,18 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
     let admin_address = resolve(&args.admin_host, args.admin_port).await?;
     weir_router::auth::check_exposure(admin_address, token.as_ref(), args.allow_anonymous)?;
     let address = resolve(&args.host, args.http_port).await?;
-    let router = weir_router::Router::new(&args.config, args.state, token)
+    let (body_budget_bytes, source) = weir_http::body::memory_limit(args.max_memory);
+    let body_budget_bytes = body_budget_bytes / 2;
+    tracing::info!(
+        bytes = body_budget_bytes,
+        source,
+        "request bodies held at once may use half of the memory limit"
+    );
+    let serving = weir_router::Serving {
+        listener: args.limits.server(),
+        body_budget_bytes,
+    };
+    let router = weir_router::Router::serving(&args.config, args.state, token, serving)
         .with_context(|| format!("cannot start the router with {}", args.config.display()))?;
     let admin_listener = tokio::net::TcpListener::bind(admin_address)
         .await
@@ -93,7 +109,7 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (bound, handles) = router
-        .serve_on_workers(address, workers, &args.limits.server(), stopped.clone())
+        .serve_on_workers(address, workers, stopped.clone())
         .with_context(|| format!("cannot listen on {address}"))?;
     let admin = router.serve_admin(admin_listener, args.limits.server(), stopped);
     // The data address first: scripts and tests read the first line.

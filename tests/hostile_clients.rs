@@ -180,8 +180,14 @@ fn serve_answers_and_closes_stallers_beyond_its_connection_cap() {
             "{refusal}"
         );
     }
-    // And the operator can see it: the listener's counts are on /metrics.
-    let (status, metrics) = common::http(&address, "GET /metrics", "", b"").unwrap();
+    assert_listener_counted_the_stallers(&address);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The operator can see what the stallers of [`fill_and_survive`] met: the listener's counts
+/// are on the server's `/metrics`.
+fn assert_listener_counted_the_stallers(address: &str) {
+    let (status, metrics) = common::http(address, "GET /metrics", "", b"").unwrap();
     assert_eq!(status, 200);
     let metrics = String::from_utf8_lossy(&metrics);
     let count = |name: &str| {
@@ -197,7 +203,6 @@ fn serve_answers_and_closes_stallers_beyond_its_connection_cap() {
         "{metrics}"
     );
     assert!(count("weir_http_header_timeouts_total") >= 1.0, "{metrics}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -298,8 +303,64 @@ fn router_answers_and_closes_stallers_beyond_its_connection_cap() {
         told.iter().all(|t| !t.starts_with("HTTP/1.1 2")),
         "{told:?}"
     );
+    assert_listener_counted_the_stallers(&data);
     // The admin listener has deadlines and caps of its own.
     let admin_ok = || common::get(&admin, "/admin/v1/routes").0 == 200;
     fill_and_survive(&admin, "/admin/v1/routes/iris/canary", admin_ok);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn router_refuses_a_huge_declared_body_at_once_and_holds_bodies_under_its_budget() {
+    let dir = scratch("hostile-route-budget");
+    let (_serve, replica) = serve(&dir, &[]);
+    let routes = dir.join("routes.toml");
+    std::fs::write(
+        &routes,
+        format!(
+            "[[route]]\nmodel = \"iris\"\n[[route.backend]]\nversion = \"1\"\nendpoints = [\"http://{replica}\"]\nweight = 100\n"
+        ),
+    )
+    .unwrap();
+    // 64 KiB of memory: 32 KiB for bodies held at once. Body deadlines far away, so only the
+    // declared length can explain a refusal before the body.
+    let args = [
+        "--config",
+        routes.to_str().unwrap(),
+        "--max-memory",
+        "65536",
+        "--body-grace",
+        "10m",
+    ];
+    let (_router, data, _admin) = common::start_router(&args, &dir);
+    wait_for("the router to reach its replica", 60, || {
+        infer(&data) == 200
+    });
+    // Declares far more than max_body_bytes and sends two bytes: refused from the header alone,
+    // not after waiting for a body that will never come.
+    let mut huge = TcpStream::connect(&data).unwrap();
+    let head =
+        format!("POST {IRIS_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n{{}}");
+    huge.write_all(head.as_bytes()).unwrap();
+    let told = until_closed(&mut huge);
+    assert!(told.starts_with("HTTP/1.1 413"), "{told}");
+    assert!(told.contains("larger than the limit"), "{told}");
+    // A valid request padded with 40 KiB of JSON whitespace does not fit the 32 KiB budget:
+    // 503 with Retry-After and a JSON reason, and the router keeps answering.
+    let padded = format!("{}{IRIS_ROW}", " ".repeat(40 * 1024));
+    let (status, headers, body) = common::http_with_headers(
+        &data,
+        &format!("POST {IRIS_PATH}"),
+        "Content-Type: application/json\r\n",
+        padded.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(headers.contains("retry-after: 1"), "{headers}");
+    let reason: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let reason = reason["error"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("memory for request bodies"), "{reason}");
+    // What was drawn for it was given back: the next (small) request is answered.
+    assert_eq!(infer(&data), 200);
     let _ = std::fs::remove_dir_all(&dir);
 }

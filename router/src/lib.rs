@@ -46,6 +46,28 @@ pub struct Router {
     routes_file: ArcSwap<RoutesFile>,
     config_path: PathBuf,
     state_path: PathBuf,
+    /// What request bodies held at once may add up to (weir_http::body).
+    body_budget: weir_http::body::BodyBudget,
+    /// The data listener: its deadlines and caps, and its counts on `/metrics`.
+    listener: weir_http::server::Server,
+}
+
+/// How a router serves, beside its routes file: the data listener's deadlines and caps, and the
+/// memory that request bodies held at once may use.
+pub struct Serving {
+    pub listener: weir_http::server::Server,
+    pub body_budget_bytes: u64,
+}
+
+impl Default for Serving {
+    /// The documented listener defaults, and half of the memory the process may use (as
+    /// `weir serve` takes it).
+    fn default() -> Self {
+        Serving {
+            listener: weir_http::server::Server::new(weir_http::server::ServerLimits::default()),
+            body_budget_bytes: weir_http::body::memory_limit(None).0 / 2,
+        }
+    }
 }
 
 /// Where the router keeps admin changes by default: beside the routes file.
@@ -62,13 +84,23 @@ impl Router {
         state_path: Option<PathBuf>,
         admin_token: Option<AdminToken>,
     ) -> Result<Arc<Router>, ConfigError> {
+        Router::serving(config_path, state_path, admin_token, Serving::default())
+    }
+
+    /// [`Router::new`] with the listener and body budget `weir route`'s flags chose.
+    pub fn serving(
+        config_path: &Path,
+        state_path: Option<PathBuf>,
+        admin_token: Option<AdminToken>,
+        serving: Serving,
+    ) -> Result<Arc<Router>, ConfigError> {
         let file = RoutesFile::load(config_path)?;
         let state_path = state_path.unwrap_or_else(|| default_state_path(config_path));
         let mut table = RouteTable::build(&file.route, file.settings, None);
         for (model, weights, previous) in state::load(&state_path, &file) {
             table = table.with_weights(&model, &weights, previous);
         }
-        let metrics = RouterMetrics::default();
+        let metrics = RouterMetrics::default().with_listener(&serving.listener);
         metrics.set_weights(&table);
         Ok(Arc::new(Router {
             table: ArcSwap::from_pointee(table),
@@ -77,6 +109,8 @@ impl Router {
             routes_file: ArcSwap::from_pointee(file),
             config_path: config_path.to_owned(),
             state_path,
+            body_budget: weir_http::body::BodyBudget::new(serving.body_budget_bytes),
+            listener: serving.listener,
         }))
     }
 
@@ -243,20 +277,19 @@ impl Router {
     /// connection pool, as nginx runs its workers. On 2 cores this took the router from 23.3 k
     /// to 27.3 k requests/s and its added p50 from 108 to 89 µs, against one multi-threaded
     /// runtime whose requests hopped between threads (benches/README.md). The workers share
-    /// `server`'s connection caps. Returns the bound address; the workers stop (draining) when
-    /// `stop` turns true.
+    /// the data listener's connection caps ([`Serving`]). Returns the bound address; the
+    /// workers stop (draining) when `stop` turns true.
     pub fn serve_on_workers(
         self: &Arc<Self>,
         address: std::net::SocketAddr,
         workers: usize,
-        server: &weir_http::server::Server,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<(std::net::SocketAddr, Vec<std::thread::JoinHandle<()>>)> {
         let mut bound = address;
         let mut handles = Vec::new();
         for index in 0..workers.max(1) {
             let (ready, answer) = std::sync::mpsc::channel();
-            let (router, mut stop, server) = (self.clone(), stop.clone(), server.clone());
+            let (router, mut stop, server) = (self.clone(), stop.clone(), self.listener.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("weir-route-{index}"))
                 .spawn(move || {

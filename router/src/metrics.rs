@@ -110,6 +110,12 @@ impl Default for RouterMetrics {
 }
 
 impl RouterMetrics {
+    /// Exports the data listener's connection counts (`weir_http_*`, read at each scrape).
+    pub fn with_listener(mut self, listener: &weir_http::server::Server) -> RouterMetrics {
+        listener.register_metrics(&mut self.registry);
+        self
+    }
+
     pub fn observe(&self, model: &str, version: &str, code: u16, seconds: f64) {
         let labels = VersionLabels {
             model: model.to_owned(),

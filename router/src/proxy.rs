@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
 use crate::stats::Outcome;
@@ -186,31 +186,24 @@ async fn forward_to_route(
         }
     };
     let (parts, body) = request.into_parts();
+    // Held whole (a retry resends it), drawn on the router's body budget as it arrives and
+    // given back once the answer is on its way: see weir_http::body.
     let limit = router.table.load().settings.max_body_bytes;
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) => {
-            let too_large = err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            return if too_large {
-                error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body is larger than {limit} bytes"),
-                )
-            } else if weir_http::server::BodyTooSlow::is_cause_of(&*err) {
-                error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("cannot read the request body: {err}"),
-                )
-            } else {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the request body: {err}"),
-                )
-            };
-        }
-    };
+    let (body, _reservation) =
+        match weir_http::body::read_body(&parts.headers, body, limit, Some(&router.body_budget))
+            .await
+        {
+            Ok(read) => read,
+            Err(refusal) => {
+                let mut response = error(refusal.status(), refusal.to_string());
+                if let Some(seconds) = refusal.retry_after() {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
+                return response;
+            }
+        };
     let path_and_query = parts
         .uri
         .path_and_query()
