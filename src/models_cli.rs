@@ -12,14 +12,8 @@ use crate::output::{table, text, Output};
 
 #[derive(clap::Args)]
 pub struct ModelsArgs {
-    /// The registry to talk to.
-    #[arg(
-        long,
-        env = "WEIR_REGISTRY",
-        default_value = "http://127.0.0.1:5000",
-        global = true
-    )]
-    registry: String,
+    #[command(flatten)]
+    registry: RegistryAddress,
     #[command(flatten)]
     client: ClientArgs,
     /// How to print answers.
@@ -164,6 +158,124 @@ impl ClientArgs {
     }
 }
 
+/// Where `weir models`, `weir runs` and `weir train` find the registry (which also serves
+/// tracking): one option for all three, so a registry named once reaches every command.
+pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:5000";
+
+/// The registry address option shared by the client commands.
+#[derive(clap::Args)]
+pub struct RegistryAddress {
+    /// The registry and tracking server (`weir registry`, or MLflow's). Precedence: this flag,
+    /// then WEIR_REGISTRY, then WEIR_TRACKING_URI (older name), then MLFLOW_TRACKING_URI (as
+    /// the mlflow client reads it), then http://127.0.0.1:5000 (`weir train` tracks nothing
+    /// unless one is given).
+    #[arg(
+        long = "registry",
+        visible_alias = "tracking-uri",
+        env = "WEIR_REGISTRY",
+        value_name = "URL",
+        global = true
+    )]
+    registry: Option<String>,
+}
+
+impl RegistryAddress {
+    /// The address given by the flag or the environment, if any.
+    pub fn given(&self) -> Option<String> {
+        let non_empty = |v: String| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        self.registry
+            .clone()
+            .and_then(non_empty)
+            .or_else(|| std::env::var("WEIR_TRACKING_URI").ok().and_then(non_empty))
+            .or_else(|| {
+                std::env::var("MLFLOW_TRACKING_URI")
+                    .ok()
+                    .and_then(non_empty)
+            })
+    }
+
+    /// The address to use: the given one, else the local default.
+    pub fn url(&self) -> String {
+        self.given().unwrap_or_else(|| DEFAULT_REGISTRY.to_owned())
+    }
+}
+
+/// A `weir models …` command line a person can copy as printed: the words, then
+/// `--registry URL` when it is not the default and the `--token-file` / `--ca-file` this
+/// command used (a token itself is never printed; the next person uses their own).
+pub fn models_command(registry: &str, client: &ClientArgs, words: &[&str]) -> String {
+    let mut parts = vec!["weir".to_owned(), "models".to_owned()];
+    parts.extend(words.iter().map(|w| shell_word(w)));
+    if registry.trim_end_matches('/') != DEFAULT_REGISTRY {
+        parts.extend(["--registry".to_owned(), shell_word(registry)]);
+    }
+    if let Some(file) = &client.token_file {
+        parts.extend([
+            "--token-file".to_owned(),
+            shell_word(&file.to_string_lossy()),
+        ]);
+    }
+    if let Some(file) = &client.ca_file {
+        parts.extend(["--ca-file".to_owned(), shell_word(&file.to_string_lossy())]);
+    }
+    parts.join(" ")
+}
+
+/// A word as a POSIX shell reads it back unchanged: bare when it is plainly safe, else in
+/// single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The registry's note on a version it cannot serve (`weir.servable=false`), for stderr.
+pub fn unservable_warning(version: &Value) -> Option<String> {
+    let tags = version["tags"].as_array()?;
+    let tag = |key: &str| {
+        tags.iter()
+            .find(|t| t["key"] == key)
+            .and_then(|t| t["value"].as_str())
+    };
+    (tag(weir_registry::servable::TAG) == Some("false")).then(|| {
+        format!(
+            "warning: version {} of '{}' cannot be approved or given a protected alias: {}",
+            text(&version["version"]),
+            text(&version["name"]),
+            tag(weir_registry::servable::REASON_TAG).unwrap_or("weir cannot serve it")
+        )
+    })
+}
+
+/// A time in milliseconds since the Unix epoch as RFC 3339 UTC to the second
+/// (`2026-11-29T23:05:09Z`), for the audit table.
+pub fn utc_seconds(epoch_ms: i64) -> String {
+    let seconds = epoch_ms.div_euclid(1000);
+    let (days, in_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil, proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60
+    )
+}
+
 /// A token kept in a file (`--token-file`, `--registry-token-file`): its contents without
 /// surrounding whitespace. An empty file is an error rather than an anonymous call that fails
 /// later with a less helpful refusal. The token itself never appears in an error.
@@ -180,8 +292,9 @@ pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
 }
 
 pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
+    let registry = args.registry.url();
     let client =
-        RegistryClient::new(&args.registry, args.client.identity()?).with_http(args.client.http()?);
+        RegistryClient::new(&registry, args.client.identity()?).with_http(args.client.http()?);
     let json = matches!(args.output, Output::Json);
     let print = crate::output::json;
     let shared = &client;
@@ -202,13 +315,17 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 .register(&name, &path, &description)
                 .await
                 .context("registration failed")?;
+            if let Some(warning) = unservable_warning(&version) {
+                eprintln!("{warning}");
+            }
             if json {
                 print(&version);
             } else {
+                let number = text(&version["version"]);
                 println!(
-                    "registered {name} version {} from {} (pending approval)",
-                    text(&version["version"]),
-                    path.display()
+                    "registered {name} version {number} from {} (pending approval: another person runs `{}`)",
+                    path.display(),
+                    models_command(&registry, &args.client, &["approve", &name, &number]),
                 );
             }
         }
@@ -301,6 +418,11 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
                     .approval(&name, &number)
                     .await
                     .context("show failed")?;
+                let servable = if unservable_warning(version).is_some() {
+                    "no"
+                } else {
+                    "yes"
+                };
                 rows.push(vec![
                     number,
                     text(&version["user_id"]),
@@ -315,6 +437,7 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
                     },
                     text(&version["aliases"]),
                     text(&version["current_stage"]),
+                    servable.to_owned(),
                     text(&version["source"]),
                 ]);
                 full.push(serde_json::json!({ "model_version": version, "approval": approval }));
@@ -325,7 +448,7 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
             }
             table(
                 &[
-                    "version", "creator", "approval", "aliases", "stage", "source",
+                    "version", "creator", "approval", "aliases", "stage", "servable", "source",
                 ],
                 rows,
             );
@@ -357,6 +480,7 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 .map(|e| {
                     vec![
                         text(&e["id"]),
+                        e["timestamp"].as_i64().map(utc_seconds).unwrap_or_default(),
                         text(&e["user"]),
                         text(&e["action"]),
                         text(&e["model"]),
@@ -368,11 +492,54 @@ pub async fn run(args: ModelsArgs) -> anyhow::Result<()> {
                 .collect();
             table(
                 &[
-                    "id", "user", "action", "model", "version", "before", "after",
+                    "id", "time", "user", "action", "model", "version", "before", "after",
                 ],
                 rows,
             );
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_times_are_rfc3339_utc_to_the_second() {
+        assert_eq!(utc_seconds(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_seconds(951_782_400_999), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_seconds(1_795_993_509_123), "2026-11-29T23:05:09Z");
+        assert_eq!(utc_seconds(-1), "1969-12-31T23:59:59Z");
+    }
+
+    fn client(token_file: Option<&str>, ca_file: Option<&str>) -> ClientArgs {
+        ClientArgs {
+            acting_as: Some("alice".into()),
+            token: None,
+            token_file: token_file.map(PathBuf::from),
+            ca_file: ca_file.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn printed_commands_name_a_non_default_registry_and_the_files_used() {
+        assert_eq!(
+            models_command(
+                DEFAULT_REGISTRY,
+                &client(None, None),
+                &["approve", "iris", "1"]
+            ),
+            "weir models approve iris 1"
+        );
+        assert_eq!(
+            models_command(
+                "http://127.0.0.1:5001",
+                &client(Some("alice token"), Some("ca.pem")),
+                &["approve", "iris", "1"]
+            ),
+            "weir models approve iris 1 --registry http://127.0.0.1:5001 --token-file 'alice token' --ca-file ca.pem"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
 }

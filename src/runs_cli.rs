@@ -6,19 +6,13 @@ use serde_json::Value;
 use weir_registry::client::Identity;
 use weir_tracking::TrackingClient;
 
-use crate::models_cli::ClientArgs;
+use crate::models_cli::{ClientArgs, RegistryAddress};
 use crate::output::{json, table, text, Output};
 
 #[derive(clap::Args)]
 pub struct RunsArgs {
-    /// The tracking server (`weir registry`, or MLflow's).
-    #[arg(
-        long,
-        env = "WEIR_TRACKING_URI",
-        default_value = "http://127.0.0.1:5000",
-        global = true
-    )]
-    tracking_uri: String,
+    #[command(flatten)]
+    registry: RegistryAddress,
     #[command(flatten)]
     client: ClientArgs,
     /// How to print answers.
@@ -59,13 +53,47 @@ fn key_values(list: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Metrics as `(key, compact value)`; see [`compact`].
+fn metric_values(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|m| {
+                    let value = match &m["value"] {
+                        Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), compact),
+                        // "NaN", "Infinity", "-Infinity" arrive as strings (protobuf JSON).
+                        other => text(other),
+                    };
+                    (text(&m["key"]), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A metric for people: at most 6 significant digits, the shortest text that reads back as the
+/// rounded value (`0.000666667`, `0.95`, `1500`), with an exponent outside 1e-4..1e15 as C's
+/// `%g` does (`1.5e-7`). JSON output keeps every digit.
+fn compact(value: f64) -> String {
+    if !value.is_finite() {
+        return value.to_string();
+    }
+    let rounded: f64 = format!("{value:.5e}").parse().unwrap_or(value);
+    let magnitude = rounded.abs();
+    if rounded == 0.0 || (1e-4..1e15).contains(&magnitude) {
+        format!("{rounded}")
+    } else {
+        format!("{rounded:e}")
+    }
+}
+
 pub async fn run(args: RunsArgs) -> anyhow::Result<()> {
+    let url = args.registry.url();
     let client = match args.client.given_identity()? {
-        Some(Identity::Token(token)) => {
-            TrackingClient::new(&args.tracking_uri, None).with_token(token)
-        }
-        Some(Identity::User(user)) => TrackingClient::new(&args.tracking_uri, Some(user)),
-        None => TrackingClient::new(&args.tracking_uri, None),
+        Some(Identity::Token(token)) => TrackingClient::new(&url, None).with_token(token),
+        Some(Identity::User(user)) => TrackingClient::new(&url, Some(user)),
+        None => TrackingClient::new(&url, None),
     }
     .with_http(args.client.http()?);
     match args.command {
@@ -90,7 +118,7 @@ pub async fn run(args: RunsArgs) -> anyhow::Result<()> {
             let rows = runs
                 .iter()
                 .map(|run| {
-                    let metrics: Vec<String> = key_values(&run["data"]["metrics"])
+                    let metrics: Vec<String> = metric_values(&run["data"]["metrics"])
                         .into_iter()
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect();
@@ -131,10 +159,12 @@ pub async fn run(args: RunsArgs) -> anyhow::Result<()> {
                 ("metrics (latest)", &run["data"]["metrics"]),
                 ("tags", &run["data"]["tags"]),
             ] {
-                let rows: Vec<Vec<String>> = key_values(list)
-                    .into_iter()
-                    .map(|(k, v)| vec![k, v])
-                    .collect();
+                let values = if title.starts_with("metrics") {
+                    metric_values(list)
+                } else {
+                    key_values(list)
+                };
+                let rows: Vec<Vec<String>> = values.into_iter().map(|(k, v)| vec![k, v]).collect();
                 if !rows.is_empty() {
                     println!();
                     table(&[title, "value"], rows);
@@ -143,4 +173,23 @@ pub async fn run(args: RunsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact;
+
+    #[test]
+    fn metrics_print_with_six_significant_digits_at_most() {
+        assert_eq!(compact(1.0 / 1500.0), "0.000666667");
+        assert_eq!(compact(1.0 / 22.0), "0.0454545");
+        assert_eq!(compact(0.95), "0.95");
+        assert_eq!(compact(1500.0), "1500");
+        assert_eq!(compact(123_456_789.0), "123457000");
+        assert_eq!(compact(-2.0 / 3.0), "-0.666667");
+        assert_eq!(compact(0.0), "0");
+        assert_eq!(compact(1.5e-7), "1.5e-7");
+        assert_eq!(compact(2.0e20), "2e20");
+        assert_eq!(compact(f64::NAN), "NaN");
+    }
 }

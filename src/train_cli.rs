@@ -47,15 +47,17 @@ pub struct TrainArgs {
     /// The version folder to write (model.safetensors + weir.toml).
     #[arg(long, default_value = "model")]
     out: PathBuf,
-    /// A tracking server (`weir registry`, or MLflow's) to record the run on.
-    #[arg(long, env = "WEIR_TRACKING_URI")]
-    tracking_uri: Option<String>,
+    /// The registry to record the run on and register with (`--tracking-uri` is the same
+    /// flag); without one (flag or environment) nothing is tracked.
+    #[command(flatten)]
+    registry: crate::models_cli::RegistryAddress,
     #[arg(long, env = "WEIR_EXPERIMENT", default_value = "Default")]
     experiment: String,
     #[arg(long)]
     run_name: Option<String>,
-    /// Registers the model under this name (pending approval), linked to the run.
-    #[arg(long, requires = "tracking_uri")]
+    /// Registers the model under this name (pending approval), linked to the run; needs a
+    /// registry (--registry, WEIR_REGISTRY or MLFLOW_TRACKING_URI).
+    #[arg(long)]
     register: Option<String>,
     #[command(flatten)]
     client: crate::models_cli::ClientArgs,
@@ -78,7 +80,13 @@ enum ModelArg {
 }
 
 pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let remote = match args.tracking_uri.clone() {
+    let registry = args.registry.given();
+    if let (Some(name), None) = (&args.register, &registry) {
+        anyhow::bail!(
+            "--register {name} needs a registry: give --registry URL (or set WEIR_REGISTRY or MLFLOW_TRACKING_URI)"
+        );
+    }
+    let remote = match registry.clone() {
         // Credentials and the CA file are checked before any training starts.
         Some(tracking_uri) => Some(Remote {
             tracking_uri,
@@ -131,6 +139,13 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
         })
         .unwrap_or_default();
     let run_id = outcome.run.as_ref().map(|r| r.run_id.clone());
+    if let Some(warning) = outcome
+        .version
+        .as_ref()
+        .and_then(crate::models_cli::unservable_warning)
+    {
+        eprintln!("{warning}");
+    }
     match args.output {
         Output::Json => {
             let mut summary = json!({
@@ -176,7 +191,12 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
                 );
                 match &outcome.approval {
                     Some(approval) if approval["approved"] != Value::Bool(true) => println!(
-                        "registered {name} version {number}, pending approval (weir models approve {name} {number})"
+                        "registered {name} version {number}, pending approval: another person runs `{}`",
+                        crate::models_cli::models_command(
+                            registry.as_deref().unwrap_or_default(),
+                            &args.client,
+                            &["approve", name, number]
+                        )
                     ),
                     _ => println!("registered {name} version {number}"),
                 }

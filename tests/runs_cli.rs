@@ -13,8 +13,11 @@ use weir_tracking::TrackingClient;
 
 fn runs(registry: &Registry, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["runs", "--tracking-uri", &registry.url])
+        .args(["runs", "--registry", &registry.url])
         .args(args)
+        .env_remove("WEIR_REGISTRY")
+        .env_remove("WEIR_TRACKING_URI")
+        .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .unwrap()
 }
@@ -102,13 +105,40 @@ async fn the_rust_client_logs_and_weir_runs_reads() {
         lines[1].starts_with(&run_ids[0]) && lines[2].starts_with(&run_ids[1]),
         "{table}"
     );
-    assert!(lines[1].contains("loss=0.000666"), "{table}");
+    // Metrics print with at most 6 significant digits, not 17 (`--output json` keeps them).
+    assert!(
+        lines[1].contains("loss=0.000666667 ") || lines[1].ends_with("loss=0.000666667"),
+        "{table}"
+    );
+    assert!(!table.contains("0.00066666666"), "{table}");
+    assert!(lines[2].contains("accuracy=0.95"), "{table}");
 
     let shown = stdout(&runs(&registry, &["show", &run_ids[0]]));
     assert!(
         shown.contains("FINISHED") && shown.contains("size") && shown.contains("small"),
         "{shown}"
     );
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["loss", "0.000666667"]),
+        "{shown}"
+    );
+    // `--tracking-uri` is the same option as `--registry`, and MLFLOW_TRACKING_URI reaches it.
+    let by_alias = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["runs", "--tracking-uri", &registry.url, "show", &run_ids[0]])
+        .env_remove("WEIR_REGISTRY")
+        .output()
+        .unwrap();
+    assert!(stdout(&by_alias).contains("FINISHED"));
+    let by_mlflow_env = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["runs", "show", &run_ids[0]])
+        .env_remove("WEIR_REGISTRY")
+        .env_remove("WEIR_TRACKING_URI")
+        .env("MLFLOW_TRACKING_URI", &registry.url)
+        .output()
+        .unwrap();
+    assert!(stdout(&by_mlflow_env).contains("FINISHED"));
     let downloaded = common::get(
         registry.url.trim_start_matches("http://"),
         &format!(

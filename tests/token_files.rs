@@ -100,7 +100,7 @@ fn models_use_a_token_from_a_file() {
         audit
             .lines()
             .skip(1)
-            .all(|l| l.split_whitespace().nth(1) == Some("alice")),
+            .all(|l| l.split_whitespace().nth(2) == Some("alice")),
         "the token names alice: {audit}"
     );
     let listed = common::stdout(&weir(&[

@@ -17,6 +17,10 @@ fn train(args: &[&str]) -> Output {
         .arg("train")
         .args(args)
         .env_remove("WEIR_TRACKING_URI")
+        .env_remove("WEIR_REGISTRY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("WEIR_TOKEN")
+        .env_remove("WEIR_TOKEN_FILE")
         .output()
         .unwrap()
 }
@@ -148,12 +152,9 @@ fn bad_data_and_flags_are_refused_with_the_reason() {
             "{args:?}: nothing is written for a refused job"
         );
     }
-    let output = train(&["--data", &good, "--target", "label", "--register", "m"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("--tracking-uri"),
-        "{}",
-        stderr(&output)
+    refused(
+        &["--data", &good, "--target", "label", "--register", "m"],
+        "--register m needs a registry: give --registry URL (or set WEIR_REGISTRY or MLFLOW_TRACKING_URI)",
     );
 }
 
@@ -255,4 +256,108 @@ async fn failures_leave_no_run_running_and_nothing_half_registered() {
         "cannot reach the tracking server at http://127.0.0.1:9",
     );
     assert!(!m3.exists());
+}
+
+/// A `weir registry --tokens` on a free port: alice submits, bob approves.
+struct SecuredRegistry {
+    child: std::process::Child,
+    url: String,
+    folder: PathBuf,
+}
+
+impl SecuredRegistry {
+    fn start(tag: &str) -> SecuredRegistry {
+        let folder = scratch(tag);
+        let tokens = folder.join("tokens.toml");
+        std::fs::write(
+            &tokens,
+            "[[user]]\nname = \"alice\"\ntoken = \"alice-secret-token\"\nroles = [\"reader\", \"submitter\"]\n\
+             [[user]]\nname = \"bob\"\ntoken = \"bob-secret-token\"\nroles = [\"reader\", \"approver\"]\n",
+        )
+        .unwrap();
+        std::fs::write(folder.join("alice.token"), "alice-secret-token\n").unwrap();
+        std::fs::write(folder.join("bob.token"), "bob-secret-token\n").unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["registry", "--http-port", "0", "--tokens"])
+            .arg(&tokens)
+            .arg("--db")
+            .arg(format!("sqlite://{}/r.db", folder.display()))
+            .arg("--artifacts")
+            .arg(folder.join("artifacts"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = common::announced_url(&mut child);
+        SecuredRegistry { child, url, folder }
+    }
+}
+
+impl Drop for SecuredRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The hint `weir train` prints names the registry it used (however it was given) and the
+/// token file, never the token; with the approver's own token file it runs as printed.
+#[test]
+fn the_printed_approval_hint_runs_as_printed() {
+    let registry = SecuredRegistry::start("train-cli-hint");
+    let data = separable(&registry.folder);
+    let out = registry.folder.join("model");
+    let alice_token = registry.folder.join("alice.token");
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("train")
+        .args(["--data", data.to_str().unwrap(), "--target", "label"])
+        .args(["--epochs", "2", "--out", out.to_str().unwrap()])
+        .args([
+            "--register",
+            "iris",
+            "--token-file",
+            alice_token.to_str().unwrap(),
+        ])
+        .env_remove("WEIR_TRACKING_URI")
+        .env_remove("WEIR_REGISTRY")
+        .env("MLFLOW_TRACKING_URI", &registry.url)
+        .output()
+        .unwrap();
+    let summary = stdout(&output);
+    assert!(!summary.contains("alice-secret-token"), "{summary}");
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("registered iris version 1, pending approval"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    let hint: Vec<&str> = line.split('`').nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        hint.join(" "),
+        format!(
+            "weir models approve iris 1 --registry {} --token-file {}",
+            registry.url,
+            alice_token.display()
+        )
+    );
+    // bob runs it with his own token file.
+    let bob_token = registry.folder.join("bob.token");
+    let args: Vec<&str> = hint[1..]
+        .iter()
+        .map(|word| {
+            if *word == alice_token.to_str().unwrap() {
+                bob_token.to_str().unwrap()
+            } else {
+                word
+            }
+        })
+        .collect();
+    let approved = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(&args)
+        .env_remove("WEIR_REGISTRY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&approved).contains("approved (1 of 1 approvals, by bob)"),
+        "{args:?}"
+    );
 }

@@ -88,6 +88,10 @@ def test_the_mlflow_client_authenticates_with_a_token_or_user_and_password(secur
     artifact = tmp_path / "notes.txt"
     artifact.write_text("trained on march data")
     alice.log_artifact(run.info.run_id, str(artifact))
+    # Something weir can serve: approving a version without it is refused (400) for anyone.
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x01onnx")
+    alice.log_artifact(run.info.run_id, str(onnx))
     alice.set_terminated(run.info.run_id)
     version = alice.create_model_version("churn", source=f"{run.info.artifact_uri}", run_id=run.info.run_id)
     assert version.version == "1"

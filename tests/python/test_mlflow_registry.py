@@ -31,7 +31,18 @@ def error_code(call):
     return caught.value.error_code
 
 
-def test_registered_models_versions_tags_and_aliases(client):
+def upload(registry, path, data=b"\x08\x01onnx"):
+    """Puts one artifact file into the registry's store (as `mlflow.log_artifact` would)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{registry}/api/2.0/mlflow-artifacts/artifacts/{path}", data=data, method="PUT")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+
+
+def test_registered_models_versions_tags_and_aliases(registry, client):
+    upload(registry, "models/iris/1/model.onnx")
+    upload(registry, "models/iris/2/model.onnx")
     model = client.create_registered_model("iris", tags={"team": "ml"}, description="flowers")
     assert model.name == "iris" and model.tags == {"team": "ml"} and model.description == "flowers"
     assert error_code(lambda: client.create_registered_model("iris")) == "RESOURCE_ALREADY_EXISTS"
@@ -41,7 +52,8 @@ def test_registered_models_versions_tags_and_aliases(client):
     assert (v1.version, v2.version) == ("1", "2")
     assert v1.status == "READY" and v1.tags == {"stage": "test"}
     assert client.get_model_version("iris", "2").description == "second"
-    assert client.get_model_version_download_uri("iris", "1") == "mlflow-artifacts:/models/iris/1"
+    # Registered files are copied into the versions' immutable storage and read from there.
+    assert client.get_model_version_download_uri("iris", "1") == "mlflow-artifacts:/.weir/versions/iris/1"
 
     client.set_registered_model_alias("iris", "candidate", "1")
     assert client.get_model_version_by_alias("iris", "candidate").version == "1"
@@ -128,6 +140,7 @@ def weir_call(registry, user, method, path, body=None):
 
 
 def test_protected_aliases_need_approval_from_someone_else(registry, monkeypatch):
+    upload(registry, "fraud/1/model.onnx")
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "x")
     alice = MlflowClient(tracking_uri=registry, registry_uri=registry)
@@ -154,11 +167,40 @@ def test_protected_aliases_need_approval_from_someone_else(registry, monkeypatch
     assert alice.get_model_version_by_alias("fraud", "production").version == "1"
     status, body = weir_call(registry, "alice", "GET", "audit/list?name=fraud")
     actions = [(e["user"], e["action"]) for e in reversed(body["events"])]
-    assert actions == [
+    assert [a for a in actions if a[1] != "artifact.put"] == [
         ("alice", "create_registered_model"), ("alice", "create_model_version"), ("alice", "request"),
         ("alice", "set_approval_policy"), ("bob", "approve"), ("carol", "reject"), ("carol", "approve"),
         ("alice", "set_alias"),
     ]
+
+
+def test_a_version_weir_cannot_serve_is_marked_and_refused(registry, client):
+    """Issue 17: what `mlflow.sklearn.log_model` logs (MLmodel + model.pkl) registers, as with
+    MLflow, but is tagged weir.servable=false with the reason, and approving it or moving a
+    protected alias to it is refused naming the fix; the same model as ONNX goes through."""
+    upload(registry, "sk/1/MLmodel", b"flavors:\n  sklearn: {}\n")
+    upload(registry, "sk/1/model.pkl", b"\x80\x04pickle")
+    upload(registry, "sk/2/model.onnx")
+    client.create_registered_model("sk")
+    pickled = client.create_model_version("sk", source="mlflow-artifacts:/sk/1")
+    assert pickled.status == "READY" and pickled.tags["weir.servable"] == "false"
+    assert "model.pkl" in pickled.tags["weir.servable_reason"] and "skl2onnx" in pickled.tags["weir.servable_reason"]
+
+    status, body = weir_call(registry, "bob", "POST", "approvals/approve", {"name": "sk", "version": "1"})
+    assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", body
+    assert body["message"].startswith("cannot approve version 1 of 'sk'") and "skl2onnx" in body["message"]
+    with pytest.raises(MlflowException) as refused:
+        client.set_registered_model_alias("sk", "champion", "1")
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "protected alias 'champion'" in refused.value.message and "model.onnx" in refused.value.message
+    client.set_registered_model_alias("sk", "candidate", "1")  # unprotected: the user's business
+
+    exported = client.create_model_version("sk", source="mlflow-artifacts:/sk/2")
+    assert "weir.servable" not in exported.tags
+    status, body = weir_call(registry, "bob", "POST", "approvals/approve", {"name": "sk", "version": "2"})
+    assert status == 200 and body["approval"]["approved"] is True
+    client.set_registered_model_alias("sk", "champion", "2")
+    assert client.get_model_version_by_alias("sk", "champion").version == "2"
 
 
 def test_the_registry_reaches_postgresql_over_verified_tls(tmp_path):

@@ -4,6 +4,7 @@ register_model, on SQLite and on PostgreSQL."""
 import json
 import math
 import tempfile
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -102,6 +103,48 @@ def test_a_training_session_end_to_end(fluent, tmp_path):
     assert len(resolved["sha256"]) == 64 and "MLmodel" in resolved["files"]
     loaded = mlflow.sklearn.load_model("models:/iris-classifier/1")
     assert (loaded.predict(features) == model.predict(features)).all()
+
+    # A pickle is nothing weir serves (issue 17): registered as MLflow would, but marked, and
+    # approval and protected aliases are refused naming the fix.
+    assert version.tags["weir.servable"] == "false"
+    assert "skl2onnx" in version.tags["weir.servable_reason"]
+    request = urllib.request.Request(
+        f"{mlflow.get_tracking_uri()}/api/2.0/weir/approvals/approve",
+        data=json.dumps({"name": "iris-classifier", "version": "1"}).encode(), method="POST",
+        headers={"X-Weir-User": "bob"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    body = json.loads(refused.value.read())
+    assert refused.value.code == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", body
+    assert "model.pkl" in body["message"] and "skl2onnx" in body["message"]
+    assert error_code(lambda: client.set_registered_model_alias("iris-classifier", "production", "1")) == "INVALID_PARAMETER_VALUE"
+
+
+def test_an_sklearn_model_exported_with_skl2onnx_registers_servable(fluent):
+    """The route docs/tracking.md shows: skl2onnx, the onnx flavour, register, approve, alias."""
+    from skl2onnx import to_onnx
+
+    client = fluent
+    features = np.random.default_rng(1).normal(size=(40, 4)).astype(np.float32)
+    labels = (features[:, 1] > 0).astype(int)
+    mlflow.set_experiment("onnx-export")
+    with mlflow.start_run() as run:
+        model = LogisticRegression().fit(features, labels)
+        mlflow.onnx.log_model(to_onnx(model, features[:1], options={"zipmap": False}), name="model")
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris-onnx")
+    assert "weir.servable" not in version.tags, version.tags
+    with urllib.request.urlopen(f"{mlflow.get_tracking_uri()}/api/2.0/weir/resolve?name=iris-onnx&version=1") as answer:
+        assert "model.onnx" in json.loads(answer.read())["files"]
+    request = urllib.request.Request(
+        f"{mlflow.get_tracking_uri()}/api/2.0/weir/approvals/approve",
+        data=json.dumps({"name": "iris-onnx", "version": version.version}).encode(), method="POST",
+        headers={"X-Weir-User": "bob"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.loads(answer.read())["approval"]["approved"] is True
+    client.set_registered_model_alias("iris-onnx", "champion", version.version)
+    assert client.get_model_version_by_alias("iris-onnx", "champion").version == version.version
 
 
 def test_batches_tags_nan_and_lifecycle(fluent):

@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod client;
 pub mod filter;
 pub mod mlflow;
+pub mod servable;
 pub mod store;
 pub mod versions;
 

@@ -20,6 +20,7 @@ use weir_mlflow_wire::{Access, Identity, Role};
 
 use crate::artifacts::{ArtifactStore, UploadError};
 use crate::filter::Filter;
+use crate::servable;
 use crate::store::{Decision, NewVersion, Store, StoreError, Tag};
 
 /// The registry behind the API.
@@ -356,6 +357,10 @@ async fn set_alias(
         required(request.version, "version")?,
     );
     blocking(&registry, move |r| {
+        if r.store.is_protected(&alias) {
+            let what = format!("point the protected alias '{alias}' at");
+            refuse_unservable(r, &request.name, &version, &what)?;
+        }
         r.store.set_alias(&actor, &request.name, &alias, &version)
     })
     .await?;
@@ -468,10 +473,84 @@ async fn create_model_version(
                 new.sha256 = crate::versions::digest(&new.files);
             }
         }
-        r.store.create_model_version(&actor, &request.name, &new)
+        // MLflow registers anything; so does weir, but a version it cannot serve is marked so
+        // the client sees it now rather than when a server fails to load it. The marks are the
+        // registry's own: a client's tags under those keys are not kept.
+        let paths: Vec<&str> = new.files.iter().map(|f| f.path.as_str()).collect();
+        let unservable = servable::unservable_reason(&paths, &new.source);
+        new.tags
+            .retain(|t| t.key != servable::TAG && t.key != servable::REASON_TAG);
+        if let Some(reason) = &unservable {
+            new.tags.extend([
+                Tag {
+                    key: servable::TAG.to_owned(),
+                    value: "false".to_owned(),
+                },
+                Tag {
+                    key: servable::REASON_TAG.to_owned(),
+                    value: reason.clone(),
+                },
+            ]);
+        }
+        let version = r.store.create_model_version(&actor, &request.name, &new)?;
+        if let Some(reason) = unservable {
+            tracing::warn!(
+                model = %request.name,
+                version = %version.version,
+                source = %new.source,
+                "registered a version weir cannot serve; it cannot be approved or given a protected alias: {reason}"
+            );
+        }
+        Ok(version)
     })
     .await?;
     ok(json!({ "model_version": version }))
+}
+
+/// Refuses `what` ("approve", "point the protected alias 'x' at") for a version weir cannot
+/// serve, naming what would make it servable. `INVALID_PARAMETER_VALUE` (400): MLflow has no
+/// failed-precondition code, and its `INVALID_STATE` is a 500, which the client retries.
+fn refuse_unservable(
+    r: &Registry,
+    name: &str,
+    version: &str,
+    what: &str,
+) -> Result<(), StoreError> {
+    let model_version = r.store.get_model_version(name, version)?;
+    let (_, files) = served_files(r, name, &model_version)?;
+    match servable::unservable_reason(&files, &model_version.source) {
+        None => Ok(()),
+        Some(reason) => Err(StoreError::InvalidParameter(format!(
+            "cannot {what} version {version} of '{name}': {reason}"
+        ))),
+    }
+}
+
+/// Where a server downloads a version's files from, and which files they are. A version with
+/// recorded files is served from its immutable copy; one registered before those existed (no
+/// recorded files) is read from its source path as it is now (the runtime's digest check
+/// still catches changed bytes); a source outside the store has no files weir can fetch.
+fn served_files(
+    r: &Registry,
+    name: &str,
+    model_version: &crate::store::ModelVersion,
+) -> Result<(Option<String>, Vec<String>), StoreError> {
+    let recorded = r.store.version_files(name, &model_version.version)?;
+    if !recorded.is_empty() {
+        return Ok((
+            Some(crate::versions::version_root(name, &model_version.version)),
+            recorded.into_iter().map(|f| f.path).collect(),
+        ));
+    }
+    let path = model_version
+        .storage_location
+        .strip_prefix(ARTIFACT_SCHEME)
+        .map(str::to_owned);
+    let files = match &path {
+        Some(path) => r.artifacts.files(path)?,
+        None => Vec::new(),
+    };
+    Ok((path, files))
 }
 
 async fn get_model_version(
@@ -779,6 +858,9 @@ async fn decide(
 ) -> Answer {
     let request: DecisionBody = body(&bytes)?;
     let status = blocking(&registry, move |r| {
+        if decision == Decision::Approve {
+            refuse_unservable(r, &request.name, &request.version, "approve")?;
+        }
         r.store.decide(
             &actor,
             &request.name,
@@ -846,26 +928,7 @@ async fn resolve(
         };
         let approval = r.store.approval_status(&name, &model_version.version)?;
         let sha256 = r.store.artifact_sha256(&name, &model_version.version)?;
-        let recorded = r.store.version_files(&name, &model_version.version)?;
-        // A version with recorded files is served from its immutable copy; one registered
-        // before those existed (no recorded files) keeps the old answer: its source path and
-        // the files there now (the runtime's digest check still catches changed bytes).
-        let (path, files) = if recorded.is_empty() {
-            let path = model_version
-                .storage_location
-                .strip_prefix(ARTIFACT_SCHEME)
-                .map(str::to_owned);
-            let files = match &path {
-                Some(path) => r.artifacts.files(path)?,
-                None => Vec::new(),
-            };
-            (path, files)
-        } else {
-            (
-                Some(crate::versions::version_root(&name, &model_version.version)),
-                recorded.into_iter().map(|f| f.path).collect(),
-            )
-        };
+        let (path, files) = served_files(r, &name, &model_version)?;
         Ok(json!({
             "name": name,
             "version": model_version.version,

@@ -321,6 +321,11 @@ impl Store {
         self
     }
 
+    /// Whether an alias may point only at approved (and servable) versions.
+    pub fn is_protected(&self, alias: &str) -> bool {
+        self.protected_aliases.iter().any(|p| p == alias)
+    }
+
     /// Records a decision on a version: a request for review, an approval (never by its
     /// creator), or a rejection (which stands until the same person approves).
     pub fn decide(
@@ -824,7 +829,7 @@ impl Store {
                 "alias '{alias}' is reserved or empty; aliases cannot be numbers or 'latest'"
             )));
         }
-        let protected = self.protected_aliases.iter().any(|p| p == alias);
+        let protected = self.is_protected(alias);
         self.write(actor, "set_alias", name, version, |db| {
             read_model_version(db, name, number)?;
             if protected {
