@@ -24,7 +24,7 @@ hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 # wrk prints non-2xx answers and socket errors; both count as failed legitimate requests.
 legit() {
   wrk -t2 -c32 -d"$1"s --latency -s benches/load/iris.lua "$router/v2/models/iris/infer" > "$2"
-  grep -E "Requests/sec|99%|Non-2xx|Socket errors|status [0-9]|socket errors" "$2" || true
+  grep -E "requests in|Requests/sec|99%|Non-2xx|Socket errors|status [0-9]|socket errors" "$2" || true
 }
 
 echo "== baseline: ${BASELINE_SECONDS}s of legitimate load, no hostile clients"
