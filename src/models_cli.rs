@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
 use weir_http::HttpClient;
-use weir_registry::client::{Identity, RegistryClient};
+use weir_mlflow_client::{Identity, RegistryClient};
 
 use crate::output::{table, text, Output};
 

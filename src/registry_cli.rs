@@ -1,20 +1,19 @@
 //! `weir registry`: the model registry and experiment tracking (MLflow's REST API) on one port,
-//! behind one access layer whose table covers both (docs/security.md).
+//! behind one access layer whose table covers both (docs/security.md). The server itself is
+//! `weir-mlflow-server`; this file holds its flags and start-up (identities, exposure check,
+//! listener, signals).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use weir_mlflow_wire::{AccessLayer, Authenticator, EndpointTable, Refusal};
+use weir_mlflow_server::Config;
+use weir_mlflow_wire::Authenticator;
 
 use crate::{announce, shutdown_signal};
 
 /// How often the identities file is reread (rotation takes effect within this).
 const IDENTITIES_RELOAD: Duration = Duration::from_secs(2);
-
-/// Refused requests waiting for the audit log; past this they are dropped and counted.
-const REFUSALS_QUEUED: usize = 1024;
 
 #[derive(clap::Args)]
 pub struct RegistryArgs {
@@ -68,23 +67,13 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
         None => Authenticator::anonymous(),
     };
     refuse_open_exposure(&args.host, &authenticator, args.allow_anonymous)?;
-    // The registry and tracking share one database. The PostgreSQL driver blocks, and must not
-    // do so on an async worker.
-    let url = args.db.clone();
-    let (store, tracking) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let db = Arc::new(weir_sql::Database::open(&url)?);
-        let store = weir_registry::Store::new(db.clone())?;
-        let tracking = weir_tracking::TrackingStore::new(db)?;
-        Ok((store, Arc::new(weir_tracking::Tracking { store: tracking })))
+    let stores = weir_mlflow_server::open(Config {
+        database: args.db,
+        artifacts: args.artifacts,
+        max_artifact_bytes: args.max_artifact_bytes,
+        protected_aliases: args.protected_aliases,
     })
-    .await?
-    .context("cannot open the registry database")?;
-    let registry = Arc::new(weir_registry::Registry {
-        store: store.with_protected_aliases(args.protected_aliases),
-        artifacts: weir_registry::artifacts::ArtifactStore::open(&args.artifacts)?
-            .with_max_file_bytes(args.max_artifact_bytes),
-        sources: Some(logged_model_locations(tracking.clone())),
-    });
+    .await?;
     let bind = format!("{}:{}", args.host, args.http_port);
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
@@ -96,46 +85,12 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     if let Some(file) = &args.tokens {
         authenticator.watch(file.clone(), IDENTITIES_RELOAD);
     }
-    let (app, _) = app(registry, tracking, authenticator);
+    let (app, _) = weir_mlflow_server::app(&stores, authenticator);
     args.limits
         .server()
         .serve(listener, app, shutdown_signal())
         .await;
     Ok(())
-}
-
-/// Registry and tracking on one router behind one access layer, with the table it enforces;
-/// refusals go to the audit log.
-fn app(
-    registry: Arc<weir_registry::Registry>,
-    tracking: Arc<weir_tracking::Tracking>,
-    authenticator: Authenticator,
-) -> (axum::Router, EndpointTable) {
-    let (tracking_routes, mut endpoints) = weir_tracking::routes(tracking);
-    let (registry_routes, registry_endpoints) = weir_registry::mlflow::routes(registry.clone());
-    endpoints.extend(registry_endpoints);
-    let audit = weir_mlflow_wire::queued_sink(REFUSALS_QUEUED, move |refusal: Refusal| {
-        let needed = refusal.needed.map_or_else(
-            || "a valid credential".to_owned(),
-            |r| format!("the {r} role"),
-        );
-        let what = format!(
-            "{} {} refused ({}): needs {needed}",
-            refusal.method, refusal.path, refusal.status
-        );
-        if let Err(err) = registry
-            .store
-            .record_event(&refusal.who, "refused", "", "", "", &what)
-        {
-            tracing::error!(error = %err, "cannot audit a refused request");
-        }
-    });
-    let table = EndpointTable::new(endpoints);
-    let app = tracking_routes
-        .merge(registry_routes)
-        .layer(AccessLayer::new(table.clone(), authenticator).with_refusals(audit))
-        .layer(weir_http::panic::PanicLayer::default().layer());
-    (app, table)
 }
 
 /// A server without identities answers anyone as anyone; that is only safe where nobody else
@@ -158,26 +113,6 @@ fn refuse_open_exposure(
         "SERVING WITHOUT IDENTITIES on a non-loopback address (--allow-anonymous): anyone who reaches this port can read, register, approve and delete models under any name"
     );
     Ok(())
-}
-
-/// `mlflow.register_model("runs:/…")` registers MLflow 3 logged models as `models:/<model_id>`;
-/// their files live where the tracking store put the logged model.
-fn logged_model_locations(tracking: Arc<weir_tracking::Tracking>) -> weir_registry::SourceResolver {
-    Arc::new(move |source: &str| {
-        let Some(model_id) = source
-            .strip_prefix("models:/")
-            .filter(|id| id.starts_with("m-"))
-        else {
-            return Ok(None);
-        };
-        match tracking.store.get_logged_model(model_id) {
-            Ok(model) => Ok(Some(model.info.artifact_uri)),
-            Err(weir_tracking::TrackingError::NotFound(message)) => {
-                Err(weir_registry::StoreError::NotFound(message))
-            }
-            Err(err) => Err(weir_registry::StoreError::Internal(err.to_string())),
-        }
-    })
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
-use weir_registry::client::Identity;
-use weir_tracking::TrackingClient;
+use weir_mlflow_client::TrackingClient;
 
 use crate::models_cli::{ClientArgs, RegistryAddress};
 use crate::output::{json, table, text, Output};
@@ -90,12 +89,8 @@ fn compact(value: f64) -> String {
 
 pub async fn run(args: RunsArgs) -> anyhow::Result<()> {
     let url = args.registry.url();
-    let client = match args.client.given_identity()? {
-        Some(Identity::Token(token)) => TrackingClient::new(&url, None).with_token(token),
-        Some(Identity::User(user)) => TrackingClient::new(&url, Some(user)),
-        None => TrackingClient::new(&url, None),
-    }
-    .with_http(args.client.http()?);
+    let client = TrackingClient::as_identity(&url, args.client.given_identity()?)
+        .with_http(args.client.http()?);
     match args.command {
         RunsCommand::List {
             experiment,

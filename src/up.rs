@@ -11,8 +11,10 @@
 //! demo, free ports), so a refusal leaves no half-made folder; a failure after that stops the
 //! parts already started and removes what this run created.
 
+mod configs;
 mod demo;
 mod folder;
+mod resolve;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,7 +24,10 @@ use anyhow::Context;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use weir_registry::client::{Identity, RegistryClient};
+use weir_mlflow_client::{Identity, RegistryClient};
+
+use configs::Resolved;
+use resolve::resolve_all;
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -203,126 +208,6 @@ async fn register_demo(registry: &str, models: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The registry version numbers behind each model's roles, as resolved at start: the router
-/// accepts them wherever it accepts `stable`/`canary` (`x-weir-version: 2`,
-/// `/v2/models/iris/versions/2/infer`).
-#[derive(Default)]
-struct Resolved(std::collections::BTreeMap<(String, &'static str), u64>);
-
-impl Resolved {
-    fn get(&self, model: &str, role: &'static str) -> Option<u64> {
-        self.0.get(&(model.to_owned(), role)).copied()
-    }
-}
-
-fn routes_file(stack: &StackFile, resolved: &Resolved) -> String {
-    let mut out = String::new();
-    for model in &stack.model {
-        let canary = model.canary.as_ref().map(|_| model.canary_percent.min(100));
-        let stable_number = resolved.get(&model.name, "stable");
-        // The router refuses two backends with one number; when both roles point at the same
-        // version, the number pins the stable one.
-        let canary_number = resolved
-            .get(&model.name, "canary")
-            .filter(|n| Some(*n) != stable_number);
-        let number =
-            |n: Option<u64>| n.map_or(String::new(), |n| format!("registry_version = {n}\n"));
-        out.push_str(&format!(
-            "[[route]]\nmodel = \"{}\"\n[[route.backend]]\nversion = \"stable\"\n{}endpoints = []\nweight = {}\n",
-            model.name,
-            number(stable_number),
-            100 - canary.unwrap_or(0)
-        ));
-        if let Some(percent) = canary {
-            out.push_str(&format!(
-                "[[route.backend]]\nversion = \"canary\"\n{}endpoints = []\nweight = {percent}\n",
-                number(canary_number)
-            ));
-        }
-    }
-    out
-}
-
-/// `models:/NAME/VERSION` or `models:/NAME@ALIAS` as a version number, asking the registry for
-/// an alias; `None` (with a warning) when the registry does not know it yet.
-async fn resolve_version(registry: &RegistryClient, uri: &str) -> Option<u64> {
-    let rest = uri.strip_prefix("models:/")?;
-    if let Some((name, alias)) = rest.split_once('@') {
-        let path = format!(
-            "/api/2.0/mlflow/registered-models/alias?name={}&alias={}",
-            query_escape(name),
-            query_escape(alias)
-        );
-        match registry.get(&path).await {
-            Ok(answer) => answer["model_version"]["version"]
-                .as_str()
-                .and_then(|v| v.parse().ok()),
-            Err(err) => {
-                tracing::warn!(%uri, error = %err, "cannot resolve the alias; the router will know this backend by its role only");
-                None
-            }
-        }
-    } else {
-        rest.rsplit_once('/')?.1.parse().ok()
-    }
-}
-
-/// Percent-encodes a query value (model names and aliases are usually plain already).
-fn query_escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn resolve_all(registry: &str, stack: &StackFile) -> Resolved {
-    let client = RegistryClient::new(registry, Identity::User("weir-up".to_owned()));
-    let mut resolved = Resolved::default();
-    for model in &stack.model {
-        let roles = std::iter::once(("stable", &model.stable))
-            .chain(model.canary.iter().map(|c| ("canary", c)));
-        for (role, uri) in roles {
-            if let Some(number) = resolve_version(&client, uri).await {
-                resolved.0.insert((model.name.clone(), role), number);
-            }
-        }
-    }
-    resolved
-}
-
-/// One local target per model version; `router` is the router's admin API, where the
-/// autoscaler adds and removes replicas.
-fn autoscaler_file(stack: &StackFile, dir: &Path, registry: &str, router: &str) -> String {
-    let mut out = String::new();
-    for model in &stack.model {
-        let roles = std::iter::once(("stable", &model.stable))
-            .chain(model.canary.iter().map(|c| ("canary", c)));
-        for (role, uri) in roles {
-            let repository = dir.join("replicas").join(format!("{}-{role}", model.name));
-            out.push_str(&format!(
-                r#"[[target]]
-name = "{name}-{role}"
-scaler = {{ kind = "local", model = "{name}", version = "{role}", repository = "{repository}", router = "{router}", fresh_repository = true, args = ["--registry", "{registry}", "--model", "{name}={uri}", "--registry-poll-interval", "5"] }}
-signal = {{ kind = "scrape" }}
-policy = {{ metric = "concurrency", target = {target}, min_replicas = {min}, max_replicas = {max} }}
-
-"#,
-                name = model.name,
-                repository = repository.display(),
-                target = model.target_concurrency,
-                min = model.min_replicas.max(1),
-                max = model.max_replicas.max(1),
-            ));
-        }
-    }
-    out
-}
-
 /// What `weir up` checks before it creates or starts anything: the stack description, the demo
 /// models, ONNX Runtime (the demo serves ONNX), and that the fixed ports are free.
 fn check_prerequisites(args: &UpArgs) -> anyhow::Result<StackFile> {
@@ -437,7 +322,7 @@ async fn start_stack(
         }
     }
     let resolved = resolve_all(&registry_url, stack).await;
-    std::fs::write(dir.join("routes.toml"), routes_file(stack, &resolved))?;
+    configs::write(&dir.join("routes.toml"), &configs::routes(stack, &resolved))?;
     let router = start(
         weir,
         "router",
@@ -462,9 +347,9 @@ async fn start_stack(
         .cloned()
         .context("the router did not announce its admin API")?;
     parts.push(router);
-    std::fs::write(
-        dir.join("autoscaler.toml"),
-        autoscaler_file(stack, dir, &registry_url, &admin_url),
+    configs::write(
+        &dir.join("autoscaler.toml"),
+        &configs::autoscaler(stack, dir, &registry_url, &admin_url),
     )?;
     let autoscaler = start(
         weir,
@@ -585,74 +470,4 @@ Try:
 Ctrl-C stops everything."#,
         config = config.display()
     ));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_uris_name_their_version_and_query_values_are_escaped() {
-        assert_eq!(query_escape("iris"), "iris");
-        assert_eq!(query_escape("a b&c=d"), "a%20b%26c%3Dd");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // A number in the URI needs no registry (nothing listens on port 9).
-        let client = RegistryClient::new("http://127.0.0.1:9", Identity::User("t".to_owned()));
-        assert_eq!(
-            runtime.block_on(resolve_version(&client, "models:/iris/3")),
-            Some(3)
-        );
-        assert_eq!(
-            runtime.block_on(resolve_version(&client, "runs:/x/model")),
-            None
-        );
-        assert_eq!(
-            runtime.block_on(resolve_version(&client, "models:/iris@gone")),
-            None
-        );
-    }
-
-    #[test]
-    fn the_demo_stack_renders_a_canary_route_and_two_targets() {
-        let stack: StackFile = toml::from_str(DEMO_STACK).unwrap();
-        let routes =
-            weir_router::RoutesFile::parse(&routes_file(&stack, &Resolved::default())).unwrap();
-        let weights: Vec<u32> = routes.route[0].backend.iter().map(|b| b.weight).collect();
-        assert_eq!(weights, [90, 10]);
-        let text = routes_file(&stack, &Resolved::default());
-        assert!(
-            !text.contains("registry_version"),
-            "unknown numbers are left out: {text}"
-        );
-        let mut resolved = Resolved::default();
-        resolved.0.insert(("iris".to_owned(), "stable"), 1);
-        resolved.0.insert(("iris".to_owned(), "canary"), 2);
-        let routes = weir_router::RoutesFile::parse(&routes_file(&stack, &resolved)).unwrap();
-        let numbers: Vec<Option<&str>> = routes.route[0]
-            .backend
-            .iter()
-            .map(|b| b.registry_version.as_deref())
-            .collect();
-        assert_eq!(numbers, [Some("1"), Some("2")]);
-        // Both roles on one version: the number pins the stable backend only.
-        resolved.0.insert(("iris".to_owned(), "canary"), 1);
-        let routes = weir_router::RoutesFile::parse(&routes_file(&stack, &resolved)).unwrap();
-        assert_eq!(routes.route[0].backend[1].registry_version, None);
-        let scaler = autoscaler_file(
-            &stack,
-            Path::new("/tmp/x"),
-            "http://r:5000",
-            "http://r:8001",
-        );
-        let file = weir_autoscaler::config::AutoscalerFile::parse(&scaler).unwrap();
-        assert_eq!(file.target.len(), 2);
-        assert_eq!(file.target[1].name, "iris-canary");
-        assert!(
-            matches!(&file.target[0].scaler, weir_autoscaler::config::Scaler::Local { router, .. } if router == "http://r:8001"),
-            "the autoscaler talks to the router's admin API"
-        );
-    }
 }

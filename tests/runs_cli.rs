@@ -1,4 +1,4 @@
-//! weir-tracking's Rust client and `weir runs` against a real `weir registry`.
+//! weir-mlflow-client's tracking client and `weir runs` against a real `weir registry`.
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
 
@@ -8,8 +8,7 @@ use std::process::Command;
 
 use common::{stdout, Registry};
 use serde_json::Value;
-use weir_tracking::store::{KeyValue, Metric};
-use weir_tracking::TrackingClient;
+use weir_mlflow_client::{KeyValue, Metric, TrackingClient};
 
 fn runs(registry: &Registry, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -34,7 +33,7 @@ async fn the_rust_client_logs_and_weir_runs_reads() {
             .create_run(&experiment, name, &[KeyValue::new("team", "ml")])
             .await
             .unwrap();
-        let run_id = run["info"]["run_id"].as_str().unwrap().to_owned();
+        let run_id = run.info.run_id.clone();
         // More than one batch's worth, so the client has to split.
         let loss: Vec<Metric> = (0..1500)
             .map(|step| Metric {
@@ -62,11 +61,7 @@ async fn the_rust_client_logs_and_weir_runs_reads() {
         let notes = registry.folder.join(format!("{name}.txt"));
         std::fs::write(&notes, name).unwrap();
         client
-            .upload_artifact(
-                run["info"]["artifact_uri"].as_str().unwrap(),
-                &notes,
-                "notes.txt",
-            )
+            .upload_artifact(&run.info.artifact_uri, &notes, "notes.txt")
             .await
             .unwrap();
         client.end_run(&run_id, "FINISHED").await.unwrap();

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use common::{scratch, stdout, Registry};
 use serde_json::Value;
-use weir_tracking::TrackingClient;
+use weir_mlflow_client::TrackingClient;
 
 fn train(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use weir_http::admin_token::AdminToken;
 use weir_http::duration;
-use weir_router::AdminToken;
 
 use crate::policy::{one_of, PolicyConfig};
 
@@ -33,7 +33,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoscalerFile {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub settings: Settings,
     #[serde(default)]
     pub target: Vec<Target>,
@@ -44,8 +44,10 @@ pub struct AutoscalerFile {
 #[serde(try_from = "SettingsKeys")]
 pub struct Settings {
     /// How often each signal is read.
+    #[serde(serialize_with = "duration::serialize")]
     pub sample: Duration,
     /// How often a decision is made.
+    #[serde(serialize_with = "duration::serialize")]
     pub tick: Duration,
 }
 
@@ -118,17 +120,17 @@ pub enum Scaler {
         router: String,
         /// The router's admin token; prefer `router_token_file`, which keeps it out of this
         /// file.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         router_token: Option<Secret>,
         /// A file holding the router's admin token (surrounding whitespace ignored).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         router_token_file: Option<PathBuf>,
         /// Extra flags for `weir serve`.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         args: Vec<String>,
         /// Give each replica its own empty folder under `repository` (for replicas that fetch
         /// their model from a registry with `--registry … --model …` in `args`).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "is_false")]
         fresh_repository: bool,
     },
     /// A Deployment's `scale` subresource.
@@ -187,6 +189,15 @@ impl Target {
 
 fn default_runtime_port() -> u16 {
     8080
+}
+
+/// Defaults are left out of a written file, which then reads back as the same value.
+fn is_default(settings: &Settings) -> bool {
+    *settings == Settings::default()
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 impl AutoscalerFile {

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
-use weir_router::client::AdminClient;
+use weir_http::router_client::AdminClient;
 
 use crate::config::{AutoscalerFile, Scaler, Settings, Signal, Target};
 use crate::kubernetes::{KubernetesError, KubernetesScaler};
@@ -35,7 +35,8 @@ struct EventLabels {
     direction: &'static str,
 }
 
-/// `weir_autoscaler_*`, named as DESIGN.md fixes them, plus the observed load and cold starts.
+/// `weir_autoscaler_*`, named as docs/architecture.md fixes them, plus the observed load and
+/// cold starts.
 pub struct AutoscalerMetrics {
     registry: Registry,
     desired: Family<TargetLabels, Gauge>,
@@ -216,8 +217,9 @@ async fn run_kubernetes_target(
         let elapsed = started.elapsed();
         let now = elapsed.as_secs_f64();
         let sample = match &target.signal {
-            Signal::Prometheus { url, query } => weir_router::prometheus::query(url, query)
+            Signal::Prometheus { url, query } => weir_http::prometheus::query(url, query)
                 .await
+                .map_err(|e| e.to_string())
                 .and_then(|v| v.ok_or_else(|| format!("the query returned no data: {query}"))),
             Signal::Scrape => match scaler.ready_pod_urls(port).await {
                 Ok(urls) => signal::scrape(&urls, None).await,
@@ -387,8 +389,9 @@ async fn observe(
             let running = signal::scrape(&urls, Some((model, version))).await?;
             Ok(running + held(router, model, version).await?)
         }
-        Signal::Prometheus { url, query } => Ok(weir_router::prometheus::query(url, query)
-            .await?
+        Signal::Prometheus { url, query } => Ok(weir_http::prometheus::query(url, query)
+            .await
+            .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the query returned no data: {query}"))?),
     }
 }

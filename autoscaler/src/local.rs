@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use weir_router::client::AdminClient;
+use weir_http::router_client::AdminClient;
 
 pub struct Replica {
     pub url: String,

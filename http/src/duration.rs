@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
+use serde::Serializer;
 
 /// Why a text is not a duration; the message names the text and the accepted forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +53,28 @@ pub fn deserialize_option<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     deserializer.deserialize_any(DurationVisitor).map(Some)
+}
+
+/// Writes a duration in the syntax [`parse_duration`] reads, so a config weir writes (`weir up`'s
+/// routes and autoscaler files) reads back as the same value: whole seconds as `10s`, whole
+/// milliseconds as `500ms`, anything finer as fractional seconds (`0.0000015s`, exact to the
+/// nanosecond as far as an `f64` carries it).
+pub fn format_duration(duration: Duration) -> String {
+    let nanos = duration.subsec_nanos();
+    if nanos == 0 {
+        format!("{}s", duration.as_secs())
+    } else if nanos.is_multiple_of(1_000_000) {
+        format!("{}ms", duration.as_millis())
+    } else {
+        let fraction = format!("{nanos:09}");
+        format!("{}.{}s", duration.as_secs(), fraction.trim_end_matches('0'))
+    }
+}
+
+/// For serde's `serialize_with` on config keys: the text of [`format_duration`], which
+/// [`deserialize`] reads back.
+pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_duration(*duration))
 }
 
 struct DurationVisitor;
@@ -121,6 +144,40 @@ mod tests {
             let error = parse_duration(text).expect_err(text);
             assert!(error.to_string().contains(&format!("'{text}'")), "{error}");
         }
+    }
+
+    #[test]
+    fn written_durations_read_back_as_the_same_value() {
+        for (duration, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(3600), "3600s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_nanos(1_500), "0.0000015s"),
+            (Duration::new(2, 100), "2.0000001s"),
+        ] {
+            assert_eq!(format_duration(duration), text);
+            assert_eq!(parse_duration(text), Ok(duration), "{text}");
+        }
+        // Every whole number of milliseconds up to a day, sampled, reads back exactly.
+        for ms in (0..86_400_000u64).step_by(999_983) {
+            let duration = Duration::from_millis(ms);
+            assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+        }
+        let written = serde_json::to_string(&Written {
+            every: Duration::from_millis(250),
+        })
+        .unwrap();
+        assert_eq!(written, r#"{"every":"250ms"}"#);
+        let config: Config = serde_json::from_str(&written).unwrap();
+        assert_eq!(config.every, Duration::from_millis(250));
+    }
+
+    #[derive(serde::Serialize)]
+    struct Written {
+        #[serde(serialize_with = "serialize")]
+        every: Duration,
     }
 
     #[derive(serde::Deserialize)]

@@ -3,11 +3,14 @@
 //! with its status and body. What the body means (JSON, which error fields) stays with each
 //! client.
 
+pub mod admin_token;
 pub mod body;
 pub mod download;
 pub mod duration;
 mod host;
 pub mod panic;
+pub mod prometheus;
+pub mod router_client;
 pub mod server;
 pub mod testing;
 mod tls;

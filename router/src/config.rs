@@ -37,7 +37,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::settings::Settings;
 
@@ -49,39 +49,43 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutesFile {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub settings: Settings,
     #[serde(default)]
     pub route: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub model: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sticky_header: Option<String>,
     pub backend: Vec<BackendConfig>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     pub version: String,
     /// The version number the backend's replicas serve, when `version` is another name (a
     /// role such as `stable`): pins and admin calls accept either.
-    #[serde(default, deserialize_with = "number_or_text")]
+    #[serde(
+        default,
+        deserialize_with = "number_or_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registry_version: Option<String>,
     pub endpoints: Vec<String>,
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowConfig {
     pub endpoints: Vec<String>,
@@ -190,6 +194,11 @@ fn check_names(route: &RouteConfig) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Default settings are left out of a written file, which then reads back as the same value.
+fn is_default(settings: &Settings) -> bool {
+    *settings == Settings::default()
 }
 
 /// `registry_version = 2` and `registry_version = "2"` say the same.

@@ -11,16 +11,26 @@
 
 pub mod admin;
 pub mod auth;
-pub mod client;
 pub mod config;
+pub mod control;
+pub mod endpoint;
 mod metrics;
-pub mod prometheus;
+pub mod pool;
 pub mod proxy;
+mod random;
 pub mod rollout;
+pub mod send;
 pub mod settings;
 mod state;
 pub mod stats;
+mod status;
+pub mod sticky;
 pub mod table;
+
+/// The admin API's client and Prometheus queries moved to weir-http (clients should not
+/// compile the router); these names keep working for the binary.
+pub use weir_http::prometheus;
+pub use weir_http::router_client as client;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,7 +51,11 @@ use table::RouteTable;
 pub struct Router {
     pub table: ArcSwap<RouteTable>,
     metrics: RouterMetrics,
-    admin: admin::AdminState,
+    /// Validated at start-up (never empty): without one the admin API is open, which the
+    /// router allows only on loopback or with `--allow-anonymous`.
+    admin_token: Option<AdminToken>,
+    control: control::Control,
+    rollouts: rollout::Rollouts,
     /// The routes file as last loaded (saved weights are checked against it).
     routes_file: ArcSwap<RoutesFile>,
     config_path: PathBuf,
@@ -105,7 +119,9 @@ impl Router {
         Ok(Arc::new(Router {
             table: ArcSwap::from_pointee(table),
             metrics,
-            admin: admin::AdminState::new(admin_token),
+            admin_token,
+            control: control::Control::default(),
+            rollouts: rollout::Rollouts::default(),
             routes_file: ArcSwap::from_pointee(file),
             config_path: config_path.to_owned(),
             state_path,
@@ -234,7 +250,7 @@ impl Router {
     async fn reload(&self) {
         match RoutesFile::load(&self.config_path) {
             Ok(file) => {
-                let _guard = self.admin.lock().await;
+                let _guard = self.control.lock().await;
                 let previous = self.table.load_full();
                 let table = RouteTable::build(&file.route, file.settings, Some(&previous));
                 self.metrics.set_weights(&table);

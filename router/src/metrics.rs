@@ -1,5 +1,5 @@
-//! The router's Prometheus metrics, named as `DESIGN.md` fixes them. Labels only carry models
-//! and versions from the routes file, never what a client sent.
+//! The router's Prometheus metrics, named as docs/architecture.md fixes them. Labels only carry
+//! models and versions from the routes file, never what a client sent.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

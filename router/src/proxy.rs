@@ -3,17 +3,18 @@
 //! over pooled connections, and answered with `x-weir-version` added.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
+use crate::random::with_fast_rng;
+use crate::send::Outgoing;
 use crate::stats::Outcome;
-use crate::table::{Endpoint, Pool, Route};
+use crate::table::Route;
 use crate::Router;
 
 pub const VERSION_HEADER: &str = "x-weir-version";
@@ -86,12 +87,13 @@ pub async fn handle(State(router): State<Arc<Router>>, request: Request<Body>) -
         Target::ServerLive => json_response(StatusCode::OK, &json!({ "live": true })),
         Target::ServerReady => {
             let table = router.table.load();
+            let now = Instant::now();
             let ready = table.routes.values().all(|route| {
                 route
                     .backends
                     .iter()
                     .filter(|b| b.weight > 0)
-                    .any(|b| b.pool.endpoints().iter().any(|e| e.available()))
+                    .any(|b| b.pool.endpoints().iter().any(|e| e.available(now)))
             });
             let status = if ready {
                 StatusCode::OK
@@ -174,7 +176,7 @@ async fn forward_to_route(
                 .as_ref()
                 .and_then(|name| request.headers().get(name.as_str()))
                 .map(HeaderValue::as_bytes);
-            match route.choose(sticky) {
+            match with_fast_rng(|rng| route.choose(sticky, rng)) {
                 Some(backend) => backend,
                 None => {
                     return error(
@@ -215,7 +217,7 @@ async fn forward_to_route(
         }
         _ => path_and_query,
     };
-    let shadow = route.shadow_for_this_request().and_then(|shadow| {
+    let shadow = with_fast_rng(|rng| route.shadow_for_this_request(rng)).and_then(|shadow| {
         let cap = router.table.load().settings.max_shadow_in_flight;
         router.metrics.start_shadow(cap).map(|slot| (shadow, slot))
     });
@@ -297,7 +299,7 @@ fn with_path_version(path_and_query: &str, model: &str, named: &str, served: &st
     }
 }
 
-fn outcome_of(status: StatusCode) -> Outcome {
+pub(crate) fn outcome_of(status: StatusCode) -> Outcome {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         Outcome::Overloaded
     } else if status.is_server_error() {
@@ -306,165 +308,6 @@ fn outcome_of(status: StatusCode) -> Outcome {
         Outcome::ClientError
     } else {
         Outcome::Success
-    }
-}
-
-/// A request as it will be sent to a replica (kept whole so it can be retried).
-pub struct Outgoing {
-    pub method: Method,
-    pub path_and_query: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-pub enum Failure {
-    Unreachable(String),
-    TimedOut(Duration),
-    /// No replica arrived while the request was held.
-    NoReplica(Duration),
-}
-
-impl Failure {
-    fn into_response(self, model: &str, version: &str) -> Response {
-        match self {
-            Failure::Unreachable(reason) => error(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "no replica of model '{model}' version {version} could be reached: {reason}"
-                ),
-            ),
-            Failure::NoReplica(waited) => {
-                let mut response = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "model '{model}' version {version} has no replica yet (waited {} ms for one to start)",
-                        waited.as_millis()
-                    ),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                response
-            }
-            Failure::TimedOut(after) => error(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "model '{model}' version {version} did not answer within {} ms",
-                    after.as_millis()
-                ),
-            ),
-        }
-    }
-}
-
-/// Headers that describe one connection, not the message: never forwarded.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-    )
-}
-
-impl Router {
-    /// Sends to a replica picked by two choices. When no answer comes back because the
-    /// connection failed (refused, reset, closed by a replica that died), the request is sent
-    /// once more to another replica: inference has no side effects, so a second try is safe.
-    /// Timeouts and error answers are not retried.
-    pub async fn send(&self, pool: &Pool, outgoing: &Outgoing) -> Result<Response, Failure> {
-        let settings = self.table.load().settings;
-        let timeout = settings.request_timeout;
-        let ejection_base = settings.ejection_base;
-        if pool.endpoints().is_empty() {
-            let hold = settings.hold_timeout;
-            if !pool.wait_for_replica(hold, settings.max_held).await {
-                return Err(Failure::NoReplica(hold));
-            }
-        }
-        let mut tried: Option<Arc<Endpoint>> = None;
-        for attempt in 0..2 {
-            let Some(endpoint) = pool.pick(tried.as_ref()) else {
-                break;
-            };
-            let result = {
-                let _inflight = endpoint.start();
-                tokio::time::timeout(timeout, self.send_once(&endpoint, outgoing)).await
-            };
-            match result {
-                Ok(Ok(response)) => {
-                    let status = response.status();
-                    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-                        endpoint.record_failure(settings.ejection_failures, ejection_base);
-                    } else {
-                        endpoint.record_success();
-                        endpoint.forgive();
-                    }
-                    return Ok(response);
-                }
-                Ok(Err(reason)) => {
-                    endpoint.record_failure(settings.ejection_failures, ejection_base);
-                    if attempt == 1 || pool.endpoints().len() < 2 {
-                        return Err(Failure::Unreachable(reason));
-                    }
-                    tried = Some(endpoint);
-                }
-                Err(_) => {
-                    endpoint.record_failure(settings.ejection_failures, ejection_base);
-                    return Err(Failure::TimedOut(timeout));
-                }
-            }
-        }
-        Err(Failure::Unreachable("no replica is configured".to_owned()))
-    }
-
-    async fn send_once(
-        &self,
-        endpoint: &Endpoint,
-        outgoing: &Outgoing,
-    ) -> Result<Response, String> {
-        let uri = format!("{}{}", endpoint.base, outgoing.path_and_query);
-        let mut request = hyper::Request::builder()
-            .method(outgoing.method.clone())
-            .uri(uri);
-        if let Some(headers) = request.headers_mut() {
-            for (name, value) in &outgoing.headers {
-                if !hop_by_hop(name) {
-                    headers.append(name.clone(), value.clone());
-                }
-            }
-        }
-        let request = request
-            .body(Full::new(outgoing.body.clone()))
-            .map_err(|e| e.to_string())?;
-        let response = crate::client().request(request).await.map_err(|e| {
-            format!(
-                "{e}: {}",
-                std::error::Error::source(&e).map_or(String::new(), ToString::to_string)
-            )
-        })?;
-        let (mut parts, body) = response.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| format!("the replica's answer broke off: {e}"))?
-            .to_bytes();
-        strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, Body::from(bytes)))
-    }
-}
-
-/// Drops connection-level headers from a replica's answer (the body is re-framed here).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let names: Vec<HeaderName> = headers.keys().filter(|n| hop_by_hop(n)).cloned().collect();
-    for name in names {
-        headers.remove(name);
     }
 }
 

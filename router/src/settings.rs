@@ -8,22 +8,29 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use weir_http::duration;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Written (by `weir up`, through `RoutesFile`) under the new keys with durations as text, which
+/// [`RawSettings`] reads back as the same value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Settings {
     /// Bounds each attempt to a replica; then the answer is a 504.
+    #[serde(serialize_with = "duration::serialize")]
     pub request_timeout: Duration,
     /// How often every replica's `/v2/health/ready` is asked.
+    #[serde(serialize_with = "duration::serialize")]
     pub health_check_interval: Duration,
     /// Consecutive failures that eject a replica.
     pub ejection_failures: u32,
     /// The first ejection; doubles with each, at most 60 s.
+    #[serde(serialize_with = "duration::serialize")]
     pub ejection_base: Duration,
     /// Largest request body forwarded.
     pub max_body_bytes: usize,
     /// How long a request waits for a first replica of a version that has none (scale from
     /// zero) before a 503.
+    #[serde(serialize_with = "duration::serialize")]
     pub hold_timeout: Duration,
     /// Requests that may wait at once per version; more get a 503 at once.
     pub max_held: usize,

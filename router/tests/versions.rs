@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::Request;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use weir_router::client::AdminClient;
+use weir_http::router_client::AdminClient;
 use weir_router::proxy::handle;
 use weir_router::Router;
 

@@ -1,4 +1,5 @@
-//! Prometheus metrics of the runtime, named as `DESIGN.md` fixes them.
+//! Prometheus metrics of the runtime, under the names docs/serving.md lists (dashboards and
+//! the autoscaler's queries depend on them).
 //!
 //! Labels only ever carry names of models the server has loaded: a request for an unknown model
 //! is counted nowhere, so a client cannot grow the series set.

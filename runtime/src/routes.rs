@@ -1,4 +1,7 @@
 //! HTTP handlers for the V2 and V1 data planes, health, metadata and metrics.
+//!
+//! An inference handler only finds the model version and hands the request to its protocol
+//! (`protocol::v2::infer`, `protocol::v1::predict`) inside [`observe`], which accounts for it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,14 +16,13 @@ use axum::Router;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use weir_models::Tensor;
 
+use crate::app::{App, ModelControl};
 use crate::budget::BodyBudget;
 use crate::error::{json_error, ApiError};
-use crate::protocol::{v1, v2};
-use crate::server::{App, ModelControl};
+use crate::observe::observe;
+use crate::protocol::{json_response, v1, v2};
 use crate::shed::LoadShedLayer;
-use crate::store::LoadedVersion;
 
 /// The extensions of the Open Inference Protocol this server implements.
 const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "model_repository", "statistics"];
@@ -119,19 +121,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelPath {
     }
 }
 
-fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
 async fn server_metadata() -> Response {
     json_response(
         StatusCode::OK,
@@ -213,54 +202,6 @@ fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiErr
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
-/// Runs a model on validated inputs through its scheduler, recording what it cost.
-async fn run_model(
-    loaded: &LoadedVersion,
-    inputs: Vec<Tensor>,
-    outputs: Vec<String>,
-    arrived: Instant,
-) -> Result<Vec<Tensor>, ApiError> {
-    let answer = loaded.scheduler.infer(inputs, outputs).await?;
-    loaded
-        .metrics
-        .queue_duration
-        .observe(answer.queued.as_secs_f64());
-    loaded
-        .stats
-        .succeeded(arrived.elapsed(), answer.queued, &answer.execution);
-    Ok(answer.outputs)
-}
-
-/// Counts a request for a loaded version: in-flight while it runs, then its status and time.
-/// The in-flight gauge is decremented by a guard, so a request whose client went away (its
-/// future dropped mid-way) is not left counted.
-async fn observed(
-    loaded: &LoadedVersion,
-    started: Instant,
-    work: impl std::future::Future<Output = Result<Response, ApiError>>,
-) -> Response {
-    struct InFlight<'a>(&'a LoadedVersion);
-    impl Drop for InFlight<'_> {
-        fn drop(&mut self) {
-            self.0.metrics.inflight.dec();
-        }
-    }
-    loaded.metrics.inflight.inc();
-    let guard = InFlight(loaded);
-    let response = work.await.unwrap_or_else(IntoResponse::into_response);
-    drop(guard);
-    let status = response.status();
-    loaded.metrics.count(status.as_u16());
-    loaded
-        .metrics
-        .request_duration
-        .observe(started.elapsed().as_secs_f64());
-    if !status.is_success() {
-        loaded.stats.failed(started.elapsed());
-    }
-    response
-}
-
 async fn infer(
     State(app): State<Arc<App>>,
     path: ModelPath,
@@ -269,38 +210,8 @@ async fn infer(
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
     let loaded = app.store.resolve(&path.model, path.version.as_deref())?;
-    Ok(observed(&loaded, arrived, async {
-        let body = read_body(&headers, body, app.config.max_body_bytes).await?;
-        let header_length = headers
-            .get(v2::HEADER_CONTENT_LENGTH)
-            .map(|v| v.to_str().unwrap_or("invalid"));
-        let request = v2::decode_body(body, header_length, &loaded.backend).await?;
-        let (names, binary_flags): (Vec<String>, Vec<bool>) = request.outputs.into_iter().unzip();
-        let outputs = run_model(&loaded, request.inputs, names, arrived).await?;
-        // A large answer (an embedding batch, an image) takes as long to encode as a large
-        // request takes to decode: off the async threads too. ~8 bytes per element in JSON.
-        let answer_size = outputs.iter().map(|t| t.data.len()).sum::<usize>() * 8;
-        let (model, label, id) = (loaded.model.clone(), loaded.label.clone(), request.id);
-        let encoded = crate::protocol::off_thread(answer_size, move || {
-            v2::encode_response(&model, &label, id.as_deref(), &outputs, &binary_flags)
-        })
-        .await?;
-        let mut response = Response::new(Body::from(encoded.body));
-        let content_type = match encoded.header_length {
-            Some(length) => {
-                response
-                    .headers_mut()
-                    .insert(v2::HEADER_CONTENT_LENGTH, HeaderValue::from(length));
-                "application/octet-stream"
-            }
-            None => "application/json",
-        };
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        Ok(response)
-    })
-    .await)
+    let work = v2::infer(&loaded, &headers, body, app.config.max_body_bytes);
+    Ok(observe(&loaded, arrived, work).await)
 }
 
 #[derive(Deserialize, Default)]
@@ -410,21 +321,8 @@ async fn v1_predict(
     }
     let arrived = Instant::now();
     let loaded = app.store.resolve(model, None)?;
-    Ok(observed(&loaded, arrived, async {
-        let body = read_body(&headers, body, app.config.max_body_bytes).await?;
-        let inputs = v1::decode_predict_body(body, &loaded.backend).await?;
-        let names = loaded
-            .backend
-            .signature()
-            .select_outputs(loaded.backend.v1_predictions())?;
-        let outputs = run_model(&loaded, inputs, names, arrived).await?;
-        let answer_size = outputs.iter().map(|t| t.data.len()).sum::<usize>() * 8;
-        let predictions =
-            crate::protocol::off_thread(answer_size, move || v1::encode_predictions(&outputs))
-                .await??;
-        Ok(json_response(StatusCode::OK, &predictions))
-    })
-    .await)
+    let work = v1::predict(&loaded, &headers, body, app.config.max_body_bytes);
+    Ok(observe(&loaded, arrived, work).await)
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

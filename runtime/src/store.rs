@@ -5,16 +5,13 @@
 //! — then swaps it in whole. A request that resolved the old version keeps it (and its workers)
 //! alive until it is answered, so a swap never fails a request.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use axum::http::StatusCode;
-use serde::Serialize;
 use weir_models::repository::{self, ModelConfig, ModelSource};
 use weir_models::Backend;
 
@@ -22,6 +19,11 @@ use crate::error::ApiError;
 use crate::metrics::{Metrics, VersionMetrics};
 use crate::scheduler::{Policy, Scheduler};
 use crate::stats::VersionStats;
+use files::{fingerprint, is_plain_name};
+pub use report::IndexEntry;
+
+mod files;
+mod report;
 
 /// A model version ready to answer.
 pub struct LoadedVersion {
@@ -67,16 +69,6 @@ impl ModelEntry {
             .collect::<Vec<_>>()
             .join("; ")
     }
-}
-
-/// One row of `POST /v2/repository/index`.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct IndexEntry {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    pub state: &'static str,
-    pub reason: String,
 }
 
 pub struct ModelStore {
@@ -184,39 +176,6 @@ impl ModelStore {
                 ..ModelEntry::default()
             }),
         );
-    }
-
-    /// Why the server is not ready: one line per model it was told to serve that serves no
-    /// version — every model in the store (the repository's folders and the registry models
-    /// brought in so far) and every name in `required` (the registry's `--model`s, which have
-    /// no folder until their first version is placed). Models unloaded on request are not
-    /// counted: the operator asked for them to stop. Empty when everything serves.
-    ///
-    /// A model with one serving version and a failed other version counts as serving: it
-    /// answers requests, and a refused new registry version must not take every replica out of
-    /// rotation at once.
-    pub fn not_serving<'a>(&self, required: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-        let models = self.models.load();
-        let mut missing: Vec<String> = models
-            .iter()
-            .filter(|(_, entry)| {
-                entry.versions.is_empty() && entry.error.as_deref() != Some(UNLOADED)
-            })
-            .map(|(name, entry)| {
-                let reason = entry.unavailable_reason();
-                if reason.is_empty() {
-                    format!("model '{name}' has no version to serve")
-                } else {
-                    format!("model '{name}' is not available: {reason}")
-                }
-            })
-            .collect();
-        for name in required {
-            if !models.contains_key(name) {
-                missing.push(format!("model '{name}' has not been loaded yet"));
-            }
-        }
-        missing
     }
 
     /// Serves `backend` as `name`/`version` without a repository folder (for programs that
@@ -412,113 +371,9 @@ impl ModelStore {
             }
         )))
     }
-
-    /// Every model version and its state, as the repository extension lists them.
-    pub fn index(&self, ready_only: bool) -> Vec<IndexEntry> {
-        let mut rows = Vec::new();
-        for (name, entry) in self.models.load().iter() {
-            if let Some(error) = &entry.error {
-                rows.push(IndexEntry {
-                    name: name.clone(),
-                    version: None,
-                    state: "UNAVAILABLE",
-                    reason: error.clone(),
-                });
-            }
-            let mut versions: Vec<u64> = entry
-                .versions
-                .keys()
-                .chain(entry.failures.keys())
-                .copied()
-                .collect();
-            versions.sort_unstable();
-            versions.dedup();
-            for version in versions {
-                let failure = entry.failures.get(&version);
-                let (state, reason) = match (entry.versions.contains_key(&version), failure) {
-                    (true, None) => ("READY", String::new()),
-                    (true, Some(reason)) => (
-                        "READY",
-                        format!("reload failed, the previous load still serves: {reason}"),
-                    ),
-                    (false, reason) => ("UNAVAILABLE", reason.cloned().unwrap_or_default()),
-                };
-                rows.push(IndexEntry {
-                    name: name.clone(),
-                    version: Some(version.to_string()),
-                    state,
-                    reason,
-                });
-            }
-        }
-        rows.retain(|row| !ready_only || row.state == "READY");
-        rows
-    }
 }
 
 const UNLOADED: &str = "unloaded";
 
-/// A model name is one path segment: no separators, no `..`, so it cannot leave the repository.
-fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\'])
-        && !name.starts_with('.')
-}
-
-/// Identifies what a version was loaded from: the config and each file's name, size and mtime.
-fn fingerprint(dir: &Path, config: &ModelConfig) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    format!("{config:?}").hash(&mut hasher);
-    let mut files: Vec<(String, u64, Option<std::time::SystemTime>)> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|entry| {
-                    let metadata = entry.metadata().ok()?;
-                    Some((
-                        entry.file_name().to_string_lossy().into_owned(),
-                        metadata.len(),
-                        metadata.modified().ok(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files.hash(&mut hasher);
-    hasher.finish()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_names_cannot_leave_the_repository() {
-        for bad in ["", ".", "..", "../etc", "a/b", ".hidden", "a\\b"] {
-            assert!(!is_plain_name(bad), "{bad:?}");
-        }
-        assert!(is_plain_name("iris-v2_final"));
-    }
-
-    #[test]
-    fn the_fingerprint_changes_with_files_and_config() {
-        let dir = std::env::temp_dir().join(format!("weir-fingerprint-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("model.onnx"), b"one").unwrap();
-        let config = ModelConfig::default();
-        let first = fingerprint(&dir, &config);
-        assert_eq!(first, fingerprint(&dir, &config));
-        std::fs::write(dir.join("model.onnx"), b"three").unwrap();
-        let changed = fingerprint(&dir, &config);
-        assert_ne!(first, changed);
-        let other = ModelConfig {
-            instance_count: 2,
-            ..ModelConfig::default()
-        };
-        assert_ne!(changed, fingerprint(&dir, &other));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-}
+mod tests;

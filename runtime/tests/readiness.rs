@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
 
 mod common;
+mod registry_fixture;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,6 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use weir_http::HttpClient;
 use weir_mlflow_wire::{Authenticator, Identities};
-use weir_registry::artifacts::ArtifactStore;
-use weir_registry::{Registry, Store};
 use weir_runtime::registry::RegistrySource;
 use weir_runtime::{App, ModelControl, RunningServer, ServeConfig};
 
@@ -44,20 +43,8 @@ async fn registry_listening(
         "runtime_readiness_{}",
         scratch.dir.file_name().unwrap().to_string_lossy()
     ));
-    let url = db.url.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&url))
-        .await
-        .unwrap()
-        .unwrap();
-    let registry = Arc::new(Registry {
-        store,
-        artifacts: ArtifactStore::open(&scratch.path("artifacts")).unwrap(),
-        sources: None,
-    });
-    let router = weir_registry::router(registry, authenticator);
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let serve = axum::serve(listener, router.clone());
-    tokio::spawn(async move { serve.await });
+    let (_, router, url) =
+        registry_fixture::registry_listening(&db.url, scratch, authenticator, listener).await;
     (router, url, db)
 }
 

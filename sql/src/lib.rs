@@ -13,6 +13,7 @@
 mod postgres_backend;
 mod redact;
 mod sqlite_backend;
+mod store_error;
 pub mod testing;
 mod tls;
 mod value;
@@ -20,6 +21,7 @@ mod value;
 use std::sync::Mutex;
 
 pub use redact::redact_url;
+pub use store_error::StoreError;
 pub use value::{FromValue, Row, Value};
 
 /// Parameters for a statement: `params![name, version]`.

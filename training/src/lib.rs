@@ -29,9 +29,13 @@ pub enum TrainError {
     /// The model folder could not be written.
     #[error("{0}")]
     Output(String),
-    /// The tracking server or registry refused or could not be reached.
-    #[error("{0}")]
-    Remote(String),
+    /// The tracking server or registry refused or could not be reached; `what` says which
+    /// step of the job failed ("cannot log metrics").
+    #[error("{what}: {cause}")]
+    Remote {
+        what: String,
+        cause: weir_mlflow_client::ClientError,
+    },
     #[error("training failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use weir_http::HttpClient;
-use weir_registry::client::{Identity, Link, RegistryClient};
-use weir_tracking::store::{now_ms, KeyValue, Metric};
-use weir_tracking::TrackingClient;
+use weir_mlflow_client::{
+    now_ms, Identity, KeyValue, Link, Metric, RegistryClient, TrackingClient,
+};
 
 use crate::data::{read_csv, Columns, Target, Task};
 use crate::trainer::{EpochReport, TrainConfig, Trainer};
@@ -154,8 +154,11 @@ struct Tracked {
     run: RunInfo,
 }
 
-fn remote_error(what: &str, err: impl std::fmt::Display) -> TrainError {
-    TrainError::Remote(format!("{what}: {err}"))
+fn remote_error(what: &str, cause: weir_mlflow_client::ClientError) -> TrainError {
+    TrainError::Remote {
+        what: what.to_owned(),
+        cause,
+    }
 }
 
 impl Tracked {
@@ -167,11 +170,8 @@ impl Tracked {
         trainer: &Trainer,
     ) -> Result<Tracked, TrainError> {
         let uri = remote.tracking_uri.as_str();
-        let tracking = match &remote.identity {
-            Identity::User(user) => TrackingClient::new(uri, Some(user.clone())),
-            Identity::Token(token) => TrackingClient::new(uri, None).with_token(token.clone()),
-        }
-        .with_http(remote.http.clone());
+        let tracking = TrackingClient::as_identity(uri, Some(remote.identity.clone()))
+            .with_http(remote.http.clone());
         let registry =
             RegistryClient::new(uri, remote.identity.clone()).with_http(remote.http.clone());
         // Before any work: a name the registry refuses, or a caller it does not accept, should
@@ -204,11 +204,10 @@ impl Tracked {
             )
             .await
             .map_err(|e| remote_error("cannot create the run", e))?;
-        let info = &run["info"];
         let run = RunInfo {
-            run_id: text(&info["run_id"]),
+            run_id: run.info.run_id,
             experiment_id,
-            artifact_uri: text(&info["artifact_uri"]),
+            artifact_uri: run.info.artifact_uri,
         };
         let tracked = Tracked {
             tracking,
@@ -261,10 +260,7 @@ impl Tracked {
             .create_logged_model(&run.experiment_id, ARTIFACT_PATH, &run.run_id, MODEL_TYPE)
             .await
         {
-            Ok(model) => Some((
-                text(&model["info"]["model_id"]),
-                text(&model["info"]["artifact_uri"]),
-            )),
+            Ok(model) => Some((model.info.model_id, model.info.artifact_uri)),
             Err(err) if err.is_missing_endpoint() => None,
             Err(err) => return Err(remote_error("cannot log the model", err)),
         };
@@ -365,8 +361,4 @@ fn file_sha256(path: &Path) -> Result<String, TrainError> {
     let bytes = std::fs::read(path)
         .map_err(|e| TrainError::Data(format!("{}: cannot read: {e}", path.display())))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
-}
-
-fn text(value: &Value) -> String {
-    value.as_str().unwrap_or_default().to_owned()
 }

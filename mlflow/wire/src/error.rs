@@ -92,6 +92,28 @@ impl From<crate::filter::FilterError> for MlflowError {
     }
 }
 
+/// A store's refusal or failure answers with its class's code and its whole message.
+impl From<weir_sql::StoreError> for MlflowError {
+    fn from(error: weir_sql::StoreError) -> Self {
+        use weir_sql::StoreError;
+        let code = match &error {
+            StoreError::NotFound(_) => ErrorCode::ResourceDoesNotExist,
+            StoreError::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
+            StoreError::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
+            StoreError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            StoreError::Internal(_) => ErrorCode::InternalError,
+        };
+        MlflowError::new(code, error.to_string())
+    }
+}
+
+/// A filter a store could not take is the caller's mistake.
+impl From<crate::filter::FilterError> for weir_sql::StoreError {
+    fn from(error: crate::filter::FilterError) -> Self {
+        weir_sql::StoreError::InvalidParameter(error.to_string())
+    }
+}
+
 /// The error body with any status and code (the access layer's refusals use it directly).
 pub fn mlflow_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error_code": code, "message": message });
@@ -132,6 +154,44 @@ mod tests {
             let response = MlflowError::new(code, "why").into_response();
             assert_eq!(response.status().as_u16(), status, "{name}");
             assert_eq!(code.as_str(), name);
+        }
+    }
+
+    #[test]
+    fn each_store_error_class_answers_with_its_code_and_whole_message() {
+        use weir_sql::StoreError;
+        for (error, code, message) in [
+            (
+                StoreError::NotFound("gone".into()),
+                "RESOURCE_DOES_NOT_EXIST",
+                "gone",
+            ),
+            (
+                StoreError::AlreadyExists("twice".into()),
+                "RESOURCE_ALREADY_EXISTS",
+                "twice",
+            ),
+            (
+                StoreError::InvalidParameter("bad".into()),
+                "INVALID_PARAMETER_VALUE",
+                "bad",
+            ),
+            (
+                StoreError::PermissionDenied("no".into()),
+                "PERMISSION_DENIED",
+                "no",
+            ),
+            (
+                StoreError::Internal("disk".into()),
+                "INTERNAL_ERROR",
+                "storage failed: disk",
+            ),
+        ] {
+            let answer = MlflowError::from(error);
+            assert_eq!(
+                (answer.code.as_str(), answer.message.as_str()),
+                (code, message)
+            );
         }
     }
 }

@@ -6,33 +6,10 @@ use half::f16;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
-use serde::Deserialize;
 
+use super::OnnxOptions;
 use crate::backend::{Backend, BackendError};
 use crate::format::{DataType, Dim, Signature, Tensor, TensorData, TensorSpec};
-
-/// ONNX Runtime settings from a model's `[onnx]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OnnxOptions {
-    /// Threads one inference call may use. One by default: small models gain nothing from a
-    /// thread pool, and on few cores parallel requests use the cores better than parallel
-    /// operators do.
-    #[serde(default = "one")]
-    pub intra_op_threads: usize,
-}
-
-fn one() -> usize {
-    1
-}
-
-impl Default for OnnxOptions {
-    fn default() -> Self {
-        OnnxOptions {
-            intra_op_threads: 1,
-        }
-    }
-}
 
 /// An ONNX model version: one ONNX Runtime session per instance.
 ///

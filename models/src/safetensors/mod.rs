@@ -7,6 +7,7 @@
 //! benches/README.md), well inside the start-up budget.
 
 mod bert;
+mod manifest;
 mod native;
 
 use std::collections::HashMap;
@@ -15,10 +16,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor as CandleTensor};
 
 pub use bert::SentenceEncoder;
-pub use native::{
-    Activation, Architecture, InputSpec, Labels, Manifest, NativeNetwork, OutputFunction, Scaler,
-    LABEL_OUTPUT,
+pub use manifest::{
+    Activation, Architecture, InputSpec, Labels, Manifest, OutputFunction, Scaler, LABEL_OUTPUT,
 };
+pub use native::NativeNetwork;
 
 use crate::backend::BackendError;
 

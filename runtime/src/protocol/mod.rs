@@ -1,11 +1,30 @@
 //! The wire formats weir speaks: Open Inference Protocol V2 (with Triton's binary tensor
-//! extension) and KServe V1. Pure functions from bytes to tensors and back; no I/O.
+//! extension) and KServe V1. Decoding and encoding are pure functions from bytes to tensors and
+//! back; each protocol's one async entry (`v2::infer`, `v1::predict`) reads a request's body,
+//! runs the model through its scheduler and answers in the request's form.
 
 pub mod json_data;
 pub mod v1;
 pub mod v2;
 
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
 use crate::error::ApiError;
+
+/// A JSON answer with its content type.
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
 
 /// Bodies at least this large are decoded on a blocking thread. Parsing a few megabytes of
 /// JSON takes milliseconds of CPU; on an async worker that time would delay every other

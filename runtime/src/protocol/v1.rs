@@ -15,12 +15,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use weir_models::{Signature, Tensor, TensorData, TensorSpec};
 
 use super::json_data::{self, nested_json};
 use crate::error::ApiError;
+use crate::observe::Answered;
+use crate::scheduler::Answer;
+use crate::store::LoadedVersion;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +76,36 @@ pub async fn decode_predict_body(
         decode_predict_with_features(&body, backend.signature(), backend.feature_names())
     })
     .await
+}
+
+/// Answers one `:predict` request on `loaded`: reads the body (up to `max_body_bytes`), decodes
+/// its rows against the model's signature, runs the model through its scheduler, and answers
+/// `{"predictions": …}`.
+pub async fn predict(
+    loaded: &LoadedVersion,
+    headers: &HeaderMap,
+    body: Body,
+    max_body_bytes: usize,
+) -> Result<Answered, ApiError> {
+    let (body, _) = crate::budget::read_body(headers, body, max_body_bytes, None).await?;
+    let inputs = decode_predict_body(body, &loaded.backend).await?;
+    let names = loaded
+        .backend
+        .signature()
+        .select_outputs(loaded.backend.v1_predictions())?;
+    let Answer {
+        outputs,
+        queued,
+        execution,
+    } = loaded.scheduler.infer(inputs, names).await?;
+    let answer_size = outputs.iter().map(|t| t.data.len()).sum::<usize>() * 8;
+    let predictions =
+        super::off_thread(answer_size, move || encode_predictions(&outputs)).await??;
+    Ok(Answered {
+        response: super::json_response(StatusCode::OK, &predictions),
+        queued,
+        execution,
+    })
 }
 
 fn is_object(json: &RawValue) -> bool {

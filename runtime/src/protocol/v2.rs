@@ -2,12 +2,18 @@
 
 use std::borrow::Cow;
 
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use weir_models::{Signature, Tensor, TensorData, TensorSpec};
 
 use super::json_data::{self, FlatData};
 use crate::error::ApiError;
+use crate::observe::Answered;
+use crate::scheduler::Answer;
+use crate::store::LoadedVersion;
 
 /// The header that splits a binary-extension body into its JSON part and raw tensor bytes.
 pub const HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";
@@ -183,6 +189,54 @@ pub async fn decode_body(
         decode_request(json, binary, backend.signature())
     })
     .await
+}
+
+/// Answers one V2 inference request on `loaded`: reads the body (up to `max_body_bytes`),
+/// decodes it against the model's signature, runs the model through its scheduler, and encodes
+/// the answer in the request's own form (JSON, or raw tensors after a JSON header).
+pub async fn infer(
+    loaded: &LoadedVersion,
+    headers: &HeaderMap,
+    body: Body,
+    max_body_bytes: usize,
+) -> Result<Answered, ApiError> {
+    let (body, _) = crate::budget::read_body(headers, body, max_body_bytes, None).await?;
+    let header_length = headers
+        .get(HEADER_CONTENT_LENGTH)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    let request = decode_body(body, header_length, &loaded.backend).await?;
+    let (names, binary_flags): (Vec<String>, Vec<bool>) = request.outputs.into_iter().unzip();
+    let Answer {
+        outputs,
+        queued,
+        execution,
+    } = loaded.scheduler.infer(request.inputs, names).await?;
+    // A large answer (an embedding batch, an image) takes as long to encode as a large
+    // request takes to decode: off the async threads too. ~8 bytes per element in JSON.
+    let answer_size = outputs.iter().map(|t| t.data.len()).sum::<usize>() * 8;
+    let (model, label, id) = (loaded.model.clone(), loaded.label.clone(), request.id);
+    let encoded = super::off_thread(answer_size, move || {
+        encode_response(&model, &label, id.as_deref(), &outputs, &binary_flags)
+    })
+    .await?;
+    let mut response = Response::new(Body::from(encoded.body));
+    let content_type = match encoded.header_length {
+        Some(length) => {
+            response
+                .headers_mut()
+                .insert(HEADER_CONTENT_LENGTH, HeaderValue::from(length));
+            "application/octet-stream"
+        }
+        None => "application/json",
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(Answered {
+        response,
+        queued,
+        execution,
+    })
 }
 
 fn decode_json_input(

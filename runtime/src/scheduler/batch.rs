@@ -1,5 +1,10 @@
-//! Pure batch logic: which requests may share a model call, how many join, and how a batch is
-//! stacked and split. No clocks or threads here, so every rule is tested directly.
+//! Pure batch logic: which requests may share a model call, how many join, how a batch is
+//! stacked and split, when a forming batch stops waiting, and when a request may skip the
+//! queue and run on its caller's thread. No clocks or threads here: the time is an argument
+//! (`now`), so every rule is tested directly on a simulated clock. The worker reads the clock
+//! and calls these.
+
+use std::time::{Duration, Instant};
 
 use weir_models::{DataType, Tensor};
 
@@ -113,6 +118,80 @@ pub fn ready_to_send(rows: usize, max_rows: usize, preferred: &[usize]) -> bool 
     rows >= max_rows || preferred.contains(&rows)
 }
 
+/// What a forming batch does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Send the batch now.
+    Send,
+    /// Wait for more requests for at most this long, then ask again.
+    Wait(Duration),
+}
+
+/// Decides, at `now`, whether a forming batch of `rows` goes or waits for more: it goes when
+/// full or at a preferred size ([`ready_to_send`]), once `now` reaches its `deadline` (its
+/// first request's arrival plus `max_queue_delay`), or when its scheduler is closing (nobody
+/// will join a closing queue). Otherwise it waits out what is left of the delay.
+pub fn next_step(
+    now: Instant,
+    deadline: Instant,
+    rows: usize,
+    max_rows: usize,
+    preferred: &[usize],
+    closed: bool,
+) -> Next {
+    if ready_to_send(rows, max_rows, preferred) || closed {
+        return Next::Send;
+    }
+    match deadline.checked_duration_since(now) {
+        Some(left) if !left.is_zero() => Next::Wait(left),
+        _ => Next::Send,
+    }
+}
+
+/// Model calls shorter than this on average may run on the request's own thread when traffic
+/// is light (see [`INLINE_GAP_NS`]) and an instance is idle with nothing queued: for a tiny
+/// model the hand-off to a worker thread and back costs several times the call itself. Longer
+/// calls always go to the workers, so a heavy model never holds up the threads that answer
+/// HTTP.
+pub const INLINE_BUDGET_NS: u64 = 50_000;
+/// Inline calls only while requests arrive on average at least this far apart. Under load the
+/// workers take the calls so that HTTP and model work overlap, which measured about 20% more
+/// throughput at 32 connections than running inline; at one connection inline saves ~25 µs.
+pub const INLINE_GAP_NS: u64 = 60_000;
+/// The longest gap between arrivals the average counts: one idle minute must not stand for
+/// light traffic long after the traffic has become heavy.
+pub const ARRIVAL_GAP_CAP_NS: u64 = 1_000_000;
+
+/// The moving average (weight 1/8) of the time between arrivals after one at `now_ns`, given
+/// the previous average and the previous arrival (both in nanoseconds on the same clock). An
+/// arrival "before" the previous one (two callers racing for the same slot) counts as a gap of
+/// zero.
+pub fn arrival_gap(average_ns: u64, last_arrival_ns: u64, now_ns: u64) -> u64 {
+    let gap = now_ns
+        .saturating_sub(last_arrival_ns)
+        .min(ARRIVAL_GAP_CAP_NS);
+    average_ns - average_ns / 8 + gap / 8
+}
+
+/// The moving average (weight 1/8) of a model call's time after one that `took` this long;
+/// `u64::MAX` means nothing measured yet, and the first call stands alone.
+pub fn call_average(average_ns: u64, took: Duration) -> u64 {
+    let took = took.as_nanos().min(u128::from(u64::MAX - 1)) as u64;
+    if average_ns == u64::MAX {
+        took
+    } else {
+        average_ns - average_ns / 8 + took / 8
+    }
+}
+
+/// Whether the traffic and the model allow a request to run on its caller's thread: requests
+/// arrive far enough apart, the model's calls are short, and the model does not batch (a
+/// request run inline could never join a batch). The caller also needs an idle instance and
+/// an empty queue, which only the scheduler's state knows.
+pub fn may_run_inline(arrival_gap_ns: u64, call_ns: u64, batching: bool) -> bool {
+    !batching && arrival_gap_ns >= INLINE_GAP_NS && call_ns < INLINE_BUDGET_NS
+}
+
 /// Stacks requests (each with inputs sorted by name and the same key) along the first dimension.
 /// Requests that do not stack (the batch key should have kept them apart) are an error naming
 /// the input, never a panic.
@@ -195,176 +274,4 @@ pub fn split(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, S
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use weir_models::TensorData;
-
-    fn request(rows: usize, width: usize, offset: i32) -> Vec<Tensor> {
-        let data = (0..(rows * width) as i32).map(|v| v + offset).collect();
-        vec![Tensor::new("x", vec![rows, width], TensorData::Int32(data))]
-    }
-
-    #[test]
-    fn keys_differ_by_non_batch_shape_datatype_and_outputs() {
-        let outputs = vec!["y".to_owned()];
-        let a = BatchKey::of(&request(1, 4, 0), &outputs);
-        assert_eq!(
-            a,
-            BatchKey::of(&request(7, 4, 9), &outputs),
-            "the batch dimension does not matter"
-        );
-        assert_ne!(a, BatchKey::of(&request(1, 5, 0), &outputs));
-        assert_ne!(a, BatchKey::of(&request(1, 4, 0), &["z".to_owned()]));
-        let floats = vec![Tensor::new("x", vec![1, 4], TensorData::Fp32(vec![0.0; 4]))];
-        assert_ne!(a, BatchKey::of(&floats, &outputs));
-    }
-
-    #[test]
-    fn rows_come_from_the_first_dimension_and_must_agree() {
-        assert_eq!(rows(&request(3, 2, 0)), Ok(3));
-        let mut two = request(3, 2, 0);
-        two.push(Tensor::new("z", vec![2], TensorData::Int8(vec![0; 2])));
-        assert!(rows(&two).unwrap_err().contains("disagree"));
-        let scalar = vec![Tensor::new("s", vec![], TensorData::Int8(vec![1]))];
-        assert!(rows(&scalar).unwrap_err().contains("no batch dimension"));
-    }
-
-    #[test]
-    fn a_cut_takes_matching_requests_in_order_up_to_the_limit() {
-        let key = BatchKey::of(&request(1, 4, 0), &[]);
-        let other = BatchKey::of(&request(1, 5, 0), &[]);
-        let queued = [(&key, 2), (&other, 1), (&key, 4), (&key, 1), (&key, 3)];
-        let sized = || {
-            queued.iter().map(|(k, rows)| {
-                (
-                    *k,
-                    Size {
-                        rows: *rows,
-                        length: 1,
-                    },
-                )
-            })
-        };
-        let limit = |max_rows| Limits {
-            max_rows,
-            max_tokens: None,
-        };
-        let one = Size { rows: 1, length: 1 };
-        // 1 (first) + 2 + 1 fits 4; the 4-row one is skipped, not blocking the 1-row one.
-        assert_eq!(cut(&key, one, &limit(4), sized()), [0, 3]);
-        assert_eq!(cut(&key, one, &limit(100), sized()), [0, 2, 3, 4]);
-        let full = Size { rows: 4, length: 1 };
-        assert_eq!(cut(&key, full, &limit(4), sized()), Vec::<usize>::new());
-    }
-
-    #[test]
-    fn a_token_budget_counts_padding_to_the_longest_sequence() {
-        let key = BatchKey::of(&[], &[]);
-        let limits = Limits {
-            max_rows: 100,
-            max_tokens: Some(64),
-        };
-        let texts = |length| Size { rows: 1, length };
-        // First text: 10 tokens. A 30-token text pads both: 2 × 30 = 60 fits. Another 10-token
-        // text would make 3 × 30 = 90: too many, skipped; a 2-row request of 5 likewise (4 × 30).
-        let queued = [texts(30), texts(10), Size { rows: 2, length: 5 }];
-        assert_eq!(
-            cut(&key, texts(10), &limits, queued.iter().map(|s| (&key, *s))),
-            [0]
-        );
-        // Short texts pack densely: 6 × 10 = 60.
-        let short = [texts(10); 8];
-        assert_eq!(
-            cut(&key, texts(10), &limits, short.iter().map(|s| (&key, *s))).len(),
-            5
-        );
-        assert!(
-            !limits.fits(Size {
-                rows: 1,
-                length: 65
-            }),
-            "alone over budget: it runs alone"
-        );
-    }
-
-    #[test]
-    fn full_or_preferred_batches_go_at_once() {
-        assert!(ready_to_send(8, 8, &[]));
-        assert!(!ready_to_send(5, 8, &[]));
-        assert!(ready_to_send(4, 8, &[4, 8]));
-    }
-
-    #[test]
-    fn assemble_then_split_gives_each_request_its_own_rows() {
-        let requests = vec![request(1, 3, 0), request(2, 3, 100), request(3, 3, 200)];
-        let stacked = assemble(requests.clone()).unwrap();
-        assert_eq!(stacked[0].shape, [6, 3]);
-        let answers = split(stacked, &[1, 2, 3]).unwrap();
-        assert_eq!(answers, requests);
-    }
-
-    #[test]
-    fn split_refuses_outputs_without_the_batch_rows() {
-        let output = vec![Tensor::new("y", vec![2], TensorData::Fp32(vec![0.0; 2]))];
-        assert!(split(output, &[1, 2]).unwrap_err().contains("output 'y'"));
-    }
-
-    #[test]
-    fn split_refuses_outputs_whose_data_does_not_fill_their_shape() {
-        // Shape says 3 rows of 2, data holds 4: slicing the last row used to panic.
-        let short = vec![Tensor::new("y", vec![3, 2], TensorData::Fp32(vec![0.0; 4]))];
-        let err = split(short, &[1, 2]).unwrap_err();
-        assert!(
-            err.contains("output 'y' has shape [3, 2] but 4 elements"),
-            "{err}"
-        );
-        let huge = vec![Tensor::new(
-            "y",
-            vec![2, usize::MAX, 2],
-            TensorData::Fp32(vec![]),
-        )];
-        assert!(split(huge, &[1, 1]).is_err());
-        let scalar = vec![Tensor::new("y", vec![], TensorData::Fp32(vec![1.0]))];
-        assert!(split(scalar, &[1]).is_err());
-    }
-
-    #[test]
-    fn assemble_refuses_requests_that_do_not_stack() {
-        let ints = request(1, 3, 0);
-        let floats = vec![Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![0.0; 3]))];
-        assert!(assemble(vec![ints.clone(), floats])
-            .unwrap_err()
-            .contains("datatype"));
-        let scalar = vec![Tensor::new("x", vec![], TensorData::Int32(vec![1]))];
-        assert!(assemble(vec![scalar.clone(), ints.clone()]).is_err());
-        assert!(assemble(vec![ints.clone(), scalar]).is_err());
-        assert!(assemble(vec![ints.clone(), request(1, 4, 0)]).is_err());
-        assert!(assemble(vec![ints.clone(), vec![]]).is_err());
-        assert_eq!(assemble(vec![]).unwrap(), Vec::<Tensor>::new());
-    }
-
-    proptest! {
-        #[test]
-        fn any_batch_splits_back_exactly(sizes in proptest::collection::vec(0usize..5, 1..8), width in 1usize..4) {
-            let requests: Vec<_> = sizes.iter().enumerate().map(|(i, &rows)| request(rows, width, i as i32 * 1000)).collect();
-            let answers = split(assemble(requests.clone()).unwrap(), &sizes).unwrap();
-            prop_assert_eq!(answers, requests);
-        }
-
-        #[test]
-        fn a_cut_never_exceeds_the_limits(
-            first in (1usize..8, 1usize..20), max in 1usize..16, budget in proptest::option::of(1usize..200),
-            queued in proptest::collection::vec((0usize..2, 1usize..6, 1usize..20), 0..12),
-        ) {
-            let keys = [BatchKey::of(&request(1, 1, 0), &[]), BatchKey::of(&request(1, 2, 0), &[])];
-            let limits = Limits { max_rows: max, max_tokens: budget };
-            let first = Size { rows: first.0, length: first.1 };
-            let sizes = queued.iter().map(|&(k, rows, length)| (&keys[k], Size { rows, length }));
-            let chosen = cut(&keys[0], first, &limits, sizes);
-            let total = chosen.iter().fold(first, |t, &i| t.join(Size { rows: queued[i].1, length: queued[i].2 }));
-            prop_assert!(chosen.is_empty() || limits.fits(total));
-            prop_assert!(chosen.iter().all(|&i| queued[i].0 == 0));
-        }
-    }
-}
+mod tests;

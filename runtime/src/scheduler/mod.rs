@@ -4,8 +4,10 @@
 //! The async side ([`Scheduler::infer`]) admits a request or refuses it at once (queue full),
 //! then waits for its answer, giving up when the queue timeout passes before a worker took it.
 //! Workers (`worker`) take the oldest live request, let compatible ones join it for up to the
-//! configured delay ([`batch`] holds the rules), run the model, and split the answer. Requests
-//! whose caller went away are skipped and counted, so abandoned work costs no model time.
+//! configured delay, run the model, and split the answer. Requests whose caller went away are
+//! skipped and counted, so abandoned work costs no model time. [`batch`] holds every rule as a
+//! pure function (the deadline and inline decisions take `now`); `worker` reads the clock,
+//! holds the lock and calls them.
 
 pub mod batch;
 mod worker;
@@ -115,6 +117,7 @@ impl Job {
 struct State {
     jobs: VecDeque<Job>,
     /// Model calls running now, on workers or inline; never more than `policy.instances`.
+    /// Only `worker` changes it: it claims an instance and its `Instance` guard gives it back.
     running: usize,
     closed: bool,
     /// A worker is gathering a batch; others wait rather than take its requests away.
@@ -128,64 +131,19 @@ struct Shared {
     backend: Arc<dyn Backend>,
     metrics: VersionMetrics,
     stats: Arc<VersionStats>,
-    /// Recent model-call time in nanoseconds (a moving average); `u64::MAX` until measured.
+    /// Recent model-call time in nanoseconds (`batch::call_average`); `u64::MAX` until measured.
     recent_call_ns: AtomicU64,
     /// When the latest request arrived, in nanoseconds since `epoch`.
     last_arrival_ns: AtomicU64,
-    /// Moving average of the time between arrivals, in nanoseconds.
+    /// Moving average of the time between arrivals, in nanoseconds (`batch::arrival_gap`).
     arrival_gap_ns: AtomicU64,
+    /// The scheduler's start: the clock the inline rule's nanoseconds count from.
     epoch: Instant,
 }
-
-/// Model calls shorter than this on average may run on the request's own thread when traffic is
-/// light (see `INLINE_GAP_NS`) and an instance is idle with nothing queued: for a tiny model the
-/// hand-off to a worker thread and back costs several times the call itself. Longer calls always
-/// go to the workers, so a heavy model never holds up the threads that answer HTTP.
-const INLINE_BUDGET_NS: u64 = 50_000;
-/// Inline calls only while requests arrive on average at least this far apart. Under load the
-/// workers take the calls so that HTTP and model work overlap, which measured about 20% more
-/// throughput at 32 connections than running inline; at one connection inline saves ~25 µs.
-const INLINE_GAP_NS: u64 = 60_000;
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Folds one call's duration into the moving average.
-    fn record_call(&self, took: Duration) {
-        let took = took.as_nanos().min(u128::from(u64::MAX - 1)) as u64;
-        let previous = self.recent_call_ns.load(Ordering::Relaxed);
-        let next = if previous == u64::MAX {
-            took
-        } else {
-            previous - previous / 8 + took / 8
-        };
-        self.recent_call_ns.store(next, Ordering::Relaxed);
-    }
-
-    /// Claims an idle instance for an inline call, if the rules allow one now.
-    fn claim_inline(&self) -> bool {
-        let now = self.epoch.elapsed().as_nanos() as u64;
-        // Gaps are capped so one idle minute does not stand for light traffic long after.
-        let gap = now
-            .saturating_sub(self.last_arrival_ns.swap(now, Ordering::Relaxed))
-            .min(1_000_000);
-        let average = self.arrival_gap_ns.load(Ordering::Relaxed);
-        let average = average - average / 8 + gap / 8;
-        self.arrival_gap_ns.store(average, Ordering::Relaxed);
-        if average < INLINE_GAP_NS
-            || self.policy.batching.is_some()
-            || self.recent_call_ns.load(Ordering::Relaxed) >= INLINE_BUDGET_NS
-        {
-            return false;
-        }
-        let mut state = self.lock();
-        if state.closed || !state.jobs.is_empty() || state.running >= self.policy.instances {
-            return false;
-        }
-        state.running += 1;
-        true
     }
 }
 
@@ -265,10 +223,8 @@ impl Scheduler {
             Some(_) => self.shared.backend.sequence_length(&inputs).unwrap_or(1),
             None => 1,
         };
-        if self.shared.claim_inline() {
-            let result = worker::run_inline(&self.shared, inputs, outputs, rows);
-            self.shared.lock().running -= 1;
-            return result;
+        if let Some(instance) = worker::claim_inline(&self.shared) {
+            return worker::run_inline(instance, inputs, outputs, rows);
         }
         let (reply, answer) = oneshot::channel();
         let progress = Arc::new(AtomicU8::new(QUEUED));

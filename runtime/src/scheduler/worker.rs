@@ -1,28 +1,61 @@
-//! A model instance's thread: take a batch, run it, answer each request.
+//! A model instance's thread: take a batch, run it, answer each request. Also the inline path
+//! (a request run on its caller's thread), since both take an instance: this file is the only
+//! one that counts instances in use (`State::running`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use weir_models::{BackendError, Tensor};
 
-use super::{batch, Answer, Job, ScheduleError, Shared};
+use super::batch::{self, Next};
+use super::{Answer, Job, ScheduleError, Shared};
 use crate::stats::Execution;
 
-pub(super) fn run(shared: &Shared) {
-    while let Some(jobs) = next_batch(shared) {
-        execute(shared, jobs);
-        shared.lock().running -= 1;
+/// A model instance taken for one call (a batch on a worker, or one request inline); dropping
+/// it gives the instance back. The one place `running` goes down, so no path can forget to.
+pub(super) struct Instance<'a>(&'a Shared);
+
+impl Drop for Instance<'_> {
+    fn drop(&mut self) {
+        self.0.lock().running -= 1;
     }
 }
 
-/// Runs one request on the caller's thread (see `INLINE_BUDGET_NS`); the caller has claimed an
-/// instance.
+pub(super) fn run(shared: &Shared) {
+    while let Some((instance, jobs)) = next_batch(shared) {
+        execute(shared, jobs);
+        drop(instance);
+    }
+}
+
+/// Claims an idle instance for an inline call when the rules allow one now
+/// ([`batch::may_run_inline`] on the arrival and call averages) and nothing is queued.
+pub(super) fn claim_inline(shared: &Shared) -> Option<Instance<'_>> {
+    let now = shared.epoch.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+    let last = shared.last_arrival_ns.swap(now, Ordering::Relaxed);
+    let average = batch::arrival_gap(shared.arrival_gap_ns.load(Ordering::Relaxed), last, now);
+    shared.arrival_gap_ns.store(average, Ordering::Relaxed);
+    let call = shared.recent_call_ns.load(Ordering::Relaxed);
+    if !batch::may_run_inline(average, call, shared.policy.batching.is_some()) {
+        return None;
+    }
+    let mut state = shared.lock();
+    if state.closed || !state.jobs.is_empty() || state.running >= shared.policy.instances {
+        return None;
+    }
+    state.running += 1;
+    Some(Instance(shared))
+}
+
+/// Runs one request on the caller's thread on an instance [`claim_inline`] gave.
 pub(super) fn run_inline(
-    shared: &Shared,
+    instance: Instance<'_>,
     inputs: Vec<Tensor>,
     outputs: Vec<String>,
     rows: usize,
 ) -> Result<Answer, ScheduleError> {
+    let shared = instance.0;
     let started = Instant::now();
     let result = call_model(shared, inputs, &outputs);
     let execution = Execution {
@@ -31,6 +64,7 @@ pub(super) fn run_inline(
         ..Execution::default()
     };
     record(shared, &execution);
+    drop(instance);
     let outputs = result?;
     shared.stats.executed(&execution);
     Ok(Answer {
@@ -68,8 +102,13 @@ fn guarded<T>(
     })
 }
 
+/// Accounts for one model execution (not per request: a batch is one execution).
 fn record(shared: &Shared, execution: &Execution) {
-    shared.record_call(execution.compute_infer);
+    let average = shared.recent_call_ns.load(Ordering::Relaxed);
+    shared.recent_call_ns.store(
+        batch::call_average(average, execution.compute_infer),
+        Ordering::Relaxed,
+    );
     shared
         .metrics
         .compute_duration
@@ -91,8 +130,9 @@ fn pop_live(shared: &Shared, jobs: &mut std::collections::VecDeque<Job>) -> Opti
     None
 }
 
-/// Waits for work and gathers a batch; `None` once the scheduler is closed and drained.
-fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
+/// Waits for work and gathers a batch, taking an instance for it; `None` once the scheduler is
+/// closed and drained.
+fn next_batch(shared: &Shared) -> Option<(Instance<'_>, Vec<Job>)> {
     let mut state = shared.lock();
     let first = loop {
         if !state.forming {
@@ -107,7 +147,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     };
     let (Some(key), Some(batching)) = (first.key.clone(), shared.policy.batching.as_ref()) else {
         state.running += 1;
-        return Some(vec![first]);
+        return Some((Instance(shared), vec![first]));
     };
     let limits = batch::Limits {
         max_rows: shared.policy.max_batch_size,
@@ -135,16 +175,20 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
                 shared.metrics.rejected_cancelled.inc();
             }
         }
-        let now = Instant::now();
-        if batch::ready_to_send(size.rows, limits.max_rows, &batching.preferred_batch_sizes)
-            || now >= deadline
-            || state.closed
-        {
+        let next = batch::next_step(
+            Instant::now(),
+            deadline,
+            size.rows,
+            limits.max_rows,
+            &batching.preferred_batch_sizes,
+            state.closed,
+        );
+        let Next::Wait(left) = next else {
             break;
-        }
+        };
         state = shared
             .wake
-            .wait_timeout(state, deadline - now)
+            .wait_timeout(state, left)
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
@@ -154,7 +198,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     shared.wake.notify_all();
     // Removal walked the queue backwards; answer in arrival order.
     jobs[1..].sort_by_key(|job| job.enqueued);
-    Some(jobs)
+    Some((Instance(shared), jobs))
 }
 
 fn execute(shared: &Shared, jobs: Vec<Job>) {

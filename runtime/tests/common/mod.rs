@@ -85,6 +85,21 @@ pub async fn start(config: ServeConfig) -> RunningServer {
     server
 }
 
+/// A server on the generated repository (`test_models`) taking bodies up to `max_body_bytes`.
+pub async fn start_on_test_models(max_body_bytes: usize) -> RunningServer {
+    start(ServeConfig {
+        max_body_bytes,
+        ..config(&test_models())
+    })
+    .await
+}
+
+/// A V2 request of two iris rows, with an id.
+pub fn iris_two_rows() -> Value {
+    serde_json::json!({"id": "r1", "inputs": [{"name": "features", "shape": [2, 4], "datatype": "FP32",
+        "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]})
+}
+
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
