@@ -47,13 +47,15 @@ fi
 
 # MLflow's own server, for the tests and the benchmark that point weir's clients at it; a venv
 # of its own, as the full package would pull the server's dependencies into the client venv.
+# psycopg2 lets the same server run on PostgreSQL for the tracking benchmark's second half.
 mlflow_version=3.17.2
-if [ "$(cat target/mlflow-venv/.version 2>/dev/null)" != "$mlflow_version" ]; then
-  say "installing mlflow $mlflow_version (the server) into target/mlflow-venv"
+mlflow_packages="mlflow==$mlflow_version psycopg2-binary==2.9.13"
+if [ "$(cat target/mlflow-venv/.version 2>/dev/null)" != "$mlflow_packages" ]; then
+  say "installing $mlflow_packages (the server) into target/mlflow-venv"
   rm -rf target/mlflow-venv
   python3 -m venv target/mlflow-venv
-  target/mlflow-venv/bin/pip install -q "mlflow==$mlflow_version"
-  echo "$mlflow_version" > target/mlflow-venv/.version
+  target/mlflow-venv/bin/pip install -q $mlflow_packages
+  echo "$mlflow_packages" > target/mlflow-venv/.version
 fi
 
 models=target/test-models
@@ -80,3 +82,7 @@ if [ "$(cat target/tools/.helm-package 2>/dev/null)" != "$helm_version" ]; then
   rm -rf "$work"
   echo "$helm_version" > target/tools/.helm-package
 fi
+
+# Garage, the S3-compatible server the artifact tests run against: built once from crates.io into
+# a cache outside the checkout (scripts/s3.sh; minutes on a cold machine).
+scripts/s3.sh install
