@@ -22,14 +22,17 @@ lint:
 # Tests run every store against SQLite and a private PostgreSQL (scripts/postgres.sh starts it);
 # WEIR_REQUIRE_POSTGRES makes a missing server a failure rather than a skip.
 PG = export WEIR_TEST_POSTGRES_URL=$$(scripts/postgres.sh) WEIR_REQUIRE_POSTGRES=1 &&
+# Likewise every artifact test runs against a local folder and a private S3-compatible server
+# (Garage, scripts/s3.sh), with the standard AWS_* variables pointing at it.
+S3 = eval "$$(scripts/s3.sh)" && export WEIR_REQUIRE_S3=1 &&
 
 unit-test:
-	$(PG) cargo test --workspace --exclude weir-benches
+	$(PG) $(S3) cargo test --workspace --exclude weir-benches
 
 # The binary is built the way `cargo test` builds it (same features), so nothing is compiled twice.
 python-test:
 	cargo test --workspace --exclude weir-benches --no-run --quiet
-	$(PG) .venv/bin/python -m pytest -q tests/python
+	$(PG) $(S3) .venv/bin/python -m pytest -q tests/python
 
 ## make bench: load benchmarks on loopback (see benches/README.md).
 bench: setup

@@ -87,6 +87,10 @@ echo
 echo "== tracking: weir registry vs mlflow server (same client workload, both on SQLite)"
 # mlflow's server: set-up installs it from PyPI into its own venv (target/mlflow-venv).
 .venv/bin/python scripts/bench_tracking.py --weir target/release/weir --mlflow target/mlflow-venv/bin/mlflow
+echo
+echo "== tracking on PostgreSQL: weir (pool of 1, pool of 8) vs mlflow server, same server and workload"
+.venv/bin/python scripts/bench_tracking.py --weir target/release/weir --mlflow target/mlflow-venv/bin/mlflow \
+  --postgres "$(scripts/postgres.sh)" --json target/bench-tracking-postgres.json
 
 echo
 echo "== training: weir train vs scikit-learn's MLPClassifier (same table, network and epochs)"

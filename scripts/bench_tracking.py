@@ -1,5 +1,7 @@
 """Tracking benchmark: the same official-mlflow-client workload against `weir registry` and
-against `mlflow server`, both on SQLite, one after the other on this machine.
+against `mlflow server`, both on SQLite, one after the other on this machine; with `--postgres
+ADMIN_URL`, both on fresh databases of that PostgreSQL server instead, weir twice: with a pool of
+one connection and with its default pool (`--db-pool-size`).
 
 1. Ingestion: RUNS runs x METRICS metrics x STEPS steps as `runs/log-batch` calls of 1,000
    points (the client's own batch limit), from THREADS threads, twice: through the official
@@ -51,9 +53,18 @@ def wait_ready(url, process, seconds=120):
     raise RuntimeError(f"{url} did not become healthy in {seconds} s")
 
 
-def start_weir(binary, folder):
+def fresh_database(admin, name):
+    """A new, empty database on the PostgreSQL server at `admin`; its URL."""
+    subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True, capture_output=True)
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return f"{admin.rsplit('/', 1)[0]}/{name}"
+
+
+def start_weir(binary, folder, database=None, pool_size=None):
+    extra = ["--db-pool-size", str(pool_size)] if pool_size else []
     process = subprocess.Popen(
-        [binary, "registry", "--db", f"sqlite://{folder}/weir.db", "--artifacts", f"{folder}/artifacts", "--http-port", "0"],
+        [binary, "registry", "--db", database or f"sqlite://{folder}/weir.db", "--artifacts", f"{folder}/artifacts",
+         "--http-port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -63,10 +74,12 @@ def start_weir(binary, folder):
     return process, url
 
 
-def start_mlflow(mlflow_bin, folder):
+def start_mlflow(mlflow_bin, folder, database=None):
     port = free_port()
+    # SQLAlchemy names the driver in the scheme.
+    backend = database.replace("postgres://", "postgresql+psycopg2://", 1) if database else f"sqlite:///{folder}/mlflow.db"
     process = subprocess.Popen(
-        [mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+        [mlflow_bin, "server", "--backend-store-uri", backend,
          "--artifacts-destination", f"{folder}/artifacts", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -228,36 +241,45 @@ def main():
     parser.add_argument("--search-runs", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server (scripts/postgres.sh prints one): run on it instead of SQLite")
     parser.add_argument("--json", default="target/bench-tracking.json")
     args = parser.parse_args()
 
+    servers = [("weir", lambda f, db: start_weir(args.weir, f, db))]
+    if args.postgres:
+        servers = [("weir pool=1", lambda f, db: start_weir(args.weir, f, db, pool_size=1)),
+                   ("weir pool=8", lambda f, db: start_weir(args.weir, f, db, pool_size=8))]
+    servers.append(("mlflow server", lambda f, db: start_mlflow(args.mlflow, f, db)))
     results = []
-    for name, start in [("weir", lambda f: start_weir(args.weir, f)), ("mlflow", lambda f: start_mlflow(args.mlflow, f))]:
-        folder = tempfile.mkdtemp(prefix=f"bench-tracking-{name}-")
-        process, url = start(folder)
+    for index, (name, start) in enumerate(servers):
+        folder = tempfile.mkdtemp(prefix="bench-tracking-")
+        database = fresh_database(args.postgres, f"bench_tracking_{index}") if args.postgres else None
+        process, url = start(folder, database)
         try:
             results.append(measure(name, url, args))
         finally:
             stop(process)
 
-    weir, mlflow = results
-    print(f"\nworkload: {args.runs} runs x {args.metrics} metrics x {args.steps} steps via log_batch, {args.threads} client threads; "
-          f"search over {args.search_runs:,} runs, median of {args.repeat}")
-    print(f"{'':38}{'weir':>12}{'mlflow server':>16}{'ratio':>9}")
+    mlflow = results[-1]
+    print(f"\nworkload on {'PostgreSQL' if args.postgres else 'SQLite'}: {args.runs} runs x {args.metrics} metrics x {args.steps} steps "
+          f"via log_batch, {args.threads} client threads; search over {args.search_runs:,} runs, median of {args.repeat}")
+    print(f"{'':38}" + "".join(f"{r['server']:>16}" for r in results) + "".join(f"{'ratio ' + r['server'].removeprefix('weir '):>14}" for r in results[:-1]))
     rows = [
-        ("ingest, raw (points/s)", weir["ingest_raw"]["points_per_second"], mlflow["ingest_raw"]["points_per_second"], True),
-        ("ingest, client (points/s)", weir["ingest_client"]["points_per_second"], mlflow["ingest_client"]["points_per_second"], True),
-        ("create+log a run, raw (runs/s)", args.search_runs / weir["populate_seconds"], args.search_runs / mlflow["populate_seconds"], True),
+        ("ingest, raw (points/s)", lambda r: r["ingest_raw"]["points_per_second"], True),
+        ("ingest, client (points/s)", lambda r: r["ingest_client"]["points_per_second"], True),
+        ("create+log a run, raw (runs/s)", lambda r: args.search_runs / r["populate_seconds"], True),
     ]
     for key, label in [("search_metric", "metric filter"), ("search_param", "param+tag filter")]:
         for mode in ["raw", "client"]:
-            rows.append((f"search {label}, {mode} (ms)", weir[key][f"{mode}_median_seconds"] * 1000, mlflow[key][f"{mode}_median_seconds"] * 1000, False))
-    for label, ours, theirs, higher_is_better in rows:
-        ratio = ours / theirs if higher_is_better else theirs / ours
-        print(f"{label:38}{ours:>12,.1f}{theirs:>16,.1f}{ratio:>8.1f}x")
-    for key in ["search_metric", "search_param"]:
-        assert weir[key]["results"] == mlflow[key]["results"], f"{key}: the two servers found different runs"
-        assert weir[key]["first_ids"] == mlflow[key]["first_ids"], f"{key}: the two servers ordered differently"
+            rows.append((f"search {label}, {mode} (ms)", lambda r, k=key, m=mode: r[k][f"{m}_median_seconds"] * 1000, False))
+    for label, value, higher_is_better in rows:
+        values = [value(r) for r in results]
+        ratios = [(v / values[-1]) if higher_is_better else (values[-1] / v) for v in values[:-1]]
+        print(f"{label:38}" + "".join(f"{v:>16,.1f}" for v in values) + "".join(f"{x:>13.1f}x" for x in ratios))
+    for result in results[:-1]:
+        for key in ["search_metric", "search_param"]:
+            assert result[key]["results"] == mlflow[key]["results"], f"{key}: {result['server']} found different runs"
+            assert result[key]["first_ids"] == mlflow[key]["first_ids"], f"{key}: {result['server']} ordered differently"
     pathlib.Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
 
 

@@ -41,7 +41,7 @@ cli() { "$garage" -c "$config" "$@"; }
 case "${1:-start}" in
   install) exit 0 ;;
   stop)
-    if [ -f "$dir/pid" ]; then kill "$(cat "$dir/pid")" 2>/dev/null || true; rm -f "$dir/pid"; fi
+    pkill -f -- "-c $dir/garage.toml server" 2>/dev/null || true
     exit 0 ;;
   start) ;;
   *) echo "usage: $0 [start|stop|install]" >&2; exit 2 ;;
@@ -65,15 +65,16 @@ root_domain = ".s3.garage.localhost"
 EOF
 fi
 
-running() { [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; }
+# Running means answering on its RPC port with this configuration's secret, whoever started it.
+running() { cli status >/dev/null 2>&1; }
 if ! running; then
   say "starting Garage on 127.0.0.1:$s3_port"
-  (cd "$dir" && setsid "$garage" -c "$config" server >"$dir/log" 2>&1 & echo $! >"$dir/pid")
+  (cd "$dir" && setsid "$garage" -c "$config" server >"$dir/log" 2>&1 &)
   for _ in $(seq 1 100); do
-    cli status >/dev/null 2>&1 && break
+    running && break
     sleep 0.1
   done
-  cli status >/dev/null 2>&1 || { echo "Garage did not start; see $dir/log" >&2; exit 1; }
+  running || { echo "Garage did not start; see $dir/log" >&2; exit 1; }
 fi
 
 if [ ! -f "$dir/.provisioned" ]; then

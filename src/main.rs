@@ -1,6 +1,7 @@
 //! The `weir` command: parses flags and wires the crates together; nothing else lives here.
 
 mod autoscale_cli;
+mod fetch_cli;
 mod models_cli;
 mod output;
 mod registry_cli;
@@ -46,6 +47,9 @@ enum Command {
     Registry(registry_cli::RegistryArgs),
     /// Register, approve and alias model versions in a registry.
     Models(models_cli::ModelsArgs),
+    /// Download an approved version's files into a folder, verified against the registry's
+    /// digest (for a KServe storage initializer or an init container).
+    Fetch(fetch_cli::FetchArgs),
     /// List and show tracked runs.
     Runs(runs_cli::RunsArgs),
     /// Run the canary router in front of `weir serve` replicas.
@@ -63,9 +67,20 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Folder holding `<model>/<version>/model.onnx` (and an optional `<model>/config.toml`).
-    /// With --registry it is the cache of downloaded versions, created when missing.
-    #[arg(long, env = "WEIR_MODEL_REPOSITORY")]
-    model_repository: PathBuf,
+    /// With --registry it is the cache of downloaded versions, created when missing, and may
+    /// be left out (then --cache-dir is used).
+    #[arg(
+        long,
+        env = "WEIR_MODEL_REPOSITORY",
+        required_unless_present = "registry"
+    )]
+    model_repository: Option<PathBuf>,
+    /// With --registry and no --model-repository: the folder the registry's versions are
+    /// downloaded into, created when missing. Default: $XDG_CACHE_HOME/weir/models, else
+    /// $HOME/.cache/weir/models. One folder per `weir serve`: a server removes the versions
+    /// of its models that it does not serve.
+    #[arg(long, env = "WEIR_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "WEIR_HOST", default_value = "127.0.0.1")]
     host: String,
@@ -107,6 +122,12 @@ struct ServeArgs {
     /// flag, so the token stays out of `ps` and shell history).
     #[arg(long, env = "WEIR_REGISTRY_TOKEN_FILE", requires = "registry")]
     registry_token_file: Option<PathBuf>,
+    /// Download versions' files straight from the registry's S3 bucket through short-lived
+    /// presigned URLs the registry hands out (this server needs no S3 credentials; every file
+    /// is still verified against the registry's digests). A registry whose artifacts are in a
+    /// folder offers none: the files then come through the registry, as without this flag.
+    #[arg(long, env = "WEIR_REGISTRY_DIRECT_DOWNLOAD", requires = "registry")]
+    registry_direct_download: bool,
     /// A PEM bundle of the CA(s) to trust for an https:// registry, instead of the system's.
     #[arg(long, env = "WEIR_CA_FILE")]
     ca_file: Option<PathBuf>,
@@ -187,6 +208,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map(models_cli::read_token_file)
         .transpose()?;
     let registry_http = weir_http::HttpClient::with_ca_file(args.ca_file.as_deref())?;
+    let model_repository = match (args.model_repository, args.cache_dir) {
+        (Some(repository), _) => repository,
+        (None, Some(cache)) => cache,
+        (None, None) => {
+            let (xdg, home) = (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"));
+            default_cache_dir(xdg, home).context(
+                "no folder for the registry's versions: pass --cache-dir or --model-repository \
+                 (neither XDG_CACHE_HOME nor HOME is set to an absolute path)",
+            )?
+        }
+    };
     let config = ServeConfig {
         max_body_bytes: args.max_body_bytes,
         max_concurrent_requests: args.max_concurrent_requests.max(1),
@@ -216,8 +248,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 poll: args.registry_poll_interval,
                 token: registry_token,
                 http: registry_http,
+                direct_download: args.registry_direct_download,
             }),
-        ..ServeConfig::new(args.model_repository, args.host, args.http_port)
+        ..ServeConfig::new(model_repository, args.host, args.http_port)
     };
     let mut server = RunningServer::start(config)
         .await
@@ -238,6 +271,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.shutdown().await.context("shutdown failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where `weir serve --registry` keeps versions without --model-repository or --cache-dir:
+/// `weir/models` in the user's cache folder as the XDG base directory spec places it
+/// ($XDG_CACHE_HOME, else $HOME/.cache; relative values are ignored, as the spec says).
+fn default_cache_dir(
+    xdg_cache_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let absolute =
+        |value: std::ffi::OsString| Some(PathBuf::from(value)).filter(|p| p.is_absolute());
+    xdg_cache_home
+        .and_then(absolute)
+        .or_else(|| home.and_then(absolute).map(|home| home.join(".cache")))
+        .map(|cache| cache.join("weir").join("models"))
 }
 
 /// Prints a line for whoever started the server (scripts read the address from the first one).
@@ -298,6 +346,7 @@ fn main() -> std::process::ExitCode {
                     Command::Serve(args) => serve(args).await,
                     Command::Registry(args) => registry_cli::run(args).await,
                     Command::Models(args) => models_cli::run(args).await,
+                    Command::Fetch(args) => fetch_cli::run(args).await,
                     Command::Runs(args) => runs_cli::run(args).await,
                     Command::Route(args) => route_cli::serve(args).await,
                     Command::Canary(args) => route_cli::canary(args).await,
@@ -314,5 +363,33 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_cache_dir;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_cache_follows_xdg_then_home() {
+        let cache = |xdg: Option<&str>, home: Option<&str>| {
+            default_cache_dir(xdg.map(Into::into), home.map(Into::into))
+        };
+        assert_eq!(
+            cache(Some("/x/cache"), Some("/home/a")),
+            Some(PathBuf::from("/x/cache/weir/models"))
+        );
+        assert_eq!(
+            cache(None, Some("/home/a")),
+            Some(PathBuf::from("/home/a/.cache/weir/models"))
+        );
+        assert_eq!(
+            cache(Some("relative"), Some("/home/a")),
+            Some(PathBuf::from("/home/a/.cache/weir/models")),
+            "a relative XDG_CACHE_HOME is ignored"
+        );
+        assert_eq!(cache(Some(""), Some("")), None);
+        assert_eq!(cache(None, None), None);
     }
 }

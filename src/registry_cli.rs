@@ -26,7 +26,16 @@ pub struct RegistryArgs {
         hide_env_values = true
     )]
     db: String,
-    /// Folder holding model artifacts (`mlflow-artifacts:/…`).
+    /// The most PostgreSQL connections the registry opens at once (each replica its own pool;
+    /// keep replicas x pool under the server's max_connections). SQLite keeps one writer.
+    #[arg(long, env = "WEIR_DB_POOL_SIZE", default_value_t = weir_mlflow_server::DEFAULT_POOL_SIZE,
+          value_parser = pool_size_parser())]
+    db_pool_size: usize,
+    /// Where model and run artifacts (`mlflow-artifacts:/…`) are kept: a folder (or
+    /// `file://PATH`), or `s3://BUCKET/PREFIX` in S3-compatible storage, configured from the
+    /// standard environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID/…, a credentials
+    /// file, or web identity; AWS_ALLOW_HTTP=true for a plain-http endpoint). Any other scheme
+    /// is refused at start.
     #[arg(long, env = "WEIR_ARTIFACTS", default_value = "weir-artifacts")]
     artifacts: PathBuf,
     /// Address to listen on. Anything but loopback needs --tokens (or --allow-anonymous).
@@ -61,6 +70,13 @@ pub struct RegistryArgs {
     limits: crate::server_limits::ServerLimitsArgs,
 }
 
+/// 1 to 1024 connections: at least one to work at all, and a bound well past any server's
+/// `max_connections` so a typo cannot ask for millions.
+fn pool_size_parser() -> impl clap::builder::TypedValueParser<Value = usize> {
+    use clap::builder::TypedValueParser;
+    clap::value_parser!(u16).range(1..=1024).map(usize::from)
+}
+
 pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     let authenticator = match &args.tokens {
         Some(file) => Authenticator::from_file(file)?,
@@ -69,6 +85,7 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     refuse_open_exposure(&args.host, &authenticator, args.allow_anonymous)?;
     let stores = weir_mlflow_server::open(Config {
         database: args.db,
+        pool_size: args.db_pool_size,
         artifacts: args.artifacts,
         max_artifact_bytes: args.max_artifact_bytes,
         protected_aliases: args.protected_aliases,
@@ -85,11 +102,16 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
     if let Some(file) = &args.tokens {
         authenticator.watch(file.clone(), IDENTITIES_RELOAD);
     }
-    let (app, _) = weir_mlflow_server::app(&stores, authenticator);
-    args.limits
-        .server()
-        .serve(listener, app, shutdown_signal())
-        .await;
+    let server = args.limits.server();
+    let database = stores.database.clone();
+    let metrics = weir_mlflow_server::RegistryMetrics::new()
+        .with_listener(&server)
+        .with_pool(move || {
+            let pool = database.pool_stats();
+            (pool.size, pool.in_use)
+        });
+    let (app, _) = weir_mlflow_server::app_with_metrics(&stores, authenticator, metrics);
+    server.serve(listener, app, shutdown_signal()).await;
     Ok(())
 }
 

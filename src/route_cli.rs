@@ -16,9 +16,27 @@ pub struct RouteArgs {
     /// The routes file (TOML: [[route]] with [[route.backend]] version, endpoints, weight).
     #[arg(long, env = "WEIR_CONFIG")]
     config: PathBuf,
-    /// Where admin changes are kept across restarts (default: next to the routes file).
+    /// Where admin changes are kept across restarts (default: next to the routes file). With
+    /// --registry it is a local copy of the shared state, used when the registry is away.
     #[arg(long, env = "WEIR_STATE")]
     state: Option<PathBuf>,
+    /// Share weights, promotions and rollouts with the other router replicas through this weir
+    /// registry (its database): a change through any replica reaches all within a second, and
+    /// one replica at a time drives a rollout. Without it, each router keeps its own state.
+    #[arg(long, env = "WEIR_REGISTRY")]
+    registry: Option<String>,
+    /// A file holding a registry token with the `admin` role (writing the shared state and
+    /// taking rollout leases need it).
+    #[arg(long, env = "WEIR_REGISTRY_TOKEN_FILE", requires = "registry")]
+    registry_token_file: Option<PathBuf>,
+    /// A PEM bundle of the CA(s) to trust for an https:// registry, instead of the system's.
+    #[arg(long, env = "WEIR_CA_FILE", requires = "registry")]
+    ca_file: Option<PathBuf>,
+    /// The shared state's name in the registry; replicas serving the same routes must use the
+    /// same one (default: routes/ and the routes file's name without extension, e.g.
+    /// routes/routes for routes.toml).
+    #[arg(long, env = "WEIR_STATE_KEY", requires = "registry")]
+    state_key: Option<String>,
     /// Address the data plane (inference traffic and /metrics) listens on.
     #[arg(long, env = "WEIR_HOST", default_value = "127.0.0.1")]
     host: String,
@@ -93,9 +111,20 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
         source,
         "request bodies held at once may use half of the memory limit"
     );
+    let shared = match &args.registry {
+        Some(registry) => Some(shared_config(
+            registry,
+            args.registry_token_file.as_deref(),
+            args.ca_file.as_deref(),
+            args.state_key.clone(),
+            &args.config,
+        )?),
+        None => None,
+    };
     let serving = weir_router::Serving {
         listener: args.limits.server(),
         body_budget_bytes,
+        shared,
     };
     let router = weir_router::Router::serving(&args.config, args.state, token, serving)
         .with_context(|| format!("cannot start the router with {}", args.config.display()))?;
@@ -125,6 +154,37 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
     })
     .await
     .context("the router's workers did not stop cleanly")
+}
+
+/// How `--registry` and its companions share the router's state; the token is read now, so a
+/// missing or empty file stops the start rather than the first change.
+fn shared_config(
+    registry: &str,
+    token_file: Option<&std::path::Path>,
+    ca_file: Option<&std::path::Path>,
+    key: Option<String>,
+    config: &std::path::Path,
+) -> anyhow::Result<weir_router::shared::SharedConfig> {
+    anyhow::ensure!(
+        registry.starts_with("http://") || registry.starts_with("https://"),
+        "--registry '{registry}' must be an http:// or https:// URL"
+    );
+    let token = token_file
+        .map(crate::models_cli::read_token_file)
+        .transpose()?;
+    let key = key.unwrap_or_else(|| weir_router::shared::default_key(config));
+    anyhow::ensure!(
+        !key.is_empty()
+            && key.len() <= 200
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c)),
+        "--state-key '{key}' must be 1 to 200 characters of letters, digits and . _ - / : @"
+    );
+    let mut shared = weir_router::shared::SharedConfig::new(registry, token, key);
+    shared.http = weir_http::HttpClient::with_ca_file(ca_file)?;
+    tracing::info!(registry, key = %shared.key, "router state shared through the registry");
+    Ok(shared)
 }
 
 /// The first address `host:port` resolves to.

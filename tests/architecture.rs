@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 /// The MLflow stores and the server that puts them behind one port.
-const STORES: &[&str] = &["weir-registry", "weir-tracking"];
+const STORES: &[&str] = &["weir-registry", "weir-tracking", "weir-coordination"];
 
 /// The crates that may compile the stores in: the binary (which starts `weir registry`) and the
 /// server crate that wires both stores behind one access layer.
@@ -34,6 +34,7 @@ const ROOMS: &[(&str, &str)] = &[
     ("weir-router", "router"),
     ("weir-autoscaler", "autoscaler"),
     ("weir-training", "training"),
+    ("weir-coordination", "coordination"),
 ];
 
 /// The workspace's graph: each member's folder, and each member's normal dependencies (by
@@ -205,6 +206,16 @@ fn only_the_binary_and_the_mlflow_server_compile_the_stores_in() {
         found.is_empty(),
         "only {STORE_OWNERS:?} may depend on {STORES:?}; clients use weir-mlflow-client: \
          {found:#?}"
+    );
+}
+
+#[test]
+fn routers_share_their_state_over_http_only() {
+    let found = graph().violations(["weir-router"], &["weir-coordination", "weir-sql"]);
+    assert!(
+        found.is_empty(),
+        "weir-router reaches the shared state through the registry's HTTP API, never its \
+         database: {found:#?}"
     );
 }
 

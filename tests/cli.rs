@@ -96,6 +96,29 @@ fn a_missing_repository_is_created_as_the_registry_cache() {
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 
+/// `weir serve --help` names the cache folder flag, its variable and its default; `weir fetch`
+/// is listed among the commands. (tests/fetch.rs runs both against a registry.)
+#[test]
+fn help_names_the_registry_cache_and_fetch() {
+    let help = weir().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for shown in [
+        "--cache-dir",
+        "WEIR_CACHE_DIR",
+        "$XDG_CACHE_HOME/weir/models",
+    ] {
+        assert!(help.contains(shown), "{shown} missing from:\n{help}");
+    }
+    let commands = weir().arg("--help").output().unwrap();
+    let commands = String::from_utf8_lossy(&commands.stdout);
+    assert!(
+        commands
+            .lines()
+            .any(|l| l.trim_start().starts_with("fetch ")),
+        "{commands}"
+    );
+}
+
 /// Logs written to a file or a pipe carry no colour codes (only a terminal gets them).
 #[test]
 fn piped_logs_have_no_colour_codes() {

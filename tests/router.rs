@@ -1060,3 +1060,51 @@ fn role_named_backends_answer_registry_versions_and_status_sees_traffic_at_once(
     );
     assert_eq!(infer(&router, "/v2/models/iris/infer", "").2, "1");
 }
+
+#[test]
+fn shared_state_flags_are_checked_at_start() {
+    let dir = scratch("router-shared-refusals");
+    let config = idle_routes(&dir);
+    let empty = dir.join("empty-registry-token");
+    std::fs::write(&empty, " \n").unwrap();
+    let empty = empty.to_str().unwrap();
+    for (extra, expected) in [
+        (
+            vec!["--registry", "ftp://registry:5000"],
+            "--registry 'ftp://registry:5000' must be an http:// or https:// URL".to_owned(),
+        ),
+        (
+            vec![
+                "--registry",
+                "http://127.0.0.1:9",
+                "--registry-token-file",
+                empty,
+            ],
+            format!("the token file {empty} is empty"),
+        ),
+        (
+            vec![
+                "--registry",
+                "http://127.0.0.1:9",
+                "--registry-token-file",
+                "/nonexistent/token",
+            ],
+            "cannot read the token file /nonexistent/token".to_owned(),
+        ),
+        (
+            vec![
+                "--registry",
+                "http://127.0.0.1:9",
+                "--state-key",
+                "has space",
+            ],
+            "--state-key 'has space' must be 1 to 200 characters".to_owned(),
+        ),
+        // The shared state's companions mean nothing without a registry.
+        (vec!["--state-key", "routes/x"], "--registry".to_owned()),
+    ] {
+        let (code, _, stderr) = route_refused(&config, &extra, &[("WEIR_REGISTRY", "")]);
+        assert_ne!(code, 0, "{extra:?}");
+        assert!(stderr.contains(&expected), "{extra:?}: {stderr}");
+    }
+}

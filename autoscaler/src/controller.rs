@@ -82,6 +82,7 @@ impl Default for AutoscalerMetrics {
             "From deciding to leave zero replicas to the first replica serving",
             cold_start.clone(),
         );
+        weir_http::build_info::register_build_info(&mut registry);
         AutoscalerMetrics {
             registry,
             desired,
@@ -393,5 +394,18 @@ async fn observe(
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the query returned no data: {query}"))?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn build_info_is_exported() {
+        let text = super::AutoscalerMetrics::default().encode();
+        let build = format!(
+            "weir_build_info{{version=\"{}\",",
+            weir_http::build_info::VERSION
+        );
+        assert!(text.contains(&build), "{build} missing: {text}");
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod admin_token;
 pub mod body;
+pub mod build_info;
 pub mod download;
 pub mod duration;
 mod host;

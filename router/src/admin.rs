@@ -39,7 +39,10 @@ impl IntoResponse for AdminError {
             AdminError::Control(ControlError::Invalid(_)) | AdminError::Body(_) => {
                 StatusCode::BAD_REQUEST
             }
-            AdminError::Control(ControlError::Conflict(_)) => StatusCode::CONFLICT,
+            AdminError::Control(ControlError::Conflict(_) | ControlError::Stale) => {
+                StatusCode::CONFLICT
+            }
+            AdminError::Control(ControlError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
         };
         error(status, self.to_string())
@@ -156,7 +159,7 @@ async fn start_rollout(
     plan.validate()?;
     router.stable_and_true_canary(&model)?;
     router.cancel_rollout(&model, "a new rollout started");
-    router.start_rollout(&model, plan);
+    router.start_rollout(&model, plan).await?;
     done(&router, &model)
 }
 
@@ -167,6 +170,7 @@ async fn stop_rollout(
 ) -> Answer {
     authorized(&router, &headers)?;
     router.cancel_rollout(&model, "stopped by hand; weights stay where they are");
+    router.publish_rollouts().await?;
     done(&router, &model)
 }
 

@@ -34,6 +34,14 @@ pub enum ControlError {
     /// The call does not fit the route's state (e.g. no canary to promote).
     #[error("{0}")]
     Conflict(String),
+    /// Replicas sharing their state: the shared state cannot be written (the registry is
+    /// unreachable or refused), so nothing changed on any replica.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Replicas sharing their state: another replica changed it since this one last read it.
+    /// [`Router::retrying`] reads it again and repeats the change; it never reaches a caller.
+    #[error("the shared router state changed meanwhile")]
+    Stale,
 }
 
 /// What the weight operations share: the lock that serialises changes and the event log.
@@ -90,15 +98,17 @@ impl Router {
             .unwrap_or_default()
     }
 
-    /// Sets a model's weights (stable version first), atomically, and persists them. Versions
-    /// may be named by the backend's name or by its registry version.
+    /// Sets a model's weights (stable version first), atomically, and persists them (in the
+    /// shared state too, when replicas share it). Versions may be named by the backend's name
+    /// or by its registry version.
     pub async fn set_weights(
         &self,
         model: &str,
         weights: Vec<(String, u32)>,
         why: &str,
     ) -> Result<(), ControlError> {
-        self.apply_weights(model, weights, None, why).await
+        self.retrying(|| self.apply_weights(model, weights.clone(), None, why))
+            .await
     }
 
     /// [`Router::set_weights`], recording `previous` as the stable version a rollback returns
@@ -142,6 +152,8 @@ impl Router {
             )));
         }
         let table = current.with_weights(model, &weights, previous);
+        // Shared first: a change the other replicas will not see is not made here either.
+        self.publish(&table).await?;
         self.metrics.set_weights(&table);
         state::save(&self.state_path, &self.routes_file.load(), &table);
         self.table.store(Arc::new(table));
@@ -216,6 +228,17 @@ impl Router {
         percent: u32,
         why: &str,
     ) -> Result<(), ControlError> {
+        self.retrying(|| self.set_canary_once(model, percent, why))
+            .await
+    }
+
+    /// [`Router::set_canary`] on the current table, once.
+    pub(crate) async fn set_canary_once(
+        &self,
+        model: &str,
+        percent: u32,
+        why: &str,
+    ) -> Result<(), ControlError> {
         if percent > 100 {
             return Err(ControlError::Invalid(format!(
                 "canary percent must be 0 to 100, got {percent}"
@@ -223,12 +246,17 @@ impl Router {
         }
         let (stable, canary) = self.stable_and_canary(model)?;
         let weights = self.weights_with(model, &[(stable, 100 - percent), (canary, percent)]);
-        self.set_weights(model, weights, why).await
+        self.apply_weights(model, weights, None, why).await
     }
 
     /// The canary takes all traffic and becomes the stable version; the former stable version
     /// is kept (at 0 %, role `previous`) for a rollback.
     pub async fn promote(&self, model: &str, why: &str) -> Result<(), ControlError> {
+        self.retrying(|| self.promote_once(model, why)).await
+    }
+
+    /// [`Router::promote`] on the current table, once.
+    pub(crate) async fn promote_once(&self, model: &str, why: &str) -> Result<(), ControlError> {
         let (stable, canary) = self.stable_and_true_canary(model)?;
         let weights = self.weights_with(model, &[(canary, 100), (stable.clone(), 0)]);
         self.apply_weights(model, weights, Some(stable), why).await
@@ -237,15 +265,19 @@ impl Router {
     /// Canary to 0 %; right after a promotion, the promotion undone instead: the previous
     /// stable version takes all traffic again and the promoted one is the canary at 0 %.
     pub async fn rollback(&self, model: &str) -> Result<(), ControlError> {
+        self.retrying(|| self.rollback_once(model)).await
+    }
+
+    async fn rollback_once(&self, model: &str) -> Result<(), ControlError> {
         let (stable, second) = self.stable_and_canary(model)?;
         if self.previous_stable(model).as_deref() == Some(second.as_str()) {
             let weights = self.weights_with(model, &[(second.clone(), 100), (stable.clone(), 0)]);
             let why = format!(
                 "rolled back the promotion of '{stable}': '{second}' is the stable version again, '{stable}' the canary at 0%"
             );
-            return self.set_weights(model, weights, &why).await;
+            return self.apply_weights(model, weights, None, &why).await;
         }
-        self.set_canary(model, 0, "rolled back").await
+        self.set_canary_once(model, 0, "rolled back").await
     }
 
     /// `first` in order, then every other version at 0.

@@ -7,7 +7,8 @@
 //!
 //! Weight changes build a new [`table::RouteTable`] and swap it in with `arc-swap`: requests in
 //! flight finish on the table they started with, none is dropped. Changes are persisted next to
-//! the routes file so a restart keeps them.
+//! the routes file so a restart keeps them, and with `--registry` shared with the other router
+//! replicas through the registry ([`shared`]).
 
 pub mod admin;
 pub mod auth;
@@ -21,6 +22,7 @@ mod random;
 pub mod rollout;
 pub mod send;
 pub mod settings;
+pub mod shared;
 mod state;
 pub mod stats;
 mod status;
@@ -33,7 +35,7 @@ pub use weir_http::prometheus;
 pub use weir_http::router_client as client;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -64,6 +66,11 @@ pub struct Router {
     body_budget: weir_http::body::BodyBudget,
     /// The data listener: its deadlines and caps, and its counts on `/metrics`.
     listener: weir_http::server::Server,
+    /// The state shared with the other replicas through the registry (`--registry`).
+    shared: Option<shared::Shared>,
+    /// This router, for tasks it starts from a `&self` method (a rollout another replica
+    /// started, taken in while applying the shared state).
+    me: Weak<Router>,
 }
 
 /// How a router serves, beside its routes file: the data listener's deadlines and caps, and the
@@ -71,6 +78,9 @@ pub struct Router {
 pub struct Serving {
     pub listener: weir_http::server::Server,
     pub body_budget_bytes: u64,
+    /// Share weights and rollouts with the other replicas through the registry; `None` keeps
+    /// them in the local state file only.
+    pub shared: Option<shared::SharedConfig>,
 }
 
 impl Default for Serving {
@@ -80,6 +90,7 @@ impl Default for Serving {
         Serving {
             listener: weir_http::server::Server::new(weir_http::server::ServerLimits::default()),
             body_budget_bytes: weir_http::body::memory_limit(None).0 / 2,
+            shared: None,
         }
     }
 }
@@ -116,7 +127,8 @@ impl Router {
         }
         let metrics = RouterMetrics::default().with_listener(&serving.listener);
         metrics.set_weights(&table);
-        Ok(Arc::new(Router {
+        let shared = serving.shared.map(shared::Shared::new);
+        Ok(Arc::new_cyclic(|me| Router {
             table: ArcSwap::from_pointee(table),
             metrics,
             admin_token,
@@ -127,6 +139,8 @@ impl Router {
             state_path,
             body_budget: weir_http::body::BodyBudget::new(serving.body_budget_bytes),
             listener: serving.listener,
+            shared,
+            me: me.clone(),
         }))
     }
 
@@ -176,9 +190,10 @@ impl Router {
         })
     }
 
-    /// Health checks, the per-version samplers behind `status`, and the routes-file watcher;
-    /// they stop when the router is dropped.
+    /// Health checks, the per-version samplers behind `status`, the routes-file watcher, and
+    /// the shared state's poll; they stop when the router is dropped.
     pub fn spawn_background(self: &Arc<Self>) {
+        self.spawn_shared_poll();
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut last_sample = Instant::now();

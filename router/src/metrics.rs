@@ -97,6 +97,7 @@ impl Default for RouterMetrics {
             "Panics on the request path, each answered 500 with a JSON body",
             panics.clone(),
         );
+        weir_http::build_info::register_build_info(&mut registry);
         RouterMetrics {
             registry,
             requests,
@@ -188,6 +189,16 @@ mod tests {
         assert!(metrics.encode().contains("weir_panics_total 0"));
         metrics.panics.inc();
         assert!(metrics.encode().contains("weir_panics_total 1"));
+    }
+
+    #[test]
+    fn build_info_is_exported() {
+        let text = RouterMetrics::default().encode();
+        let build = format!(
+            "weir_build_info{{version=\"{}\",",
+            weir_http::build_info::VERSION
+        );
+        assert!(text.contains(&build), "{build} missing: {text}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Admin changes persisted beside the routes file, so a restarted router keeps its weights.
+//! Admin changes persisted beside the routes file, so a restarted router keeps its weights; and
+//! the same shape is the document router replicas share through the registry (`--registry`,
+//! [`crate::shared`]), with each model's rollout added.
 //!
 //! Each route's saved weights carry the routes file's weights they were made against: when the
 //! file has changed since (someone edited it, or a Helm upgrade rendered new weights), the file
@@ -10,25 +12,40 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RoutesFile;
+use crate::rollout::step::Progress;
+use crate::rollout::RolloutPlan;
 use crate::table::RouteTable;
 
 type Weights = Vec<(String, u32)>;
 
-#[derive(Serialize, Deserialize, Default)]
-struct SavedState {
-    routes: BTreeMap<String, SavedRoute>,
+#[derive(Serialize, Deserialize, Default, Debug, Clone)]
+pub(crate) struct SavedState {
+    pub routes: BTreeMap<String, SavedRoute>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct SavedRoute {
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct SavedRoute {
     /// The routes file's weights when the change was made.
-    base: Weights,
+    pub base: Weights,
     /// The weights in force, stable version first.
-    weights: Weights,
+    pub weights: Weights,
     /// The stable version before the last promotion, while nothing else changed since (what
     /// `rollback` returns to).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    previous: Option<String>,
+    pub previous: Option<String>,
+    /// The model's last rollout, in the shared document: what a replica that takes the
+    /// rollout's lease over continues from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<SharedRollout>,
+}
+
+/// A rollout as replicas share it: which one (`id`, new for each start), its plan, and where it
+/// stands.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(crate) struct SharedRollout {
+    pub id: String,
+    pub plan: RolloutPlan,
+    pub progress: Progress,
 }
 
 /// A model's saved weights (stable first) and the stable version before its last promotion.
@@ -55,9 +72,15 @@ pub fn load(path: &Path, file: &RoutesFile) -> Vec<Restored> {
             return Vec::new();
         }
     };
+    applicable(&saved, file)
+}
+
+/// The routes of `saved` made against `file`'s weights (and still naming its versions, adding
+/// up to 100), with the previous stable version when it is one of them.
+pub(crate) fn applicable(saved: &SavedState, file: &RoutesFile) -> Vec<Restored> {
     saved
         .routes
-        .into_iter()
+        .iter()
         .filter(|(model, route)| {
             let total: u32 = route.weights.iter().map(|(_, w)| w).sum();
             let mut versions: Vec<&String> = route.weights.iter().map(|(v, _)| v).collect();
@@ -71,14 +94,20 @@ pub fn load(path: &Path, file: &RoutesFile) -> Vec<Restored> {
         .map(|(model, route)| {
             let previous = route
                 .previous
+                .clone()
                 .filter(|p| route.weights.iter().any(|(v, _)| v == p));
-            (model, route.weights, previous)
+            (model.clone(), route.weights.clone(), previous)
         })
         .collect()
 }
 
-/// Saves the weights now in force; a router on a read-only disk keeps working and says so.
-pub fn save(path: &Path, file: &RoutesFile, table: &RouteTable) {
+/// The weights in `table` of each route `file` has, against the file's weights, with each
+/// model's rollout from `rollout`.
+pub(crate) fn snapshot(
+    file: &RoutesFile,
+    table: &RouteTable,
+    rollout: impl Fn(&str) -> Option<SharedRollout>,
+) -> SavedState {
     let routes = table
         .routes
         .iter()
@@ -89,11 +118,17 @@ pub fn save(path: &Path, file: &RoutesFile, table: &RouteTable) {
                     base: file_weights(file, model)?,
                     weights: route.weights(),
                     previous: route.previous.clone(),
+                    rollout: rollout(model),
                 },
             ))
         })
         .collect();
-    let text = match serde_json::to_string_pretty(&SavedState { routes }) {
+    SavedState { routes }
+}
+
+/// Saves the weights now in force; a router on a read-only disk keeps working and says so.
+pub fn save(path: &Path, file: &RoutesFile, table: &RouteTable) {
+    let text = match serde_json::to_string_pretty(&snapshot(file, table, |_| None)) {
         Ok(text) => text,
         Err(err) => {
             tracing::error!(error = %err, "cannot encode the router state");

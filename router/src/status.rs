@@ -53,6 +53,7 @@ impl Router {
             "backends": backends,
             "rollout": self.rollout_status(model),
             "events": self.events(model),
+            "shared": self.shared_status(),
         }))
     }
 

@@ -141,6 +141,7 @@ impl Metrics {
             "Requests whose handling panicked and were answered 500 (each one is a bug to report)",
             panics.clone(),
         );
+        weir_http::build_info::register_build_info(&mut registry);
         Metrics {
             registry,
             requests,
@@ -270,6 +271,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("weir_inference_shed_total 1"), "{text}");
+        let build = format!(
+            "weir_build_info{{version=\"{}\",",
+            weir_http::build_info::VERSION
+        );
+        assert!(text.contains(&build), "{build} missing: {text}");
         assert!(
             text.contains(
                 r#"weir_inference_requests_total{model="iris",version="2",code="200"} 2"#

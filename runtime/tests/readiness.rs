@@ -120,6 +120,7 @@ fn following(url: &str) -> RegistrySource {
         poll: Duration::from_millis(100),
         token: None,
         http: HttpClient::default(),
+        direct_download: false,
     }
 }
 

@@ -76,6 +76,7 @@ async fn only_approved_verified_versions_serve_and_alias_moves_swap_without_fail
             poll: Duration::from_millis(100),
             token: None,
             http: HttpClient::default(),
+            direct_download: false,
         }),
         ..common::config(&repository.dir)
     })

@@ -9,17 +9,30 @@
 //!
 //! The PostgreSQL driver is the synchronous `postgres` crate: callers already run store work on
 //! blocking threads, and it must not be called from inside an async task.
+//!
+//! On PostgreSQL, several units of work run at once (a pool of connections, and any number of
+//! processes on the same database: registry replicas). They run SERIALIZABLE, and a unit the
+//! server aborts to keep them apart is run again, so [`Database::transaction`] takes an
+//! `FnMut`: the work must be safe to repeat, which it is when it only touches the database
+//! (and clones, rather than moves, what it captured).
 
+mod options;
+mod pool;
 mod postgres_backend;
+mod postgres_connection;
 mod redact;
+mod retry;
 mod sqlite_backend;
 mod store_error;
 pub mod testing;
 mod tls;
 mod value;
 
-use std::sync::Mutex;
+use std::time::Duration;
 
+use postgres_connection::Isolation;
+
+pub use options::{Options, PoolStats, DEFAULT_POOL_SIZE};
 pub use redact::redact_url;
 pub use store_error::StoreError;
 pub use value::{FromValue, Row, Value};
@@ -46,6 +59,8 @@ pub enum SqlError {
     Type(String),
     #[error("{0}")]
     Database(String),
+    #[error("invalid database pool size {0}: it must be at least 1")]
+    PoolSize(usize),
 }
 
 impl From<rusqlite::Error> for SqlError {
@@ -132,26 +147,74 @@ pub struct Database {
 }
 
 enum Backend {
-    Sqlite(Mutex<rusqlite::Connection>),
+    Sqlite(sqlite_backend::Shared),
     Postgres(Box<postgres_backend::Shared>),
 }
 
 impl Database {
+    /// Opens with the default [`Options`].
     pub fn open(url: &str) -> Result<Database, SqlError> {
+        Database::open_with(url, Options::default())
+    }
+
+    /// Opens a database. On PostgreSQL one connection opens now (so a bad URL, password or
+    /// certificate fails here) and up to `options.pool_size` as work needs them; SQLite keeps
+    /// its one connection whatever the size.
+    pub fn open_with(url: &str, options: Options) -> Result<Database, SqlError> {
+        if options.pool_size == 0 {
+            return Err(SqlError::PoolSize(options.pool_size));
+        }
         let (backend, target) = match url.split_once("://") {
             Some(("postgres" | "postgresql", _)) => (
-                Backend::Postgres(Box::new(postgres_backend::Shared::connect(url)?)),
+                Backend::Postgres(Box::new(postgres_backend::Shared::connect(
+                    url,
+                    options.pool_size,
+                )?)),
                 redact_url(url),
             ),
-            Some(("sqlite", path)) => (Backend::Sqlite(sqlite_backend::open(path)?), url.into()),
-            Some(_) => return Err(SqlError::UnsupportedUrl(redact_url(url))),
-            None if url == "sqlite::memory:" => (
-                Backend::Sqlite(sqlite_backend::open(":memory:")?),
+            Some(("sqlite", path)) => (
+                Backend::Sqlite(sqlite_backend::Shared::open(path)?),
                 url.into(),
             ),
-            None => (Backend::Sqlite(sqlite_backend::open(url)?), url.into()),
+            Some(_) => return Err(SqlError::UnsupportedUrl(redact_url(url))),
+            None if url == "sqlite::memory:" => (
+                Backend::Sqlite(sqlite_backend::Shared::open(":memory:")?),
+                url.into(),
+            ),
+            None => (
+                Backend::Sqlite(sqlite_backend::Shared::open(url)?),
+                url.into(),
+            ),
         };
         Ok(Database { backend, target })
+    }
+
+    /// How long a unit of work waits for a pooled connection when all are in use before it
+    /// fails with "pool exhausted" (30 s unless set). SQLite's callers queue on its one
+    /// connection without a limit, as its writers would on the file's lock.
+    pub fn with_pool_timeout(mut self, timeout: Duration) -> Database {
+        if let Backend::Postgres(shared) = &mut self.backend {
+            shared.set_pool_timeout(timeout);
+        }
+        self
+    }
+
+    /// The pool's size and how many of its connections are lent out now (SQLite: size 1).
+    pub fn pool_stats(&self) -> PoolStats {
+        match &self.backend {
+            Backend::Sqlite(shared) => shared.pool_stats(),
+            Backend::Postgres(shared) => shared.pool_stats(),
+        }
+    }
+
+    /// How many times a unit of work was run again since open, after PostgreSQL aborted it to
+    /// keep concurrent transactions serializable, or lost its connection before the commit.
+    /// Always 0 on SQLite. A steadily rising count means contention worth a look.
+    pub fn retries(&self) -> u64 {
+        match &self.backend {
+            Backend::Sqlite(_) => 0,
+            Backend::Postgres(shared) => shared.retries(),
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -167,23 +230,54 @@ impl Database {
     }
 
     /// Runs `work` in a transaction: committed when it returns `Ok`, rolled back otherwise.
+    ///
+    /// On PostgreSQL the transaction is SERIALIZABLE, and `work` runs again from the start (on
+    /// a fresh snapshot, after a short random pause) when the server aborts it for a
+    /// serialization failure or deadlock, when a unique constraint refuses a row another
+    /// transaction committed meanwhile (a lost race, which the next attempt sees), or when the
+    /// connection was lost before the commit; each a bounded number of times, after which the
+    /// last error is returned. So `work` must not act outside the database.
     pub fn transaction<T, E: From<SqlError>>(
         &self,
-        work: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+        work: impl FnMut(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.transaction_at(Isolation::Serializable, None, work)
+    }
+
+    /// [`Database::transaction`], after waiting for every other unit of work on the same `key`
+    /// — in this process or any other on the database — to finish (a PostgreSQL advisory lock
+    /// held from before the transaction begins until after it ends).
+    ///
+    /// For writes that all touch one hot row, such as a model's version counter and aliases:
+    /// SERIALIZABLE would abort all but one of them and make the rest retry, each retry
+    /// colliding again, until some run out of retries; queued on a key, each one's snapshot
+    /// starts after the previous one committed, so they rarely conflict at all. SQLite runs one
+    /// transaction at a time anyway and ignores the key.
+    pub fn transaction_on<T, E: From<SqlError>>(
+        &self,
+        key: &str,
+        work: impl FnMut(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.transaction_at(Isolation::Serializable, Some(key), work)
+    }
+
+    fn transaction_at<T, E: From<SqlError>>(
+        &self,
+        isolation: Isolation,
+        key: Option<&str>,
+        work: impl FnMut(&mut dyn Sql) -> Result<T, E>,
     ) -> Result<T, E> {
         match &self.backend {
-            Backend::Sqlite(connection) => {
-                let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
-                sqlite_backend::transaction(&mut connection, work)
-            }
-            Backend::Postgres(pool) => pool.transaction(work),
+            Backend::Sqlite(shared) => shared.transaction(work),
+            Backend::Postgres(shared) => shared.transaction(isolation, key, work),
         }
     }
 
     /// Brings a component's schema up to date. `table` records which steps ran; steps are
-    /// append-only. Concurrent starters on PostgreSQL wait for each other (advisory lock).
+    /// append-only. Concurrent starters on PostgreSQL wait for each other (advisory lock), in
+    /// a READ COMMITTED transaction so that the one that waited sees the steps the other ran.
     pub fn migrate(&self, table: &str, steps: &[Migration]) -> Result<(), SqlError> {
-        self.transaction(|db: &mut dyn Sql| {
+        self.transaction_at(Isolation::ReadCommitted, None, |db: &mut dyn Sql| {
             if db.dialect() == Dialect::Postgres {
                 db.query(
                     "SELECT pg_advisory_xact_lock(hashtext(?1))::text",

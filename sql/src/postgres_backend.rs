@@ -1,21 +1,22 @@
-//! PostgreSQL over the synchronous `postgres` driver: one connection per process (work is
-//! serialised as it is on SQLite, so a store behaves the same on both), re-established when the
-//! server restarts, with prepared statements cached per connection.
+//! PostgreSQL over the synchronous `postgres` driver: a pool of connections (opened as work
+//! needs them, up to the configured size; re-opened when the server restarts), and the
+//! transactions that make concurrent work on them — from this process or another replica —
+//! correct: SERIALIZABLE, and run again when the server aborts one to keep that promise.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use postgres::config::SslMode;
-use postgres::{Client, NoTls, Statement};
 
+use crate::pool::{Lease, Pool};
+use crate::postgres_connection::{Attempt, Connection, Isolation};
 use crate::redact::{redact_url, scrub};
+use crate::retry::{backoff, Failure};
 use crate::tls::{client_config, tls_request, RustlsConnect};
-use crate::value::from_postgres;
-use crate::{Dialect, Row, Sql, SqlError, Value};
+use crate::{PoolStats, Sql, SqlError};
 
-/// Statements kept prepared per connection; beyond this the cache starts over.
-const STATEMENT_CACHE: usize = 512;
+/// How long a caller waits for a connection when all are in use.
+pub(crate) const POOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct Shared {
     config: postgres::Config,
@@ -24,16 +25,15 @@ pub(crate) struct Shared {
     target: String,
     /// The URL as given, only to scrub its secrets from the driver's messages.
     url: String,
-    connection: Mutex<Option<Connection>>,
-}
-
-struct Connection {
-    client: Client,
-    statements: HashMap<String, Statement>,
+    pool: Pool<Connection>,
+    /// Units of work run again after a conflict or a lost connection, since open.
+    retries: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn connect(url: &str) -> Result<Shared, SqlError> {
+    /// Opens the first connection now, so a wrong URL, password or certificate is reported at
+    /// start rather than by the first request; the others open when work needs them.
+    pub(crate) fn connect(url: &str, pool_size: usize) -> Result<Shared, SqlError> {
         let target = redact_url(url);
         let refused = |message: String| SqlError::Connect {
             target: target.clone(),
@@ -56,159 +56,105 @@ impl Shared {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        if config.get_options().is_none() {
+            // No wait on a lock is endless: a replica frozen while it holds a model's queue
+            // (`transaction_on`) or a row makes the others fail after this, not hang.
+            config.options("-c lock_timeout=30s");
+        }
         if config.get_application_name().is_none() {
             config.application_name("weir");
         }
         let connection = Connection::open(&config, tls.as_ref(), &target, url)?;
+        let pool = Pool::new(pool_size, POOL_TIMEOUT);
+        pool.put_idle(connection);
         Ok(Shared {
             config,
             tls,
             target,
             url: url.to_owned(),
-            connection: Mutex::new(Some(connection)),
+            pool,
+            retries: AtomicU64::new(0),
         })
     }
 
+    pub(crate) fn set_pool_timeout(&mut self, timeout: Duration) {
+        self.pool.set_timeout(timeout);
+    }
+
+    pub(crate) fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` on a pooled connection until it commits, fails for a reason of its own,
+    /// or runs out of retries (see `retry` for which failures are retried, and how often).
+    /// Each attempt gives its connection back before the pause, so waiting holds no slot.
     pub(crate) fn transaction<T, E: From<SqlError>>(
         &self,
-        work: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+        isolation: Isolation,
+        key: Option<&str>,
+        mut work: impl FnMut(&mut dyn Sql) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut slot = self.connection.lock().unwrap_or_else(|p| p.into_inner());
-        let connection = match slot.take() {
-            Some(connection) if !connection.client.is_closed() => connection,
-            _ => Connection::open(&self.config, self.tls.as_ref(), &self.target, &self.url)?,
-        };
-        let Connection { client, statements } = slot.insert(connection);
-        let transaction = client.transaction().map_err(SqlError::from)?;
-        let mut handle = PostgresTransaction {
-            transaction,
-            statements,
-        };
-        let result = work(&mut handle)?;
-        handle.transaction.commit().map_err(SqlError::from)?;
-        Ok(result)
-    }
-}
-
-impl Connection {
-    fn open(
-        config: &postgres::Config,
-        tls: Option<&RustlsConnect>,
-        target: &str,
-        url: &str,
-    ) -> Result<Connection, SqlError> {
-        let connected = match tls {
-            Some(tls) => config.connect(tls.clone()),
-            None => config.connect(NoTls),
-        };
-        let client = connected.map_err(|err| SqlError::Connect {
-            target: target.to_owned(),
-            // The driver's Display stops at "error performing TLS handshake"; the cause (an
-            // unknown issuer, a name mismatch) is what the user can act on.
-            message: scrub(
-                &match std::error::Error::source(&err) {
-                    Some(cause) => format!("{err}: {cause}"),
-                    None => err.to_string(),
-                },
-                url,
-            ),
-        })?;
-        Ok(Connection {
-            client,
-            statements: HashMap::new(),
-        })
-    }
-}
-
-struct PostgresTransaction<'a> {
-    transaction: postgres::Transaction<'a>,
-    statements: &'a mut HashMap<String, Statement>,
-}
-
-impl PostgresTransaction<'_> {
-    fn statement(&mut self, sql: &str) -> Result<Statement, SqlError> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        if self.statements.len() >= STATEMENT_CACHE {
-            self.statements.clear();
-        }
-        let statement = self.transaction.prepare(&numbered_placeholders(sql))?;
-        self.statements.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
-    }
-}
-
-impl Sql for PostgresTransaction<'_> {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
-    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
-        let statement = self.statement(sql)?;
-        Ok(self.transaction.execute(&statement, &arguments(params))?)
-    }
-
-    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, SqlError> {
-        let statement = self.statement(sql)?;
-        self.transaction
-            .query(&statement, &arguments(params))?
-            .iter()
-            .map(from_postgres)
-            .collect()
-    }
-
-    fn execute_batch(&mut self, sql: &str) -> Result<(), SqlError> {
-        Ok(self.transaction.batch_execute(sql)?)
-    }
-}
-
-fn arguments(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
-        .collect()
-}
-
-/// SQLite's `?N` and `?` placeholders as PostgreSQL's `$N`, leaving quoted text alone.
-fn numbered_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut quoted = false;
-    let mut next = 1;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                out.push(c);
-            }
-            '?' if !quoted => {
-                out.push('$');
-                if chars.peek().is_some_and(char::is_ascii_digit) {
-                    while let Some(digit) = chars.next_if(char::is_ascii_digit) {
-                        out.push(digit);
-                    }
-                } else {
-                    out.push_str(&next.to_string());
-                    next += 1;
+        let mut retries = 0;
+        loop {
+            let attempt = {
+                let mut lease = self.pool.acquire(&self.target)?;
+                // Out of the lease while in use: should `work` panic, the connection (and any
+                // advisory lock its session holds) is dropped rather than pooled.
+                let mut connection = self.ready(&mut lease)?;
+                let attempt = match key {
+                    None => connection.attempt(isolation, &mut work),
+                    Some(key) => match connection.lock(key) {
+                        Ok(()) => {
+                            let attempt = connection.attempt(isolation, &mut work);
+                            connection.unlock(key);
+                            attempt
+                        }
+                        Err(err) => Attempt {
+                            retry: connection.is_closed().then_some(Failure::Lost),
+                            result: Err(SqlError::from(err).into()),
+                        },
+                    },
+                };
+                if !connection.is_closed() {
+                    lease.connection = Some(connection);
                 }
+                attempt
+            };
+            match attempt.retry {
+                Some(failure) if failure.may_retry(retries + 1) => {
+                    retries += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(backoff(retries));
+                }
+                _ => return attempt.result,
             }
-            _ => out.push(c),
         }
     }
-    out
+
+    /// The lease's connection, taken out of it; opened now if the slot has none or the one it
+    /// had is closed.
+    fn ready(&self, lease: &mut Lease<'_, Connection>) -> Result<Connection, SqlError> {
+        match lease.connection.take() {
+            Some(connection) if !connection.is_closed() => Ok(connection),
+            _ => Connection::open(&self.config, self.tls.as_ref(), &self.target, &self.url),
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_numbered_outside_quotes() {
-        assert_eq!(
-            numbered_placeholders("SELECT ?1, ?12 WHERE a = '?' AND b LIKE ? ESCAPE '\\'"),
-            "SELECT $1, $12 WHERE a = '?' AND b LIKE $1 ESCAPE '\\'"
-        );
-        assert_eq!(numbered_placeholders("VALUES (?, ?)"), "VALUES ($1, $2)");
+impl Drop for Shared {
+    /// The driver closes a connection by blocking on its own tokio runtime, which tokio
+    /// refuses (a panic) on a thread that is driving another one. The last holder of a
+    /// database may well be an async task, so its connections are closed on a thread of
+    /// their own there.
+    fn drop(&mut self) {
+        let idle = self.pool.drain();
+        if idle.is_empty() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let _ = std::thread::spawn(move || drop(idle)).join();
     }
 }

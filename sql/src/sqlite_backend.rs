@@ -1,12 +1,67 @@
 //! SQLite: one connection, WAL journal with `synchronous = FULL` (a commit is on disk before it
 //! is acknowledged), foreign keys on, and `LIKE` case-sensitive as PostgreSQL's is.
+//!
+//! One connection rather than a pool: SQLite has a single writer per file, so more connections
+//! would only queue on its lock (and fail with `SQLITE_BUSY` past the timeout) instead of here.
+//! Transactions on it run one after another, which is serializable by construction, so there is
+//! nothing to retry.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use rusqlite::{params_from_iter, Connection};
 
 use crate::value::from_sqlite;
-use crate::{Dialect, Row, Sql, SqlError, Value};
+use crate::{Dialect, PoolStats, Row, Sql, SqlError, Value};
 
-pub(crate) fn open(path: &str) -> Result<std::sync::Mutex<Connection>, SqlError> {
+pub(crate) struct Shared {
+    connection: Mutex<Connection>,
+    /// 1 while a transaction holds the connection, for [`PoolStats`].
+    in_use: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn open(path: &str) -> Result<Shared, SqlError> {
+        Ok(Shared {
+            connection: open(path)?,
+            in_use: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn transaction<T, E: From<SqlError>>(
+        &self,
+        work: impl FnMut(&mut dyn Sql) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        let _busy = Busy::new(&self.in_use);
+        transaction(&mut connection, work)
+    }
+
+    pub(crate) fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: 1,
+            in_use: self.in_use.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts a holder of the connection for as long as it lives, even if the work panics.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(count: &'a AtomicUsize) -> Busy<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Busy(count)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn open(path: &str) -> Result<Mutex<Connection>, SqlError> {
     let connection = Connection::open(path).map_err(|err| SqlError::Connect {
         target: format!("sqlite://{path}"),
         message: err.to_string(),
@@ -16,12 +71,12 @@ pub(crate) fn open(path: &str) -> Result<std::sync::Mutex<Connection>, SqlError>
          PRAGMA busy_timeout = 5000; PRAGMA case_sensitive_like = ON;",
     )?;
     connection.set_prepared_statement_cache_capacity(256);
-    Ok(std::sync::Mutex::new(connection))
+    Ok(Mutex::new(connection))
 }
 
-pub(crate) fn transaction<T, E: From<SqlError>>(
+fn transaction<T, E: From<SqlError>>(
     connection: &mut Connection,
-    work: impl FnOnce(&mut dyn Sql) -> Result<T, E>,
+    mut work: impl FnMut(&mut dyn Sql) -> Result<T, E>,
 ) -> Result<T, E> {
     let transaction = connection.transaction().map_err(SqlError::from)?;
     let result = work(&mut SqliteTransaction(&transaction))?;

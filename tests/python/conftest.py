@@ -114,12 +114,44 @@ def drop_test_databases():
         subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
 
 
-class Registry:
-    """A `weir registry` process; `url` is where it listens."""
+# Where a registry keeps artifacts: a local folder, or a fresh prefix of the bucket on the
+# S3-compatible server (Garage) that `make test` starts (`eval "$(scripts/s3.sh)"`).
+ARTIFACT_STORES = ["folder", "s3"]
+# The combinations the registry, tracking and training suites run against.
+STORES = ["sqlite", "postgres", "postgres+s3"]
 
-    def __init__(self, db_url, folder, *extra_args):
+
+def s3_bucket():
+    """The test bucket, or a skip (a failure under WEIR_REQUIRE_S3=1) when no S3 server is set up."""
+    bucket = os.environ.get("WEIR_TEST_S3_BUCKET")
+    if not bucket or not os.environ.get("AWS_ENDPOINT_URL"):
+        if os.environ.get("WEIR_REQUIRE_S3") == "1":
+            pytest.fail("WEIR_REQUIRE_S3=1 but WEIR_TEST_S3_BUCKET / AWS_ENDPOINT_URL are not set")
+        pytest.skip("no S3 server: run `eval \"$(scripts/s3.sh)\"` first")
+    return bucket
+
+
+def artifacts_location(kind, folder):
+    """A fresh, empty artifact store of the given kind for one registry."""
+    if kind == "folder":
+        return f"{folder}/artifacts"
+    return f"s3://{s3_bucket()}/py-{os.getpid()}-{next(_serial)}-{time.time_ns()}"
+
+
+def store_locations(kind, folder):
+    """(database URL, artifact location) for one of STORES."""
+    database, _, artifacts = kind.partition("+")
+    return database_url(database, folder), artifacts_location(artifacts or "folder", folder)
+
+
+class Registry:
+    """A `weir registry` process; `url` is where it listens. `artifacts` is a folder or an
+    s3:// location (default: `<folder>/artifacts`)."""
+
+    def __init__(self, db_url, folder, *extra_args, artifacts=None):
+        self.artifacts = artifacts or f"{folder}/artifacts"
         self.process = subprocess.Popen(
-            [str(weir_binary()), "registry", "--db", db_url, "--artifacts", f"{folder}/artifacts", "--http-port", "0", *extra_args],
+            [str(weir_binary()), "registry", "--db", db_url, "--artifacts", self.artifacts, "--http-port", "0", *extra_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

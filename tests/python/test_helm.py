@@ -9,6 +9,7 @@ import ipaddress
 import json
 import pathlib
 import subprocess
+import time
 import tomllib
 import urllib.error
 import urllib.parse
@@ -37,9 +38,29 @@ VALUE_SETS = {
         "--set", "registry.auth.existingSecret=my-identities",
         "--set", "runtime.registryToken.existingSecret=my-runtime-token",
         "--set", "router.admin.existingSecret=my-router-admin",
+        "--set", "router.sharedState.tokenSecret.name=my-router-registry",
+        "--set", "router.sharedState.tokenSecret.key=admin",
         "--set", "registry.database.existingSecret=my-database",
     ],
     "anonymous": ["--set", "registry.auth.allowAnonymous=true"],
+    # Production (issue 19): PostgreSQL + S3 make the registry a stateless Deployment.
+    "stateless": [
+        "--set", "registry.database.existingSecret=my-database",
+        "--set", "registry.artifacts.s3.bucket=weir-models",
+        "--set", "registry.artifacts.s3.prefix=/prod/",
+        "--set", "registry.artifacts.s3.endpoint=http://minio.storage:9000",
+        "--set", "registry.artifacts.s3.allowHttp=true",
+        "--set", "registry.artifacts.s3.existingSecret=my-s3",
+        "--set", "serviceMonitor.enabled=true",
+    ],
+    "irsa": [
+        "--set", "registry.database.url=postgres://weir:secret@db.example:5432/weir",
+        "--set", "registry.artifacts.s3.bucket=weir-models",
+        "--set", "registry.artifacts.s3.region=eu-west-1",
+        "--set-json", 'registry.artifacts.s3.serviceAccount.annotations={"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/weir-registry"}',
+    ],
+    "s3-sqlite": ["--set", "registry.artifacts.s3.bucket=weir-models", "--set", "registry.artifacts.s3.endpoint=https://s3.example"],
+    "local-router-state": ["--set", "router.sharedState.enabled=false", "--set", "router.replicas=1"],
 }
 
 
@@ -253,21 +274,24 @@ def test_defaults_render_no_anonymous_registry_and_generated_identities():
     assert secret_name == "demo-weir-registry-identities" and items == {"identities.toml": "identities.toml"}
     (secret,) = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == secret_name]
     data = secret_data(secret)
-    assert set(data) == {"identities.toml", "admin-token", "runtime-token"}
-    assert data["admin-token"] != data["runtime-token"]
-    assert all(len(data[k]) == 40 and data[k].isalnum() for k in ("admin-token", "runtime-token"))
+    tokens = ("admin-token", "runtime-token", "router-token")
+    assert set(data) == {"identities.toml", *tokens}
+    assert len({data[k] for k in tokens}) == 3
+    assert all(len(data[k]) == 40 and data[k].isalnum() for k in tokens)
     users = {u["name"]: u for u in tomllib.loads(data["identities.toml"])["user"]}
     assert users == {
         "admin": {"name": "admin", "token_sha256": hashlib.sha256(data["admin-token"].encode()).hexdigest(), "roles": ["admin"]},
         "runtime": {"name": "runtime", "token_sha256": hashlib.sha256(data["runtime-token"].encode()).hexdigest(), "roles": ["reader"]},
+        # The router writes its shared canary state through the registry: an admin (issue 19).
+        "router": {"name": "router", "token_sha256": hashlib.sha256(data["router-token"].encode()).hexdigest(), "roles": ["admin"]},
     }
-    assert data["admin-token"] not in data["identities.toml"]
+    assert not [k for k in tokens if data[k] in data["identities.toml"]]
     # Each render without a cluster draws new tokens (`lookup` keeps them on a real upgrade).
     again = secret_data([s for s in by_kind(render([]), "Secret") if s["metadata"]["name"] == secret_name][0])
     assert again["admin-token"] != data["admin-token"]
 
 
-@pytest.mark.parametrize("name", ["canary-10", "anonymous", "own-secrets"])
+@pytest.mark.parametrize("name", ["canary-10", "anonymous", "own-secrets", "stateless", "irsa", "s3-sqlite", "local-router-state"])
 def test_every_flag_the_chart_passes_is_one_weir_knows(name):
     helps = {}
     for o in workloads(render(VALUE_SETS[name])):
@@ -305,6 +329,7 @@ def test_the_real_registry_accepts_the_generated_identities(tmp_path):
         assert call("create", data["admin-token"], {"name": "iris"}) == 200
         assert call("search", data["runtime-token"]) == 200
         assert call("create", data["runtime-token"], {"name": "bert"}) == 403
+        assert call("create", data["router-token"], {"name": "bert"}) == 200
         assert call("search", None) == 401
         assert call("search", data["admin-token"][:-1]) == 401
     finally:
@@ -342,57 +367,125 @@ def test_router_admin_api_has_its_own_port_service_and_token():
     assert all(m["mountPath"] != "/etc/weir/router-admin" for m in autoscaler["volumeMounts"])
 
 
-def test_the_real_router_runs_with_the_charts_arguments(tmp_path):
-    """The router container's args as `weir route` takes them, on loopback and with the mounted
-    files in a temporary folder: the admin API answers on its port with the token only, the data
-    port answers no admin path."""
-    objects = render([])
-    router, _ = container(objects, "Deployment", "demo-weir-router")
-    (secret,) = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == "demo-weir-router-admin"]
-    token = secret_data(secret)["token"]
-    files = {
-        "/etc/weir/routes/routes.toml": config_map(objects, "-router", "routes.toml"),
-        "/etc/weir/router-admin/token": token,
-    }
-    args = []
-    for arg in router["args"]:
-        flag, _, value = arg.partition("=")
-        if value in files:
-            path = tmp_path / pathlib.Path(value).name
-            path.write_text(files[value])
-            value = str(path)
-        elif value.startswith("/var/lib/weir/"):
-            value = str(tmp_path / pathlib.Path(value).name)
-        elif flag in ("--host", "--admin-host"):
-            assert value == "0.0.0.0"
-            value = "127.0.0.1"
-        elif flag in ("--http-port", "--admin-port"):
-            value = "0"
-        args.append(f"{flag}={value}" if flag.startswith("--") else flag)
-    process = subprocess.Popen([str(weir_binary()), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def generated(objects, name):
+    (secret,) = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] == name]
+    return secret_data(secret)
+
+
+class ChartRouter:
+    """`weir route` with the router container's args, on loopback: the mounted Secrets' files
+    written to `folder`, --registry pointed at `registry_url`; `data` and `admin` are its
+    listeners."""
+
+    def __init__(self, objects, folder, registry_url=None):
+        router, spec = container(objects, "Deployment", "demo-weir-router")
+        files = {"/etc/weir/routes/routes.toml": config_map(objects, "-router", "routes.toml")}
+        for volume in spec["volumes"]:
+            if "secret" in volume:
+                (mount,) = [m for m in router["volumeMounts"] if m["name"] == volume["name"]]
+                data = generated(objects, volume["secret"]["secretName"])
+                for item in volume["secret"]["items"]:
+                    files[f"{mount['mountPath']}/{item['path']}"] = data[item["key"]]
+        self.token = files["/etc/weir/router-admin/token"]
+        folder.mkdir()
+        args = []
+        for arg in router["args"]:
+            flag, _, value = arg.partition("=")
+            if value in files:
+                path = folder / value.strip("/").replace("/", "-")
+                path.write_text(files[value])
+                value = str(path)
+            elif value.startswith("/var/lib/weir/"):
+                value = str(folder / pathlib.Path(value).name)
+            elif flag in ("--host", "--admin-host"):
+                assert value == "0.0.0.0"
+                value = "127.0.0.1"
+            elif flag in ("--http-port", "--admin-port"):
+                value = "0"
+            elif flag == "--registry":
+                assert value == "http://demo-weir-registry:5000" and registry_url
+                value = registry_url
+            args.append(f"{flag}={value}" if flag.startswith("--") else flag)
+        self.stderr = folder / "stderr"
+        with self.stderr.open("w") as log:
+            self.process = subprocess.Popen([str(weir_binary()), *args], stdout=subprocess.PIPE, stderr=log, text=True)
+        data, admin = (self.process.stdout.readline() for _ in range(2))
+        if not ("listening on" in data and "admin API on" in admin):
+            self.stop()
+            raise AssertionError((data, admin, self.process.poll(), self.stderr.read_text()))
+        self.data, self.admin = (line.strip().rsplit(" ", 1)[1] for line in (data, admin))
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def call(url, bearer=None, body=None):
+    """(status, the JSON answer or None)."""
+    request = urllib.request.Request(url, data=body and json.dumps(body).encode(), method="POST" if body else "GET")
+    request.add_header("Content-Type", "application/json")
+    if bearer:
+        request.add_header("Authorization", f"Bearer {bearer}")
     try:
-        data, admin = (process.stdout.readline() for _ in range(2))
-        assert "listening on" in data and "admin API on" in admin, (data, admin, process.poll())
-        data, admin = (line.strip().rsplit(" ", 1)[1] for line in (data, admin))
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            text = answer.read()
+            return answer.status, json.loads(text) if text.startswith(b"{") else None
+    except urllib.error.HTTPError as refused:
+        return refused.code, None
 
-        def get(url, bearer=None):
-            request = urllib.request.Request(url)
-            if bearer:
-                request.add_header("Authorization", f"Bearer {bearer}")
-            try:
-                with urllib.request.urlopen(request, timeout=10) as answer:
-                    return answer.status
-            except urllib.error.HTTPError as refused:
-                return refused.code
 
-        assert get(f"{admin}/admin/v1/routes", token) == 200
-        assert get(f"{admin}/admin/v1/routes") == 401
-        assert get(f"{admin}/admin/v1/routes", "not-the-token") == 401
-        assert get(f"{data}/admin/v1/routes", token) == 404
+def test_the_real_router_runs_with_the_charts_arguments_and_its_own_state(tmp_path):
+    """router.sharedState.enabled=false: the router container's args as `weir route` takes
+    them, on loopback: the admin API answers on its port with the token only, the data port
+    answers no admin path."""
+    router = ChartRouter(render(VALUE_SETS["local-router-state"]), tmp_path / "router")
+    token = router.token
+    try:
+        assert call(f"{router.admin}/admin/v1/routes", token)[0] == 200
+        assert call(f"{router.admin}/admin/v1/routes")[0] == 401
+        assert call(f"{router.admin}/admin/v1/routes", "not-the-token")[0] == 401
+        assert call(f"{router.data}/admin/v1/routes", token)[0] == 404
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-    assert token not in process.stderr.read()
+        router.stop()
+    assert token not in router.stderr.read_text()
+
+
+def test_two_real_routers_with_the_charts_arguments_share_their_canary_state(tmp_path):
+    """The default values: two routers with the chart's args (--registry, the generated
+    router-token) on one real registry loading the generated identities; a canary percent set
+    through one router's admin API reaches the other (the contract says within 1 s; bounded at
+    15 s here so a loaded machine does not fail it)."""
+    objects = render([])
+    tokens = generated(objects, "demo-weir-registry-identities")
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    identities = folder / "identities.toml"
+    identities.write_text(tokens["identities.toml"])
+    registry = Registry(database_url("sqlite", folder), folder, "--tokens", str(identities))
+    routers = []
+    try:
+        wait_until_ok(f"{registry.url}/health", registry.process, 30)
+        routers = [ChartRouter(objects, tmp_path / f"router-{n}", registry.url) for n in (1, 2)]
+        first, second = routers
+        assert call(f"{first.data}/admin/v1/routes", first.token)[0] == 404
+        assert call(f"{first.admin}/admin/v1/routes/iris/canary", first.token, {"percent": 25})[0] == 200
+
+        def canary_weight(router):
+            status, answer = call(f"{router.admin}/admin/v1/routes/iris", router.token)
+            assert status == 200, status
+            return {b["version"]: b["weight"] for b in answer["backends"]}["canary"]
+
+        deadline = time.monotonic() + 15
+        while canary_weight(second) != 25 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert canary_weight(second) == 25
+    finally:
+        for router in routers:
+            router.stop()
+        registry.stop()
+    for router in routers:
+        log = router.stderr.read_text()
+        assert not [name for name, token in tokens.items() if name.endswith("-token") and token in log]
 
 
 def test_existing_secrets_are_used_and_nothing_is_generated():
@@ -407,6 +500,8 @@ def test_existing_secrets_are_used_and_nothing_is_generated():
     assert mounted_secret(spec, runtime, "/etc/weir/registry-token") == ("my-runtime-token", {"token": "token"})
     c, spec = container(objects, "Deployment", "demo-weir-router")
     assert mounted_secret(spec, c, "/etc/weir/router-admin") == ("my-router-admin", {"token": "token"})
+    assert "--registry-token-file=/etc/weir/registry-token/token" in c["args"]
+    assert mounted_secret(spec, c, "/etc/weir/registry-token") == ("my-router-registry", {"admin": "token"})
 
 
 def test_allow_anonymous_renders_an_open_registry_and_no_identities():
@@ -454,6 +549,13 @@ def test_autoscaler_role_names_exactly_the_runtime_deployments(models):
 @pytest.mark.parametrize("values, expected", [
     (["--set", "registry.auth.allowAnonymous=true", "--set", "registry.auth.existingSecret=ids"], "exclude each other"),
     (["--set", "registry.auth.existingSecret=ids"], "set runtime.registryToken.existingSecret"),
+    # The router's shared state needs an admin token out of the user's identities too.
+    (["--set", "registry.auth.existingSecret=ids", "--set", "runtime.registryToken.existingSecret=rt"], "set router.sharedState.tokenSecret.name"),
+    # Two registry pods on one SQLite file or one artifacts volume.
+    (["--set", "registry.replicas=2"], "registry.replicas=2 needs the stateless registry"),
+    (["--set", "registry.replicas=3", "--set", "registry.artifacts.s3.bucket=weir-models"], "registry.replicas=3 needs the stateless registry"),
+    (["--set", "registry.replicas=2", "--set", "registry.database.existingSecret=db"], "registry.replicas=2 needs the stateless registry"),
+    (["--set", "registry.artifacts.s3.bucket=weir-models", "--set", "registry.artifacts.s3.endpoint=http://minio:9000"], "set registry.artifacts.s3.allowHttp=true"),
 ])
 def test_contradictory_credentials_fail_with_the_charts_message(values, expected):
     result = helm("template", "demo", str(CHART), *values, check=False)
@@ -467,6 +569,12 @@ def test_contradictory_credentials_fail_with_the_charts_message(values, expected
     (["--set", "registry.auth.existingSecret=Not_A_Name"], "existingSecret"),
     (["--set", "networkPolicy.kubernetesApi.cidrs[0]=apiserver"], "cidrs"),
     (["--set", "networkPolicy.enable=true"], "enable"),
+    (["--set", "registry.replicas=0"], "replicas"),
+    (["--set", "registry.database.poolSize=0"], "poolSize"),
+    (["--set", "registry.artifacts.s3.bucket=Weir_Models"], "bucket"),
+    (["--set", "registry.artifacts.s3.endpoint=minio:9000"], "endpoint"),
+    (["--set", "registry.artifacts.s3.accessKey=AKIA"], "accessKey"),
+    (["--set", "router.sharedState.tokenSecret.nam=x"], "nam"),
 ])
 def test_bad_credential_and_policy_values_fail_with_the_schemas_message(values, expected):
     result = helm("template", "demo", str(CHART), *values, check=False)
@@ -555,6 +663,8 @@ def test_network_policies_allow_exactly_the_flows_weir_needs():
         (client, router, 8000), (neighbour, router, 8000),
         (router, runtime, 8080),
         (runtime, registry, 5000), (autoscaler, registry, 5000),
+        # Shared canary state (router.sharedState.enabled, the default): the registry's port only.
+        (router, registry, 5000),
         (autoscaler, router, 8001), (autoscaler, runtime, 8080),
         (autoscaler, api, 443), (autoscaler, api, 6443),
     ]:
@@ -564,7 +674,8 @@ def test_network_policies_allow_exactly_the_flows_weir_needs():
     for source, destination, port in [
         (client, router, 8001), (neighbour, router, 8001), (runtime, router, 8001),
         (client, runtime, 8080), (neighbour, runtime, 8080), (registry, runtime, 8080),
-        (client, registry, 5000), (neighbour, registry, 5000), (router, registry, 5000),
+        (client, registry, 5000), (neighbour, registry, 5000),
+        (router, registry, 5001), (router, internet, 5000), (registry, router, 8000), (registry, router, 8001),
         (runtime, api, 443), (router, api, 443), (registry, api, 6443),
         (runtime, internet, 443), (registry, internet, 80), (autoscaler, internet, 80),
         (prometheus, runtime, 8080), (prometheus, autoscaler, 9102), (client, autoscaler, 9102),
@@ -583,10 +694,11 @@ def test_network_policy_values_narrow_and_open_what_they_say():
     policies = by_kind(objects, "NetworkPolicy")
     router, runtime, registry, autoscaler = (component(objects, c) for c in ("router", "runtime", "registry", "autoscaler"))
     prometheus, elsewhere = pod("monitoring", {"app": "prometheus"}), pod("kube-system", {"app": "prometheus"})
-    for destination, port in ((runtime, 8080), (router, 8000), (autoscaler, 9102)):
+    # The registry's /metrics (issue 19) is on its API port, behind the reader token.
+    for destination, port in ((runtime, 8080), (router, 8000), (autoscaler, 9102), (registry, 5000)):
         assert allowed(policies, prometheus, destination, port)
         assert not allowed(policies, elsewhere, destination, port)
-    assert not allowed(policies, prometheus, router, 8001) and not allowed(policies, prometheus, registry, 5000)
+    assert not allowed(policies, prometheus, router, 8001)
     assert allowed(policies, pod("frontend"), router, 8000) and not allowed(policies, pod("kube-system"), router, 8000)
     assert allowed(policies, pod("ml", {"app": "ci"}), registry, 5000) and not allowed(policies, pod("frontend", {"app": "ci"}), registry, 5000)
     assert allowed(policies, autoscaler, endpoint("10.96.0.1"), 443) and not allowed(policies, autoscaler, endpoint("10.96.0.2"), 443)
@@ -606,3 +718,221 @@ def test_network_policies_reach_what_lies_outside_the_release():
 
 def test_network_policies_can_be_turned_off():
     assert by_kind(render(["--set", "networkPolicy.enabled=false"]), "NetworkPolicy") == []
+
+
+def test_network_policies_for_shared_state_and_s3():
+    # The router reaches an external registry (shared state) on its port, and nothing else.
+    objects = render(VALUE_SETS["no-autoscaler"])
+    policies = by_kind(objects, "NetworkPolicy")
+    router, outside = component(objects, "router"), endpoint("10.0.7.7")
+    assert allowed(policies, router, outside, 5000) and not allowed(policies, router, outside, 5001)
+    # Without shared state the router never calls the registry.
+    objects = render(VALUE_SETS["local-router-state"])
+    policies = by_kind(objects, "NetworkPolicy")
+    assert not allowed(policies, component(objects, "router"), component(objects, "registry"), 5000)
+    # S3: the endpoint's port (MinIO here), 443 for AWS (and STS, for IRSA); nothing else.
+    objects = render(VALUE_SETS["stateless"])
+    policies = by_kind(objects, "NetworkPolicy")
+    registry = component(objects, "registry")
+    assert allowed(policies, registry, outside, 9000) and allowed(policies, registry, outside, 5432)
+    assert not allowed(policies, registry, outside, 443) and not allowed(policies, registry, outside, 80)
+    objects = render(VALUE_SETS["irsa"])
+    policies = by_kind(objects, "NetworkPolicy")
+    registry = component(objects, "registry")
+    assert allowed(policies, registry, outside, 443) and not allowed(policies, registry, outside, 9000)
+    # networkPolicy.egress.s3 replaces the default rule.
+    objects = render(VALUE_SETS["irsa"] + ["--set-json", 'networkPolicy.egress.s3=[{"to": [{"ipBlock": {"cidr": "10.0.7.0/24"}}], "ports": [{"port": 443}]}]'])
+    policies = by_kind(objects, "NetworkPolicy")
+    registry = component(objects, "registry")
+    assert allowed(policies, registry, outside, 443) and not allowed(policies, registry, endpoint("10.0.8.7"), 443)
+
+
+# Production modes (issue 19): stateless registry, shared router state, registry metrics -------
+
+def registry_workload(objects):
+    """(kind, the registry's object, its container, its pod spec)."""
+    (workload,) = [o for o in workloads(objects) if o["metadata"]["name"] == "demo-weir-registry"]
+    spec = workload["spec"]["template"]["spec"]
+    return workload["kind"], workload, spec["containers"][0], spec
+
+
+def registry_accounts(objects):
+    """The registry's ServiceAccounts (the autoscaler has its own)."""
+    return [a for a in by_kind(objects, "ServiceAccount") if a["metadata"]["name"] != "demo-weir-autoscaler"]
+
+
+def env_of(container_spec):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container_spec.get("env", [])}
+
+
+def test_postgres_and_s3_make_the_registry_a_stateless_deployment():
+    objects = render(VALUE_SETS["stateless"])
+    kind, registry, c, spec = registry_workload(objects)
+    assert kind == "Deployment" and by_kind(objects, "StatefulSet") == []
+    assert registry["spec"]["replicas"] == 2
+    assert registry["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    # Nothing on disk but scratch space: no claim anywhere, / read-only, /tmp an emptyDir.
+    assert "volumeClaimTemplates" not in registry["spec"]
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    assert not [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    assert {m["mountPath"]: m["name"] for m in c["volumeMounts"]} == {"/tmp": "tmp", "/etc/weir/identities": "identities"}
+    assert {"name": "tmp", "emptyDir": {}} in spec["volumes"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "--artifacts=s3://weir-models/prod" in c["args"] and "--db-pool-size=8" in c["args"]
+    assert "--tokens=/etc/weir/identities/identities.toml" in c["args"]
+    # The credentials by reference; the endpoint and region are plain settings.
+    assert env_of(c) == {
+        "WEIR_DB": {"secretKeyRef": {"name": "my-database", "key": "database-url"}},
+        "AWS_ENDPOINT_URL": "http://minio.storage:9000",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "my-s3", "key": "AWS_ACCESS_KEY_ID"}},
+        "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "my-s3", "key": "AWS_SECRET_ACCESS_KEY"}},
+    }
+    assert not [a for a in c["args"] if "AWS" in a or "my-s3" in a or "my-database" in a]
+    # No IRSA asked: no ServiceAccount, the API token stays unmounted.
+    assert registry_accounts(objects) == [] and "serviceAccountName" not in spec
+    assert spec["automountServiceAccountToken"] is False
+    (pdb,) = [p for p in by_kind(objects, "PodDisruptionBudget") if p["metadata"]["name"] == "demo-weir-registry"]
+    assert pdb["spec"]["selector"]["matchLabels"] == registry["spec"]["selector"]["matchLabels"]
+    # The Service finds the Deployment's pods.
+    (service,) = [s for s in by_kind(objects, "Service") if s["metadata"]["name"] == "demo-weir-registry"]
+    assert service["spec"]["selector"].items() <= registry["spec"]["template"]["metadata"]["labels"].items()
+    # Replicas and pool size as asked.
+    _, registry, c, _ = registry_workload(render(VALUE_SETS["stateless"] + ["--set", "registry.replicas=3", "--set", "registry.database.poolSize=20"]))
+    assert registry["spec"]["replicas"] == 3 and "--db-pool-size=20" in c["args"]
+    _, registry, _, _ = registry_workload(render(VALUE_SETS["stateless"] + ["--set", "registry.replicas=1"]))
+    assert registry["spec"]["replicas"] == 1
+
+
+def test_irsa_gives_the_registry_an_annotated_service_account_and_no_static_keys():
+    objects = render(VALUE_SETS["irsa"])
+    kind, _, c, spec = registry_workload(objects)
+    assert kind == "Deployment"
+    (account,) = registry_accounts(objects)
+    assert account["metadata"]["name"] == "demo-weir-registry" == spec["serviceAccountName"]
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/weir-registry"}
+    # EKS's webhook projects its own token (audience sts.amazonaws.com) whatever these say: the
+    # Kubernetes API token is never mounted.
+    assert account["automountServiceAccountToken"] is False and spec["automountServiceAccountToken"] is False
+    env = env_of(c)
+    assert env["AWS_REGION"] == "eu-west-1"
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP"} & set(env)
+    assert "--artifacts=s3://weir-models" in c["args"]
+    # The password-bearing URL the chart was given travels only through its Secret.
+    assert env["WEIR_DB"] == {"secretKeyRef": {"name": "demo-weir-registry", "key": "database-url"}}
+    # Other modes create no ServiceAccount.
+    for name in ("canary-10", "stateless", "s3-sqlite"):
+        assert registry_accounts(render(VALUE_SETS[name])) == [], name
+
+
+@pytest.mark.parametrize("name, artifacts, database", [
+    ("s3-sqlite", "s3://weir-models", "sqlite:///data/registry.db"),
+    ("external-postgres", "/data/artifacts", None),
+    ("canary-10", "/data/artifacts", "sqlite:///data/registry.db"),
+])
+def test_sqlite_or_the_artifacts_volume_keep_one_statefulset_pod(name, artifacts, database):
+    objects = render(VALUE_SETS[name])
+    kind, registry, c, spec = registry_workload(objects)
+    assert kind == "StatefulSet" and registry["spec"]["replicas"] == 1
+    assert [t["metadata"]["name"] for t in registry["spec"]["volumeClaimTemplates"]] == ["data"]
+    assert {"name": "data", "mountPath": "/data"} in c["volumeMounts"]
+    assert f"--artifacts={artifacts}" in c["args"]
+    env = env_of(c)
+    if database:
+        assert env["WEIR_DB"] == database
+        assert not [a for a in c["args"] if a.startswith("--db-pool-size")]
+    else:
+        assert "--db-pool-size=8" in c["args"]
+    # S3 uploads get scratch space; the local mode is unchanged.
+    assert ({"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]) == artifacts.startswith("s3://")
+    assert ("AWS_ENDPOINT_URL" in env) == artifacts.startswith("s3://")
+    assert not [p for p in by_kind(objects, "PodDisruptionBudget") if p["metadata"]["name"] == "demo-weir-registry"]
+
+
+def test_routers_share_their_state_through_the_registry_with_an_admin_token_file():
+    objects = render([])
+    router, spec = container(objects, "Deployment", "demo-weir-router")
+    assert "--registry=http://demo-weir-registry:5000" in router["args"]
+    assert "--registry-token-file=/etc/weir/registry-token/token" in router["args"]
+    # The key names the release: two releases on one registry keep their routes apart.
+    assert "--state-key=routes/ml/demo-weir" in router["args"]
+    # The state file stays, as the local copy used while the registry is away.
+    assert "--state=/var/lib/weir/routes.state.json" in router["args"]
+    assert {"name": "state", "emptyDir": {}} in spec["volumes"]
+    assert mounted_secret(spec, router, "/etc/weir/registry-token") == ("demo-weir-registry-identities", {"router-token": "token"})
+    assert "env" not in router
+    # Local state: the state file alone, no registry, no router user generated.
+    objects = render(VALUE_SETS["local-router-state"])
+    router, spec = container(objects, "Deployment", "demo-weir-router")
+    assert "--state=/var/lib/weir/routes.state.json" in router["args"]
+    assert not [a for a in router["args"] if a.startswith(("--registry", "--state-key"))]
+    assert {"name": "state", "emptyDir": {}} in spec["volumes"]
+    data = generated(objects, "demo-weir-registry-identities")
+    assert "router-token" not in data and [u["name"] for u in tomllib.loads(data["identities.toml"])["user"]] == ["admin", "runtime"]
+    # An anonymous registry: shared state without a token.
+    router, spec = container(render(VALUE_SETS["anonymous"]), "Deployment", "demo-weir-router")
+    assert "--registry=http://demo-weir-registry:5000" in router["args"]
+    assert not [a for a in router["args"] if a.startswith("--registry-token-file")]
+    assert "registry-token" not in {v["name"] for v in spec["volumes"]}
+    # An external registry: its URL; a token only when given one (as for the runtime pods).
+    router, _ = container(render(VALUE_SETS["no-autoscaler"]), "Deployment", "demo-weir-router")
+    assert "--registry=http://registry.ml:5000" in router["args"]
+    assert not [a for a in router["args"] if a.startswith("--registry-token-file")]
+    objects = render(VALUE_SETS["no-autoscaler"] + ["--set", "router.sharedState.tokenSecret.name=ext-admin"])
+    router, spec = container(objects, "Deployment", "demo-weir-router")
+    assert mounted_secret(spec, router, "/etc/weir/registry-token") == ("ext-admin", {"token": "token"})
+    # A tokenSecret of the user's: no router user generated beside it.
+    objects = render(["--set", "router.sharedState.tokenSecret.name=mine"])
+    assert "router-token" not in generated(objects, "demo-weir-registry-identities")
+
+
+@pytest.mark.parametrize("name, credentials", [
+    ("stateless", {"name": "demo-weir-registry-identities", "key": "runtime-token"}),
+    ("own-secrets", {"name": "my-runtime-token", "key": "token"}),
+    ("anonymous", None),
+])
+def test_the_registry_service_monitor_presents_a_reader_token_from_a_secret(name, credentials):
+    objects = render(VALUE_SETS[name] + ["--set", "serviceMonitor.enabled=true"])
+    monitors = {m["metadata"]["name"]: m["spec"] for m in by_kind(objects, "ServiceMonitor")}
+    assert set(monitors) == {"demo-weir", "demo-weir-registry"}
+    # The release-wide one skips the registry, which would answer it 401.
+    assert {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["router-admin", "registry"]} in monitors["demo-weir"]["selector"]["matchExpressions"]
+    registry = monitors["demo-weir-registry"]
+    assert registry["selector"]["matchLabels"]["app.kubernetes.io/component"] == "registry"
+    (endpoint_spec,) = registry["endpoints"]
+    assert endpoint_spec["port"] == "http" and endpoint_spec["path"] == "/metrics"
+    if credentials:
+        assert endpoint_spec["authorization"] == {"type": "Bearer", "credentials": credentials}
+    else:
+        assert "authorization" not in endpoint_spec
+    if name == "stateless":
+        # The token named is the generated reader's.
+        data = generated(objects, credentials["name"])
+        users = {u["token_sha256"]: u for u in tomllib.loads(data["identities.toml"])["user"]}
+        assert users[hashlib.sha256(data[credentials["key"]].encode()).hexdigest()]["roles"] == ["reader"]
+    # An external registry is someone else's to scrape.
+    objects = render(VALUE_SETS["no-autoscaler"] + ["--set", "serviceMonitor.enabled=true"])
+    assert [m["metadata"]["name"] for m in by_kind(objects, "ServiceMonitor")] == ["demo-weir"]
+
+
+def test_the_registry_metrics_answer_the_service_monitors_reader_token(tmp_path):
+    """The token the registry's ServiceMonitor sends reads /metrics on a real registry loading
+    the generated identities; no token, or a wrong one, is refused."""
+    objects = render(["--set", "serviceMonitor.enabled=true"])
+    (monitor,) = [m for m in by_kind(objects, "ServiceMonitor") if m["metadata"]["name"] == "demo-weir-registry"]
+    reference = monitor["spec"]["endpoints"][0]["authorization"]["credentials"]
+    data = generated(objects, reference["name"])
+    identities = tmp_path / "identities.toml"
+    identities.write_text(data["identities.toml"])
+    registry = Registry(database_url("sqlite", tmp_path), tmp_path, "--tokens", str(identities))
+    try:
+        wait_until_ok(f"{registry.url}/health", registry.process, 30)
+        request = urllib.request.Request(f"{registry.url}/metrics")
+        request.add_header("Authorization", f"Bearer {data[reference['key']]}")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+            assert "weir_build_info" in answer.read().decode()
+        assert call(f"{registry.url}/metrics")[0] == 401
+        assert call(f"{registry.url}/metrics", "not-a-token")[0] == 401
+    finally:
+        registry.stop()

@@ -9,13 +9,14 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from conftest import DATABASES, Registry, database_url
+from conftest import Registry, STORES, database_url, store_locations
 
 
-@pytest.fixture(scope="module", params=DATABASES)
+@pytest.fixture(scope="module", params=STORES)
 def registry(request):
     folder = tempfile.mkdtemp(prefix="weir-registry-")
-    running = Registry(database_url(request.param, folder), folder)
+    db_url, artifacts = store_locations(request.param, folder)
+    running = Registry(db_url, folder, artifacts=artifacts)
     yield running.url
     running.stop()
 
@@ -83,7 +84,7 @@ def test_registered_models_versions_tags_and_aliases(registry, client):
 def test_search_rename_delete_and_errors(client):
     for name in ("search_a", "search_b", "other"):
         client.create_registered_model(name)
-    client.create_model_version("search_a", source="s3://bucket/a")
+    client.create_model_version("search_a", source="hdfs://bucket/a")
     found = client.search_registered_models(filter_string="name LIKE 'search_%'")
     assert sorted(m.name for m in found) == ["search_a", "search_b"]
     assert [m.name for m in client.search_registered_models(filter_string="name = 'other'")] == ["other"]
@@ -94,7 +95,7 @@ def test_search_rename_delete_and_errors(client):
     client.rename_registered_model("search_a", "search_renamed")
     assert client.get_registered_model("search_renamed").name == "search_renamed"
     assert error_code(lambda: client.get_registered_model("search_a")) == "RESOURCE_DOES_NOT_EXIST"
-    assert client.get_model_version("search_renamed", "1").source == "s3://bucket/a"
+    assert client.get_model_version("search_renamed", "1").source == "hdfs://bucket/a"
     client.delete_model_version("search_renamed", "1")
     assert error_code(lambda: client.get_model_version("search_renamed", "1")) == "RESOURCE_DOES_NOT_EXIST"
     client.delete_registered_model("search_renamed")

@@ -15,13 +15,14 @@ from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
 
 import mlflow
-from conftest import DATABASES, Registry, database_url
+from conftest import Registry, STORES, store_locations
 
 
-@pytest.fixture(scope="module", params=DATABASES)
+@pytest.fixture(scope="module", params=STORES)
 def server(request):
     folder = tempfile.mkdtemp(prefix="weir-tracking-")
-    running = Registry(database_url(request.param, folder), folder)
+    db_url, artifacts = store_locations(request.param, folder)
+    running = Registry(db_url, folder, artifacts=artifacts)
     yield running.url
     running.stop()
 

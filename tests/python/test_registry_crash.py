@@ -34,7 +34,7 @@ def test_acknowledged_writes_survive_kill_9(kind):
         name = f"model-{index}"
         try:
             call(url, "POST", "registered-models/create", {"name": name})
-            version = call(url, "POST", "model-versions/create", {"name": name, "source": f"s3://b/{index}"})["model_version"]["version"]
+            version = call(url, "POST", "model-versions/create", {"name": name, "source": f"hdfs://b/{index}"})["model_version"]["version"]
         except (urllib.error.URLError, ConnectionError, OSError):
             return  # the server died mid-request: not acknowledged
         with lock:
@@ -55,6 +55,6 @@ def test_acknowledged_writes_survive_kill_9(kind):
     try:
         for name, version in acknowledged:
             model = call(url, "GET", f"model-versions/get?name={name}&version={version}")["model_version"]
-            assert model["source"].startswith("s3://b/")
+            assert model["source"].startswith("hdfs://b/")
     finally:
         registry.stop()

@@ -19,15 +19,16 @@ import tritonclient.http as triton
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from conftest import DATABASES, ROOT, MlflowServer, Registry, Server, database_url, weir_binary
+from conftest import MlflowServer, ROOT, Registry, STORES, Server, store_locations, weir_binary
 
 EPOCHS = 40
 
 
-@pytest.fixture(scope="module", params=DATABASES)
+@pytest.fixture(scope="module", params=STORES)
 def registry(request):
     folder = tempfile.mkdtemp(prefix="weir-training-")
-    running = Registry(database_url(request.param, folder), folder)
+    db_url, artifacts = store_locations(request.param, folder)
+    running = Registry(db_url, folder, artifacts=artifacts)
     yield running
     running.stop()
 

@@ -117,6 +117,74 @@ cannot fetch their models. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* "SECRET KEY" of the admin-role token the router presents to the registry for its shared
+state (weir route --registry-token-file), or empty (shared state off, anonymous registry, or an
+external registry without router.sharedState.tokenSecret). As for the runtime token, the chart
+cannot pick a token out of the user's own identities file: it asks for one. */}}
+{{- define "weir.routerTokenSecret" -}}
+{{- $shared := .Values.router.sharedState -}}
+{{- if $shared.enabled -}}
+{{- if $shared.tokenSecret.name -}}
+{{ $shared.tokenSecret.name }} {{ default "token" $shared.tokenSecret.key }}
+{{- else if include "weir.registryIdentitiesSecret" . -}}
+{{- if .Values.registry.auth.existingSecret -}}
+{{- /* The runtime's token first, so the messages come in one order whatever renders first. */ -}}
+{{- $_ := include "weir.runtimeTokenSecret" . -}}
+{{- fail (printf "registry.auth.existingSecret=%s: set router.sharedState.tokenSecret.name (and .key) to a Secret holding a token with the admin role in that identities file, or router.sharedState.enabled=false" .Values.registry.auth.existingSecret) -}}
+{{- end -}}
+{{ include "weir.registryIdentitiesSecret" . }} router-token
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Registry modes. PostgreSQL: the database lives outside the pod. */}}
+{{- define "weir.registryPostgres" -}}
+{{- if or .Values.registry.database.url .Values.registry.database.existingSecret }}true{{ end -}}
+{{- end -}}
+
+{{/* Stateless: PostgreSQL and S3 artifacts, so nothing lives in the pod and several replicas
+(a Deployment) may serve at once. Otherwise one StatefulSet pod owns a volume (SQLite, local
+artifacts or both). */}}
+{{- define "weir.registryStateless" -}}
+{{- if and (include "weir.registryPostgres" .) .Values.registry.artifacts.s3.bucket }}true{{ end -}}
+{{- end -}}
+
+{{/* The registry's pod count: registry.replicas, else 2 when stateless and 1 otherwise. Refuses
+several pods on one SQLite file or artifacts volume. */}}
+{{- define "weir.registryReplicas" -}}
+{{- $replicas := .Values.registry.replicas -}}
+{{- if include "weir.registryStateless" . -}}
+{{ int (default 2 $replicas) }}
+{{- else if and (not (kindIs "invalid" $replicas)) (gt (int $replicas) 1) -}}
+{{- fail (printf "registry.replicas=%d needs the stateless registry: a PostgreSQL database (registry.database.url or .existingSecret) and S3 artifacts (registry.artifacts.s3.bucket); with SQLite or the artifacts volume the registry is one StatefulSet pod" (int $replicas)) -}}
+{{- else -}}
+1
+{{- end -}}
+{{- end -}}
+
+{{/* weir registry --artifacts: s3://BUCKET[/PREFIX], or the volume's folder. */}}
+{{- define "weir.registryArtifacts" -}}
+{{- $s3 := .Values.registry.artifacts.s3 -}}
+{{- if $s3.bucket -}}
+{{- $prefix := trimAll "/" $s3.prefix -}}
+{{- if $prefix -}}
+s3://{{ $s3.bucket }}/{{ $prefix }}
+{{- else -}}
+s3://{{ $s3.bucket }}
+{{- end -}}
+{{- else -}}
+/data/artifacts
+{{- end -}}
+{{- end -}}
+
+{{/* The registry's own ServiceAccount (IRSA), or empty: the namespace's default. */}}
+{{- define "weir.registryServiceAccount" -}}
+{{- $s3 := .Values.registry.artifacts.s3 -}}
+{{- if and $s3.bucket $s3.serviceAccount.annotations -}}
+{{ printf "%s-registry" (include "weir.name" .) }}
+{{- end -}}
+{{- end -}}
+
 {{/* The Secret holding the router's admin token (key token). */}}
 {{- define "weir.routerAdminSecret" -}}
 {{- default (printf "%s-router-admin" (include "weir.name" .)) .Values.router.admin.existingSecret -}}

@@ -1,21 +1,40 @@
-//! Artifacts in a local directory, addressed by relative paths that can never leave it.
+//! Artifacts, addressed by relative paths that can never leave the store, in one of two
+//! backends behind one API: a local folder (`folder`) or a prefix of an S3-compatible bucket
+//! (`bucket`). The handlers and the versions' blob storage use only [`ArtifactStore`]; both
+//! backends stream (an upload, a download, a copy into a blob), so memory does not grow with a
+//! file's size, and both refuse writes to the root and under [`RESERVED_DIR`].
 
+pub mod bucket;
+mod folder;
+mod location;
+mod parts;
+mod paths;
+mod range;
+mod reader;
 mod stream;
 
-use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
 use crate::store::VersionFile;
+use bucket::{BucketStore, BucketUpload};
+use folder::FolderStore;
+use stream::FolderUpload;
 
-pub use stream::{FileBody, Upload, UploadError};
+pub use folder::files_under;
+pub use location::ArtifactLocation;
+pub use parts::{PartFile, MAX_PARTS};
+pub use paths::{is_reserved, RESERVED_DIR};
+pub use range::{RangeSpec, Served};
+pub use reader::ByteReader;
+pub use stream::{FileBody, UploadError};
 
 /// The largest artifact file an upload may write unless the store is opened with another
-/// limit ([`ArtifactStore::with_max_file_bytes`]). Uploads are streamed to disk, so memory does
-/// not grow with it; it bounds the disk one request can fill.
+/// limit ([`ArtifactStore::with_max_file_bytes`]). Uploads are streamed, so memory does not
+/// grow with it; it bounds the storage one request can fill.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// One entry of a directory listing, as MLflow's artifact API writes it.
@@ -27,23 +46,69 @@ pub struct FileInfo {
     pub file_size: Option<u64>,
 }
 
+/// A file being downloaded: its whole size, what is served of it, and those bytes as a
+/// streamed body.
+pub struct Download {
+    pub size: u64,
+    pub served: Served,
+    pub body: axum::body::Body,
+}
+
 pub struct ArtifactStore {
-    root: PathBuf,
+    backend: Backend,
     max_file_bytes: u64,
 }
 
+enum Backend {
+    Folder(FolderStore),
+    // Boxed: the bucket's state is ten times the folder's, and the store is made once.
+    Bucket(Box<BucketStore>),
+}
+
 impl ArtifactStore {
+    /// The folder backend at `root` (created if missing).
     pub fn open(root: &Path) -> Result<ArtifactStore, StoreError> {
-        std::fs::create_dir_all(root).map_err(|e| {
-            StoreError::Internal(format!(
-                "cannot create artifact root {}: {e}",
-                root.display()
-            ))
-        })?;
-        Ok(ArtifactStore {
-            root: root.to_path_buf(),
+        Ok(ArtifactStore::with_backend(Backend::Folder(
+            FolderStore::open(root)?,
+        )))
+    }
+
+    /// The store `--artifacts` names: a folder, or a bucket prefix configured from the
+    /// standard `AWS_*` environment, which must answer a listing now (a wrong endpoint, bucket
+    /// or credentials fail the start, not the first upload).
+    pub async fn connect(location: &ArtifactLocation) -> Result<ArtifactStore, StoreError> {
+        match location {
+            ArtifactLocation::Folder(root) => ArtifactStore::open(root),
+            ArtifactLocation::Bucket { bucket, prefix } => {
+                let store = bucket::config::open(bucket, prefix)?;
+                store.check_access().await?;
+                Ok(ArtifactStore::with_backend(Backend::Bucket(Box::new(
+                    store,
+                ))))
+            }
+        }
+    }
+
+    /// The bucket backend over any object store, under `prefix` (tests use object_store's
+    /// in-memory store, and a real S3 server through [`bucket::config::open`]).
+    pub fn on_bucket(store: BucketStore) -> ArtifactStore {
+        ArtifactStore::with_backend(Backend::Bucket(Box::new(store)))
+    }
+
+    /// The bucket backend on an empty in-memory object store (for tests).
+    pub fn in_memory() -> ArtifactStore {
+        let memory: Arc<dyn bucket::Bucket> = Arc::new(object_store::memory::InMemory::new());
+        // An empty prefix is always valid.
+        let store = BucketStore::new(memory, "", "memory://")
+            .unwrap_or_else(|_| unreachable!("an empty prefix is valid"));
+        ArtifactStore::on_bucket(store)
+    }
+
+    fn with_backend(backend: Backend) -> ArtifactStore {
+        ArtifactStore {
+            backend,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
-        })
+        }
     }
 
     /// The same store with another limit on one uploaded file (`--max-artifact-bytes`).
@@ -57,339 +122,385 @@ impl ArtifactStore {
         self.max_file_bytes
     }
 
-    /// Starts a streamed upload to `relative` under the same rules as [`ArtifactStore::put`]
-    /// (not the root, not under `.weir/`, not over a folder): chunks go to a temporary file and
-    /// [`Upload::finish`] makes the file durable and visible at once.
+    /// Where the artifacts are, for the start-up line: a folder or `s3://bucket/prefix`.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Folder(folder) => folder.root().display().to_string(),
+            Backend::Bucket(bucket) => bucket.name().to_owned(),
+        }
+    }
+
+    /// The folder holding the artifacts, for the folder backend.
+    pub fn folder_root(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Folder(folder) => Some(folder.root()),
+            Backend::Bucket(_) => None,
+        }
+    }
+
+    /// Refuses a path that could leave the store (`..`, backslashes, NUL).
+    pub fn check_path(&self, relative: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => folder.resolve(relative).map(|_| ()),
+            Backend::Bucket(_) => paths::segments(relative).map(|_| ()),
+        }
+    }
+
+    /// Starts a streamed upload to `relative` (not the root, not under `.weir/`, not over a
+    /// folder): nothing is visible until [`Upload::finish`], and a body past the store's
+    /// limit is refused as it streams.
     pub async fn begin_upload(&self, relative: &str) -> Result<Upload, StoreError> {
-        let path = self.check_writable(relative)?;
-        Upload::begin(path, relative, self.max_file_bytes).await
-    }
-
-    /// The folder holding the artifacts (and, under [`RESERVED_DIR`], the versions' blobs).
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// Refuses a write or delete that would reach the whole store or the versions' storage:
-    /// `DELETE .` once removed every artifact, and a write under `.weir/` could change a
-    /// registered version's bytes.
-    fn check_writable(&self, relative: &str) -> Result<PathBuf, StoreError> {
-        let path = self.resolve(relative)?;
-        if path == self.root {
-            return Err(StoreError::InvalidParameter(format!(
-                "artifact path '{relative}' names the artifact root, which cannot be written or deleted"
-            )));
-        }
-        if is_reserved(relative) {
-            return Err(StoreError::PermissionDenied(format!(
-                "artifact path '{relative}' is inside {RESERVED_DIR}/, where registered versions are kept; they cannot be changed"
-            )));
-        }
-        Ok(path)
-    }
-
-    /// The file a relative artifact path names. Only plain segments are allowed: no `..`, no
-    /// absolute paths, no backslashes or NUL, so a path cannot reach outside the root.
-    pub fn resolve(&self, relative: &str) -> Result<PathBuf, StoreError> {
-        let invalid = || {
-            StoreError::InvalidParameter(format!(
-                "invalid artifact path '{relative}': use plain relative segments, without '..'"
-            ))
-        };
-        if relative.contains(['\\', '\0']) {
-            return Err(invalid());
-        }
-        let mut path = self.root.clone();
-        for component in Path::new(relative.trim_start_matches('/')).components() {
-            match component {
-                Component::Normal(segment) => path.push(segment),
-                Component::CurDir => {}
-                Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                    return Err(invalid())
-                }
+        let limit = self.max_file_bytes;
+        Ok(Upload(match &self.backend {
+            Backend::Folder(folder) => {
+                UploadTo::Folder(folder.begin_upload(relative, limit).await?)
             }
-        }
-        Ok(path)
+            Backend::Bucket(bucket) => {
+                UploadTo::Bucket(bucket.begin_upload(relative, limit).await?)
+            }
+        }))
     }
 
-    /// Stores bytes durably: written to a temporary file, synced, then renamed into place, so a
-    /// reader never sees half a file and an acknowledged upload survives a crash.
-    pub fn put(&self, relative: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let path = self.check_writable(relative)?;
-        if path.is_dir() {
-            return Err(StoreError::InvalidParameter(format!(
-                "artifact path '{relative}' names a directory"
-            )));
+    /// Stores a small file whole (tests, and callers that have the bytes already).
+    pub async fn put(&self, relative: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Backend::Folder(folder) = &self.backend {
+            let (folder, relative, bytes) = (folder.clone(), relative.to_owned(), bytes.to_vec());
+            return blocking(move || folder.put(&relative, &bytes)).await;
         }
-        let io = |e: std::io::Error| {
-            StoreError::Internal(format!("cannot store artifact '{relative}': {e}"))
-        };
-        let parent = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(parent).map_err(io)?;
-        let temporary = parent.join(format!(
-            ".{}.partial",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("artifact")
-        ));
-        let mut file = std::fs::File::create(&temporary).map_err(io)?;
-        file.write_all(bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&temporary, &path).map_err(io)?;
-        if let Ok(directory) = std::fs::File::open(parent) {
-            let _ = directory.sync_all();
-        }
+        let mut upload = self.begin_upload(relative).await?;
+        upload.write(bytes).await.map_err(UploadError::into_store)?;
+        upload.finish().await.map_err(UploadError::into_store)?;
         Ok(())
     }
 
-    /// A file's bytes, whole: for small files only; downloads stream the file at
-    /// [`ArtifactStore::file`] instead.
-    pub fn get(&self, relative: &str) -> Result<Vec<u8>, StoreError> {
-        let path = self.file(relative)?;
-        std::fs::read(&path)
-            .map_err(|e| StoreError::Internal(format!("cannot read artifact '{relative}': {e}")))
+    /// An artifact file (not under `.weir/`), all of it or the range asked for, streamed.
+    pub async fn read(
+        &self,
+        relative: &str,
+        range: Option<RangeSpec>,
+    ) -> Result<Download, StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => {
+                let (store, name) = (folder.clone(), relative.to_owned());
+                let path = blocking(move || store.file(&name)).await?;
+                read_file(&path, relative, range).await
+            }
+            Backend::Bucket(bucket) => bucket.read(relative, range).await,
+        }
     }
 
-    /// Where an artifact file is on disk, for reading. The versions' storage is not readable
-    /// this way: its blobs are served through the virtual version paths (see `versions`).
-    pub fn file(&self, relative: &str) -> Result<PathBuf, StoreError> {
-        let path = self.resolve(relative)?;
-        if is_reserved(relative) || !path.is_file() {
-            return Err(StoreError::NotFound(format!(
-                "artifact '{relative}' not found"
-            )));
+    /// A blob of the versions' storage, by its sha256.
+    pub async fn read_blob(
+        &self,
+        sha256: &str,
+        range: Option<RangeSpec>,
+    ) -> Result<Download, StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => read_file(&folder.blob_path(sha256), sha256, range).await,
+            Backend::Bucket(bucket) => bucket.read_blob(sha256, range).await,
         }
-        Ok(path)
+    }
+
+    /// A short-lived presigned GET of a blob, for a server downloading straight from the
+    /// bucket (`weir serve --registry-direct-download`); `None` when the store cannot hand one
+    /// out (a folder, or a bucket without a signer), and the server downloads through weir.
+    pub async fn presign_blob(&self, sha256: &str) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Folder(_) => Ok(None),
+            Backend::Bucket(bucket) => bucket.presign_blob(sha256).await,
+        }
+    }
+
+    /// A file's bytes, whole: for small files only (tests); downloads stream [`Self::read`].
+    pub async fn get(&self, relative: &str) -> Result<Vec<u8>, StoreError> {
+        collect(self.read(relative, None).await?, relative).await
+    }
+
+    /// A blob's bytes, whole (small files only; tests).
+    pub async fn get_blob(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        collect(self.read_blob(sha256, None).await?, sha256).await
     }
 
     /// The entries directly under `relative`, with paths relative to it (as MLflow lists them).
     /// Hidden entries (`.weir`, temporary `.*.partial` files) are never listed.
-    pub fn list(&self, relative: &str) -> Result<Vec<FileInfo>, StoreError> {
-        let dir = self.resolve(relative)?;
-        if is_reserved(relative) {
-            return Ok(Vec::new());
+    pub async fn list(&self, relative: &str) -> Result<Vec<FileInfo>, StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => {
+                let (folder, relative) = (folder.clone(), relative.to_owned());
+                blocking(move || folder.list(&relative)).await
+            }
+            Backend::Bucket(bucket) => bucket.list(relative).await,
         }
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(Vec::new());
-        };
-        let mut files: Vec<FileInfo> = entries
-            .flatten()
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter_map(|entry| {
-                let metadata = entry.metadata().ok()?;
-                Some(FileInfo {
-                    path: entry.file_name().to_string_lossy().into_owned(),
-                    is_dir: metadata.is_dir(),
-                    file_size: metadata.is_file().then_some(metadata.len()),
-                })
-            })
-            .collect();
+    }
+
+    /// Every file under `relative`, recursively, as paths relative to it, sorted.
+    pub async fn files(&self, relative: &str) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => {
+                let (folder, relative) = (folder.clone(), relative.to_owned());
+                blocking(move || folder.files(&relative)).await
+            }
+            Backend::Bucket(bucket) => bucket.files(relative).await,
+        }
+    }
+
+    /// [`Self::files`] for a caller already on a blocking thread (inside a store call): the
+    /// bucket's listing runs on the runtime from there.
+    pub fn files_blocking(&self, relative: &str) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => folder.files(relative),
+            Backend::Bucket(bucket) => {
+                let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                    StoreError::Internal("listing a bucket needs the runtime".to_owned())
+                })?;
+                runtime.block_on(bucket.files(relative))
+            }
+        }
+    }
+
+    /// Deletes an artifact (a file, or a folder and everything in it).
+    pub async fn delete(&self, relative: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => {
+                let (folder, relative) = (folder.clone(), relative.to_owned());
+                blocking(move || folder.delete(&relative)).await
+            }
+            Backend::Bucket(bucket) => bucket.delete(relative).await,
+        }
+    }
+
+    /// Copies the files of a source in this store (a folder, or a single file recorded under
+    /// its base name) into the blob store, in path order, hashing exactly the bytes copied.
+    /// Empty when nothing is there.
+    pub async fn capture(&self, relative: &str) -> Result<Vec<VersionFile>, StoreError> {
+        paths::segments(relative)?;
+        let mut files = Vec::new();
+        match &self.backend {
+            Backend::Folder(folder) => {
+                let (store, name) = (folder.clone(), relative.to_owned());
+                for (path, on_disk) in blocking(move || store.source_files(&name)).await? {
+                    let mut reader = ByteReader::file(&on_disk).await.map_err(|e| {
+                        StoreError::Internal(format!(
+                            "cannot read artifact '{relative}/{path}': {e}"
+                        ))
+                    })?;
+                    files.push(self.blob_of(path, &mut reader, relative).await?);
+                }
+            }
+            Backend::Bucket(bucket) => {
+                for (path, key) in bucket.source_files(relative).await? {
+                    let mut reader = bucket.open(&key).await?;
+                    files.push(self.blob_of(path, &mut reader, relative).await?);
+                }
+            }
+        }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
 
-    /// Every file under `relative`, recursively, as paths relative to it, sorted.
-    pub fn files(&self, relative: &str) -> Result<Vec<String>, StoreError> {
-        let dir = self.resolve(relative)?;
-        if !dir.is_dir() {
-            return Ok(Vec::new());
+    /// Copies the files of `key` (an object, or a folder of them) in another bucket — an
+    /// `s3://` registration source — into the blob store.
+    pub async fn capture_from(
+        &self,
+        source: &BucketStore,
+        key: &str,
+    ) -> Result<Vec<VersionFile>, StoreError> {
+        let mut files = Vec::new();
+        for (path, object) in source.source_files(key).await? {
+            let mut reader = source.open(&object).await?;
+            files.push(self.blob_of(path, &mut reader, key).await?);
         }
-        files_under(&dir)
-            .map_err(|e| StoreError::Internal(format!("cannot list artifact '{relative}': {e}")))
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
     }
 
-    /// The digest of an artifact folder (or file): sha256 over each file's relative path and
-    /// sha256, in path order (`weir_models::digest::artifact_digest`). `None` when there is
-    /// nothing there. Each file is hashed as it is read, so no file is held in memory.
-    pub fn digest(&self, relative: &str) -> Result<Option<String>, StoreError> {
-        let root = self.resolve(relative)?;
-        let paths = if root.is_file() {
-            vec![String::new()]
-        } else {
-            self.files(relative)?
-        };
-        if paths.is_empty() {
-            return Ok(None);
-        }
-        let mut hashed = Vec::with_capacity(paths.len());
-        for path in paths {
-            let on_disk = if path.is_empty() {
-                root.clone()
-            } else {
-                root.join(&path)
-            };
-            let (sha256, size) = sha256_of(&on_disk).map_err(|e| {
-                StoreError::Internal(format!("cannot read artifact '{relative}/{path}': {e}"))
-            })?;
-            hashed.push(VersionFile { path, sha256, size });
-        }
-        Ok(Some(crate::versions::digest(&hashed)))
-    }
-
-    pub fn delete(&self, relative: &str) -> Result<(), StoreError> {
-        let path = self.check_writable(relative)?;
-        let result = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        result.map_err(|_| StoreError::NotFound(format!("artifact '{relative}' not found")))
-    }
-}
-
-/// A file's sha256 (lowercase hex) and size, read in chunks.
-fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let read = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        hasher.update(&buffer[..read]);
-        size += read as u64;
-    }
-    Ok((crate::versions::hex(&hasher.finalize()), size))
-}
-
-/// The folder inside the artifact root where registered versions' files are kept
-/// (content-addressed blobs); no artifact request may write or delete under it.
-pub const RESERVED_DIR: &str = ".weir";
-
-/// Whether a relative artifact path lies in [`RESERVED_DIR`] (or is it), compared on the path's
-/// first real segment so `./.weir`, `/.weir/x` and `.WEIR` count too.
-pub fn is_reserved(relative: &str) -> bool {
-    Path::new(relative.trim_start_matches('/'))
-        .components()
-        .find_map(|c| match c {
-            Component::Normal(segment) => Some(segment),
-            _ => None,
-        })
-        .and_then(|segment| segment.to_str())
-        .is_some_and(|segment| segment.eq_ignore_ascii_case(RESERVED_DIR))
-}
-
-/// Files under a folder as sorted relative paths with `/` separators (hidden files skipped).
-pub fn files_under(folder: &Path) -> std::io::Result<Vec<String>> {
-    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
+    async fn blob_of(
+        &self,
+        path: String,
+        reader: &mut ByteReader,
+        source: &str,
+    ) -> Result<VersionFile, StoreError> {
+        let (sha256, size) = self.store_blob(reader).await.map_err(|e| match e {
+            StoreError::Internal(reason) => {
+                StoreError::Internal(format!("cannot copy '{source}/{path}': {reason}"))
             }
-            let relative = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            if entry.path().is_dir() {
-                walk(&entry.path(), &relative, out)?;
-            } else {
-                out.push(relative);
+            other => other,
+        })?;
+        Ok(VersionFile { path, sha256, size })
+    }
+
+    /// Streams bytes into the blob store; returns their sha256 and size.
+    pub async fn store_blob(&self, reader: &mut ByteReader) -> Result<(String, u64), StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => folder
+                .store_blob(reader)
+                .await
+                .map_err(|e| StoreError::Internal(e.to_string())),
+            Backend::Bucket(bucket) => bucket.store_blob(reader).await,
+        }
+    }
+
+    /// The sha256 of every blob stored, sorted (tests count them).
+    pub async fn blobs(&self) -> Result<Vec<String>, StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => {
+                let dir = folder.blob_path("");
+                blocking(move || match std::fs::read_dir(&dir) {
+                    Err(_) => Ok(Vec::new()),
+                    Ok(entries) => {
+                        let mut found: Vec<String> = entries
+                            .flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect();
+                        found.sort();
+                        Ok(found)
+                    }
+                })
+                .await
+            }
+            Backend::Bucket(bucket) => {
+                let listed = bucket.list_blobs().await?;
+                Ok(listed)
             }
         }
-        Ok(())
     }
-    let mut files = Vec::new();
-    walk(folder, "", &mut files)?;
-    files.sort();
-    Ok(files)
+
+    /// Starts one of MLflow's multipart uploads to `relative`; returns its id.
+    pub async fn mpu_create(&self, relative: &str) -> Result<String, StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => folder.mpu_create(relative).await,
+            Backend::Bucket(bucket) => bucket.mpu_create(relative).await,
+        }
+    }
+
+    /// Streams part `number` of upload `id` (at most the store's limit); returns its ETag.
+    pub async fn mpu_part(
+        &self,
+        relative: &str,
+        id: &str,
+        number: u32,
+        body: axum::body::Body,
+        length: Option<u64>,
+    ) -> Result<String, UploadError> {
+        let limit = self.max_file_bytes;
+        if length.is_some_and(|length| length > limit) {
+            return Err(UploadError::TooLarge {
+                relative: relative.to_owned(),
+                limit,
+            });
+        }
+        match &self.backend {
+            Backend::Folder(folder) => {
+                let mut reader = ByteReader::body(body);
+                folder
+                    .mpu_part(relative, id, number, &mut reader, limit)
+                    .await
+            }
+            Backend::Bucket(bucket) => {
+                bucket
+                    .mpu_part(relative, id, number, body, length, limit)
+                    .await
+            }
+        }
+    }
+
+    /// Makes upload `id` visible at `relative` from the listed parts (at most the store's
+    /// limit in all).
+    pub async fn mpu_complete(
+        &self,
+        relative: &str,
+        id: &str,
+        parts: &[PartFile],
+    ) -> Result<(), UploadError> {
+        let limit = self.max_file_bytes;
+        match &self.backend {
+            Backend::Folder(folder) => folder.mpu_complete(relative, id, parts, limit).await,
+            Backend::Bucket(bucket) => bucket.mpu_complete(relative, id, parts, limit).await,
+        }
+    }
+
+    /// Drops upload `id` and its parts.
+    pub async fn mpu_abort(&self, relative: &str, id: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Folder(folder) => folder.mpu_abort(relative, id).await,
+            Backend::Bucket(bucket) => bucket.mpu_abort(relative, id).await,
+        }
+    }
+}
+
+/// An upload in progress, to either backend (see [`ArtifactStore::begin_upload`]).
+pub struct Upload(UploadTo);
+
+enum UploadTo {
+    Folder(FolderUpload),
+    Bucket(BucketUpload),
+}
+
+impl Upload {
+    /// Appends one chunk; refuses it when it would take the file past the limit.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
+        match &mut self.0 {
+            UploadTo::Folder(upload) => upload.write(chunk).await,
+            UploadTo::Bucket(upload) => upload.write(chunk).await,
+        }
+    }
+
+    /// Makes the upload durable and visible; returns the size written.
+    pub async fn finish(self) -> Result<u64, UploadError> {
+        match self.0 {
+            UploadTo::Folder(upload) => upload.finish().await,
+            UploadTo::Bucket(upload) => upload.finish().await,
+        }
+    }
+}
+
+/// A file on disk as a download: the size from the open file (artifacts are replaced by
+/// rename and blobs never change, so the open file keeps it).
+async fn read_file(
+    path: &Path,
+    relative: &str,
+    range: Option<RangeSpec>,
+) -> Result<Download, StoreError> {
+    let failed = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            StoreError::NotFound(format!("artifact '{relative}' not found"))
+        }
+        _ => StoreError::Internal(format!("cannot read artifact '{relative}': {e}")),
+    };
+    let file = tokio::fs::File::open(path).await.map_err(failed)?;
+    let size = file.metadata().await.map_err(failed)?.len();
+    let served = range::served(range, size);
+    let (start, end) = match served {
+        Served::Whole => (0, size),
+        Served::Part { start, end } => (start, end),
+        Served::Unsatisfiable => (0, 0),
+    };
+    let body = FileBody::range(file, start, end).await.map_err(failed)?;
+    Ok(Download {
+        size,
+        served,
+        body: axum::body::Body::new(body),
+    })
+}
+
+async fn collect(download: Download, relative: &str) -> Result<Vec<u8>, StoreError> {
+    use http_body_util::BodyExt;
+    download
+        .body
+        .collect()
+        .await
+        .map(|bytes| bytes.to_bytes().to_vec())
+        .map_err(|e| StoreError::Internal(format!("cannot read artifact '{relative}': {e}")))
+}
+
+/// Runs blocking file-system work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Internal(format!("an artifact operation did not finish: {e}")))?
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_cover_names_and_contents() {
-        let store = store("digest");
-        store.put("m/1/model.onnx", b"weights").unwrap();
-        store.put("m/1/config/extra.json", b"{}").unwrap();
-        let digest = store.digest("m/1").unwrap().unwrap();
-        assert_eq!(digest.len(), 64);
-        assert_eq!(
-            store.files("m/1").unwrap(),
-            ["config/extra.json", "model.onnx"]
-        );
-        assert_eq!(
-            digest,
-            weir_models::digest::artifact_digest([
-                ("config/extra.json", &b"{}"[..]),
-                ("model.onnx", &b"weights"[..])
-            ]),
-            "the streamed digest is the runtime's"
-        );
-        assert_eq!(
-            store.digest("m/1/model.onnx").unwrap().unwrap(),
-            weir_models::digest::artifact_digest([("", &b"weights"[..])])
-        );
-        store.put("m/1/model.onnx", b"weightz").unwrap();
-        assert_ne!(store.digest("m/1").unwrap().unwrap(), digest);
-        assert_eq!(store.digest("m/nothing").unwrap(), None);
-    }
-
-    fn store(tag: &str) -> ArtifactStore {
-        let root =
-            std::env::temp_dir().join(format!("weir-artifacts-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        ArtifactStore::open(&root).unwrap()
-    }
-
-    #[test]
-    fn put_get_list_delete() {
-        let store = store("basics");
-        store
-            .put("1/run/artifacts/model/model.onnx", b"weights")
-            .unwrap();
-        store
-            .put("1/run/artifacts/model/MLmodel", b"flavors: {}")
-            .unwrap();
-        assert_eq!(
-            store.get("1/run/artifacts/model/model.onnx").unwrap(),
-            b"weights"
-        );
-        let listed = store.list("1/run/artifacts/model").unwrap();
-        assert_eq!(
-            listed.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
-            ["MLmodel", "model.onnx"]
-        );
-        assert_eq!(listed[1].file_size, Some(7));
-        assert!(store.list("1/run/artifacts").unwrap()[0].is_dir);
-        assert!(store.list("nothing/here").unwrap().is_empty());
-        store.delete("1/run/artifacts/model/MLmodel").unwrap();
-        assert!(matches!(
-            store.get("1/run/artifacts/model/MLmodel"),
-            Err(StoreError::NotFound(_))
-        ));
-    }
-
-    #[test]
-    fn paths_cannot_leave_the_root() {
-        let store = store("traversal");
-        for bad in [
-            "../escape",
-            "a/../../escape",
-            "a\\b",
-            "a\0b",
-            "/../etc/passwd",
-        ] {
-            assert!(
-                matches!(store.put(bad, b"x"), Err(StoreError::InvalidParameter(_))),
-                "{bad:?}"
-            );
-            assert!(store.get(bad).is_err(), "{bad:?}");
-        }
-        // A leading slash is relative to the root, not the filesystem's.
-        store.put("/inside.txt", b"ok").unwrap();
-        assert_eq!(store.get("inside.txt").unwrap(), b"ok");
-        assert!(matches!(
-            store.put("", b"x"),
-            Err(StoreError::InvalidParameter(_))
-        ));
-    }
-}
+mod tests;

@@ -64,8 +64,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Actor {
 /// Artifact sources in this registry's store.
 const ARTIFACT_SCHEME: &str = "mlflow-artifacts:/";
 
-/// Largest request body held in memory: the JSON requests. Artifact uploads are streamed to
-/// disk and bounded by `ArtifactStore::max_file_bytes` instead.
+/// Largest request body held in memory: the JSON requests. Artifact uploads (and multipart
+/// parts) are streamed to the store and bounded by `ArtifactStore::max_file_bytes` instead.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// The registry's routes with what each needs of its caller (docs/security.md has the table),
@@ -217,6 +217,27 @@ pub fn routes(registry: Arc<Registry>) -> (Router, Vec<weir_mlflow_wire::Endpoin
         .get(ARTIFACT_ROUTE, needs(Reader), artifacts::download_artifact)
         .put(ARTIFACT_ROUTE, needs(Submitter), artifacts::upload_artifact)
         .delete(ARTIFACT_ROUTE, needs(Admin), artifacts::delete_artifact)
+        // MLflow's multipart uploads: writes, like an upload; the parts come back to weir.
+        .post(
+            "/api/2.0/mlflow-artifacts/mpu/create/{*path}",
+            needs(Submitter),
+            artifacts::create_upload,
+        )
+        .put(
+            "/api/2.0/mlflow-artifacts/mpu/part/{*path}",
+            needs(Submitter),
+            artifacts::upload_part,
+        )
+        .post(
+            "/api/2.0/mlflow-artifacts/mpu/complete/{*path}",
+            needs(Submitter),
+            artifacts::complete_upload,
+        )
+        .post(
+            "/api/2.0/mlflow-artifacts/mpu/abort/{*path}",
+            needs(Submitter),
+            artifacts::abort_upload,
+        )
         .into_parts();
     let router = router
         .fallback(|| async {

@@ -71,34 +71,48 @@ impl Store {
     }
 
     /// Runs a change and appends its audit entry in one transaction. `work` returns its result
-    /// and the entry's before/after.
+    /// and the entry's before/after. On PostgreSQL `work` may run more than once (see
+    /// `weir_sql::Database::transaction`); only the attempt that commits leaves a trace, so
+    /// each change has exactly one audit entry.
     fn write<T>(
         &self,
         actor: &str,
         action: &str,
         model: &str,
         version: &str,
-        work: impl FnOnce(&mut dyn Sql) -> Result<(T, String, String), StoreError>,
+        mut work: impl FnMut(&mut dyn Sql) -> Result<(T, String, String), StoreError>,
     ) -> Result<T, StoreError> {
-        self.db.transaction(|db: &mut dyn Sql| {
+        self.change(model, |db: &mut dyn Sql| {
             let (result, before, after) = work(db)?;
             append_audit(db, actor, action, model, version, &before, &after)?;
             Ok(result)
         })
     }
 
+    /// A transaction changing `model`: changes of one model queue behind each other, across
+    /// replicas (`weir_sql::Database::transaction_on`), since they mostly touch the same rows
+    /// (its version counter, aliases, approvals) and would otherwise abort one another.
+    fn change<T>(
+        &self,
+        model: &str,
+        work: impl FnMut(&mut dyn Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.db
+            .transaction_on(&format!("registry-model:{model}"), work)
+    }
+
     fn read<T>(
         &self,
-        work: impl FnOnce(&mut dyn Sql) -> Result<T, StoreError>,
+        work: impl FnMut(&mut dyn Sql) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.db.transaction(work)
     }
 }
 
 /// A filter's values followed by the page's LIMIT (one extra row tells whether more follow) and
-/// OFFSET.
-fn page_values(filter_values: Vec<String>, max_results: usize, offset: usize) -> Vec<Value> {
-    let mut values: Vec<Value> = filter_values.into_iter().map(Value::from).collect();
+/// OFFSET. Borrowed, since the transaction reading the page may run again.
+fn page_values(filter_values: &[String], max_results: usize, offset: usize) -> Vec<Value> {
+    let mut values: Vec<Value> = filter_values.iter().map(Value::from).collect();
     values.extend([Value::from(max_results + 1), Value::from(offset)]);
     values
 }

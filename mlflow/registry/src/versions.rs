@@ -7,18 +7,11 @@
 //! Versions registered before this existed have no recorded files: they keep being read from
 //! their source path (see `mlflow::serving`).
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use sha2::{Digest, Sha256};
 
-use crate::artifacts::{files_under, is_reserved, ArtifactStore, FileInfo, RESERVED_DIR};
+use crate::artifacts::{is_reserved, ArtifactStore, FileInfo, RESERVED_DIR};
 use crate::error::StoreError;
 use crate::store::{Store, VersionFile};
-
-/// Bytes read at a time while copying a file into a blob, so a large model never sits in memory.
-const CHUNK: usize = 256 * 1024;
 
 /// How a version path names its model: percent-encoded as handed out (in a query string, as the
 /// mlflow client lists), or already decoded (in a URL path, which the router decodes).
@@ -79,6 +72,11 @@ pub fn encode_name(name: &str) -> String {
     encoded
 }
 
+/// Undoes percent-encoding (`%XX`); `None` for a malformed escape or bytes that are not UTF-8.
+pub(crate) fn percent_decode(encoded: &str) -> Option<String> {
+    decode_name(encoded)
+}
+
 fn decode_name(encoded: &str) -> Option<String> {
     let bytes = encoded.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -94,70 +92,6 @@ fn decode_name(encoded: &str) -> Option<String> {
         }
     }
     String::from_utf8(decoded).ok()
-}
-
-/// Where the blob with this sha256 (lowercase hex) lives.
-pub fn blob_path(root: &Path, sha256: &str) -> PathBuf {
-    root.join(RESERVED_DIR)
-        .join("blobs")
-        .join("sha256")
-        .join(sha256)
-}
-
-/// Copies one file into the blob store, hashing exactly the bytes it copies: streamed through a
-/// temporary file (synced, then renamed into place, so a blob is never partial). An existing
-/// blob is kept (same hash, same bytes). Returns the sha256 and the size.
-pub fn store_blob(root: &Path, source: &Path) -> std::io::Result<(String, u64)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let temporary_dir = root.join(RESERVED_DIR).join("tmp");
-    std::fs::create_dir_all(&temporary_dir)?;
-    let temporary = temporary_dir.join(format!(
-        "{}-{}.partial",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let copied = copy_hashing(source, &temporary);
-    let (sha256, size) = match copied {
-        Ok(done) => done,
-        Err(err) => {
-            let _ = std::fs::remove_file(&temporary);
-            return Err(err);
-        }
-    };
-    let blob = blob_path(root, &sha256);
-    if blob.is_file() {
-        std::fs::remove_file(&temporary)?;
-        return Ok((sha256, size));
-    }
-    let blob_dir = blob.parent().unwrap_or(root);
-    std::fs::create_dir_all(blob_dir)?;
-    if let Err(err) = std::fs::rename(&temporary, &blob) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(err);
-    }
-    std::fs::File::open(blob_dir)?.sync_all()?;
-    Ok((sha256, size))
-}
-
-fn copy_hashing(source: &Path, target: &Path) -> std::io::Result<(String, u64)> {
-    let mut input = std::fs::File::open(source)?;
-    let mut output = std::fs::File::create(target)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; CHUNK];
-    let mut size = 0u64;
-    loop {
-        let read = match input.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        hasher.update(&buffer[..read]);
-        output.write_all(&buffer[..read])?;
-        size += read as u64;
-    }
-    output.sync_all()?;
-    Ok((hex(&hasher.finalize()), size))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -178,70 +112,122 @@ pub fn digest(files: &[VersionFile]) -> String {
     hex(&outer.finalize())
 }
 
-/// Copies the files of an artifact source (a folder, a single file — recorded under its base
-/// name — or another version's virtual folder) into the blob store, in path order. Empty when
-/// nothing is there.
-pub fn capture(
-    store: &Store,
+/// Copies the files of an artifact source in the store (a folder, or a single file recorded
+/// under its base name) into the blob store, in path order. Empty when nothing is there. A
+/// source inside [`RESERVED_DIR`] is another version's folder: see [`recorded_copy`].
+pub async fn capture(
     artifacts: &ArtifactStore,
     relative: &str,
 ) -> Result<Vec<VersionFile>, StoreError> {
-    let sources = source_files(store, artifacts, relative)?;
-    let mut files = Vec::with_capacity(sources.len());
-    for (path, on_disk) in sources {
-        let (sha256, size) = store_blob(artifacts.root(), &on_disk).map_err(|e| {
-            StoreError::Internal(format!("cannot copy artifact '{relative}/{path}': {e}"))
-        })?;
-        files.push(VersionFile { path, sha256, size });
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
-}
-
-/// The files a source names, as (path in the version, file on disk).
-fn source_files(
-    store: &Store,
-    artifacts: &ArtifactStore,
-    relative: &str,
-) -> Result<Vec<(String, PathBuf)>, StoreError> {
-    let on_disk = artifacts.resolve(relative)?;
-    if on_disk == artifacts.root() {
+    artifacts.check_path(relative)?;
+    if relative
+        .split('/')
+        .all(|segment| segment.is_empty() || segment == ".")
+    {
         return Err(StoreError::InvalidParameter(format!(
             "source '{relative}' names the whole artifact store; register a model's folder"
         )));
     }
     if is_reserved(relative) {
-        // Registering from another version's folder copies that version's recorded bytes.
-        let Some(source) = parse_version_path(relative, NameForm::Encoded) else {
-            return Err(StoreError::InvalidParameter(format!(
-                "source '{relative}' is inside {RESERVED_DIR}/ but names no version"
-            )));
-        };
-        let recorded = store.version_files(&source.name, &source.version)?;
-        return Ok(select(&recorded, &source.rest)
-            .into_iter()
-            .map(|(path, file)| (path, blob_path(artifacts.root(), &file.sha256)))
-            .collect());
+        return Err(StoreError::InvalidParameter(format!(
+            "source '{relative}' is inside {RESERVED_DIR}/ but names no version"
+        )));
     }
-    if on_disk.is_file() {
-        let name = on_disk
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return Ok(vec![(name, on_disk)]);
+    artifacts.capture(relative).await
+}
+
+/// [`recorded_copy`] or [`capture`], for the registration handler, which runs on a blocking
+/// thread beside its store calls (the copy streams on the runtime from there).
+pub fn capture_blocking(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    relative: &str,
+) -> Result<Vec<VersionFile>, StoreError> {
+    if let Some(files) = recorded_copy(store, relative)? {
+        return Ok(files);
     }
-    if !on_disk.is_dir() {
-        return Ok(Vec::new());
+    runtime()?.block_on(capture(artifacts, relative))
+}
+
+/// An `s3://BUCKET/KEY` registration source: the object (or every object under `KEY/`) is read
+/// with the registry's own S3 configuration (the standard `AWS_*` environment) and copied into
+/// the blob store like a folder source. Refused (400) when the registry cannot read it or there
+/// is nothing there, saying why.
+pub async fn capture_s3(
+    artifacts: &ArtifactStore,
+    source: &str,
+) -> Result<Vec<VersionFile>, StoreError> {
+    let refuse = |why: String| {
+        StoreError::InvalidParameter(format!("cannot register source '{source}': {why}"))
+    };
+    let location = crate::artifacts::ArtifactLocation::parse(std::path::Path::new(source));
+    let Ok(crate::artifacts::ArtifactLocation::Bucket { bucket, prefix }) = location else {
+        return Err(refuse(
+            "use s3://BUCKET/KEY with a bucket name of letters, digits, '-', '.' or '_' and a key without '..'"
+                .to_owned(),
+        ));
+    };
+    if prefix.is_empty() {
+        return Err(refuse(
+            "it names a whole bucket; register a model's folder or file in it".to_owned(),
+        ));
     }
-    let files = files_under(&on_disk)
-        .map_err(|e| StoreError::Internal(format!("cannot list artifact '{relative}': {e}")))?;
-    Ok(files
+    let reader =
+        crate::artifacts::bucket::config::open(&bucket, "").map_err(|e| refuse(e.to_string()))?;
+    let files = artifacts
+        .capture_from(&reader, &prefix)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(why) | StoreError::Internal(why) => refuse(why),
+            other => refuse(other.to_string()),
+        })?;
+    if files.is_empty() {
+        return Err(refuse(format!(
+            "no object at or under it in bucket '{bucket}'"
+        )));
+    }
+    Ok(files)
+}
+
+/// [`capture_s3`] from the registration handler's blocking thread.
+pub fn capture_s3_blocking(
+    artifacts: &ArtifactStore,
+    source: &str,
+) -> Result<Vec<VersionFile>, StoreError> {
+    runtime()?.block_on(capture_s3(artifacts, source))
+}
+
+fn runtime() -> Result<tokio::runtime::Handle, StoreError> {
+    tokio::runtime::Handle::try_current()
+        .map_err(|_| StoreError::Internal("copying a version needs the runtime".to_owned()))
+}
+
+/// Registering from another version's folder (`.weir/versions/<name>/<version>/…`): that
+/// version's recorded files, whose blobs already hold the bytes, so nothing is copied. `None`
+/// for a source outside [`RESERVED_DIR`].
+pub fn recorded_copy(
+    store: &Store,
+    relative: &str,
+) -> Result<Option<Vec<VersionFile>>, StoreError> {
+    if !is_reserved(relative) {
+        return Ok(None);
+    }
+    let Some(source) = parse_version_path(relative, NameForm::Encoded) else {
+        return Err(StoreError::InvalidParameter(format!(
+            "source '{relative}' is inside {RESERVED_DIR}/ but names no version"
+        )));
+    };
+    let recorded = store.version_files(&source.name, &source.version)?;
+    let mut files: Vec<VersionFile> = select(&recorded, &source.rest)
         .into_iter()
-        .map(|path| {
-            let file = on_disk.join(&path);
-            (path, file)
+        .map(|(path, file)| VersionFile {
+            path,
+            sha256: file.sha256.clone(),
+            size: file.size,
         })
-        .collect())
+        .collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Some(files))
 }
 
 /// The recorded files at or under `rest` inside a version, with paths relative to it (a file
@@ -261,30 +247,9 @@ fn select<'a>(recorded: &'a [VersionFile], rest: &str) -> Vec<(String, &'a Versi
         .collect()
 }
 
-/// A version file's bytes, whole (small files; downloads stream [`blob_file`]).
-pub fn get(
-    store: &Store,
-    artifacts: &ArtifactStore,
-    relative: &str,
-    form: NameForm,
-) -> Result<Vec<u8>, StoreError> {
-    let blob = blob_file(store, artifacts, relative, form)?;
-    std::fs::read(&blob).map_err(|e| {
-        StoreError::Internal(format!(
-            "cannot read blob {} of artifact '{relative}': {e}",
-            blob.display()
-        ))
-    })
-}
-
-/// The blob holding a version file, for streaming it. Anything else under [`RESERVED_DIR`]
-/// is not found.
-pub fn blob_file(
-    store: &Store,
-    artifacts: &ArtifactStore,
-    relative: &str,
-    form: NameForm,
-) -> Result<PathBuf, StoreError> {
+/// The sha256 of the blob holding a version file, for streaming it from the artifact store.
+/// Anything else under [`RESERVED_DIR`] is not found.
+pub fn blob_of(store: &Store, relative: &str, form: NameForm) -> Result<String, StoreError> {
     let not_found = || StoreError::NotFound(format!("artifact '{relative}' not found"));
     let path = parse_version_path(relative, form).ok_or_else(not_found)?;
     let recorded = recorded_files(store, &path)?;
@@ -292,7 +257,7 @@ pub fn blob_file(
         .iter()
         .find(|f| f.path == path.rest)
         .ok_or_else(not_found)?;
-    Ok(blob_path(artifacts.root(), &file.sha256))
+    Ok(file.sha256.clone())
 }
 
 /// The entries directly under a folder of a version, as the artifact listing writes them

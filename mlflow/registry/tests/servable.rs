@@ -18,8 +18,8 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(tag: &str) -> Harness {
-        let (registry, _) = support::fresh("servable", tag);
+    fn on(tag: &str, backend: support::backends::Backend) -> Harness {
+        let (registry, _) = support::fresh_on("servable", tag, backend);
         Harness { registry }
     }
 
@@ -85,110 +85,114 @@ fn tag<'a>(version: &'a Value, key: &str) -> Option<&'a str> {
         .as_str()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sklearn_folder_registers_marked_and_cannot_be_approved_or_protected() {
-    let h = Harness::new("sklearn");
-    let (status, _) = h
-        .post(
+    for backend in support::backends::each() {
+        let h = Harness::on("sklearn", backend);
+        let (status, _) = h
+            .post(
+                "alice",
+                "/api/2.0/mlflow/registered-models/create",
+                json!({"name": "iris"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        h.upload("runs/1/model/MLmodel", b"flavors:\n  sklearn: {}\n")
+            .await;
+        h.upload("runs/1/model/model.pkl", b"\x80\x04pickle").await;
+
+        // Registration succeeds, as MLflow's would, and says what is wrong where a client sees it.
+        let sklearn = h.register("mlflow-artifacts:/runs/1/model").await;
+        assert_eq!(sklearn["version"], "1");
+        assert_eq!(tag(&sklearn, "weir.servable"), Some("false"), "{sklearn}");
+        let reason = tag(&sklearn, "weir.servable_reason").unwrap();
+        assert!(
+            reason.contains("model.pkl") && reason.contains("skl2onnx"),
+            "{reason}"
+        );
+
+        // Approval is refused with what would make it servable; nothing is recorded.
+        let (status, refused) = h.approve("1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(refused["error_code"], "INVALID_PARAMETER_VALUE");
+        let message = refused["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("cannot approve version 1 of 'iris'")
+                && message.contains("skl2onnx")
+                && message.contains("model.onnx"),
+            "{message}"
+        );
+        let (_, status_now) = h
+            .call(
+                "bob",
+                "GET",
+                "/api/2.0/weir/approvals/get?name=iris&version=1",
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(status_now["approval"]["approved_by"], json!([]));
+
+        // A protected alias is refused for the same reason (not "not approved"); an unprotected
+        // alias is the user's business.
+        let (status, refused) = h.alias("champion", "1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert_eq!(refused["error_code"], "INVALID_PARAMETER_VALUE");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot point the protected alias 'champion' at version 1 of 'iris'"),
+            "{refused}"
+        );
+        assert_eq!(h.alias("candidate", "1").await.0, StatusCode::OK);
+
+        // The tags inform; the files decide. Marking it servable by hand changes nothing.
+        let (status, _) = h
+            .post(
+                "alice",
+                "/api/2.0/mlflow/model-versions/set-tag",
+                json!({"name": "iris", "version": "1", "key": "weir.servable", "value": "true"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(h.approve("1").await.0, StatusCode::BAD_REQUEST);
+
+        // The same model exported to ONNX: unmarked, approvable, protected alias accepted.
+        h.upload("runs/2/model/MLmodel", b"flavors:\n  onnx: {}\n")
+            .await;
+        h.upload("runs/2/model/model.onnx", b"\x08\x01onnx").await;
+        let onnx = h.register("mlflow-artifacts:/runs/2/model").await;
+        assert_eq!(onnx["version"], "2");
+        assert_eq!(tag(&onnx, "weir.servable"), None, "{onnx}");
+        assert_eq!(tag(&onnx, "weir.servable_reason"), None, "{onnx}");
+        let (status, approved) = h.approve("2").await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        assert_eq!(approved["approval"]["approved"], true);
+        assert_eq!(h.alias("champion", "2").await.0, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_with_nothing_to_fetch_are_marked_and_client_marks_are_not_kept() {
+    for backend in support::backends::each() {
+        let h = Harness::on("empty", backend);
+        h.post(
             "alice",
             "/api/2.0/mlflow/registered-models/create",
             json!({"name": "iris"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
-    h.upload("runs/1/model/MLmodel", b"flavors:\n  sklearn: {}\n")
-        .await;
-    h.upload("runs/1/model/model.pkl", b"\x80\x04pickle").await;
-
-    // Registration succeeds, as MLflow's would, and says what is wrong where a client sees it.
-    let sklearn = h.register("mlflow-artifacts:/runs/1/model").await;
-    assert_eq!(sklearn["version"], "1");
-    assert_eq!(tag(&sklearn, "weir.servable"), Some("false"), "{sklearn}");
-    let reason = tag(&sklearn, "weir.servable_reason").unwrap();
-    assert!(
-        reason.contains("model.pkl") && reason.contains("skl2onnx"),
-        "{reason}"
-    );
-
-    // Approval is refused with what would make it servable; nothing is recorded.
-    let (status, refused) = h.approve("1").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-    assert_eq!(refused["error_code"], "INVALID_PARAMETER_VALUE");
-    let message = refused["message"].as_str().unwrap();
-    assert!(
-        message.starts_with("cannot approve version 1 of 'iris'")
-            && message.contains("skl2onnx")
-            && message.contains("model.onnx"),
-        "{message}"
-    );
-    let (_, status_now) = h
-        .call(
-            "bob",
-            "GET",
-            "/api/2.0/weir/approvals/get?name=iris&version=1",
-            Vec::new(),
-        )
-        .await;
-    assert_eq!(status_now["approval"]["approved_by"], json!([]));
-
-    // A protected alias is refused for the same reason (not "not approved"); an unprotected
-    // alias is the user's business.
-    let (status, refused) = h.alias("champion", "1").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
-    assert_eq!(refused["error_code"], "INVALID_PARAMETER_VALUE");
-    assert!(
-        refused["message"]
-            .as_str()
+        // A source in a store weir does not read (an `s3://` source is copied: `s3_sources.rs`).
+        let elsewhere = h.register("hdfs://namenode/iris/1").await;
+        assert_eq!(tag(&elsewhere, "weir.servable"), Some("false"));
+        assert!(tag(&elsewhere, "weir.servable_reason")
             .unwrap()
-            .contains("cannot point the protected alias 'champion' at version 1 of 'iris'"),
-        "{refused}"
-    );
-    assert_eq!(h.alias("candidate", "1").await.0, StatusCode::OK);
+            .contains("hdfs://namenode/iris/1"));
+        assert_eq!(h.approve("1").await.0, StatusCode::BAD_REQUEST);
 
-    // The tags inform; the files decide. Marking it servable by hand changes nothing.
-    let (status, _) = h
-        .post(
-            "alice",
-            "/api/2.0/mlflow/model-versions/set-tag",
-            json!({"name": "iris", "version": "1", "key": "weir.servable", "value": "true"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(h.approve("1").await.0, StatusCode::BAD_REQUEST);
-
-    // The same model exported to ONNX: unmarked, approvable, protected alias accepted.
-    h.upload("runs/2/model/MLmodel", b"flavors:\n  onnx: {}\n")
-        .await;
-    h.upload("runs/2/model/model.onnx", b"\x08\x01onnx").await;
-    let onnx = h.register("mlflow-artifacts:/runs/2/model").await;
-    assert_eq!(onnx["version"], "2");
-    assert_eq!(tag(&onnx, "weir.servable"), None, "{onnx}");
-    assert_eq!(tag(&onnx, "weir.servable_reason"), None, "{onnx}");
-    let (status, approved) = h.approve("2").await;
-    assert_eq!(status, StatusCode::OK, "{approved}");
-    assert_eq!(approved["approval"]["approved"], true);
-    assert_eq!(h.alias("champion", "2").await.0, StatusCode::OK);
-}
-
-#[tokio::test]
-async fn sources_with_nothing_to_fetch_are_marked_and_client_marks_are_not_kept() {
-    let h = Harness::new("empty");
-    h.post(
-        "alice",
-        "/api/2.0/mlflow/registered-models/create",
-        json!({"name": "iris"}),
-    )
-    .await;
-    let elsewhere = h.register("s3://bucket/iris/1").await;
-    assert_eq!(tag(&elsewhere, "weir.servable"), Some("false"));
-    assert!(tag(&elsewhere, "weir.servable_reason")
-        .unwrap()
-        .contains("s3://bucket/iris/1"));
-    assert_eq!(h.approve("1").await.0, StatusCode::BAD_REQUEST);
-
-    // A client cannot mark a version servable (or unservable) itself.
-    h.upload("m/model.onnx", b"\x08\x01onnx").await;
-    let (status, created) = h
+        // A client cannot mark a version servable (or unservable) itself.
+        h.upload("m/model.onnx", b"\x08\x01onnx").await;
+        let (status, created) = h
         .post(
             "alice",
             "/api/2.0/mlflow/model-versions/create",
@@ -196,9 +200,10 @@ async fn sources_with_nothing_to_fetch_are_marked_and_client_marks_are_not_kept(
                    "tags": [{"key": "weir.servable", "value": "false"}, {"key": "team", "value": "ml"}]}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{created}");
-    let version = &created["model_version"];
-    assert_eq!(tag(version, "weir.servable"), None, "{version}");
-    assert_eq!(tag(version, "team"), Some("ml"));
-    assert_eq!(h.approve("2").await.0, StatusCode::OK);
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let version = &created["model_version"];
+        assert_eq!(tag(version, "weir.servable"), None, "{version}");
+        assert_eq!(tag(version, "team"), Some("ml"));
+        assert_eq!(h.approve("2").await.0, StatusCode::OK);
+    }
 }

@@ -1,7 +1,14 @@
-//! Registry and tracking on one router behind one access layer.
+//! Registry, tracking and the routers' coordination API on one router behind one access layer,
+//! recorded in the registry's metrics (served on the same router as `GET /metrics`).
+
+mod metrics;
+
+use std::sync::Arc;
 
 use axum::Router;
 use weir_mlflow_wire::{AccessLayer, Authenticator, EndpointTable, Refusal};
+
+pub use metrics::RegistryMetrics;
 
 use crate::Stores;
 
@@ -10,12 +17,29 @@ const REFUSALS_QUEUED: usize = 1024;
 
 /// Registry and tracking on one router behind one access layer, with the table it enforces
 /// (every route declares the role it needs there, so one without a decision cannot be
-/// served); refusals go to the registry's audit log.
+/// served); refusals go to the registry's audit log. `/metrics` has the request, store and
+/// artifact series; [`app_with_metrics`] adds the listener's and the pool's.
 pub fn app(stores: &Stores, authenticator: Authenticator) -> (Router, EndpointTable) {
+    app_with_metrics(stores, authenticator, RegistryMetrics::new())
+}
+
+/// [`app`], recording into and serving `metrics` (built with the listener and the database
+/// pool: `RegistryMetrics::new().with_listener(&server).with_pool(…)`).
+pub fn app_with_metrics(
+    stores: &Stores,
+    authenticator: Authenticator,
+    metrics: RegistryMetrics,
+) -> (Router, EndpointTable) {
+    let metrics = Arc::new(metrics);
     let (tracking_routes, mut endpoints) = weir_tracking::routes(stores.tracking.clone());
     let (registry_routes, registry_endpoints) =
         weir_registry::mlflow::routes(stores.registry.clone());
     endpoints.extend(registry_endpoints);
+    let (coordination_routes, coordination_endpoints) =
+        weir_coordination::routes(stores.coordination.clone());
+    endpoints.extend(coordination_endpoints);
+    let (metrics_routes, metrics_endpoints) = metrics::routes(metrics.clone());
+    endpoints.extend(metrics_endpoints);
     let registry = stores.registry.clone();
     let audit = weir_mlflow_wire::queued_sink(REFUSALS_QUEUED, move |refusal: Refusal| {
         let needed = refusal.needed.map_or_else(
@@ -36,7 +60,13 @@ pub fn app(stores: &Stores, authenticator: Authenticator) -> (Router, EndpointTa
     let table = EndpointTable::new(endpoints);
     let app = tracking_routes
         .merge(registry_routes)
-        .layer(AccessLayer::new(table.clone(), authenticator).with_refusals(audit))
-        .layer(weir_http::panic::PanicLayer::default().layer());
+        .merge(coordination_routes)
+        .merge(metrics_routes)
+        .layer(AccessLayer::new(table.clone(), authenticator).with_refusals(audit));
+    // Outside the access layer, so refusals are counted; inside the panic layer, which stays
+    // outermost (a request that panics is answered 500 and counted in weir_panics_total
+    // rather than in the request counts).
+    let app = metrics::layer(app, metrics.clone(), table.endpoints())
+        .layer(weir_http::panic::PanicLayer::new(metrics.panics().clone()).layer());
     (app, table)
 }

@@ -9,8 +9,9 @@ mod stores;
 
 use std::path::PathBuf;
 
-pub use app::app;
+pub use app::{app, app_with_metrics, RegistryMetrics};
 pub use stores::{open, Stores};
+pub use weir_sql::DEFAULT_POOL_SIZE;
 
 /// Where the server keeps its data and which rules it applies to it.
 #[derive(Debug, Clone)]
@@ -18,7 +19,12 @@ pub struct Config {
     /// `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE`; registry and
     /// tracking share it.
     pub database: String,
-    /// Folder holding model and run artifacts (`mlflow-artifacts:/…`).
+    /// The most PostgreSQL connections open at once (SQLite keeps its single writer).
+    pub pool_size: usize,
+    /// Where model and run artifacts (`mlflow-artifacts:/…`) are kept: a folder (a path or
+    /// `file://PATH`) or `s3://BUCKET/PREFIX` (configured from the standard `AWS_*`
+    /// environment). A path, so that any folder name works; a `scheme://` spelled in it is read
+    /// as a location, and a scheme weir does not support is refused at open.
     pub artifacts: PathBuf,
     /// Largest artifact file accepted in one upload, in bytes.
     pub max_artifact_bytes: u64,
@@ -36,7 +42,8 @@ pub enum ServerError {
     RegistrySchema(#[source] weir_registry::StoreError),
     #[error("cannot open the registry database")]
     TrackingSchema(#[source] weir_tracking::TrackingError),
-    /// The artifact folder cannot be created or used.
+    /// The artifact store cannot be created or used (a folder that cannot be made, a bucket
+    /// that does not answer, an unsupported scheme).
     #[error(transparent)]
     Artifacts(weir_registry::StoreError),
     /// The blocking task opening the database ended without an answer (it panicked).

@@ -73,6 +73,7 @@ async fn server(tag: &str, authenticator: Authenticator) -> Server {
     std::fs::create_dir_all(&folder).unwrap();
     let stores = open(Config {
         database: format!("sqlite://{}", folder.join("r.db").display()),
+        pool_size: weir_mlflow_server::DEFAULT_POOL_SIZE,
         artifacts: folder.join("artifacts"),
         max_artifact_bytes: 1 << 20,
         protected_aliases: vec!["production".into()],

@@ -15,6 +15,7 @@ fn config(tag: &str, database: Option<String>) -> (Config, std::path::PathBuf) {
         database.unwrap_or_else(|| format!("sqlite://{}", folder.join("r.db").display()));
     let config = Config {
         database,
+        pool_size: weir_mlflow_server::DEFAULT_POOL_SIZE,
         artifacts: folder.join("artifacts"),
         max_artifact_bytes: 1 << 20,
         protected_aliases: vec!["production".into()],

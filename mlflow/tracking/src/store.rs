@@ -55,9 +55,11 @@ impl TrackingStore {
     }
 
     /// Every operation is one transaction, so a request's writes land together or not at all.
+    /// On PostgreSQL `work` may run more than once (a serialization conflict with another
+    /// request or replica), so it clones rather than moves what it captured.
     fn with<T>(
         &self,
-        work: impl FnOnce(&mut dyn Sql) -> Result<T, TrackingError>,
+        work: impl FnMut(&mut dyn Sql) -> Result<T, TrackingError>,
     ) -> Result<T, TrackingError> {
         self.db.transaction(work)
     }
@@ -75,14 +77,16 @@ fn marks(count: usize) -> String {
 /// One page of what `sql` selects, each row read by `read`. The statement ends in
 /// `LIMIT ? OFFSET ?`, bound here to one row more than the page: that row, if it comes, says
 /// another page follows.
+/// `values` are borrowed: the transaction calling this may run again.
 fn page<T>(
     db: &mut dyn Sql,
     sql: &str,
-    mut values: Vec<Value>,
+    values: &[Value],
     max_results: usize,
     offset: usize,
     mut read: impl FnMut(&mut dyn Sql, &Row) -> Result<T, TrackingError>,
 ) -> Result<Page<T>, TrackingError> {
+    let mut values = values.to_vec();
     values.extend([Value::from(max_results + 1), Value::from(offset)]);
     let rows = db.query(sql, &values)?;
     let more = rows.len() > max_results;

@@ -133,7 +133,9 @@ impl EndpointTable {
 }
 
 /// Matches axum's route syntax: `{name}` is one non-empty segment, `{*name}` the non-empty rest.
-fn pattern_matches(pattern: &str, path: &str) -> bool {
+/// Public so that whatever labels requests by their route (the registry's metrics) reads
+/// routes exactly as the access layer does.
+pub fn pattern_matches(pattern: &str, path: &str) -> bool {
     let mut segments = path.split('/');
     for expected in pattern.split('/') {
         if expected.starts_with("{*") {

@@ -113,7 +113,8 @@ pub fn next_page_token(next: Option<usize>) -> Value {
 }
 
 /// Runs a store call off the async threads (SQLite syncs to disk on every write; PostgreSQL
-/// waits on the network), turning the store's error into MLflow's.
+/// waits on the network), turning the store's error into MLflow's. Its time goes to the
+/// [`StoreTimer`] the request runs under, if any.
 pub async fn blocking<S, T, E>(
     state: &Arc<S>,
     work: impl FnOnce(&S) -> Result<T, E> + Send + 'static,
@@ -124,10 +125,45 @@ where
     E: Into<MlflowError> + Send + 'static,
 {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || work(&state))
-        .await
+    let started = std::time::Instant::now();
+    let answer = tokio::task::spawn_blocking(move || work(&state)).await;
+    // Outside a timed request (a background task, a test) there is nobody to tell.
+    let _ = STORE_TIMER.try_with(|timer| (timer.record)(started.elapsed()));
+    answer
         .map_err(|e| MlflowError::internal(format!("a store call did not finish: {e}")))?
         .map_err(Into::into)
+}
+
+tokio::task_local! {
+    static STORE_TIMER: StoreTimer;
+}
+
+/// Told how long each [`blocking`] store call of a request took (from handing it to a
+/// blocking thread to its answer, so a wait for a database connection counts), for a server's
+/// store-latency metric. Scoped to the request's task rather than global, so two servers in
+/// one process (tests, embedding) keep their own numbers, and handlers need no change.
+#[derive(Clone)]
+pub struct StoreTimer {
+    record: Arc<dyn Fn(std::time::Duration) + Send + Sync>,
+}
+
+impl std::fmt::Debug for StoreTimer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("StoreTimer")
+    }
+}
+
+impl StoreTimer {
+    pub fn new(record: impl Fn(std::time::Duration) + Send + Sync + 'static) -> StoreTimer {
+        StoreTimer {
+            record: Arc::new(record),
+        }
+    }
+
+    /// Runs `work` (a request's handling) with every store call in it timed by this timer.
+    pub async fn time<F: std::future::Future>(self, work: F) -> F::Output {
+        STORE_TIMER.scope(self, work).await
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +217,40 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(refused.code, ErrorCode::ResourceDoesNotExist);
+    }
+
+    #[tokio::test]
+    async fn store_calls_are_timed_only_inside_a_timer_scope() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Store;
+        let state = Arc::new(Store);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let timer = StoreTimer::new(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let state_in = state.clone();
+        let answer = timer
+            .time(async move {
+                let first = blocking(&state_in, |_: &Store| Ok::<_, MlflowError>(1)).await;
+                let second = blocking(&state_in, |_: &Store| {
+                    Err::<u8, _>(MlflowError::new(ErrorCode::ResourceDoesNotExist, "gone"))
+                })
+                .await;
+                (first, second.is_err())
+            })
+            .await;
+        assert_eq!(answer, (Ok(1), true));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "failed calls are timed too"
+        );
+        // Outside the scope nothing is recorded, and the call still answers.
+        assert_eq!(
+            blocking(&state, |_: &Store| Ok::<_, MlflowError>(3)).await,
+            Ok(3)
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

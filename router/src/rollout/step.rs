@@ -11,11 +11,11 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::plan::RolloutPlan;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Running,
@@ -25,8 +25,9 @@ pub enum Phase {
     Cancelled,
 }
 
-/// Where a rollout stands; shown by `status` (phase, step, failures, last check).
-#[derive(Debug, Clone, Serialize)]
+/// Where a rollout stands; shown by `status` (phase, step, failures, last check), and shared
+/// with the other router replicas so that a new driver continues from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Progress {
     pub phase: Phase,
     /// The index of the plan's step being applied or measured.
@@ -76,6 +77,9 @@ pub enum Verdict {
 pub enum Input {
     /// The rollout starts.
     Begin,
+    /// This driver takes over a rollout another one drove (router replicas, `--registry`): the
+    /// step it stood at is applied again and measured afresh, its failed checks still count.
+    Resume,
     /// The weights asked for by [`Action::SetCanary`] are in place.
     Applied,
     /// The check asked for by [`Action::Check`] ended with this verdict.
@@ -106,6 +110,10 @@ pub fn step(plan: &RolloutPlan, progress: &mut Progress, input: Input, now: Inst
         Input::Begin => {
             progress.due = None;
             set_step(plan, progress, 0)
+        }
+        Input::Resume => {
+            progress.due = None;
+            set_step(plan, progress, progress.step)
         }
         Input::Applied => check_from(plan, progress, now),
         Input::Checked(verdict) => match progress.due {

@@ -21,6 +21,53 @@ fn plan(steps: &[u32], failure_threshold: u32) -> RolloutPlan {
     }
 }
 
+#[test]
+fn a_resumed_rollout_reapplies_its_step_and_keeps_its_failures() {
+    let plan = plan(&[5, 25, 50, 100], 3);
+    // Where the shared document left it: step 2, one failed check, a check running.
+    let shared: Progress = serde_json::from_value(serde_json::json!({
+        "phase": "running", "step": 2, "failures": 1, "last_check": "check at 50%: failed"
+    }))
+    .unwrap();
+    let mut progress = shared.clone();
+    let now = Instant::now();
+    let action = step(&plan, &mut progress, Input::Resume, now);
+    assert_eq!(
+        action,
+        Action::SetCanary {
+            step: 2,
+            percent: 50
+        }
+    );
+    assert_eq!(
+        step(&plan, &mut progress, Input::Applied, now),
+        Action::Check {
+            until: now + plan.interval
+        }
+    );
+    let later = now + plan.interval;
+    let next = step(&plan, &mut progress, Input::Checked(Verdict::Failed), later);
+    assert_eq!(
+        progress.failures, 2,
+        "the failure before the hand-over still counts"
+    );
+    assert_eq!(
+        next,
+        Action::Check {
+            until: later + plan.interval
+        }
+    );
+    let last = later + plan.interval;
+    assert_eq!(
+        step(&plan, &mut progress, Input::Checked(Verdict::Failed), last),
+        Action::RollBack
+    );
+    // An ended rollout does not resume.
+    let mut ended = shared;
+    ended.phase = Phase::Promoted;
+    assert_eq!(step(&plan, &mut ended, Input::Resume, now), Action::Stop);
+}
+
 /// What the simulated driver saw, in order.
 #[derive(Debug, Clone, PartialEq)]
 enum Seen {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::error::{answered, SyncError};
+use super::fetch::ResolvedVersion;
 use super::files::{hex, PlaceError};
 use super::{authorization_header, RegistrySync};
 
@@ -30,22 +31,46 @@ pub(super) enum FileError {
     Place(PlaceError),
 }
 
+/// Where one file comes from: the registry's artifact endpoint (with the registry's token), or
+/// a presigned bucket URL (`--registry-direct-download`) — which is a bearer secret for its
+/// lifetime, so errors and logs name the blob's sha256 instead, and the registry's token is
+/// never sent to the bucket.
+pub(super) enum Origin<'a> {
+    Registry(&'a str),
+    Bucket { url: &'a str, sha256: &'a str },
+}
+
 impl RegistrySync {
     /// Streams one file to `target` by `deadline`, hashing it on the way: chunks go through a
     /// bounded queue to a blocking thread that writes, hashes and finally syncs the file.
     /// Returns its sha256 (lowercase hex).
     pub(super) async fn download(
         &self,
-        path_and_query: &str,
+        origin: Origin<'_>,
         target: PathBuf,
         deadline: tokio::time::Instant,
     ) -> Result<String, FileError> {
-        let url = format!("{}{path_and_query}", self.source.url.trim_end_matches('/'));
         let authorization = self.authorization();
-        let headers = authorization_header(&authorization);
+        let (url, shown, headers, direct) = match origin {
+            Origin::Registry(path_and_query) => {
+                let url = format!("{}{path_and_query}", self.source.url.trim_end_matches('/'));
+                (
+                    url.clone(),
+                    url,
+                    authorization_header(&authorization),
+                    false,
+                )
+            }
+            Origin::Bucket { url, sha256 } => (
+                url.to_owned(),
+                format!("the bucket (presigned download of blob sha256 {sha256})"),
+                Vec::new(),
+                true,
+            ),
+        };
         let unreachable = |reason: String| {
             FileError::Sync(SyncError::Unreachable {
-                url: url.clone(),
+                url: shown.clone(),
                 reason,
             })
         };
@@ -57,10 +82,15 @@ impl RegistrySync {
             .map_err(unreachable)?;
         let status = download.status();
         if !(200..300).contains(&status) {
-            let body = download.text(64 * 1024).await;
+            // A bucket's error document may echo the signed request: only its status is kept.
+            let body = if direct {
+                String::new()
+            } else {
+                download.text(64 * 1024).await
+            };
             return Err(FileError::Sync(answered(
                 status,
-                url.clone(),
+                shown.clone(),
                 body.as_bytes(),
             )));
         }
@@ -102,24 +132,33 @@ impl RegistrySync {
 }
 
 impl RegistrySync {
-    /// Downloads every file of a version into `incoming` under one deadline; each file's
-    /// (path, sha256) in the registry's order.
+    /// Downloads every file of a version into `incoming` under one deadline, from the bucket
+    /// when the registry handed out presigned URLs, else through the registry; each file's
+    /// (path, sha256) in the registry's order. The hashes are of the bytes that arrived, checked
+    /// against the registry's digest by the caller either way.
     pub(super) async fn download_version(
         &self,
-        artifact_path: &str,
-        files: &[String],
+        resolved: &ResolvedVersion,
         incoming: &Path,
     ) -> Result<Vec<(String, String)>, FileError> {
         let deadline = tokio::time::Instant::now() + self.download_deadline;
-        let mut hashed = Vec::with_capacity(files.len());
-        for file in files {
-            let sha256 = self
-                .download(
-                    &format!("/api/2.0/mlflow-artifacts/artifacts/{artifact_path}/{file}"),
-                    incoming.join(file),
-                    deadline,
-                )
-                .await?;
+        let artifact_path = resolved.artifact_path.as_deref().unwrap_or_default();
+        let mut hashed = Vec::with_capacity(resolved.files.len());
+        for (index, file) in resolved.files.iter().enumerate() {
+            let through_registry =
+                format!("/api/2.0/mlflow-artifacts/artifacts/{artifact_path}/{file}");
+            let origin = match resolved
+                .direct
+                .as_ref()
+                .and_then(|direct| direct.get(index))
+            {
+                Some(blob) => Origin::Bucket {
+                    url: blob.url.expose(),
+                    sha256: &blob.sha256,
+                },
+                None => Origin::Registry(&through_registry),
+            };
+            let sha256 = self.download(origin, incoming.join(file), deadline).await?;
             hashed.push((file.clone(), sha256));
         }
         Ok(hashed)

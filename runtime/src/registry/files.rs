@@ -51,7 +51,7 @@ pub(super) fn digest_of_hashes(files: &[(String, String)]) -> String {
 
 /// Syncs every folder under (and including) `folder`, so the files' names survive a crash as
 /// their bytes already do.
-fn sync_folders(folder: &Path) -> std::io::Result<()> {
+pub(super) fn sync_folders(folder: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(folder)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {

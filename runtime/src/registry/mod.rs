@@ -11,46 +11,31 @@
 //! model's size), under one deadline for the whole version, and synced before the rename that
 //! makes the version visible to the loader.
 //!
-//! The rooms: [`source`] (what to follow), [`error`] (why a sync failed), `download` (the
-//! streamed files), `files` (paths, digest, placing). The sync needs only the [`ModelStore`],
-//! not the whole server.
+//! The rooms: [`source`] (what to follow), [`error`] (why a sync failed), `fetch` (resolve,
+//! refuse, download and verify one version into a folder — also what `weir fetch` runs),
+//! `download` (the streamed files), `files` (paths, digest, placing). The sync needs only the
+//! [`ModelStore`], not the whole server.
 
 mod download;
 pub mod error;
+mod fetch;
 mod files;
 pub mod source;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Deserialize;
 
 use crate::store::ModelStore;
-use download::FileError;
 pub use download::DEFAULT_DOWNLOAD_DEADLINE;
 use error::answered;
 pub use error::SyncError;
+pub use fetch::{Approval, DirectBlob, FetchError, FetchedFile, PresignedUrl, ResolvedVersion};
+use files::place;
 pub use files::PlaceError;
-use files::{digest_of_hashes, place, safe_path};
 pub use source::{ModelRefError, RegistryModel, RegistrySource, Selector};
-
-#[derive(Deserialize)]
-struct Resolved {
-    version: String,
-    artifact_path: Option<String>,
-    files: Vec<String>,
-    sha256: String,
-    approved: bool,
-    approval: Approval,
-}
-
-#[derive(Deserialize)]
-struct Approval {
-    required_approvals: u32,
-    approved_by: Vec<String>,
-    rejected_by: Vec<String>,
-}
 
 /// Follows the registry for the configured models.
 pub struct RegistrySync {
@@ -59,6 +44,9 @@ pub struct RegistrySync {
     /// Held for a whole [`RegistrySync::sync`]: the start-up sync and the poll loop share one
     /// `RegistrySync`, and two syncs of one model would download into the same folder.
     running: tokio::sync::Mutex<()>,
+    /// Whether the fall-back from `--registry-direct-download` to the registry was logged:
+    /// once is enough, every poll would repeat it.
+    said_no_direct: AtomicBool,
 }
 
 /// What one model's sync did.
@@ -74,6 +62,7 @@ impl RegistrySync {
             source,
             download_deadline: DEFAULT_DOWNLOAD_DEADLINE,
             running: tokio::sync::Mutex::new(()),
+            said_no_direct: AtomicBool::new(false),
         }
     }
 
@@ -81,6 +70,19 @@ impl RegistrySync {
     pub fn with_download_deadline(mut self, deadline: Duration) -> RegistrySync {
         self.download_deadline = deadline;
         self
+    }
+
+    /// Logs, once, that direct downloads were asked for but the registry offers none (its
+    /// artifacts are in a folder, or the version predates recorded files): the files come
+    /// through the registry, which is as safe, only not as direct.
+    fn note_no_direct_downloads(&self, resolved: &ResolvedVersion) {
+        if !self.said_no_direct.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                model = %resolved.name,
+                version = resolved.version,
+                "--registry-direct-download: the registry offers no direct downloads (its artifacts are not in a bucket); downloading through the registry"
+            );
+        }
     }
 
     fn authorization(&self) -> Option<String> {
@@ -135,22 +137,8 @@ impl RegistrySync {
         store: &Arc<ModelStore>,
         model: &RegistryModel,
     ) -> Result<Outcome, SyncError> {
-        let query = match &model.selector {
-            Selector::Alias(alias) => format!("alias={alias}"),
-            Selector::Version(version) => format!("version={version}"),
-        };
-        let body = self
-            .get(&format!(
-                "/api/2.0/weir/resolve?name={}&{query}",
-                model.name
-            ))
-            .await?;
-        let resolved: Resolved =
-            serde_json::from_slice(&body).map_err(|e| SyncError::Unexpected(e.to_string()))?;
-        let version: u64 = resolved
-            .version
-            .parse()
-            .map_err(|_| SyncError::BadVersion(resolved.version.clone()))?;
+        let resolved = self.resolve(model).await?;
+        let version = resolved.version;
         if store.serving_version(&model.served_as) == Some(version) {
             return Ok(Outcome::Unchanged(version));
         }
@@ -158,34 +146,6 @@ impl RegistrySync {
             store.record_failure(&model.served_as, version, reason.clone());
             Err(SyncError::Refused(reason))
         };
-        if !resolved.approved {
-            let approval = &resolved.approval;
-            return refuse(format!(
-                "version {version} of '{}' is not approved: {} of {} required approvals{}",
-                model.name,
-                approval.approved_by.len(),
-                approval.required_approvals,
-                if approval.rejected_by.is_empty() {
-                    String::new()
-                } else {
-                    format!(", rejected by {}", approval.rejected_by.join(", "))
-                }
-            ));
-        }
-        let (Some(artifact_path), false) = (
-            resolved.artifact_path.as_deref(),
-            resolved.sha256.is_empty(),
-        ) else {
-            return refuse(format!(
-                "version {version} of '{}' has no artifact in the registry's store to verify",
-                model.name
-            ));
-        };
-        if let Some(unsafe_path) = resolved.files.iter().find(|path| !safe_path(path)) {
-            return refuse(format!(
-                "the registry listed an unsafe file path {unsafe_path:?}"
-            ));
-        }
         let root = store.root().to_path_buf();
         let incoming = root.join(format!(".incoming-{}-{version}", model.served_as));
         let fresh = incoming.clone();
@@ -193,30 +153,17 @@ impl RegistrySync {
             .await
             .map_err(|e| SyncError::Task(e.to_string()))?
             .ok();
-        let downloaded = self
-            .download_version(artifact_path, &resolved.files, &incoming)
-            .await;
-        let hashed = match downloaded {
-            Ok(hashed) => hashed,
-            Err(failure) => {
-                let _ = std::fs::remove_dir_all(&incoming);
-                return match failure {
-                    FileError::Sync(err) => Err(err),
-                    FileError::Place(reason) => refuse(format!(
-                        "cannot place {} version {version} in {}: {reason}",
-                        model.served_as,
-                        root.display()
-                    )),
-                };
+        match self.fetch(&resolved, &incoming).await {
+            Ok(_) => {}
+            Err(FetchError::Sync(err)) => return Err(err),
+            Err(FetchError::Refused(reason)) => return refuse(reason),
+            Err(FetchError::Write(reason)) => {
+                return refuse(format!(
+                    "cannot place {} version {version} in {}: {reason}",
+                    model.served_as,
+                    root.display()
+                ))
             }
-        };
-        let digest = digest_of_hashes(&hashed);
-        if digest != resolved.sha256 {
-            let _ = std::fs::remove_dir_all(&incoming);
-            return refuse(format!(
-                "version {version} of '{}' failed its integrity check: the registry recorded sha256 {} at registration but the files hash to {digest}; refusing it",
-                model.name, resolved.sha256
-            ));
         }
         let served_as = model.served_as.clone();
         let placed =

@@ -76,6 +76,10 @@ pub struct RegistrySource {
     pub token: Option<String>,
     /// The client for the registry: which CA HTTPS trusts (`HttpClient::with_ca_file`).
     pub http: HttpClient,
+    /// `--registry-direct-download`: ask the registry for presigned bucket URLs and download
+    /// the files from the bucket (still verified against the registry's digests); a registry
+    /// on a folder answers none, and the files come through the registry as without it.
+    pub direct_download: bool,
 }
 
 /// Written by hand so the token never reaches a log line through `{:?}`.
@@ -86,6 +90,7 @@ impl std::fmt::Debug for RegistrySource {
             .field("models", &self.models)
             .field("poll", &self.poll)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("direct_download", &self.direct_download)
             .finish_non_exhaustive()
     }
 }

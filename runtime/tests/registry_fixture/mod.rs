@@ -209,5 +209,6 @@ pub fn follow_production(url: &str, token: Option<&str>, http: HttpClient) -> Re
         poll: Duration::from_millis(100),
         token: token.map(str::to_owned),
         http,
+        direct_download: false,
     }
 }

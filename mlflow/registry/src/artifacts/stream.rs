@@ -26,10 +26,21 @@ pub enum UploadError {
     Store(#[from] StoreError),
 }
 
+impl UploadError {
+    /// The error as the store's, for callers that answer every failure the same way (a body
+    /// over the limit is then a client mistake, 400).
+    pub fn into_store(self) -> StoreError {
+        match self {
+            UploadError::TooLarge { .. } => StoreError::InvalidParameter(self.to_string()),
+            UploadError::Store(err) => err,
+        }
+    }
+}
+
 /// An upload in progress: chunks are appended to a temporary file beside the target; only
-/// [`Upload::finish`] (synced, renamed, folder synced) makes it visible. Dropped unfinished (a
+/// [`FolderUpload::finish`] (synced, renamed, folder synced) makes it visible. Dropped unfinished (a
 /// client that went away, a body over the limit), the temporary file is removed.
-pub struct Upload {
+pub struct FolderUpload {
     file: tokio::fs::File,
     temporary: PathBuf,
     target: PathBuf,
@@ -39,14 +50,14 @@ pub struct Upload {
     finished: bool,
 }
 
-impl Upload {
+impl FolderUpload {
     /// Starts writing `target` (already checked writable): a temporary name unique to this
     /// upload, so two concurrent uploads of one path never write into the same file.
-    pub(super) async fn begin(
+    pub async fn begin(
         target: PathBuf,
         relative: &str,
         limit: u64,
-    ) -> Result<Upload, StoreError> {
+    ) -> Result<FolderUpload, StoreError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let io = |e: std::io::Error| {
             StoreError::Internal(format!("cannot store artifact '{relative}': {e}"))
@@ -71,7 +82,7 @@ impl Upload {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let file = tokio::fs::File::create(&temporary).await.map_err(io)?;
-        Ok(Upload {
+        Ok(FolderUpload {
             file,
             temporary,
             target,
@@ -128,7 +139,7 @@ impl Upload {
     }
 }
 
-impl Drop for Upload {
+impl Drop for FolderUpload {
     fn drop(&mut self) {
         if !self.finished {
             let _ = std::fs::remove_file(&self.temporary);
@@ -156,6 +167,22 @@ impl FileBody {
         Ok(FileBody {
             file,
             remaining,
+            buffer: vec![0; READ_CHUNK],
+        })
+    }
+
+    /// Bytes `start..end` of an open file (a ranged download): the file is positioned at
+    /// `start` and only `end - start` bytes are read.
+    pub async fn range(
+        mut file: tokio::fs::File,
+        start: u64,
+        end: u64,
+    ) -> std::io::Result<FileBody> {
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        Ok(FileBody {
+            file,
+            remaining: end.saturating_sub(start),
             buffer: vec![0; READ_CHUNK],
         })
     }
@@ -228,7 +255,7 @@ mod tests {
     async fn an_upload_is_invisible_until_finished_and_then_whole() {
         let root = folder("upload");
         let target = root.join("model.bin");
-        let mut upload = Upload::begin(target.clone(), "model.bin", 10)
+        let mut upload = FolderUpload::begin(target.clone(), "model.bin", 10)
             .await
             .unwrap();
         upload.write(b"0123").await.unwrap();
@@ -245,7 +272,9 @@ mod tests {
         let root = folder("limit");
         let target = root.join("big.bin");
         std::fs::write(&target, b"old").unwrap();
-        let mut upload = Upload::begin(target.clone(), "big.bin", 5).await.unwrap();
+        let mut upload = FolderUpload::begin(target.clone(), "big.bin", 5)
+            .await
+            .unwrap();
         upload.write(b"12345").await.unwrap();
         let refused = upload.write(b"6").await;
         assert!(
@@ -265,7 +294,7 @@ mod tests {
     async fn a_directory_cannot_be_uploaded_over() {
         let root = folder("dir");
         std::fs::create_dir_all(root.join("d")).unwrap();
-        let refused = Upload::begin(root.join("d"), "d", 10).await;
+        let refused = FolderUpload::begin(root.join("d"), "d", 10).await;
         assert!(matches!(refused, Err(StoreError::InvalidParameter(_))));
     }
 

@@ -6,17 +6,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use weir_mlflow_wire::request::{blocking, ok, Answer};
-use weir_mlflow_wire::MlflowError;
 
 use super::{Actor, Registry};
-use crate::artifacts::UploadError;
+use crate::artifacts::{Download, RangeSpec, Served, UploadError};
 use crate::error::StoreError;
 
-/// Stores an artifact, streamed: the body goes to disk chunk by chunk (see
+mod multipart;
+
+pub(super) use multipart::{abort_upload, complete_upload, create_upload, upload_part};
+
+/// Stores an artifact, streamed: the body goes to the store chunk by chunk (see
 /// `ArtifactStore::begin_upload`), so memory does not grow with the file. The artifact root
 /// itself is refused (400) and so is anything under `.weir/`, where registered versions are
 /// kept (403). A body over the store's limit is refused with 413 — at once when its
@@ -79,40 +82,73 @@ pub(super) fn too_large(path: &str, limit: u64) -> Response {
     )
 }
 
-/// A file's bytes, streamed from disk with its Content-Length; paths under
+/// A file's bytes, streamed from the store with its Content-Length; paths under
 /// `.weir/versions/<name>/<version>/` read a registered version's immutable copy (the name is
-/// the decoded URL segment here).
+/// the decoded URL segment here). A `Range: bytes=…` header with one range is answered 206
+/// with those bytes only (416 outside the file); several ranges get the whole file.
 pub(super) async fn download_artifact(
     State(registry): State<Arc<Registry>>,
     Path(path): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Answer {
-    let relative = path.clone();
-    let on_disk = blocking(&registry, move |r| {
-        r.artifacts.resolve(&path)?;
-        if crate::artifacts::is_reserved(&path) {
-            crate::versions::blob_file(
-                &r.store,
-                &r.artifacts,
-                &path,
-                crate::versions::NameForm::Decoded,
-            )
-        } else {
-            r.artifacts.file(&path)
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(RangeSpec::parse);
+    registry.artifacts.check_path(&path)?;
+    let download = if crate::artifacts::is_reserved(&path) {
+        let relative = path.clone();
+        let sha256 = blocking(&registry, move |r| {
+            crate::versions::blob_of(&r.store, &relative, crate::versions::NameForm::Decoded)
+        })
+        .await?;
+        registry
+            .artifacts
+            .read_blob(&sha256, range)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => {
+                    StoreError::NotFound(format!("artifact '{path}' not found"))
+                }
+                other => other,
+            })?
+    } else {
+        registry.artifacts.read(&path, range).await?
+    };
+    Ok(answer(download))
+}
+
+/// The response for a download: 200 with the file, 206 with a range of it, 416 for a range
+/// outside it.
+fn answer(download: Download) -> Response {
+    let size = download.size;
+    let mut response = axum::body::Body::new(download.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    match download.served {
+        Served::Whole => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
         }
-    })
-    .await?;
-    let body = crate::artifacts::FileBody::open(&on_disk)
-        .await
-        .map_err(|e| {
-            MlflowError::from(StoreError::Internal(format!(
-                "cannot read artifact '{relative}': {e}"
-            )))
-        })?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        axum::body::Body::new(body),
-    )
-        .into_response())
+        Served::Part { start, end } => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+            if let Ok(range) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)) {
+                headers.insert(header::CONTENT_RANGE, range);
+            }
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        }
+        Served::Unsatisfiable => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+            if let Ok(range) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                headers.insert(header::CONTENT_RANGE, range);
+            }
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+        }
+    }
+    response
 }
 
 /// Deletes an artifact (a file or a folder). The root and `.weir/` are refused as for
@@ -122,8 +158,8 @@ pub(super) async fn delete_artifact(
     Actor(actor): Actor,
     Path(path): Path<String>,
 ) -> Answer {
+    registry.artifacts.delete(&path).await?;
     blocking(&registry, move |r| {
-        r.artifacts.delete(&path)?;
         r.store
             .record_event(&actor, "artifact.delete", "", "", "", &path)
     })
@@ -139,14 +175,14 @@ pub(super) async fn list_artifacts(
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer {
     let path = query.get("path").cloned().unwrap_or_default();
-    let files = blocking(&registry, move |r| {
-        r.artifacts.resolve(&path)?;
-        if crate::artifacts::is_reserved(&path) {
+    registry.artifacts.check_path(&path)?;
+    let files = if crate::artifacts::is_reserved(&path) {
+        blocking(&registry, move |r| {
             crate::versions::list(&r.store, &path, crate::versions::NameForm::Encoded)
-        } else {
-            r.artifacts.list(&path)
-        }
-    })
-    .await?;
+        })
+        .await?
+    } else {
+        registry.artifacts.list(&path).await?
+    };
     ok(json!({ "files": files }))
 }

@@ -16,6 +16,9 @@ use super::requests::{
 };
 use super::ARTIFACT_SCHEME;
 use super::{Actor, Registry};
+
+/// Sources in an S3 bucket (`s3://BUCKET/KEY`), read with the registry's S3 configuration.
+const S3_SCHEME: &str = "s3://";
 use crate::error::StoreError;
 use crate::servable;
 use crate::store::{NewVersion, Tag};
@@ -65,10 +68,16 @@ pub(super) async fn create_model_version(
         if let Some(path) = new.storage_location.strip_prefix(ARTIFACT_SCHEME) {
             // No copies for a model that is not there (the insert below would refuse it).
             r.store.get_registered_model(&request.name)?;
-            new.files = crate::versions::capture(&r.store, &r.artifacts, path)?;
+            new.files = crate::versions::capture_blocking(&r.store, &r.artifacts, path)?;
             if !new.files.is_empty() {
                 new.sha256 = crate::versions::digest(&new.files);
             }
+        } else if new.storage_location.starts_with(S3_SCHEME) {
+            // An object or folder in a bucket the registry can read: copied like one in the
+            // store (refused, 400, saying why, when it cannot be read).
+            r.store.get_registered_model(&request.name)?;
+            new.files = crate::versions::capture_s3_blocking(&r.artifacts, &new.storage_location)?;
+            new.sha256 = crate::versions::digest(&new.files);
         }
         // MLflow registers anything; so does weir, but a version it cannot serve is marked so
         // the client sees it now rather than when a server fails to load it. The marks are the

@@ -98,7 +98,7 @@ impl Store {
             "SELECT name FROM registered_models WHERE {condition} ORDER BY name LIMIT ? OFFSET ?"
         );
         self.read(|db| {
-            let rows = db.query(&sql, &page_values(values, max_results, offset))?;
+            let rows = db.query(&sql, &page_values(&values, max_results, offset))?;
             let more = rows.len() > max_results;
             let models = rows
                 .iter()

@@ -3,7 +3,7 @@
 
 use weir_sql::{params, Sql};
 
-use super::{audit::append_audit, models::require_model, now_ms, page_values, tags, Store};
+use super::{audit::append_audit, now_ms, page_values, tags, Store};
 use super::{ModelVersion, NewVersion, StoreError, Tag, VersionFile};
 use crate::filter::Filter;
 
@@ -54,21 +54,35 @@ impl Store {
 
     /// Adds the next version number; numbering and the audit entry commit together, so two
     /// registrations at once get distinct numbers.
+    ///
+    /// Registrations of one model queue behind each other, across replicas (`Store::change`),
+    /// so each reads the MAX its predecessor left. Should two still meet (a change of the
+    /// model outside that queue), the model's row, updated first, makes the later one wait and
+    /// then fail as a serialization conflict, which weir-sql runs again on a snapshot holding
+    /// the winner's version — rather than both inserting the same number.
     pub fn create_model_version(
         &self,
         actor: &str,
         name: &str,
         new: &NewVersion,
     ) -> Result<ModelVersion, StoreError> {
-        self.db.transaction(|db: &mut dyn Sql| {
-            require_model(db, name)?;
+        self.change(name, |db: &mut dyn Sql| {
+            let now = now_ms();
+            let touched = db.execute(
+                "UPDATE registered_models SET last_updated_timestamp = ?2 WHERE name = ?1",
+                params![name, now],
+            )?;
+            if touched == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "Registered Model with name={name} not found"
+                )));
+            }
             let version: i64 = db
                 .query_value(
                     "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?1",
                     params![name],
                 )?
                 .unwrap_or(1);
-            let now = now_ms();
             db.execute(
                 "INSERT INTO model_versions (name, version, creation_timestamp, last_updated_timestamp, user_id, description, source, run_id, sha256, model_id, storage_location)
                  VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -86,10 +100,6 @@ impl Store {
                     params![name, version, &file.path, &file.sha256, size],
                 )?;
             }
-            db.execute(
-                "UPDATE registered_models SET last_updated_timestamp = ?2 WHERE name = ?1",
-                params![name, now],
-            )?;
             let version_text = version.to_string();
             append_audit(db, actor, "create_model_version", name, &version_text, "", &new.source)?;
             read_model_version(db, name, version)
@@ -153,7 +163,7 @@ impl Store {
             "SELECT name, version FROM model_versions WHERE {condition} ORDER BY name, version DESC LIMIT ? OFFSET ?"
         );
         self.read(|db| {
-            let rows = db.query(&sql, &page_values(values, max_results, offset))?;
+            let rows = db.query(&sql, &page_values(&values, max_results, offset))?;
             let more = rows.len() > max_results;
             let versions = rows
                 .iter()

@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use super::*;
 
 use crate::store::NewVersion;
@@ -20,34 +22,6 @@ fn noise(len: usize) -> Vec<u8> {
             state as u8
         })
         .collect()
-}
-
-#[test]
-fn a_streamed_copy_hashes_exactly_the_bytes_it_stores() {
-    let root = scratch("stream");
-    // A few MiB, not a multiple of the chunk size, so the last read is short.
-    let bytes = noise(3 * 1024 * 1024 + 4321);
-    let source = root.join("model.bin");
-    std::fs::write(&source, &bytes).unwrap();
-    let (sha256, size) = store_blob(&root, &source).unwrap();
-    assert_eq!(sha256, hex(&Sha256::digest(&bytes)));
-    assert_eq!(size, bytes.len() as u64);
-    assert_eq!(std::fs::read(blob_path(&root, &sha256)).unwrap(), bytes);
-    // Storing the same bytes again keeps the one blob and leaves no temporary file behind.
-    let copy = root.join("copy.bin");
-    std::fs::write(&copy, &bytes).unwrap();
-    assert_eq!(store_blob(&root, &copy).unwrap(), (sha256.clone(), size));
-    let blobs = std::fs::read_dir(root.join(".weir/blobs/sha256")).unwrap();
-    assert_eq!(blobs.count(), 1);
-    let temporary = std::fs::read_dir(root.join(".weir/tmp")).unwrap();
-    assert_eq!(temporary.count(), 0);
-    // An empty file is a blob too (sha256 of nothing).
-    std::fs::write(root.join("empty"), b"").unwrap();
-    assert_eq!(
-        store_blob(&root, &root.join("empty")).unwrap().0,
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    );
-    assert!(store_blob(&root, &root.join("missing")).is_err());
 }
 
 #[test]
@@ -114,114 +88,192 @@ fn version_paths_round_trip_any_name() {
     );
 }
 
-#[test]
-fn a_captured_version_reads_and_lists_from_its_blobs() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_version_reads_and_lists_from_its_blobs() {
     for db in weir_sql::testing::each("capture") {
-        let root = scratch(&format!("capture-{}", db.url.len()));
-        let store = Store::open(&db.url).unwrap();
-        let artifacts = ArtifactStore::open(&root.join("artifacts")).unwrap();
-        artifacts.put("run/model/MLmodel", b"flavors: {}").unwrap();
-        artifacts.put("run/model/data/weights.bin", b"w1").unwrap();
-        artifacts.put("run/model/.hidden", b"skipped").unwrap();
-        artifacts.put("single/model.onnx", b"onnx").unwrap();
-        store
-            .create_registered_model("alice", "my model", "", &[])
-            .unwrap();
-
-        let files = capture(&store, &artifacts, "run/model").unwrap();
-        assert_eq!(
-            files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
-            ["MLmodel", "data/weights.bin"]
-        );
-        store
-            .create_model_version(
-                "alice",
-                "my model",
-                &NewVersion {
-                    sha256: digest(&files),
-                    files,
-                    ..NewVersion::default()
-                },
-            )
-            .unwrap();
-        artifacts.put("run/model/data/weights.bin", b"w2").unwrap();
-        let root_path = version_root("my model", "1");
-        assert_eq!(
-            get(
-                &store,
-                &artifacts,
-                &format!("{root_path}/data/weights.bin"),
-                NameForm::Encoded
-            )
-            .unwrap(),
-            b"w1"
-        );
-        assert_eq!(
-            get(
-                &store,
-                &artifacts,
-                ".weir/versions/my model/1/MLmodel",
-                NameForm::Decoded
-            )
-            .unwrap(),
-            b"flavors: {}"
-        );
-        for missing in [
-            format!("{root_path}/data"),
-            format!("{root_path}/nothing"),
-            ".weir/versions/my%20model/2/MLmodel".to_owned(),
-            ".weir/versions/my%20model/x/MLmodel".to_owned(),
-            ".weir/blobs/sha256".to_owned(),
+        for (backend, artifacts) in [
+            (
+                "folder",
+                ArtifactStore::open(
+                    &scratch(&format!("capture-{}", db.url.len())).join("artifacts"),
+                )
+                .unwrap(),
+            ),
+            ("bucket", ArtifactStore::in_memory()),
         ] {
-            assert!(
-                matches!(
-                    get(&store, &artifacts, &missing, NameForm::Encoded),
-                    Err(StoreError::NotFound(_))
-                ),
-                "{missing}"
+            let url = db.url.clone();
+            let store = std::sync::Arc::new(
+                tokio::task::spawn_blocking(move || Store::open(&url))
+                    .await
+                    .unwrap()
+                    .unwrap(),
             );
-        }
-        let listed = list(&store, &root_path, NameForm::Encoded).unwrap();
-        assert_eq!(
-            listed,
-            [
-                FileInfo {
-                    path: "MLmodel".into(),
-                    is_dir: false,
-                    file_size: Some(11)
-                },
-                FileInfo {
-                    path: "data".into(),
-                    is_dir: true,
-                    file_size: None
-                },
-            ]
-        );
-        assert_eq!(
-            list(&store, &format!("{root_path}/data"), NameForm::Encoded).unwrap()[0].path,
-            "weights.bin"
-        );
-        assert!(list(&store, ".weir/versions", NameForm::Encoded)
-            .unwrap()
-            .is_empty());
+            let model = format!("my model {backend}");
+            artifacts
+                .put("run/model/MLmodel", b"flavors: {}")
+                .await
+                .unwrap();
+            artifacts
+                .put("run/model/data/weights.bin", b"w1")
+                .await
+                .unwrap();
+            artifacts
+                .put("run/model/.hidden", b"skipped")
+                .await
+                .unwrap();
+            artifacts.put("single/model.onnx", b"onnx").await.unwrap();
+            let on_store = |work: Box<dyn FnOnce(&Store) + Send>| {
+                let store = store.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || work(&store))
+                        .await
+                        .unwrap()
+                }
+            };
+            let name = model.clone();
+            on_store(Box::new(move |s| {
+                s.create_registered_model("alice", &name, "", &[]).unwrap();
+            }))
+            .await;
 
-        // A single file is recorded under its base name; another version's folder copies that
-        // version's recorded bytes, not the source's current ones.
-        let single = capture(&store, &artifacts, "single/model.onnx").unwrap();
-        assert_eq!(single[0].path, "model.onnx");
-        let again = capture(&store, &artifacts, &root_path).unwrap();
-        assert_eq!(again, store.version_files("my model", "1").unwrap());
-        for refused in [".weir/blobs", "", ".", "/"] {
-            assert!(
-                matches!(
-                    capture(&store, &artifacts, refused),
-                    Err(StoreError::InvalidParameter(_))
-                ),
-                "{refused:?}"
+            let files = capture(&artifacts, "run/model").await.unwrap();
+            assert_eq!(
+                files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+                ["MLmodel", "data/weights.bin"],
+                "{backend}"
             );
+            let (name, recorded) = (model.clone(), files.clone());
+            on_store(Box::new(move |s| {
+                s.create_model_version(
+                    "alice",
+                    &name,
+                    &NewVersion {
+                        sha256: digest(&recorded),
+                        files: recorded,
+                        ..NewVersion::default()
+                    },
+                )
+                .unwrap();
+            }))
+            .await;
+            artifacts
+                .put("run/model/data/weights.bin", b"w2")
+                .await
+                .unwrap();
+            let root_path = version_root(&model, "1");
+            let (s1, s2, r1) = (store.clone(), store.clone(), root_path.clone());
+            let (weights, mlmodel, name) = tokio::task::spawn_blocking({
+                let model = model.clone();
+                move || {
+                    (
+                        blob_of(&s1, &format!("{r1}/data/weights.bin"), NameForm::Encoded).unwrap(),
+                        blob_of(
+                            &s2,
+                            &format!(".weir/versions/{model}/1/MLmodel"),
+                            NameForm::Decoded,
+                        )
+                        .unwrap(),
+                        model,
+                    )
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!(
+                artifacts.get_blob(&weights).await.unwrap(),
+                b"w1",
+                "{backend}"
+            );
+            assert_eq!(artifacts.get_blob(&mlmodel).await.unwrap(), b"flavors: {}");
+
+            let (checks, r2, n2) = (store.clone(), root_path.clone(), name.clone());
+            tokio::task::spawn_blocking(move || {
+                let store = &*checks;
+                let encoded = encode_name(&n2);
+                for missing in [
+                    format!("{r2}/data"),
+                    format!("{r2}/nothing"),
+                    format!(".weir/versions/{encoded}/2/MLmodel"),
+                    format!(".weir/versions/{encoded}/x/MLmodel"),
+                    ".weir/blobs/sha256".to_owned(),
+                ] {
+                    assert!(
+                        matches!(
+                            blob_of(store, &missing, NameForm::Encoded),
+                            Err(StoreError::NotFound(_))
+                        ),
+                        "{missing}"
+                    );
+                }
+                let listed = list(store, &r2, NameForm::Encoded).unwrap();
+                assert_eq!(
+                    listed,
+                    [
+                        FileInfo {
+                            path: "MLmodel".into(),
+                            is_dir: false,
+                            file_size: Some(11)
+                        },
+                        FileInfo {
+                            path: "data".into(),
+                            is_dir: true,
+                            file_size: None
+                        },
+                    ]
+                );
+                assert_eq!(
+                    list(store, &format!("{r2}/data"), NameForm::Encoded).unwrap()[0].path,
+                    "weights.bin"
+                );
+                assert!(list(store, ".weir/versions", NameForm::Encoded)
+                    .unwrap()
+                    .is_empty());
+                // Another version's folder is that version's recorded files, not a new copy.
+                let again = recorded_copy(store, &r2).unwrap().unwrap();
+                assert_eq!(again, store.version_files(&n2, "1").unwrap());
+                assert_eq!(recorded_copy(store, "run/model").unwrap(), None);
+                assert!(matches!(
+                    recorded_copy(store, ".weir/blobs"),
+                    Err(StoreError::InvalidParameter(_))
+                ));
+            })
+            .await
+            .unwrap();
+
+            // A single file is recorded under its base name.
+            let single = capture(&artifacts, "single/model.onnx").await.unwrap();
+            assert_eq!(single[0].path, "model.onnx");
+            for refused in [".weir/blobs", "", ".", "/", "../x"] {
+                assert!(
+                    matches!(
+                        capture(&artifacts, refused).await,
+                        Err(StoreError::InvalidParameter(_))
+                    ),
+                    "{backend} {refused:?}"
+                );
+            }
+            assert!(capture(&artifacts, "nothing/here")
+                .await
+                .unwrap()
+                .is_empty());
         }
-        assert!(capture(&store, &artifacts, "nothing/here")
-            .unwrap()
-            .is_empty());
+    }
+}
+
+#[tokio::test]
+async fn s3_sources_that_cannot_be_read_are_refused_saying_why() {
+    let artifacts = ArtifactStore::in_memory();
+    for (source, why) in [
+        ("s3://", "s3://BUCKET/KEY"),
+        ("s3://bucket", "whole bucket"),
+        ("s3://bucket/", "whole bucket"),
+        ("s3://bucket/../x", "without '..'"),
+    ] {
+        let Err(StoreError::InvalidParameter(message)) = capture_s3(&artifacts, source).await
+        else {
+            panic!("{source} was accepted");
+        };
+        assert!(message.contains(source), "{message}");
+        assert!(message.contains(why), "{source}: {message}");
     }
 }

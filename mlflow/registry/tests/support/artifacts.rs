@@ -18,12 +18,18 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(tag: &str) -> Harness {
-        let (registry, root) = super::fresh("immutable", tag);
+        Harness::on(tag, super::backends::Backend::Folder)
+    }
+
+    /// A harness whose artifacts are on `backend`.
+    pub fn on(tag: &str, backend: super::backends::Backend) -> Harness {
+        let (registry, root) = super::fresh_on("immutable", tag, backend);
         Harness { registry, root }
     }
 
-    pub fn artifact_root(&self) -> PathBuf {
-        self.root.join("artifacts")
+    /// The artifact folder, on the folder backend.
+    pub fn artifact_root(&self) -> Option<PathBuf> {
+        self.registry.artifacts.folder_root().map(PathBuf::from)
     }
 
     pub async fn call(&self, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
@@ -117,10 +123,8 @@ impl Harness {
         files
     }
 
-    pub fn blob_count(&self) -> usize {
-        std::fs::read_dir(self.artifact_root().join(".weir/blobs/sha256"))
-            .map(|entries| entries.count())
-            .unwrap_or(0)
+    pub async fn blob_count(&self) -> usize {
+        self.registry.artifacts.blobs().await.unwrap().len()
     }
 }
 

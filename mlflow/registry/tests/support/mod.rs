@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses what it needs
 
 pub mod artifacts;
+pub mod backends;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,18 +15,25 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
 use weir_mlflow_wire::Authenticator;
-use weir_registry::artifacts::ArtifactStore;
 use weir_registry::{router, Registry, Store};
 
 /// A fresh registry on SQLite with its artifact store, in an emptied folder under the system's
 /// temporary folder named by the suite and the test, so parallel tests never share one.
 pub fn fresh(suite: &str, tag: &str) -> (Arc<Registry>, PathBuf) {
-    let root = std::env::temp_dir().join(format!("weir-{suite}-{tag}-{}", std::process::id()));
+    fresh_on(suite, tag, backends::Backend::Folder)
+}
+
+/// [`fresh`] with its artifacts on `backend` (a bucket gets a prefix of its own).
+pub fn fresh_on(suite: &str, tag: &str, backend: backends::Backend) -> (Arc<Registry>, PathBuf) {
+    let root = std::env::temp_dir().join(format!(
+        "weir-{suite}-{tag}-{backend:?}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let registry = Arc::new(Registry {
         store: Store::open(&format!("sqlite://{}", root.join("registry.db").display())).unwrap(),
-        artifacts: ArtifactStore::open(&root.join("artifacts")).unwrap(),
+        artifacts: backends::store(backend, &root, &format!("{suite}-{tag}")),
         sources: None,
     });
     (registry, root)

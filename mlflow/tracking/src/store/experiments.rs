@@ -79,7 +79,7 @@ impl TrackingStore {
             view.condition("experiments")
         );
         self.with(|db| {
-            page(db, &sql, values, max_results, offset, |db, row| {
+            page(db, &sql, &values, max_results, offset, |db, row| {
                 read_experiment(db, row.get(0)?)
             })
         })

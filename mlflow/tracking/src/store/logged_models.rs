@@ -180,7 +180,7 @@ impl TrackingStore {
         values.extend(filter_values);
         values.extend(order_values);
         self.with(|db| {
-            page(db, &sql, values, max_results, offset, |db, row| {
+            page(db, &sql, &values, max_results, offset, |db, row| {
                 read_logged_model(db, &row.get::<String>(0)?)
             })
         })

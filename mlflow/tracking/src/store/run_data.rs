@@ -67,7 +67,7 @@ impl TrackingStore {
                 db,
                 "SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_id = ? AND key = ?
                  ORDER BY step, timestamp, value LIMIT ? OFFSET ?",
-                vec![Value::from(run_id), Value::from(key)],
+                &[Value::from(run_id), Value::from(key)],
                 max_results,
                 offset,
                 |_, row| metric_from_row(row),

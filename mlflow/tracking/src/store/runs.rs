@@ -149,7 +149,7 @@ impl TrackingStore {
         values.extend(filter_values);
         values.extend(order_values);
         self.with(|db| {
-            let (run_ids, next) = page(db, &sql, values, max_results, offset, |_, row| {
+            let (run_ids, next) = page(db, &sql, &values, max_results, offset, |_, row| {
                 Ok(row.get::<String>(0)?)
             })?;
             Ok((read_runs(db, &run_ids)?, next))
