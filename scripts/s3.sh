@@ -16,7 +16,9 @@ cd "$(dirname "$0")/.."
 garage_version=2.5.0
 tools=${WEIR_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/weir/tools}
 garage=$tools/bin/garage
-dir=${WEIR_S3_DIR:-/tmp/weir-garage-$(printf %s "$PWD" | sha256sum | cut -c1-12)}
+# One server per machine user, whichever checkout starts it: the port is fixed, so two checkouts
+# (a fresh clone beside a working one) share it, as they share scripts/postgres.sh's server.
+dir=${WEIR_S3_DIR:-/tmp/weir-garage-$(id -u)}
 s3_port=${WEIR_S3_PORT:-53900}
 rpc_port=$((s3_port + 1))
 bucket=weir-test
