@@ -93,6 +93,10 @@ echo "== tracking on PostgreSQL: weir (pool of 1, pool of 8) vs mlflow server, s
   --postgres "$(scripts/postgres.sh)" --json target/bench-tracking-postgres.json
 
 echo
+echo "== artifacts: 1 GiB up and down through the registry, local folder vs S3 (Garage on loopback)"
+(eval "$(scripts/s3.sh)" && .venv/bin/python scripts/bench_artifacts.py --weir target/release/weir)
+
+echo
 echo "== training: weir train vs scikit-learn's MLPClassifier (same table, network and epochs)"
 .venv/bin/python scripts/bench_training.py --weir target/release/weir
 
