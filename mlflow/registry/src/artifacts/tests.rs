@@ -2,6 +2,7 @@
 //! crate's end-to-end tests run the bucket half against a real S3 server too).
 
 use super::*;
+use crate::test_bytes::noise;
 
 fn folder(tag: &str) -> ArtifactStore {
     let root = std::env::temp_dir().join(format!("weir-artifacts-{tag}-{}", std::process::id()));
@@ -15,18 +16,6 @@ fn each(tag: &str) -> Vec<(&'static str, ArtifactStore)> {
         ("folder", folder(tag)),
         ("bucket", ArtifactStore::in_memory()),
     ]
-}
-
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[tokio::test]

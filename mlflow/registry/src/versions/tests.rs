@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::test_bytes::noise;
 
 use crate::store::NewVersion;
 
@@ -9,19 +10,6 @@ fn scratch(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     root
-}
-
-/// Deterministic bytes that are not one repeated pattern (a xorshift stream).
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -1,22 +1,10 @@
 use super::*;
+use crate::test_bytes::noise;
 
 fn store(tag: &str) -> FolderStore {
     let root = std::env::temp_dir().join(format!("weir-folder-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     FolderStore::open(&root).unwrap()
-}
-
-/// Deterministic bytes that are not one repeated pattern (a xorshift stream).
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[test]
