@@ -71,7 +71,9 @@ fi
 running() { cli status >/dev/null 2>&1; }
 if ! running; then
   say "starting Garage on 127.0.0.1:$s3_port"
-  (cd "$dir" && setsid "$garage" -c "$config" server >"$dir/log" 2>&1 &)
+  # Every descriptor redirected on the whole background job: a shell left holding this script's
+  # stdout would keep `eval "$(scripts/s3.sh)"` waiting for as long as Garage runs.
+  (cd "$dir" && exec setsid "$garage" -c "$config" server) </dev/null >"$dir/log" 2>&1 &
   for _ in $(seq 1 100); do
     running && break
     sleep 0.1
