@@ -30,15 +30,16 @@ trap '__doc_fail $? "failed: $BASH_COMMAND"' ERR
 __doc_check() {
   if [ "$1" -ne 0 ]; then __doc_fail "$1" "exited with status $1"; exit "$1"; fi
 }
+# `-s`: the background command's shell may not have opened its log yet on the first look.
 __doc_ready_line() {
-  if grep -q 'weir serve listening on' "$1"; then
-    grep -n -m1 'weir serve ready' "$1"
+  if grep -qs 'weir serve listening on' "$1"; then
+    grep -ns -m1 'weir serve ready' "$1"
   else
-    grep -n -m1 -E 'listening on|weir up ready' "$1"
+    grep -ns -m1 -E 'listening on|weir up ready' "$1"
   fi
 }
 __doc_awaited() {
-  if grep -q 'weir serve listening on' "$1"; then echo 'weir serve ready'; else echo 'listening on'; fi
+  if grep -qs 'weir serve listening on' "$1"; then echo 'weir serve ready'; else echo 'listening on'; fi
 }
 __doc_bg() {
   local pid=$1 log=$2 ticks=$(( __DOC_BG_TIMEOUT * 10 )) i found status
