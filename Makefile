@@ -26,8 +26,9 @@ PG = export WEIR_TEST_POSTGRES_URL=$$(scripts/postgres.sh) WEIR_REQUIRE_POSTGRES
 # (Garage, scripts/s3.sh), with the standard AWS_* variables pointing at it.
 S3 = eval "$$(scripts/s3.sh)" && export WEIR_REQUIRE_S3=1 &&
 
+# Set-up installs the W3C HTML checker the dashboard's page tests run; its absence is a failure.
 unit-test:
-	$(PG) $(S3) cargo test --workspace --exclude weir-benches
+	$(PG) $(S3) WEIR_REQUIRE_VNU=1 cargo test --workspace --exclude weir-benches
 
 # The binary is built the way `cargo test` builds it (same features), so nothing is compiled twice.
 python-test:

@@ -24,6 +24,28 @@ if ! command -v prometheus >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# The dashboard's browser tests drive Debian's chromium through Playwright (requirements.txt):
+# the system browser, never a downloaded build (nothing here runs `playwright install`).
+if ! command -v chromium >/dev/null; then
+  say "installing chromium (the dashboard's browser tests)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+fi
+# The W3C Nu Html Checker (vnu.jar, npm package vnu-jar) judges every dashboard page; it is Java.
+if ! command -v java >/dev/null; then
+  say "installing a Java runtime (default-jre-headless) for the HTML checker"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jre-headless >/dev/null
+fi
+# npm ci from the committed lock file; --ignore-scripts because vnu-jar's postinstall would
+# download a Java runtime of its own.
+browser_stamp=tests/browser/node_modules/.package-lock.sha256
+browser_want=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$browser_stamp" 2>/dev/null)" != "$browser_want" ]; then
+  say "installing the HTML checker (npm ci in tests/browser)"
+  command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
+  (cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund --silent)
+  echo "$browser_want" > "$browser_stamp"
+fi
+
 # python3 with venv; Debian's python3 needs python3-venv for that.
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   say "installing python3-venv"

@@ -4,9 +4,12 @@
 //! listener, signals).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use weir_dashboard::serving::{Serving, ServingConfig};
+use weir_http::admin_token::AdminToken;
 use weir_mlflow_server::Config;
 use weir_mlflow_wire::Authenticator;
 
@@ -66,8 +69,59 @@ pub struct RegistryArgs {
         default_value = "production,champion"
     )]
     protected_aliases: Vec<String>,
+    /// A router's admin API whose routes the dashboard's serving pages show and change
+    /// (`http://127.0.0.1:8001`); repeatable, or a comma-separated WEIR_ROUTERS.
+    #[arg(
+        long = "router",
+        env = "WEIR_ROUTERS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    routers: Vec<String>,
+    /// A file holding the routers' admin token (the one `weir route --admin-token-file` reads),
+    /// sent by the dashboard's polls and its set-percent / promote / rollback forms.
+    #[arg(long, env = "WEIR_ROUTER_TOKEN_FILE", value_name = "FILE")]
+    router_token_file: Option<PathBuf>,
+    /// An autoscaler's metrics address (`http://127.0.0.1:9102`) whose decisions the serving
+    /// pages show; repeatable, or a comma-separated WEIR_AUTOSCALERS.
+    #[arg(
+        long = "autoscaler",
+        env = "WEIR_AUTOSCALERS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    autoscalers: Vec<String>,
     #[command(flatten)]
     limits: crate::server_limits::ServerLimitsArgs,
+}
+
+/// What the dashboard watches: the routers and autoscalers named, and the router token read
+/// from its file now (a missing or empty file stops the start, naming the file).
+fn serving(args: &RegistryArgs) -> anyhow::Result<Serving> {
+    let given = |urls: &[String]| -> Vec<String> {
+        urls.iter()
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+            .collect()
+    };
+    let router_token = args
+        .router_token_file
+        .as_deref()
+        .map(AdminToken::from_file)
+        .transpose()?;
+    let serving = Serving::new(ServingConfig {
+        routers: given(&args.routers),
+        router_token,
+        autoscalers: given(&args.autoscalers),
+    })?;
+    if serving.is_watching() {
+        tracing::info!(
+            routers = ?serving.router_urls(),
+            autoscalers = args.autoscalers.len(),
+            "the dashboard watches these routers"
+        );
+    }
+    Ok(serving)
 }
 
 /// 1 to 1024 connections: at least one to work at all, and a bound well past any server's
@@ -83,6 +137,7 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
         None => Authenticator::anonymous(),
     };
     refuse_open_exposure(&args.host, &authenticator, args.allow_anonymous)?;
+    let serving = Arc::new(serving(&args)?);
     let stores = weir_mlflow_server::open(Config {
         database: args.db,
         pool_size: args.db_pool_size,
@@ -110,8 +165,12 @@ pub async fn run(args: RegistryArgs) -> anyhow::Result<()> {
             let pool = database.pool_stats();
             (pool.size, pool.in_use)
         });
-    let (app, _) = weir_mlflow_server::app_with_metrics(&stores, authenticator, metrics);
+    let (app, _) =
+        weir_mlflow_server::app_with_dashboard(&stores, authenticator, metrics, serving.clone());
+    // Polls the watched routers and autoscalers for the serving pages until the server stops.
+    let sampler = serving.start();
     server.serve(listener, app, shutdown_signal()).await;
+    sampler.abort();
     Ok(())
 }
 
@@ -139,3 +198,74 @@ fn refuse_open_exposure(
 
 #[cfg(test)]
 mod tests;
+
+/// `--router`, `--router-token-file` and `--autoscaler` as `weir registry` reads them.
+#[cfg(test)]
+mod serving_flags {
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Registry {
+        #[command(flatten)]
+        args: super::RegistryArgs,
+    }
+
+    fn serving(flags: &[&str]) -> anyhow::Result<super::Serving> {
+        let parsed =
+            Registry::try_parse_from(std::iter::once("registry").chain(flags.iter().copied()))?;
+        super::serving(&parsed.args)
+    }
+
+    #[test]
+    fn routers_and_autoscalers_are_repeatable_or_comma_separated() {
+        let watched = serving(&[
+            "--router",
+            "http://127.0.0.1:8001/",
+            "--router",
+            "http://10.0.0.2:8001,https://r.example",
+            "--autoscaler",
+            "http://127.0.0.1:9102",
+        ])
+        .unwrap();
+        assert_eq!(
+            watched.router_urls(),
+            vec![
+                "http://127.0.0.1:8001",
+                "http://10.0.0.2:8001",
+                "https://r.example"
+            ]
+        );
+        assert!(watched.is_watching());
+        assert!(!serving(&[]).unwrap().is_watching());
+    }
+
+    #[test]
+    fn a_bad_url_or_token_file_stops_the_start_naming_it() {
+        let bad = serving(&["--router", "127.0.0.1:8001"]).unwrap_err();
+        assert!(bad.to_string().contains("'127.0.0.1:8001'"), "{bad}");
+        let bad = serving(&["--autoscaler", "ftp://x"]).unwrap_err();
+        assert!(bad.to_string().contains("'ftp://x'"), "{bad}");
+
+        let folder =
+            std::env::temp_dir().join(format!("weir-registry-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let missing = folder.join("missing.token");
+        let refused = serving(&["--router-token-file", missing.to_str().unwrap()]).unwrap_err();
+        assert!(refused.to_string().contains("missing.token"), "{refused}");
+        let empty = folder.join("empty.token");
+        std::fs::write(&empty, " \n").unwrap();
+        let refused = serving(&["--router-token-file", empty.to_str().unwrap()]).unwrap_err();
+        assert!(refused.to_string().contains("empty"), "{refused}");
+        let good = folder.join("good.token");
+        std::fs::write(&good, "s3cret-router-token\n").unwrap();
+        let watched = serving(&[
+            "--router",
+            "http://127.0.0.1:8001",
+            "--router-token-file",
+            good.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert!(!format!("{watched:?}").contains("s3cret-router-token"));
+        let _ = std::fs::remove_dir_all(&folder);
+    }
+}

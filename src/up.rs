@@ -14,6 +14,7 @@
 mod configs;
 mod demo;
 mod folder;
+mod ports;
 mod resolve;
 
 use std::path::{Path, PathBuf};
@@ -142,6 +143,11 @@ async fn start(
         .env_remove("WEIR_TOKENS")
         .env_remove("WEIR_HOST")
         .env_remove("WEIR_STATE")
+        // The registry's dashboard watches this stack's router and autoscaler, which take no
+        // token; another router's token from the caller's environment must not be sent here.
+        .env_remove("WEIR_ROUTERS")
+        .env_remove("WEIR_AUTOSCALERS")
+        .env_remove("WEIR_ROUTER_TOKEN_FILE")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -291,6 +297,9 @@ async fn start_stack(
     } else {
         args.config.clone()
     };
+    // The registry's dashboard shows the router and the autoscaler, which start after it.
+    let admin_port = ports::pick(args.router_admin_port)?;
+    let autoscaler_port = ports::pick(0)?;
     let registry = start(
         weir,
         "registry",
@@ -302,6 +311,10 @@ async fn start_stack(
             format!("sqlite://{}", dir.join("registry.db").display()),
             "--artifacts".into(),
             dir.join("artifacts").display().to_string(),
+            "--router".into(),
+            format!("http://127.0.0.1:{admin_port}"),
+            "--autoscaler".into(),
+            format!("http://127.0.0.1:{autoscaler_port}"),
         ],
         1,
     )
@@ -335,7 +348,7 @@ async fn start_stack(
             "--admin-host".into(),
             "127.0.0.1".into(),
             "--admin-port".into(),
-            args.router_admin_port.to_string(),
+            admin_port.to_string(),
         ],
         2,
     )
@@ -359,7 +372,7 @@ async fn start_stack(
             "--config".into(),
             dir.join("autoscaler.toml").display().to_string(),
             "--http-port".into(),
-            "0".into(),
+            autoscaler_port.to_string(),
         ],
         1,
     )
@@ -460,6 +473,8 @@ fn print_welcome(
     // test) must not make the whole stack panic on a closed pipe.
     crate::announce(format_args!(
         r#"Stack {config} ({state}).
+
+dashboard: {registry}/
 
 Try:
   curl -s -X POST {router}/v2/models/{model}/infer -d {request} -D -{pin}

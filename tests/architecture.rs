@@ -18,7 +18,7 @@ const STORES: &[&str] = &["weir-registry", "weir-tracking", "weir-coordination"]
 
 /// The crates that may compile the stores in: the binary (which starts `weir registry`) and the
 /// server crate that wires both stores behind one access layer.
-const STORE_OWNERS: &[&str] = &["weir", "weir-mlflow-server"];
+const STORE_OWNERS: &[&str] = &["weir", "weir-mlflow-server", "weir-dashboard"];
 
 /// Each room's package and folder (issue 18's layout).
 const ROOMS: &[(&str, &str)] = &[
@@ -35,6 +35,7 @@ const ROOMS: &[(&str, &str)] = &[
     ("weir-autoscaler", "autoscaler"),
     ("weir-training", "training"),
     ("weir-coordination", "coordination"),
+    ("weir-dashboard", "dashboard"),
 ];
 
 /// The workspace's graph: each member's folder, and each member's normal dependencies (by
@@ -216,6 +217,24 @@ fn routers_share_their_state_over_http_only() {
         found.is_empty(),
         "weir-router reaches the shared state through the registry's HTTP API, never its \
          database: {found:#?}"
+    );
+}
+
+#[test]
+fn the_dashboard_watches_serving_over_http_only() {
+    let found = graph().violations(
+        ["weir-dashboard"],
+        &[
+            "weir-router",
+            "weir-autoscaler",
+            "weir-runtime",
+            "weir-mlflow-server",
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "weir-dashboard reads routers and autoscalers through their HTTP APIs and is mounted by \
+         the MLflow server, never the other way round: {found:#?}"
     );
 }
 

@@ -34,13 +34,22 @@ fn up(cwd: &Path, args: &[&str]) -> Up {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    output.read_line(&mut first).unwrap();
     assert!(
         first.starts_with("weir up ready: router http://"),
         "{first}"
     );
+    // The welcome names the dashboard, served by the registry, a few lines on.
+    let mut dashboard = None;
+    for _ in 0..10 {
+        let mut line = String::new();
+        output.read_line(&mut line).unwrap();
+        if let Some(url) = line.trim().strip_prefix("dashboard: ") {
+            dashboard = Some(url.to_owned());
+            break;
+        }
+    }
     // weir up ready: router URL, registry URL, autoscaler metrics URL, router admin API URL
     let word = |n: usize| {
         first
@@ -51,9 +60,15 @@ fn up(cwd: &Path, args: &[&str]) -> Up {
             .trim_start_matches("http://")
             .to_owned()
     };
+    let registry = word(6);
+    assert_eq!(
+        dashboard.as_deref(),
+        Some(format!("http://{registry}/").as_str()),
+        "the welcome prints the dashboard's URL"
+    );
     Up {
         router: word(4),
-        registry: word(6),
+        registry,
         admin: word(13),
         child,
     }
@@ -213,6 +228,22 @@ fn the_demo_runs_from_any_folder_and_starts_afresh_unless_resumed() {
             }
         }
     }
+
+    // The registry's dashboard watches the stack's router: iris shows on its serving page
+    // (within a few of its two-second polls).
+    let mut page = String::new();
+    for _ in 0..50 {
+        let (status, body) = common::get(&stack.registry, "/ui/serving/iris");
+        page = body;
+        if status == 200 && page.contains("iris-canary") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        page.contains("serving-weight\">90%") && page.contains("iris-canary"),
+        "{page}"
+    );
 
     // Someone moves the canary to 50%; the next run starts afresh all the same.
     stack.set_canary("50");

@@ -15,6 +15,7 @@ pub mod router_client;
 pub mod server;
 pub mod testing;
 mod tls;
+pub mod utc;
 
 use std::path::Path;
 use std::time::Duration;

@@ -195,3 +195,17 @@ class MlflowServer:
             self.process.wait(timeout=15)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium (/usr/bin/chromium), headless, driven by Playwright for the dashboard's
+    browser tests; never a downloaded browser build (`playwright install` is never run)."""
+    from playwright.sync_api import sync_playwright
+
+    from dashboard_browser import launch
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()

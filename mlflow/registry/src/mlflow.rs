@@ -30,6 +30,10 @@ mod audit;
 mod models;
 mod requests;
 mod serving;
+
+/// The API's refusal of a version weir cannot serve, for other front ends (the dashboard's
+/// forms) that must refuse exactly what the API refuses.
+pub use serving::refuse_unservable;
 mod versions;
 
 /// The registry behind the API.

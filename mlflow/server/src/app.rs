@@ -1,11 +1,13 @@
-//! Registry, tracking and the routers' coordination API on one router behind one access layer,
-//! recorded in the registry's metrics (served on the same router as `GET /metrics`).
+//! Registry, tracking, the routers' coordination API and the dashboard on one router behind one
+//! access layer, recorded in the registry's metrics (served on the same router as `GET /metrics`).
 
 mod metrics;
 
 use std::sync::Arc;
 
 use axum::Router;
+use weir_dashboard::serving::Serving;
+use weir_dashboard::Dashboard;
 use weir_mlflow_wire::{AccessLayer, Authenticator, EndpointTable, Refusal};
 
 pub use metrics::RegistryMetrics;
@@ -30,7 +32,25 @@ pub fn app_with_metrics(
     authenticator: Authenticator,
     metrics: RegistryMetrics,
 ) -> (Router, EndpointTable) {
+    app_with_dashboard(stores, authenticator, metrics, Arc::default())
+}
+
+/// [`app_with_metrics`], with a dashboard that shows the routers and autoscalers `serving`
+/// watches (`weir registry --router URL --autoscaler URL`).
+pub fn app_with_dashboard(
+    stores: &Stores,
+    authenticator: Authenticator,
+    metrics: RegistryMetrics,
+    serving: Arc<Serving>,
+) -> (Router, EndpointTable) {
     let metrics = Arc::new(metrics);
+    let (dashboard_routes, dashboard_endpoints) = weir_dashboard::routes(Dashboard {
+        registry: stores.registry.clone(),
+        tracking: stores.tracking.clone(),
+        serving,
+        anonymous: !authenticator.requires_credentials(),
+        authenticator: authenticator.clone(),
+    });
     let (tracking_routes, mut endpoints) = weir_tracking::routes(stores.tracking.clone());
     let (registry_routes, registry_endpoints) =
         weir_registry::mlflow::routes(stores.registry.clone());
@@ -40,6 +60,7 @@ pub fn app_with_metrics(
     endpoints.extend(coordination_endpoints);
     let (metrics_routes, metrics_endpoints) = metrics::routes(metrics.clone());
     endpoints.extend(metrics_endpoints);
+    endpoints.extend(dashboard_endpoints);
     let registry = stores.registry.clone();
     let audit = weir_mlflow_wire::queued_sink(REFUSALS_QUEUED, move |refusal: Refusal| {
         let needed = refusal.needed.map_or_else(
@@ -62,7 +83,12 @@ pub fn app_with_metrics(
         .merge(registry_routes)
         .merge(coordination_routes)
         .merge(metrics_routes)
-        .layer(AccessLayer::new(table.clone(), authenticator).with_refusals(audit));
+        .merge(dashboard_routes)
+        .layer(
+            AccessLayer::new(table.clone(), authenticator)
+                .with_refusals(audit)
+                .with_browser_pages(weir_dashboard::browser_pages()),
+        );
     // Outside the access layer, so refusals are counted; inside the panic layer, which stays
     // outermost (a request that panics is answered 500 and counted in weir_panics_total
     // rather than in the request counts).

@@ -9,7 +9,7 @@ mod stores;
 
 use std::path::PathBuf;
 
-pub use app::{app, app_with_metrics, RegistryMetrics};
+pub use app::{app, app_with_dashboard, app_with_metrics, RegistryMetrics};
 pub use stores::{open, Stores};
 pub use weir_sql::DEFAULT_POOL_SIZE;
 

@@ -128,6 +128,49 @@ async fn status(
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The dashboard's pages answer refusals as pages: no credential → the sign-in form, a role
+/// missing → a 403 page naming it. (A page's form without its CSRF token is refused too, but
+/// for that reason, not the role: the dashboard tests check it.)
+fn check_page(
+    endpoint: &weir_mlflow_wire::Endpoint,
+    path: &str,
+    caller: &str,
+    role: Option<Role>,
+    got: u16,
+    body: &str,
+    failures: &mut Vec<String>,
+) {
+    let method = &endpoint.method;
+    let sent_to_sign_in = got == 303;
+    let role_refused = got == 403 && body.contains("it needs the");
+    let expected_ok = match (endpoint.access, role) {
+        (Access::Public, _) => true,
+        (Access::Needs(_), None) => {
+            if !sent_to_sign_in {
+                failures.push(format!(
+                    "{caller} {method} {path}: {got}, expected the sign-in form"
+                ));
+            }
+            return;
+        }
+        (Access::Needs(needed), Some(held)) => weir_mlflow_wire::Identity {
+            name: caller.to_owned(),
+            roles: [held].into(),
+        }
+        .holds(needed),
+    };
+    if expected_ok == role_refused {
+        failures.push(format!(
+            "{caller} {method} {path}: got {got} ({body}), expected {}",
+            if expected_ok {
+                "an answer"
+            } else {
+                "a 403 page naming the role"
+            }
+        ));
+    }
+}
+
 #[tokio::test]
 async fn every_endpoint_answers_each_caller_by_role() {
     let server = server(
@@ -201,6 +244,10 @@ async fn every_endpoint_answers_each_caller_by_role() {
         let path = concrete(&endpoint.path);
         for (caller, auth, role) in CALLERS {
             let (got, body) = status(&server.app, &endpoint.method, &path, auth).await;
+            if endpoint.path == "/" || endpoint.path.starts_with("/ui") {
+                check_page(endpoint, &path, caller, role, got, &body, &mut failures);
+                continue;
+            }
             let expected_ok = match (endpoint.access, role) {
                 (Access::Public, _) => true,
                 (Access::Needs(_), None) => {
@@ -234,7 +281,19 @@ async fn every_endpoint_answers_each_caller_by_role() {
         .filter(|e| e.access == Access::Public)
         .map(|e| e.path.as_str())
         .collect();
-    assert_eq!(public, ["/health", "/version"]);
+    assert_eq!(
+        public,
+        [
+            "/health",
+            "/version",
+            "/",
+            "/ui",
+            "/ui/sign-in",
+            "/ui/sign-in",
+            "/ui/sign-out",
+            "/ui/static/{file}"
+        ]
+    );
     // Unknown paths and methods answer nobody anonymous.
     assert_eq!(
         status(&server.app, &Method::GET, "/api/2.0/nope", None)

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::handler::Handler;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
@@ -198,12 +198,35 @@ pub fn queued_sink(
     })
 }
 
+/// Where a browser page (the dashboard) keeps its credential and how its refusals look.
+///
+/// Browsers cannot send `Authorization` from a link or a form, so pages under `prefix` may carry
+/// the token in a cookie instead — and only they: the API keeps to headers, so a cross-site
+/// form can never reach it with a browser's ambient credential. Pages answer refusals as pages
+/// (a sign-in form, a readable 403) rather than MLflow's JSON.
+#[derive(Clone)]
+pub struct BrowserPages {
+    /// Paths starting with this (`/ui/`) are pages.
+    pub prefix: String,
+    /// The token a page request carries in its cookie, if any.
+    pub credential: PageCredential,
+    /// The answer to a refused page request: its status, the reason, the request refused.
+    pub refuse: PageRefusal,
+}
+
+/// Reads a page request's credential from its headers.
+pub type PageCredential = Arc<dyn Fn(&HeaderMap) -> Option<String> + Send + Sync>;
+
+/// Answers a refused page request: its status, the reason, the request.
+pub type PageRefusal = Arc<dyn Fn(StatusCode, &str, &Request) -> Response + Send + Sync>;
+
 /// Checks every request against the [`EndpointTable`]; see the module docs.
 #[derive(Clone)]
 pub struct AccessLayer {
     table: Arc<EndpointTable>,
     authenticator: Authenticator,
     refusals: Option<RefusalSink>,
+    pages: Option<BrowserPages>,
 }
 
 impl AccessLayer {
@@ -212,7 +235,14 @@ impl AccessLayer {
             table: Arc::new(table),
             authenticator,
             refusals: None,
+            pages: None,
         }
+    }
+
+    /// Lets the pages `pages` describes authenticate by cookie and answer refusals as pages.
+    pub fn with_browser_pages(mut self, pages: BrowserPages) -> AccessLayer {
+        self.pages = Some(pages);
+        self
     }
 
     /// Sends every refusal to `sink` (the registry writes them to its audit log).
@@ -228,19 +258,35 @@ impl AccessLayer {
         let Access::Needs(role) = access else {
             return None;
         };
-        let refuse = |who: String, needed: Option<Role>, response: Response| {
+        let page = self
+            .pages
+            .as_ref()
+            .filter(|pages| request.uri().path().starts_with(&pages.prefix));
+        let refuse = |who: String, needed: Option<Role>, status: StatusCode, message: &str| {
+            let response = match page {
+                Some(pages) => (pages.refuse)(status, message, request),
+                None => api_refusal(status, message),
+            };
             if let Some(sink) = &self.refusals {
                 sink(Refusal {
                     who,
                     method: request.method().to_string(),
                     path: request.uri().path().to_owned(),
                     needed,
-                    status: response.status().as_u16(),
+                    status: status.as_u16(),
                 });
             }
             Some(response)
         };
-        match self.authenticator.authenticate(request.headers()) {
+        let cookie_token = page
+            .filter(|_| !request.headers().contains_key(header::AUTHORIZATION))
+            .filter(|_| self.authenticator.requires_credentials())
+            .and_then(|pages| (pages.credential)(request.headers()));
+        let authenticated = match cookie_token {
+            Some(token) => self.authenticator.authenticate_token(&token),
+            None => self.authenticator.authenticate(request.headers()),
+        };
+        match authenticated {
             Ok(identity) if identity.holds(role) => {
                 request.extensions_mut().insert(identity);
                 None
@@ -252,27 +298,35 @@ impl AccessLayer {
                     request.method(),
                     request.uri().path()
                 );
-                let response = mlflow_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", &message);
-                refuse(identity.name, Some(role), response)
+                refuse(identity.name, Some(role), StatusCode::FORBIDDEN, &message)
             }
             Err(why) => {
-                let mut response = mlflow_error(
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHENTICATED",
-                    &why.to_string(),
-                );
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"weir\""),
-                );
                 let who = match why {
                     Unauthenticated::Missing => "anonymous",
                     Unauthenticated::Invalid | Unauthenticated::Malformed => "invalid credential",
                 };
-                refuse(who.to_owned(), None, response)
+                refuse(
+                    who.to_owned(),
+                    None,
+                    StatusCode::UNAUTHORIZED,
+                    &why.to_string(),
+                )
             }
         }
     }
+}
+
+/// MLflow's error body for a refusal; a 401 also names the scheme to answer with.
+fn api_refusal(status: StatusCode, message: &str) -> Response {
+    if status != StatusCode::UNAUTHORIZED {
+        return mlflow_error(status, "PERMISSION_DENIED", message);
+    }
+    let mut response = mlflow_error(status, "UNAUTHENTICATED", message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"weir\""),
+    );
+    response
 }
 
 impl<S> tower::Layer<S> for AccessLayer {

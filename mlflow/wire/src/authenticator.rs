@@ -166,6 +166,21 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// The identity a bare token names (a browser session's cookie, a sign-in form). Without
+    /// identities there is nothing to check a token against, so it names nobody.
+    pub fn authenticate_token(&self, token: &str) -> Result<Identity, Unauthenticated> {
+        let Some(identities) = &self.identities else {
+            return Err(Unauthenticated::Invalid);
+        };
+        identities
+            .load()
+            .find(token)
+            .cloned()
+            .ok_or(Unauthenticated::Invalid)
+    }
+}
+
 fn parse(path: &Path, text: &[u8]) -> Result<Identities, LoadError> {
     let invalid = |source| LoadError::Invalid {
         path: path.to_path_buf(),

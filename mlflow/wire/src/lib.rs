@@ -11,7 +11,9 @@ pub mod filter;
 pub mod identity;
 pub mod request;
 
-pub use access::{queued_sink, Access, AccessLayer, Endpoint, EndpointTable, Refusal, Routes};
+pub use access::{
+    queued_sink, Access, AccessLayer, BrowserPages, Endpoint, EndpointTable, Refusal, Routes,
+};
 pub use authenticator::{Authenticator, LoadError, Unauthenticated};
 pub use error::{mlflow_error, ErrorCode, MlflowError};
 pub use filter::{Filter, FilterError, OrderBy};

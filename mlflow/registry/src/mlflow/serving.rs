@@ -18,7 +18,7 @@ use crate::store::VersionFile;
 /// Refuses `what` ("approve", "point the protected alias 'x' at") for a version weir cannot
 /// serve, naming what would make it servable. `INVALID_PARAMETER_VALUE` (400): MLflow has no
 /// failed-precondition code, and its `INVALID_STATE` is a 500, which the client retries.
-pub(super) fn refuse_unservable(
+pub fn refuse_unservable(
     r: &Registry,
     name: &str,
     version: &str,
