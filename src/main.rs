@@ -87,7 +87,12 @@ struct ServeArgs {
     /// HTTP port; 0 picks a free one (the chosen port is logged).
     #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 8080)]
     http_port: u16,
-    /// Largest request body accepted, in bytes; larger requests get 413.
+    /// Also serve the Open Inference Protocol over gRPC (and grpc.health.v1) on this port of the
+    /// same host; 0 picks a free one (printed after the HTTP address). Off unless given.
+    #[arg(long, env = "WEIR_GRPC_PORT")]
+    grpc_port: Option<u16>,
+    /// Largest request body accepted, in bytes; larger requests get 413 (a larger gRPC
+    /// message: RESOURCE_EXHAUSTED).
     #[arg(long, env = "WEIR_MAX_BODY_BYTES", default_value_t = ServeConfig::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Inference requests held at once across all models; more get 503 with Retry-After at once.
@@ -220,6 +225,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let config = ServeConfig {
+        grpc_port: args.grpc_port,
         max_body_bytes: args.max_body_bytes,
         max_concurrent_requests: args.max_concurrent_requests.max(1),
         limits: args.limits.limits(),
@@ -259,6 +265,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "weir serve listening on http://{}",
         server.local_addr()
     ));
+    // The second line, so scripts reading the first (the HTTP address) are unaffected.
+    if let Some(grpc) = server.grpc_addr() {
+        announce(format_args!("weir serve gRPC listening on {grpc}"));
+    }
     tokio::select! {
         loaded = server.wait_ready() => {
             let elapsed = loaded.context("cannot load the model repository")?;

@@ -43,6 +43,11 @@ pub struct RouteArgs {
     /// Data-plane HTTP port; 0 picks a free one (printed on the first line).
     #[arg(long, env = "WEIR_HTTP_PORT", default_value_t = 8000)]
     http_port: u16,
+    /// Serve gRPC (the Open Inference Protocol's GRPCInferenceService, HTTP/2) on this port of
+    /// --host; 0 picks a free one (printed on the third line). Off unless given. The replicas'
+    /// gRPC port is `grpc_port` in the routes file's [settings].
+    #[arg(long, env = "WEIR_GRPC_PORT")]
+    grpc_port: Option<u16>,
     /// Address the admin API listens on. Anything but loopback needs a token (or
     /// --allow-anonymous).
     #[arg(long, env = "WEIR_ADMIN_HOST", default_value = "127.0.0.1")]
@@ -132,6 +137,26 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {admin_address} for the admin API"))?;
     let admin_bound = admin_listener.local_addr()?;
+    let grpc_listener = match args.grpc_port {
+        Some(port) => {
+            let grpc_address = resolve(&args.host, port).await?;
+            anyhow::ensure!(
+                port == 0 || (port != args.http_port && port != args.admin_port),
+                "--grpc-port {port} is also the HTTP or admin port: gRPC needs a port of its own"
+            );
+            let listener = tokio::net::TcpListener::bind(grpc_address)
+                .await
+                .with_context(|| format!("cannot listen on {grpc_address} for gRPC"))?;
+            if router.table.load().settings.grpc_port.is_none() {
+                tracing::warn!(
+                    config = %args.config.display(),
+                    "--grpc-port is given but the routes file sets no grpc_port in [settings]: every gRPC call will be refused (UNIMPLEMENTED)"
+                );
+            }
+            Some(listener)
+        }
+        None => None,
+    };
     router.spawn_background();
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -140,13 +165,30 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
     let (bound, handles) = router
         .serve_on_workers(address, workers, stopped.clone())
         .with_context(|| format!("cannot listen on {address}"))?;
+    let grpc = match grpc_listener {
+        Some(listener) => {
+            let grpc_bound = listener.local_addr()?;
+            let limits = *args.limits.server().limits();
+            Some((
+                grpc_bound,
+                router.serve_grpc(listener, limits, stopped.clone()),
+            ))
+        }
+        None => None,
+    };
     let admin = router.serve_admin(admin_listener, args.limits.server(), stopped);
     // The data address first: scripts and tests read the first line.
     crate::announce(format_args!("weir route listening on http://{bound}"));
     crate::announce(format_args!("weir route admin API on http://{admin_bound}"));
+    if let Some((grpc_bound, _)) = &grpc {
+        crate::announce(format_args!("weir route gRPC on http://{grpc_bound}"));
+    }
     crate::shutdown_signal().await;
     let _ = stop.send(true);
     let _ = admin.await;
+    if let Some((_, grpc)) = grpc {
+        let _ = grpc.await;
+    }
     tokio::task::spawn_blocking(move || {
         for handle in handles {
             let _ = handle.join();

@@ -148,6 +148,8 @@ async fn start(
         .env_remove("WEIR_ROUTERS")
         .env_remove("WEIR_AUTOSCALERS")
         .env_remove("WEIR_ROUTER_TOKEN_FILE")
+        // Every replica would try to bind the one gRPC port a caller's environment names.
+        .env_remove("WEIR_GRPC_PORT")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

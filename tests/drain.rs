@@ -86,7 +86,7 @@ fn sigterm_finishes_every_accepted_request_then_exits_zero() {
         in_flight_at_signal = metric(&text, r#"weir_inflight_requests{model="mlp",version="1"}"#);
         let answered = metric(
             &text,
-            r#"weir_inference_requests_total{model="mlp",version="1",code="200"}"#,
+            r#"weir_inference_requests_total{model="mlp",version="1",code="200",protocol="http"}"#,
         );
         in_flight_at_signal + answered == 6
     });

@@ -168,24 +168,16 @@ async fn sign_in(
     axum::Form(form): axum::Form<SignIn>,
 ) -> Response {
     let session = Session::of(&headers);
-    if !page::same_origin(&headers) || !Session::csrf_matches(&headers, &form.csrf) {
-        return page::bare_error_page(
-            &session,
-            StatusCode::FORBIDDEN,
-            "the sign-in form's CSRF token does not belong to this browser's session; reload the sign-in page and try again",
-        );
+    if let Some(refused) = foreign_form(&headers, &session, &form.csrf) {
+        return refused;
     }
     let next = local_path(form.next.as_deref());
     let token = form.token.trim();
     match state.authenticator.authenticate_token(token) {
         Ok(identity) => {
             tracing::info!(user = %identity.name, "dashboard sign-in");
-            let mut response = page::see_other(&next);
             let cookie = session::set_cookie(&session::signed_in_value(token), true, session.https);
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
-            response
+            with_cookie(page::see_other(&next), &cookie)
         }
         Err(_) => {
             let mut response = page::render_public(
@@ -199,6 +191,19 @@ async fn sign_in(
     }
 }
 
+/// The refusal of a sign-in or sign-out form that did not come from this browser's own page
+/// (these two run before anyone is known, so not through [`page::Posted`]).
+fn foreign_form(headers: &HeaderMap, session: &Session, csrf: &str) -> Option<Response> {
+    if page::same_origin(headers) && Session::csrf_matches(headers, csrf) {
+        return None;
+    }
+    Some(page::bare_error_page(
+        session,
+        StatusCode::FORBIDDEN,
+        "the form's CSRF token does not belong to this browser's session; reload the page and try again",
+    ))
+}
+
 #[derive(Deserialize)]
 struct SignOut {
     #[serde(default)]
@@ -208,16 +213,15 @@ struct SignOut {
 /// Replaces the signed-in cookie with a fresh one that signs nobody in.
 async fn sign_out(headers: HeaderMap, axum::Form(form): axum::Form<SignOut>) -> Response {
     let session = Session::of(&headers);
-    if !page::same_origin(&headers) || !Session::csrf_matches(&headers, &form.csrf) {
-        return page::bare_error_page(
-            &session,
-            StatusCode::FORBIDDEN,
-            "the sign-out form's CSRF token does not belong to this browser's session",
-        );
+    if let Some(refused) = foreign_form(&headers, &session, &form.csrf) {
+        return refused;
     }
-    let mut response = page::see_other("/ui/sign-in");
     let cookie = session::set_cookie(&session::new_nonce(), false, session.https);
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+    with_cookie(page::see_other("/ui/sign-in"), &cookie)
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response

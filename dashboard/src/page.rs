@@ -118,38 +118,34 @@ pub(crate) fn fragment(viewer: &Viewer, template: &str, context: Value) -> Respo
 
 /// A page that says what went wrong, with the layout so the reader can go on from it.
 pub(crate) fn error_page(viewer: &Viewer, status: StatusCode, message: &str) -> Response {
-    let context = context! {
-        me => viewer.me(),
-        csrf => viewer.csrf,
-        anonymous => viewer.anonymous,
-        status => status.as_u16(),
-        reason => status.canonical_reason().unwrap_or("Error"),
-        message => message,
-    };
-    respond(
+    with_status(
+        render(viewer, "core/error.html", problem(status, message)),
         status,
-        "core/error.html",
-        context,
-        viewer.new_cookie.as_deref(),
     )
 }
 
 /// The same page for someone not signed in (refusals of the access layer, bad forms).
 pub(crate) fn bare_error_page(session: &Session, status: StatusCode, message: &str) -> Response {
-    let context = context! {
-        me => Value::from(()),
-        csrf => session.csrf,
-        anonymous => false,
+    with_status(
+        render_public(session, "core/error.html", problem(status, message)),
+        status,
+    )
+}
+
+fn problem(status: StatusCode, message: &str) -> Value {
+    context! {
         status => status.as_u16(),
         reason => status.canonical_reason().unwrap_or("Error"),
         message => message,
-    };
-    respond(
-        status,
-        "core/error.html",
-        context,
-        session.new_cookie.as_deref(),
-    )
+    }
+}
+
+/// A rendered page answered with `status` (a page that failed to render keeps its 500).
+fn with_status(mut response: Response, status: StatusCode) -> Response {
+    if response.status() == StatusCode::OK {
+        *response.status_mut() = status;
+    }
+    response
 }
 
 /// A page for someone not signed in (the sign-in form).

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod endpoint;
+pub mod grpc;
 mod metrics;
 pub mod pool;
 pub mod proxy;

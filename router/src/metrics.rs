@@ -34,9 +34,18 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
+/// A gRPC call's labels: its status by name (`OK`, `INTERNAL`, …), as gRPC tooling spells it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    pub model: String,
+    pub version: String,
+    pub grpc_code: String,
+}
+
 pub struct RouterMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    grpc_requests: Family<GrpcLabels, Counter>,
     duration: HistogramFamily,
     weight: Family<VersionLabels, Gauge>,
     shadow_in_flight: Gauge,
@@ -91,6 +100,12 @@ impl Default for RouterMetrics {
             "Shadow copies not sent because max_shadow_in_flight were already in flight",
             shadow_dropped.clone(),
         );
+        let grpc_requests = Family::<GrpcLabels, Counter>::default();
+        registry.register(
+            "weir_router_grpc_requests",
+            "gRPC calls the router forwarded, by version and grpc-status name (also counted in weir_router_requests under the HTTP code of their status)",
+            grpc_requests.clone(),
+        );
         let panics = Counter::default();
         registry.register(
             "weir_panics",
@@ -106,6 +121,7 @@ impl Default for RouterMetrics {
             shadow_in_flight,
             shadow_dropped,
             panics,
+            grpc_requests,
         }
     }
 }
@@ -130,6 +146,27 @@ impl RouterMetrics {
             })
             .inc();
         self.duration.get_or_create(&labels).observe(seconds);
+    }
+
+    /// A gRPC call: counted by its status name, and in `weir_router_requests` under the HTTP
+    /// code its status stands for (`http_code`), so the rollout's Prometheus queries and any
+    /// alert on 5xx judge both protocols alike.
+    pub fn observe_grpc(
+        &self,
+        model: &str,
+        version: &str,
+        grpc_code: &str,
+        http_code: u16,
+        seconds: f64,
+    ) {
+        self.grpc_requests
+            .get_or_create(&GrpcLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+                grpc_code: grpc_code.to_owned(),
+            })
+            .inc();
+        self.observe(model, version, http_code, seconds);
     }
 
     /// A place for one more shadow copy, or `None` (counted as dropped) when `cap` are already

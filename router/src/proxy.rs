@@ -80,21 +80,29 @@ pub fn target(path: &str) -> Target<'_> {
     Target::Unknown
 }
 
+impl Router {
+    /// Every model has a version with traffic and an available replica (`/v2/health/ready`,
+    /// and gRPC's ServerReady).
+    pub fn ready(&self) -> bool {
+        let table = self.table.load();
+        let now = Instant::now();
+        table.routes.values().all(|route| {
+            route
+                .backends
+                .iter()
+                .filter(|b| b.weight > 0)
+                .any(|b| b.pool.endpoints().iter().any(|e| e.available(now)))
+        })
+    }
+}
+
 /// The data-plane entry point (the router's fallback route).
 pub async fn handle(State(router): State<Arc<Router>>, request: Request<Body>) -> Response {
     let path = request.uri().path().to_owned();
     match target(&path) {
         Target::ServerLive => json_response(StatusCode::OK, &json!({ "live": true })),
         Target::ServerReady => {
-            let table = router.table.load();
-            let now = Instant::now();
-            let ready = table.routes.values().all(|route| {
-                route
-                    .backends
-                    .iter()
-                    .filter(|b| b.weight > 0)
-                    .any(|b| b.pool.endpoints().iter().any(|e| e.available(now)))
-            });
+            let ready = router.ready();
             let status = if ready {
                 StatusCode::OK
             } else {

@@ -23,6 +23,13 @@ pub struct Outgoing {
     pub body: Bytes,
 }
 
+/// A failed attempt at one replica: why, and whether the request may go to another one (only
+/// when it cannot have reached this one).
+pub struct Attempt {
+    pub reason: String,
+    pub retry: bool,
+}
+
 pub enum Failure {
     Unreachable(String),
     TimedOut(Duration),
@@ -64,7 +71,7 @@ impl Failure {
 }
 
 /// Headers that describe one connection, not the message: never forwarded.
-fn hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection"
@@ -85,6 +92,38 @@ impl Router {
     /// once more to another replica: inference has no side effects, so a second try is safe.
     /// Timeouts and error answers are not retried.
     pub async fn send(&self, pool: &Pool, outgoing: &Outgoing) -> Result<Response, Failure> {
+        self.attempt(
+            pool,
+            |endpoint| async move {
+                self.send_once(&endpoint, outgoing)
+                    .await
+                    .map_err(|reason| Attempt {
+                        reason,
+                        retry: true,
+                    })
+            },
+            |response: &Response| {
+                let status = response.status();
+                status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE
+            },
+        )
+        .await
+    }
+
+    /// The one attempt loop behind HTTP and gRPC forwarding (so both protocols pick, retry
+    /// and eject by the same rules): `once` sends to the replica it is given, `faulty` says
+    /// whether an answer counts toward the replica's ejection (a 5xx other than 503, or its
+    /// gRPC equivalent). A failed attempt is retried on another replica only when it says so.
+    pub(crate) async fn attempt<T, F, Fut>(
+        &self,
+        pool: &Pool,
+        mut once: F,
+        faulty: impl Fn(&T) -> bool,
+    ) -> Result<T, Failure>
+    where
+        F: FnMut(Arc<Endpoint>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Attempt>>,
+    {
         let settings = self.table.load().settings;
         let timeout = settings.request_timeout;
         let ejection_base = settings.ejection_base;
@@ -102,12 +141,11 @@ impl Router {
             };
             let result = {
                 let _inflight = endpoint.start();
-                tokio::time::timeout(timeout, self.send_once(&endpoint, outgoing)).await
+                tokio::time::timeout(timeout, once(endpoint.clone())).await
             };
             match result {
                 Ok(Ok(response)) => {
-                    let status = response.status();
-                    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+                    if faulty(&response) {
                         endpoint.record_failure(
                             settings.ejection_failures,
                             ejection_base,
@@ -119,13 +157,13 @@ impl Router {
                     }
                     return Ok(response);
                 }
-                Ok(Err(reason)) => {
+                Ok(Err(Attempt { reason, retry })) => {
                     endpoint.record_failure(
                         settings.ejection_failures,
                         ejection_base,
                         Instant::now(),
                     );
-                    if attempt == 1 || pool.endpoints().len() < 2 {
+                    if !retry || attempt == 1 || pool.endpoints().len() < 2 {
                         return Err(Failure::Unreachable(reason));
                     }
                     tried = Some(endpoint);

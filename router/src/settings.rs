@@ -38,6 +38,12 @@ pub struct Settings {
     /// counted (`weir_router_shadow_dropped_total`), so a slow shadow cannot grow the
     /// router's tasks and memory. 0 sends none.
     pub max_shadow_in_flight: usize,
+    /// The port every replica serves gRPC on (`weir serve --grpc-port`), on the host its HTTP
+    /// endpoint names. One port for all replicas, not a second list of addresses, so that
+    /// replicas the autoscaler adds or removes by their HTTP URL are gRPC replicas too and
+    /// share one health, ejection and in-flight state. `None`: gRPC calls are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_port: Option<u16>,
 }
 
 impl Default for Settings {
@@ -51,6 +57,7 @@ impl Default for Settings {
             hold_timeout: Duration::from_secs(10),
             max_held: 1000,
             max_shadow_in_flight: 64,
+            grpc_port: None,
         }
     }
 }
@@ -75,6 +82,7 @@ pub(crate) struct RawSettings {
     hold_timeout_ms: Option<u64>,
     max_held: Option<usize>,
     max_shadow_in_flight: Option<usize>,
+    grpc_port: Option<u16>,
 }
 
 /// A duration key that may be absent or `null` (a JSON client sending every field).
@@ -138,6 +146,15 @@ impl TryFrom<RawSettings> for Settings {
             max_shadow_in_flight: raw
                 .max_shadow_in_flight
                 .unwrap_or(defaults.max_shadow_in_flight),
+            grpc_port: match raw.grpc_port {
+                Some(0) => {
+                    return Err(
+                        "grpc_port 0 is not a port (give the replicas' gRPC port, e.g. 9000)"
+                            .to_owned(),
+                    )
+                }
+                port => port,
+            },
         })
     }
 }
@@ -176,6 +193,23 @@ mod tests {
         assert_eq!(legacy.ejection_base, Duration::from_secs(7));
         assert_eq!(legacy.hold_timeout, Duration::from_millis(10));
         assert_eq!(settings("").unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn the_grpc_port_is_optional_and_never_zero() {
+        assert_eq!(settings("").unwrap().grpc_port, None);
+        let given = settings("grpc_port = 9000").unwrap();
+        assert_eq!(given.grpc_port, Some(9000));
+        // Written (by `weir up`) and read back as the same value; absent when not set.
+        let written = toml::to_string(&given).unwrap();
+        assert!(written.contains("grpc_port = 9000"), "{written}");
+        assert_eq!(settings(&written).unwrap(), given);
+        assert!(!toml::to_string(&Settings::default())
+            .unwrap()
+            .contains("grpc_port"));
+        let zero = settings("grpc_port = 0").unwrap_err();
+        assert!(zero.contains("grpc_port 0"), "{zero}");
+        assert!(settings("grpc_port = 70000").is_err());
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub struct ServeConfig {
     pub model_repository: PathBuf,
     pub host: String,
     pub http_port: u16,
-    /// Largest request body accepted; larger ones get 413.
+    /// The gRPC port (Open Inference Protocol over gRPC) on the same host; none: no gRPC.
+    /// 0 picks a free port ([`crate::RunningServer::grpc_addr`] tells which).
+    pub grpc_port: Option<u16>,
+    /// Largest request body accepted; larger ones get 413 (a gRPC message: RESOURCE_EXHAUSTED).
     pub max_body_bytes: usize,
     /// Inference requests the server holds at once; more get 503 at once.
     pub max_concurrent_requests: usize,
@@ -48,6 +51,7 @@ impl ServeConfig {
             model_repository,
             host: host.into(),
             http_port,
+            grpc_port: None,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             max_concurrent_requests: Self::DEFAULT_MAX_CONCURRENT_REQUESTS,
             body_budget_bytes: crate::budget::memory_limit(None).0 / 2,
@@ -79,6 +83,9 @@ pub struct App {
     /// Shared with the registry sync, which needs the models and nothing else of the server.
     pub store: Arc<ModelStore>,
     pub metrics: Arc<Metrics>,
+    /// The server-wide inference slots and request-body budget, one for both listeners: an
+    /// HTTP and a gRPC request draw on the same limits (crate::shed).
+    pub admission: crate::shed::LoadShedLayer,
     /// True once start-up loading (the repository, then the registry's first answer) has
     /// finished, false again while draining. Readiness also needs every model to serve: see
     /// [`App::unready_reasons`].

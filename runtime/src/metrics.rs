@@ -26,11 +26,38 @@ pub struct VersionLabels {
     pub version: String,
 }
 
+/// Which wire a request came over. Both share the models, the queue and the batches; the
+/// label tells their traffic and errors apart.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Grpc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// `code` is the HTTP status for both protocols (a gRPC answer is counted under the HTTP status
+/// its error has on the HTTP side: 200, 400, 404, 413, 503…), so one query covers both.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub model: String,
     pub version: String,
     pub code: u16,
+    pub protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    pub model: String,
+    pub version: String,
+    pub protocol: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,7 +81,7 @@ fn batch_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    request_duration: HistogramFamily<VersionLabels>,
+    request_duration: HistogramFamily<ProtocolLabels>,
     queue_duration: HistogramFamily<VersionLabels>,
     compute_duration: HistogramFamily<VersionLabels>,
     batch_size: HistogramFamily<VersionLabels>,
@@ -93,12 +120,12 @@ impl Metrics {
         // prometheus-client appends `_total` to counter names.
         registry.register(
             "weir_inference_requests",
-            "Inference requests answered, by HTTP status code",
+            "Inference requests answered, by protocol and HTTP status code (a gRPC error under its HTTP equivalent)",
             requests.clone(),
         );
         registry.register(
             "weir_inference_request_duration_seconds",
-            "Time from a request's arrival to its answer",
+            "Time from a request's arrival to its answer, by protocol",
             request_duration.clone(),
         );
         registry.register(
@@ -168,15 +195,6 @@ impl Metrics {
             model: model.to_owned(),
             version: version.to_owned(),
         };
-        let code = |code| {
-            self.requests
-                .get_or_create(&RequestLabels {
-                    model: model.to_owned(),
-                    version: version.to_owned(),
-                    code,
-                })
-                .clone()
-        };
         let rejected = |reason| {
             self.rejected
                 .get_or_create(&RejectionLabels {
@@ -190,10 +208,15 @@ impl Metrics {
             rejected_queue_full: rejected("queue_full"),
             rejected_queue_timeout: rejected("queue_timeout"),
             rejected_cancelled: rejected("cancelled"),
-            ok: code(200),
-            bad_request: code(400),
+            http: ProtocolMetrics::new(
+                &self.requests,
+                &self.request_duration,
+                &labels,
+                Protocol::Http,
+            ),
+            grpc: std::sync::OnceLock::new(),
             requests: self.requests.clone(),
-            request_duration: self.request_duration.get_or_create(&labels).clone(),
+            request_duration: self.request_duration.clone(),
             queue_duration: self.queue_duration.get_or_create(&labels).clone(),
             compute_duration: self.compute_duration.get_or_create(&labels).clone(),
             batch_size: self.batch_size.get_or_create(&labels).clone(),
@@ -216,10 +239,11 @@ impl Metrics {
 #[derive(Clone)]
 pub struct VersionMetrics {
     labels: VersionLabels,
-    ok: Counter,
-    bad_request: Counter,
+    http: ProtocolMetrics,
+    /// Made on the first gRPC request, so a server without `--grpc-port` exports no gRPC series.
+    grpc: std::sync::OnceLock<ProtocolMetrics>,
     requests: Family<RequestLabels, Counter>,
-    pub request_duration: Histogram,
+    request_duration: HistogramFamily<ProtocolLabels>,
     pub queue_duration: Histogram,
     pub compute_duration: Histogram,
     pub batch_size: Histogram,
@@ -230,21 +254,82 @@ pub struct VersionMetrics {
     pub rejected_cancelled: Counter,
 }
 
+/// A version's per-protocol handles; the common codes are kept at hand so counting them
+/// takes no lookup.
+#[derive(Clone)]
+struct ProtocolMetrics {
+    ok: Counter,
+    bad_request: Counter,
+    request_duration: Histogram,
+}
+
+impl ProtocolMetrics {
+    fn new(
+        requests: &Family<RequestLabels, Counter>,
+        request_duration: &HistogramFamily<ProtocolLabels>,
+        labels: &VersionLabels,
+        protocol: Protocol,
+    ) -> ProtocolMetrics {
+        let code = |code| {
+            requests
+                .get_or_create(&RequestLabels {
+                    model: labels.model.clone(),
+                    version: labels.version.clone(),
+                    code,
+                    protocol: protocol.as_str(),
+                })
+                .clone()
+        };
+        ProtocolMetrics {
+            ok: code(200),
+            bad_request: code(400),
+            request_duration: request_duration
+                .get_or_create(&ProtocolLabels {
+                    model: labels.model.clone(),
+                    version: labels.version.clone(),
+                    protocol: protocol.as_str(),
+                })
+                .clone(),
+        }
+    }
+}
+
 impl VersionMetrics {
-    /// Counts an answered request by its status code.
-    pub fn count(&self, code: u16) {
+    fn of(&self, protocol: Protocol) -> &ProtocolMetrics {
+        match protocol {
+            Protocol::Http => &self.http,
+            Protocol::Grpc => self.grpc.get_or_init(|| {
+                ProtocolMetrics::new(
+                    &self.requests,
+                    &self.request_duration,
+                    &self.labels,
+                    Protocol::Grpc,
+                )
+            }),
+        }
+    }
+
+    /// Counts an answered request by its protocol and (HTTP) status code.
+    pub fn count(&self, protocol: Protocol, code: u16) {
+        let handles = self.of(protocol);
         match code {
-            200 => self.ok.inc(),
-            400 => self.bad_request.inc(),
+            200 => handles.ok.inc(),
+            400 => handles.bad_request.inc(),
             other => self
                 .requests
                 .get_or_create(&RequestLabels {
                     model: self.labels.model.clone(),
                     version: self.labels.version.clone(),
                     code: other,
+                    protocol: protocol.as_str(),
                 })
                 .inc(),
         };
+    }
+
+    /// Records a request's time from arrival to answer.
+    pub fn observe_duration(&self, protocol: Protocol, seconds: f64) {
+        self.of(protocol).request_duration.observe(seconds);
     }
 }
 
@@ -256,10 +341,16 @@ mod tests {
     fn recorded_values_appear_under_the_design_names() {
         let metrics = Metrics::new();
         let version = metrics.for_version("iris", "2");
-        version.count(200);
-        version.count(200);
-        version.count(503);
-        version.request_duration.observe(0.0001);
+        assert!(
+            !metrics.encode().contains(r#"protocol="grpc""#),
+            "no gRPC series before a gRPC request"
+        );
+        version.count(Protocol::Http, 200);
+        version.count(Protocol::Http, 200);
+        version.count(Protocol::Http, 503);
+        version.count(Protocol::Grpc, 200);
+        version.count(Protocol::Grpc, 404);
+        version.observe_duration(Protocol::Grpc, 0.0001);
         version.inflight.inc();
         version.rejected_cancelled.inc();
         metrics.shed.inc();
@@ -278,19 +369,37 @@ mod tests {
         assert!(text.contains(&build), "{build} missing: {text}");
         assert!(
             text.contains(
-                r#"weir_inference_requests_total{model="iris",version="2",code="200"} 2"#
+                r#"weir_inference_requests_total{model="iris",version="2",code="200",protocol="http"} 2"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"weir_inference_requests_total{model="iris",version="2",code="503"} 1"#
+                r#"weir_inference_requests_total{model="iris",version="2",code="503",protocol="http"} 1"#
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                r#"weir_inference_request_duration_seconds_count{model="iris",version="2"} 1"#
+                r#"weir_inference_requests_total{model="iris",version="2",code="200",protocol="grpc"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"weir_inference_requests_total{model="iris",version="2",code="404",protocol="grpc"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"weir_inference_request_duration_seconds_count{model="iris",version="2",protocol="grpc"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"weir_inference_request_duration_seconds_count{model="iris",version="2",protocol="http"} 0"#
             ),
             "{text}"
         );

@@ -1,5 +1,5 @@
-//! Per-request accounting, in one place: every inference request (V2 or V1) goes through
-//! [`observe`], and nothing else counts requests. The scheduler accounts only for what is its
+//! Per-request accounting, in one place: every inference request (V2 or V1, HTTP or gRPC) goes
+//! through [`account`] ([`observe`] for HTTP), and nothing else counts requests. The scheduler accounts only for what is its
 //! own: its queue (depth, refusals) and each model execution (compute time, batch size), which
 //! a batch shares among its requests.
 
@@ -9,29 +9,47 @@ use std::time::{Duration, Instant};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::metrics::Protocol;
 use crate::stats::Execution;
 use crate::store::LoadedVersion;
 
-/// A successful answer and what its model call cost, for the statistics.
-pub struct Answered {
-    pub response: Response,
+/// A successful answer (an HTTP response, or a gRPC message) and what its model call cost,
+/// for the statistics.
+pub struct Answered<R = Response> {
+    pub response: R,
     /// How long the request waited before its model started on it.
     pub queued: Duration,
     pub execution: Execution,
 }
 
-/// Runs one inference request's `work` on `loaded` and accounts for it:
-/// - in flight while it runs (`weir_inflight_requests`), given back by a guard, so a request
-///   whose client went away (its future dropped mid-way) is not left counted;
-/// - then its status (`weir_inference_requests_total`) and time from `arrived` to its answer
-///   (`weir_inference_request_duration_seconds`);
-/// - a success's queue wait (`weir_inference_queue_duration_seconds`) and Triton's success
-///   statistics; a failure's Triton fail statistics.
+/// Runs one HTTP inference request's `work` on `loaded` and accounts for it (see [`account`]);
+/// a failure becomes its JSON error answer.
 pub async fn observe(
     loaded: &LoadedVersion,
     arrived: Instant,
     work: impl Future<Output = Result<Answered, ApiError>>,
 ) -> Response {
+    match account(loaded, Protocol::Http, arrived, work).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Runs one inference request's `work` on `loaded`, whichever protocol it came over, and
+/// accounts for it:
+/// - in flight while it runs (`weir_inflight_requests`), given back by a guard, so a request
+///   whose client went away (its future dropped mid-way) is not left counted;
+/// - then its protocol and status (`weir_inference_requests_total`; a failure under its
+///   error's HTTP status) and time from `arrived` to its answer
+///   (`weir_inference_request_duration_seconds`);
+/// - a success's queue wait (`weir_inference_queue_duration_seconds`) and Triton's success
+///   statistics; a failure's Triton fail statistics.
+pub async fn account<R>(
+    loaded: &LoadedVersion,
+    protocol: Protocol,
+    arrived: Instant,
+    work: impl Future<Output = Result<Answered<R>, ApiError>>,
+) -> Result<R, ApiError> {
     struct InFlight<'a>(&'a LoadedVersion);
     impl Drop for InFlight<'_> {
         fn drop(&mut self) {
@@ -40,28 +58,27 @@ pub async fn observe(
     }
     loaded.metrics.inflight.inc();
     let guard = InFlight(loaded);
-    let response = match work.await {
-        Ok(answered) => {
-            loaded
-                .metrics
-                .queue_duration
-                .observe(answered.queued.as_secs_f64());
-            loaded
-                .stats
-                .succeeded(arrived.elapsed(), answered.queued, &answered.execution);
-            answered.response
-        }
-        Err(err) => err.into_response(),
-    };
+    let result = work.await.map(|answered| {
+        loaded
+            .metrics
+            .queue_duration
+            .observe(answered.queued.as_secs_f64());
+        loaded
+            .stats
+            .succeeded(arrived.elapsed(), answered.queued, &answered.execution);
+        answered.response
+    });
     drop(guard);
-    let status = response.status();
-    loaded.metrics.count(status.as_u16());
+    let code = match &result {
+        Ok(_) => 200,
+        Err(err) => err.status.as_u16(),
+    };
+    loaded.metrics.count(protocol, code);
     loaded
         .metrics
-        .request_duration
-        .observe(arrived.elapsed().as_secs_f64());
-    if !status.is_success() {
+        .observe_duration(protocol, arrived.elapsed().as_secs_f64());
+    if result.is_err() {
         loaded.stats.failed(arrived.elapsed());
     }
-    response
+    result
 }

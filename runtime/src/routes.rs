@@ -18,14 +18,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::app::{App, ModelControl};
-use crate::budget::BodyBudget;
 use crate::error::{json_error, ApiError};
 use crate::observe::observe;
 use crate::protocol::{json_response, v1, v2};
-use crate::shed::LoadShedLayer;
 
 /// The extensions of the Open Inference Protocol this server implements.
-const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "model_repository", "statistics"];
+pub(crate) const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "model_repository", "statistics"];
 
 /// Builds the router. Factored out of start-up so tests can drive it without a socket.
 pub fn router(app: Arc<App>) -> Router {
@@ -35,14 +33,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
         .route("/v1/models/{model}", post(v1_predict))
-        .route_layer(
-            LoadShedLayer::new(
-                app.config.max_concurrent_requests,
-                app.config.max_body_bytes,
-                app.metrics.shed.clone(),
-            )
-            .with_budget(BodyBudget::new(app.config.body_budget_bytes)),
-        );
+        .route_layer(app.admission.clone());
     // Probes, metadata and control stay answerable however busy the models are.
     Router::new()
         .route("/v2", get(server_metadata))
@@ -262,7 +253,7 @@ async fn statistics(
 }
 
 /// Model control is refused unless the server was started to allow it.
-fn check_model_control(app: &App) -> Result<(), ApiError> {
+pub(crate) fn check_model_control(app: &App) -> Result<(), ApiError> {
     match app.config.model_control {
         ModelControl::None => Err(ApiError::bad_request(
             "model control is disabled; start weir serve with --model-control-mode explicit (or poll) to load and unload models",

@@ -10,8 +10,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::{App, ModelControl, ServeConfig};
+use crate::budget::BodyBudget;
 use crate::metrics::Metrics;
 use crate::registry::{Outcome, RegistrySync, SyncError};
+use crate::shed::LoadShedLayer;
 use crate::store::ModelStore;
 
 /// Logs when readiness changes (once per change, not per poll), with the reasons while unready.
@@ -90,8 +92,10 @@ pub enum ServeError {
 pub struct RunningServer {
     pub app: Arc<App>,
     addr: SocketAddr,
+    grpc_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    grpc_task: Option<JoinHandle<std::io::Result<()>>>,
     /// The start-up load, until it has been awaited; then how long it took.
     loaded: Option<JoinHandle<Result<Duration, ServeError>>>,
     load_time: Option<Duration>,
@@ -110,6 +114,24 @@ impl RunningServer {
                 source,
             })?;
         let addr = listener.local_addr()?;
+        // Bound before anything loads, like the HTTP port: a taken port fails start-up at once.
+        let grpc_listener =
+            match config.grpc_port {
+                Some(port) => {
+                    let bind_addr = format!("{}:{port}", config.host);
+                    Some(TcpListener::bind(&bind_addr).await.map_err(|source| {
+                        ServeError::Bind {
+                            addr: bind_addr.clone(),
+                            source,
+                        }
+                    })?)
+                }
+                None => None,
+            };
+        let grpc_addr = grpc_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
         prepare_repository(&config)?;
         // Deadlines and connection caps against stalling clients; TCP_NODELAY on every
         // connection (small answers are the common case, Nagle would delay each).
@@ -120,11 +142,25 @@ impl RunningServer {
                 config.model_repository.clone(),
                 metrics.clone(),
             )),
+            admission: LoadShedLayer::new(
+                config.max_concurrent_requests,
+                config.max_body_bytes,
+                metrics.shed.clone(),
+            )
+            .with_budget(BodyBudget::new(config.body_budget_bytes)),
             config,
             metrics,
             ready: AtomicBool::new(false),
         });
         let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let grpc_task = grpc_listener.map(|listener| {
+            let (app, stop) = (app.clone(), shutdown.subscribe());
+            tokio::spawn(async move {
+                crate::grpc::serve(app, listener, stop)
+                    .await
+                    .map_err(std::io::Error::other)
+            })
+        });
         let router = crate::routes::router(app.clone());
         let task = tokio::spawn(async move {
             let stopped = async move {
@@ -162,12 +198,17 @@ impl RunningServer {
         if let Some(sync) = registry {
             tokio::spawn(follow_registry(app.clone(), sync, shutdown.subscribe()));
         }
-        tracing::info!(%addr, "listening");
+        match grpc_addr {
+            Some(grpc) => tracing::info!(%addr, %grpc, "listening"),
+            None => tracing::info!(%addr, "listening"),
+        }
         Ok(RunningServer {
             app,
             addr,
+            grpc_addr,
             shutdown,
             task,
+            grpc_task,
             loaded: Some(loaded),
             load_time: None,
         })
@@ -175,6 +216,11 @@ impl RunningServer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where gRPC is served, when it is (`ServeConfig::grpc_port`).
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
     }
 
     /// Waits until start-up loading has finished, whatever it brought (a refused model leaves
@@ -208,13 +254,26 @@ impl RunningServer {
         Ok(loaded + waiting.elapsed())
     }
 
-    /// Drains: turns not-ready, stops accepting connections, lets every accepted request finish
-    /// (up to the drain timeout), and returns when the server has stopped.
+    /// Drains: turns not-ready, stops accepting connections (HTTP and gRPC; gRPC connections
+    /// get a GOAWAY), lets every accepted request finish (up to the drain timeout), and returns
+    /// when both listeners have stopped.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.app.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         let drain_timeout = self.app.config.drain_timeout;
-        match tokio::time::timeout(drain_timeout, self.task).await {
+        let (http, grpc) = (self.task, self.grpc_task);
+        let both = async move {
+            let http = http.await;
+            let grpc = match grpc {
+                Some(task) => task.await,
+                None => Ok(Ok(())),
+            };
+            match (http, grpc) {
+                (Ok(Ok(())), Ok(grpc)) => Ok(grpc),
+                (http, _) => http,
+            }
+        };
+        match tokio::time::timeout(drain_timeout, both).await {
             Ok(Ok(result)) => Ok(result?),
             Ok(Err(join)) => Err(ServeError::Io(std::io::Error::other(join.to_string()))),
             Err(_) => {

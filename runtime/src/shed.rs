@@ -51,6 +51,46 @@ impl LoadShedLayer {
         self.budget = Some(budget);
         self
     }
+
+    /// Reads a whole body under the limit and the budget; a refusal for lack of room (the
+    /// budget spent) is counted as shed. Shared with the gRPC listener (`crate::grpc`), so both
+    /// protocols draw on one budget.
+    pub(crate) async fn read<B>(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: B,
+    ) -> Result<(bytes::Bytes, crate::budget::Reservation), ApiError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        weir_http::body::read_body(headers, body, self.max_body_bytes, self.budget.as_ref())
+            .await
+            .map_err(|refusal| {
+                let refusal = ApiError::from(refusal);
+                if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+                    self.shed.inc();
+                }
+                refusal
+            })
+    }
+
+    /// Takes one of the server-wide inference slots, or refuses at once (counted as shed) with
+    /// 503 and `Retry-After`. The HTTP and gRPC listeners share the slots.
+    pub fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            self.shed.inc();
+            let mut refusal = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the server is at its limit of {} concurrent inference requests; retry shortly",
+                    self.limit
+                ),
+            );
+            refusal.retry_after = Some(1);
+            refusal
+        })
+    }
 }
 
 impl<S> Layer<S> for LoadShedLayer {
@@ -91,30 +131,13 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let read = crate::budget::read_body(
-                &parts.headers,
-                body,
-                layer.max_body_bytes,
-                layer.budget.as_ref(),
-            )
-            .await;
-            let (body, reservation) = match read {
+            let (body, reservation) = match layer.read(&parts.headers, body).await {
                 Ok(read) => read,
-                Err(refusal) => {
-                    if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
-                        layer.shed.inc();
-                    }
-                    return Ok(refusal.into_response());
-                }
+                Err(refusal) => return Ok(refusal.into_response()),
             };
-            let Ok(permit) = layer.permits.clone().try_acquire_owned() else {
-                layer.shed.inc();
-                let mut refusal = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the server is at its limit of {} concurrent inference requests; retry shortly", layer.limit),
-                );
-                refusal.retry_after = Some(1);
-                return Ok(refusal.into_response());
+            let permit = match layer.admit() {
+                Ok(permit) => permit,
+                Err(refusal) => return Ok(refusal.into_response()),
             };
             let response = inner
                 .call(Request::from_parts(parts, Body::from(body)))

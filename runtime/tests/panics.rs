@@ -156,7 +156,7 @@ async fn injected_panics_answer_500_and_never_reset_the_connection() {
         "one panic reached the panic layer:\n{metrics}"
     );
     assert!(
-        metrics.contains(r#"weir_inference_requests_total{model="boom",version="1",code="500"} 1"#),
+        metrics.contains(r#"weir_inference_requests_total{model="boom",version="1",code="500",protocol="http"} 1"#),
         "the model's panic is a counted failure:\n{metrics}"
     );
 }

@@ -64,11 +64,11 @@ async fn metrics_count_answers_by_model_version_and_code() {
     )
     .unwrap();
     assert!(
-        text.contains(r#"weir_inference_requests_total{model="iris",version="2",code="200"} 3"#),
+        text.contains(r#"weir_inference_requests_total{model="iris",version="2",code="200",protocol="http"} 3"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"weir_inference_requests_total{model="iris",version="1",code="400"} 1"#),
+        text.contains(r#"weir_inference_requests_total{model="iris",version="1",code="400",protocol="http"} 1"#),
         "{text}"
     );
     assert!(

@@ -61,6 +61,8 @@ VALUE_SETS = {
     ],
     "s3-sqlite": ["--set", "registry.artifacts.s3.bucket=weir-models", "--set", "registry.artifacts.s3.endpoint=https://s3.example"],
     "local-router-state": ["--set", "router.sharedState.enabled=false", "--set", "router.replicas=1"],
+    # Issue 21: gRPC on the runtime (with gRPC probes) and through the router.
+    "grpc": ["--set", "runtime.grpc.enabled=true", "--set", "runtime.grpc.probes=true", "--set", "router.grpc.enabled=true", "--set", "router.grpc.port=9090"],
 }
 
 
@@ -291,7 +293,7 @@ def test_defaults_render_no_anonymous_registry_and_generated_identities():
     assert again["admin-token"] != data["admin-token"]
 
 
-@pytest.mark.parametrize("name", ["canary-10", "anonymous", "own-secrets", "stateless", "irsa", "s3-sqlite", "local-router-state"])
+@pytest.mark.parametrize("name", ["canary-10", "anonymous", "own-secrets", "stateless", "irsa", "s3-sqlite", "local-router-state", "grpc"])
 def test_every_flag_the_chart_passes_is_one_weir_knows(name):
     helps = {}
     for o in workloads(render(VALUE_SETS[name])):
@@ -936,3 +938,85 @@ def test_the_registry_metrics_answer_the_service_monitors_reader_token(tmp_path)
         assert call(f"{registry.url}/metrics", "not-a-token")[0] == 401
     finally:
         registry.stop()
+
+
+# gRPC (issue 21) ----------------------------------------------------------------------------------
+
+def service_ports(objects, name):
+    for s in by_kind(objects, "Service"):
+        if s["metadata"]["name"] == name:
+            return {p["name"]: p for p in s["spec"]["ports"]}
+    raise AssertionError(f"no Service {name}")
+
+
+def test_grpc_is_off_unless_enabled():
+    objects = render([])
+    for s in by_kind(objects, "Service"):
+        assert "grpc" not in {p["name"] for p in s["spec"]["ports"]}, s["metadata"]["name"]
+    for o in workloads(objects):
+        for c in o["spec"]["template"]["spec"]["containers"]:
+            assert not any(a.startswith("--grpc-port") for a in c["args"]), c["args"]
+    assert "grpc_port" not in config_map(objects, "-router", "routes.toml")
+
+
+def test_grpc_ports_are_named_grpc_on_the_runtime_and_router_services(tmp_path):
+    objects = render(VALUE_SETS["grpc"])
+    for version in ("stable", "canary"):
+        ports = service_ports(objects, f"demo-weir-iris-{version}")
+        assert ports["grpc"] == {"name": "grpc", "port": 9000, "targetPort": "grpc"}
+        assert ports["http"]["port"] == 8080
+        runtime, _ = container(objects, "Deployment", f"demo-weir-iris-{version}")
+        assert "--grpc-port=9000" in runtime["args"]
+        assert {"name": "grpc", "containerPort": 9000} in runtime["ports"]
+        # gRPC probes (grpc.health.v1): "" follows readiness, "live" liveness.
+        assert runtime["readinessProbe"]["grpc"] == {"port": 9000}
+        assert runtime["livenessProbe"]["grpc"] == {"port": 9000, "service": "live"}
+        assert "httpGet" not in runtime["readinessProbe"]
+    router_ports = service_ports(objects, "demo-weir-router")
+    assert router_ports["grpc"] == {"name": "grpc", "port": 9090, "targetPort": "grpc"}
+    assert "grpc" not in service_ports(objects, "demo-weir-router-admin")
+    router, _ = container(objects, "Deployment", "demo-weir-router")
+    assert "--grpc-port=9090" in router["args"]
+    assert {"name": "grpc", "containerPort": 9090} in router["ports"]
+    # The routes file names the runtime's gRPC port, and weir's own loader takes it.
+    routes = tomllib.loads(config_map(objects, "-router", "routes.toml"))
+    assert routes["settings"]["grpc_port"] == 9000
+    checked = weir_check(objects, "-router", "routes.toml", "route", tmp_path)
+    assert checked.stdout.strip() == "iris: stable=90% canary=10%"
+
+
+def test_grpc_probes_are_optional():
+    objects = render(["--set", "runtime.grpc.enabled=true"])
+    runtime, _ = container(objects, "Deployment", "demo-weir-iris-stable")
+    assert "--grpc-port=9000" in runtime["args"]
+    assert runtime["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert runtime["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    # The runtime alone: the router serves no gRPC and its Service has no such port.
+    assert "grpc" not in service_ports(objects, "demo-weir-router")
+
+
+def test_network_policies_let_grpc_through_the_router_only():
+    objects = render(VALUE_SETS["grpc"])
+    policies = by_kind(objects, "NetworkPolicy")
+    router, runtime, autoscaler = (component(objects, c) for c in ("router", "runtime", "autoscaler"))
+    client = pod("frontend", {"app": "web"})
+    for source, destination, port in [(client, router, 9090), (router, runtime, 9000)]:
+        assert allowed(policies, source, destination, port), (source["labels"], destination["labels"], port)
+    for source, destination, port in [(client, runtime, 9000), (autoscaler, runtime, 9000), (client, router, 9000), (router, runtime, 9090)]:
+        assert not allowed(policies, source, destination, port), (source["labels"], destination["labels"], port)
+    # Without gRPC, neither port is open.
+    plain = by_kind(render([]), "NetworkPolicy")
+    assert not allowed(plain, client, router, 9090) and not allowed(plain, router, runtime, 9000)
+
+
+@pytest.mark.parametrize("values, expected", [
+    (["--set", "router.grpc.enabled=true"], "router.grpc.enabled needs runtime.grpc.enabled"),
+    (["--set", "runtime.grpc.enabled=true", "--set", "router.grpc.enabled=true", "--set", "router.grpc.port=8001"], "router.grpc.port 8001 is also router.admin.port"),
+    (["--set", "router.grpc.port=8000"], "port"),
+    (["--set", "runtime.grpc.port=0"], "port"),
+    (["--set", "runtime.grpc.probe=true"], "probe"),
+])
+def test_bad_grpc_values_are_refused_with_a_message(values, expected):
+    result = helm("template", "demo", str(CHART), *values, check=False)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr

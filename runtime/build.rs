@@ -1,0 +1,16 @@
+//! Compiles `proto/*.proto` (the Open Inference Protocol's gRPC service) into Rust at build
+//! time. protox parses them in pure Rust, so a build needs no `protoc` binary — nothing to
+//! install on a developer machine, in CI or in the image build.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/grpc_service.proto", "proto/model_config.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

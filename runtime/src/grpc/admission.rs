@@ -1,0 +1,145 @@
+//! The gRPC listener's outer layer: admission for inference, and panics caught.
+//!
+//! Admission is the HTTP path's limits on the gRPC listener. A `ModelInfer`
+//! call's body is read whole under the server's body limit and memory budget, then takes one
+//! of the server-wide inference slots — the same `LoadShedLayer` state the HTTP routes use, so
+//! the two protocols share one limit rather than each having their own. Refusals are gRPC
+//! statuses (RESOURCE_EXHAUSTED past the size limit, UNAVAILABLE with `retry-after` when
+//! shed). Health, metadata and control calls pass straight through, as on HTTP, so an
+//! overloaded server still answers its probes.
+//!
+//! A panic while a call is handled (a bug in weir) is answered INTERNAL with the message the HTTP
+//! panic layer gives, logged and counted in `weir_panics_total`, as over HTTP: without this it
+//! would end the whole HTTP/2 connection, failing every other call on it.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use prometheus_client::metrics::counter::Counter;
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use super::status::to_status;
+use crate::shed::LoadShedLayer;
+
+/// The path of the one call admission applies to.
+pub const INFER_PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
+
+#[derive(Clone)]
+pub struct AdmissionLayer {
+    shed: LoadShedLayer,
+    panics: Counter,
+}
+
+impl AdmissionLayer {
+    /// `shed`: the HTTP routes' admission state; `panics`: the server's `weir_panics_total`.
+    pub fn new(shed: LoadShedLayer, panics: Counter) -> AdmissionLayer {
+        AdmissionLayer { shed, panics }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            shed: self.shed.clone(),
+            panics: self.panics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Admission<S> {
+    inner: S,
+    shed: LoadShedLayer,
+    panics: Counter,
+}
+
+impl<S> Service<Request<Body>> for Admission<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The service polled ready is the one called; a clone stays for the next request.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let panics = self.panics.clone();
+        if request.uri().path() != INFER_PATH {
+            return Box::pin(answer_panics(inner.call(request), panics));
+        }
+        let shed = self.shed.clone();
+        let admitted = async move {
+            let (parts, body) = request.into_parts();
+            let (body, reservation) = match shed.read(&parts.headers, body).await {
+                Ok(read) => read,
+                Err(refusal) => return Ok(to_status(refusal).into_http()),
+            };
+            let permit = match shed.admit() {
+                Ok(permit) => permit,
+                Err(refusal) => return Ok(to_status(refusal).into_http()),
+            };
+            let body = Body::new(http_body_util::Full::new(body));
+            let response = inner.call(Request::from_parts(parts, body)).await;
+            drop(permit);
+            drop(reservation);
+            response
+        };
+        Box::pin(answer_panics(admitted, panics))
+    }
+}
+
+/// Runs `call`, answering a panic in it with INTERNAL (see the module doc).
+async fn answer_panics<E>(
+    call: impl Future<Output = Result<Response<Body>, E>>,
+    panics: Counter,
+) -> Result<Response<Body>, E> {
+    match (CatchUnwind(Box::pin(call))).await {
+        Ok(answer) => answer,
+        Err(panic) => {
+            panics.inc();
+            tracing::error!(panic = %panic_message(panic.as_ref()), "a gRPC call panicked; answered INTERNAL");
+            Ok(tonic::Status::internal(weir_http::panic::PANIC_MESSAGE).into_http())
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
+/// A future that turns a panic while it is polled into an error, as `catch_unwind` does for a
+/// closure. Unwind safety: a panicked call's state is dropped, never polled again.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}

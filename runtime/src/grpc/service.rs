@@ -1,0 +1,249 @@
+//! `inference.GRPCInferenceService`: each method answers what its HTTP route answers, from the
+//! same store, scheduler, statistics and model control rules, and fails with the same meaning
+//! (`super::status`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use super::proto::grpc_inference_service_server::GrpcInferenceService;
+use super::proto::*;
+use super::status::to_status;
+use super::tensors;
+use crate::app::App;
+use crate::error::ApiError;
+use crate::metrics::Protocol;
+use crate::observe::{account, Answered};
+use crate::scheduler::Answer;
+use crate::store::LoadedVersion;
+
+/// The service over a running server's shared state.
+#[derive(Clone)]
+pub struct Inference {
+    app: Arc<App>,
+}
+
+impl Inference {
+    pub fn new(app: Arc<App>) -> Inference {
+        Inference { app }
+    }
+
+    fn resolve(&self, model: &str, version: &str) -> Result<Arc<LoadedVersion>, Status> {
+        self.app
+            .store
+            .resolve(model, version_of(version))
+            .map_err(to_status)
+    }
+}
+
+/// The version as the request names it: empty means the highest serving one.
+fn version_of(version: &str) -> Option<&str> {
+    (!version.is_empty()).then_some(version)
+}
+
+/// Decodes, runs and encodes one request on `loaded`, off the async threads when large (the
+/// HTTP path's `protocol::off_thread` rule).
+async fn infer(
+    loaded: &LoadedVersion,
+    request: ModelInferRequest,
+) -> Result<Answered<ModelInferResponse>, ApiError> {
+    // The message's size on the wire: typed contents count as much as raw ones.
+    let size = prost::Message::encoded_len(&request);
+    let backend = loaded.backend.clone();
+    let (request, form) = crate::protocol::decode_off_thread(size, move || {
+        tensors::decode_request(request, backend.signature())
+    })
+    .await?;
+    let names = request.outputs.into_iter().map(|(name, _)| name).collect();
+    let Answer {
+        outputs,
+        queued,
+        execution,
+    } = loaded.scheduler.infer(request.inputs, names).await?;
+    let answer_size = outputs.iter().map(|t| t.data.len()).sum::<usize>() * 4;
+    let (model, label, id) = (loaded.model.clone(), loaded.label.clone(), request.id);
+    let response = crate::protocol::off_thread(answer_size, move || {
+        tensors::encode_response(&model, &label, id, &outputs, form)
+    })
+    .await?;
+    Ok(Answered {
+        response,
+        queued,
+        execution,
+    })
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Inference {
+    async fn server_live(
+        &self,
+        _: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        Ok(Response::new(ServerReadyResponse {
+            ready: self.app.is_ready(),
+        }))
+    }
+
+    /// Not ready (rather than an error) for a model or version that does not serve, as Triton
+    /// answers and `tritonclient`'s `is_model_ready` expects.
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        let request = request.into_inner();
+        let ready = self
+            .app
+            .store
+            .resolve(&request.name, version_of(&request.version))
+            .is_ok();
+        Ok(Response::new(ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        Ok(Response::new(ServerMetadataResponse {
+            name: "weir".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            extensions: crate::routes::EXTENSIONS
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        let loaded = self.resolve(&request.name, &request.version)?;
+        let versions = match version_of(&request.version) {
+            Some(_) => vec![loaded.label.clone()],
+            None => self
+                .app
+                .store
+                .entry(&request.name)
+                .map_err(to_status)?
+                .versions
+                .keys()
+                .map(u64::to_string)
+                .collect(),
+        };
+        let signature = loaded.backend.signature();
+        let tensor = |spec: &weir_models::TensorSpec| model_metadata_response::TensorMetadata {
+            name: spec.name.clone(),
+            datatype: spec.datatype.as_str().to_owned(),
+            shape: spec.shape.iter().map(|d| d.as_i64()).collect(),
+        };
+        Ok(Response::new(ModelMetadataResponse {
+            name: loaded.model.clone(),
+            versions,
+            platform: loaded.backend.platform().to_owned(),
+            inputs: signature.inputs.iter().map(tensor).collect(),
+            outputs: signature.outputs.iter().map(tensor).collect(),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        let arrived = Instant::now();
+        let request = request.into_inner();
+        let loaded = self.resolve(&request.model_name, &request.model_version)?;
+        account(&loaded, Protocol::Grpc, arrived, infer(&loaded, request))
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
+        let request = request.into_inner();
+        let loaded = self.resolve(&request.name, &request.version)?;
+        Ok(Response::new(ModelConfigResponse {
+            config: Some(super::config::model_config(&loaded)),
+        }))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<ModelStatisticsRequest>,
+    ) -> Result<Response<ModelStatisticsResponse>, Status> {
+        let request = request.into_inner();
+        let store = &self.app.store;
+        let versions = match (request.name.as_str(), version_of(&request.version)) {
+            ("", _) => store.all_versions(),
+            (model, None) => store
+                .entry(model)
+                .map_err(to_status)?
+                .versions
+                .values()
+                .cloned()
+                .collect(),
+            (model, Some(_)) => vec![self.resolve(model, &request.version)?],
+        };
+        Ok(Response::new(ModelStatisticsResponse {
+            model_stats: versions
+                .iter()
+                .map(|v| super::config::statistics(&v.stats.report(&v.model, &v.label)))
+                .collect(),
+        }))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let ready = request.into_inner().ready;
+        let models = self
+            .app
+            .store
+            .index(ready)
+            .into_iter()
+            .map(|row| repository_index_response::ModelIndex {
+                name: row.name,
+                version: row.version.unwrap_or_default(),
+                state: row.state.to_owned(),
+                reason: row.reason,
+            })
+            .collect();
+        Ok(Response::new(RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        crate::routes::check_model_control(&self.app).map_err(to_status)?;
+        let name = request.into_inner().model_name;
+        let app = self.app.clone();
+        tokio::task::spawn_blocking(move || app.store.load(&name))
+            .await
+            .map_err(|_| to_status(ApiError::internal("the model loader stopped unexpectedly")))?
+            .map_err(to_status)?;
+        Ok(Response::new(RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        crate::routes::check_model_control(&self.app).map_err(to_status)?;
+        let name = request.into_inner().model_name;
+        self.app.store.unload(&name).map_err(to_status)?;
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
+    }
+}
