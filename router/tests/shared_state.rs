@@ -422,11 +422,9 @@ fn one_replica_drives_a_rollout_and_the_other_takes_over_when_it_dies() {
     assert_eq!(probe.holder, holder, "the lease names the driver");
 
     driver.kill();
-    eventually(
-        "the other replica takes the rollout over",
-        SOON,
-        || driving(follower),
-    );
+    eventually("the other replica takes the rollout over", SOON, || {
+        driving(follower)
+    });
     let status = follower.status();
     let events: Vec<String> = status["events"]
         .as_array()
