@@ -128,7 +128,10 @@ def mlflow_as(url, name):
     with no credentials when `name` is None (a registry without identities)."""
     import mlflow
 
-    saved = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    # set_tracking_uri / set_registry_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI;
+    # all of it is put back, or later tests' clients would reach this (stopped) registry.
+    names = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {key: os.environ.get(key) for key in names}
     if name is None:
         os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
     else:
@@ -138,10 +141,13 @@ def mlflow_as(url, name):
     try:
         yield mlflow
     finally:
-        if saved is None:
-            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
-        else:
-            os.environ["MLFLOW_TRACKING_TOKEN"] = saved
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def log_run(url, name, experiment, params, losses, artifacts=()):

@@ -49,6 +49,7 @@ def test_a_source_rewritten_after_registration_changes_nothing(registry, monkeyp
     put(registry, "uploads/iris/model.onnx", b"not the approved model")
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
     downloaded = pathlib.Path(download_artifacts(f"models:/iris/{version}", dst_path=str(tmp_path / "dl")))
     assert (downloaded / "model.onnx").read_bytes() == original
 
