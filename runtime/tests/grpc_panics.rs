@@ -7,56 +7,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
+use common::panicky::Panicky;
 use common::{get, TempRepo};
 use tonic::transport::Channel;
 use tonic::Code;
-use weir_models::repository::ModelConfig;
-use weir_models::{Backend, BackendError, DataType, Dim, Signature, Tensor, TensorSpec};
 use weir_runtime::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use weir_runtime::grpc::proto::model_infer_request::InferInputTensor;
 use weir_runtime::grpc::proto::{InferTensorContents, ModelInferRequest};
 use weir_runtime::ServeConfig;
-
-/// Echoes FP32 `x` as `y`; panics in the model when the first element is negative, and in its
-/// signature (read while a call is decoded, on the async side) while `panic_on_read`.
-struct Panicky {
-    signature: Signature,
-    panic_on_read: AtomicBool,
-}
-
-impl Backend for Panicky {
-    fn signature(&self) -> &Signature {
-        if self.panic_on_read.load(Ordering::Relaxed) {
-            panic!("injected panic while a call was decoded");
-        }
-        &self.signature
-    }
-
-    fn platform(&self) -> &'static str {
-        "test"
-    }
-
-    fn infer(&self, inputs: Vec<Tensor>, _outputs: &[String]) -> Result<Vec<Tensor>, BackendError> {
-        let x = inputs.into_iter().next().unwrap();
-        if let weir_models::TensorData::Fp32(values) = &x.data {
-            if values.first().is_some_and(|v| *v < 0.0) {
-                panic!("injected panic in the model");
-            }
-        }
-        Ok(vec![Tensor::new("y", x.shape, x.data)])
-    }
-}
-
-fn spec(name: &str) -> TensorSpec {
-    TensorSpec {
-        name: name.into(),
-        datatype: DataType::Fp32,
-        shape: vec![Dim::Variable, Dim::Fixed(2)],
-    }
-}
 
 fn request(first: f32) -> ModelInferRequest {
     ModelInferRequest {
@@ -83,17 +43,7 @@ async fn injected_panics_answer_internal_and_never_break_the_connection() {
         ..common::config(&repo.dir)
     })
     .await;
-    let backend = Arc::new(Panicky {
-        signature: Signature {
-            inputs: vec![spec("x")],
-            outputs: vec![spec("y")],
-        },
-        panic_on_read: AtomicBool::new(false),
-    });
-    server
-        .app
-        .store
-        .insert_backend("boom", 1, backend.clone(), &ModelConfig::default());
+    let backend = Panicky::install(&server);
     // One channel, one HTTP/2 connection, for every call below.
     let channel = Channel::from_shared(format!("http://{}", server.grpc_addr().unwrap()))
         .unwrap()

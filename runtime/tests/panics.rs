@@ -6,51 +6,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
+use common::panicky::Panicky;
 use common::TempRepo;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use weir_models::repository::ModelConfig;
-use weir_models::{Backend, BackendError, DataType, Dim, Signature, Tensor, TensorSpec};
-
-/// Echoes FP32 `x` as `y`; panics in the model when the first element is negative, and in its
-/// signature (read by the handler while decoding, on the async side) while `panic_on_read`.
-struct Panicky {
-    signature: Signature,
-    panic_on_read: AtomicBool,
-}
-
-impl Backend for Panicky {
-    fn signature(&self) -> &Signature {
-        if self.panic_on_read.load(Ordering::Relaxed) {
-            panic!("injected panic while a request was decoded");
-        }
-        &self.signature
-    }
-    fn platform(&self) -> &'static str {
-        "test"
-    }
-    fn infer(&self, inputs: Vec<Tensor>, _outputs: &[String]) -> Result<Vec<Tensor>, BackendError> {
-        let x = inputs.into_iter().next().unwrap();
-        if let weir_models::TensorData::Fp32(values) = &x.data {
-            if values.first().is_some_and(|v| *v < 0.0) {
-                panic!("injected panic in the model");
-            }
-        }
-        Ok(vec![Tensor::new("y", x.shape, x.data)])
-    }
-}
-
-fn spec(name: &str) -> TensorSpec {
-    TensorSpec {
-        name: name.into(),
-        datatype: DataType::Fp32,
-        shape: vec![Dim::Variable, Dim::Fixed(2)],
-    }
-}
 
 /// One HTTP/1.1 exchange on a kept-alive connection: the status and the JSON body.
 async fn exchange(
@@ -107,17 +69,7 @@ fn infer_body(first: f32) -> String {
 async fn injected_panics_answer_500_and_never_reset_the_connection() {
     let repo = TempRepo::new("panics");
     let server = common::start(common::config(&repo.dir)).await;
-    let backend = Arc::new(Panicky {
-        signature: Signature {
-            inputs: vec![spec("x")],
-            outputs: vec![spec("y")],
-        },
-        panic_on_read: AtomicBool::new(false),
-    });
-    server
-        .app
-        .store
-        .insert_backend("boom", 1, backend.clone(), &ModelConfig::default());
+    let backend = Panicky::install(&server);
     let stream = TcpStream::connect(server.local_addr()).await.unwrap();
     let mut connection = BufReader::new(stream);
     let infer = "/v2/models/boom/infer";

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // each test crate uses a subset; failing set-up should be loud
 
+pub mod panicky;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
