@@ -94,9 +94,14 @@ fn with_causes(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// The largest answer [`HttpClient::send`] holds: API answers (JSON, metrics text) are kilobytes,
+/// so a peer that sends more is cut off rather than held in memory. Files stream through
+/// [`download`] instead.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+
 impl HttpClient {
-    /// Sends one request; the answer's status and body, or why none came (in words for a
-    /// person: refused, timed out after N s, broken off).
+    /// Sends one request; the answer's status and body (at most [`MAX_ANSWER_BYTES`]), or why
+    /// none came (in words for a person: refused, timed out after N s, broken off, too large).
     pub async fn send(
         &self,
         method: &str,
@@ -104,6 +109,19 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Bytes,
         limit: Duration,
+    ) -> Result<(u16, Bytes), String> {
+        self.send_at_most(method, url, headers, body, limit, MAX_ANSWER_BYTES)
+            .await
+    }
+
+    async fn send_at_most(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        limit: Duration,
+        max_answer_bytes: usize,
     ) -> Result<(u16, Bytes), String> {
         let mut request = hyper::Request::builder().method(method).uri(url);
         for (name, value) in headers {
@@ -117,10 +135,17 @@ impl HttpClient {
             .map_err(|_| format!("no answer within {} s", limit.as_secs_f64()))?
             .map_err(|e| with_causes(&e))?;
         let status = response.status().as_u16();
-        let body = tokio::time::timeout(limit, response.into_body().collect())
+        let answer = http_body_util::Limited::new(response.into_body(), max_answer_bytes);
+        let body = tokio::time::timeout(limit, answer.collect())
             .await
             .map_err(|_| format!("the answer did not finish within {} s", limit.as_secs_f64()))?
-            .map_err(|e| format!("the answer broke off: {e}"))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    format!("the answer is larger than {max_answer_bytes} bytes")
+                } else {
+                    format!("the answer broke off: {e}")
+                }
+            })?
             .to_bytes();
         Ok((status, body))
     }
@@ -228,6 +253,27 @@ mod tests {
             }
         });
         format!("http://{address}/")
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_cap_is_cut_off_not_held() {
+        let url = answering(vec![("200 OK", "0123456789"), ("200 OK", "0123456789a")]).await;
+        let client = super::HttpClient::default();
+        let send = || {
+            client.send_at_most(
+                "GET",
+                &url,
+                &[],
+                bytes::Bytes::new(),
+                std::time::Duration::from_secs(5),
+                10,
+            )
+        };
+        assert_eq!(send().await.unwrap().1, "0123456789");
+        assert_eq!(
+            send().await.unwrap_err(),
+            "the answer is larger than 10 bytes"
+        );
     }
 
     #[tokio::test]
