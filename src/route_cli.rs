@@ -168,11 +168,7 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
     let grpc = match grpc_listener {
         Some(listener) => {
             let grpc_bound = listener.local_addr()?;
-            let limits = *args.limits.server().limits();
-            Some((
-                grpc_bound,
-                router.serve_grpc(listener, limits, stopped.clone()),
-            ))
+            Some((grpc_bound, router.serve_grpc(listener, stopped.clone())))
         }
         None => None,
     };

@@ -2,10 +2,13 @@
 //! and admin ports, `weir autoscale`'s metrics): HTTP/1 on hyper, with the deadlines and caps
 //! that `axum::serve` lacks and a server facing hostile clients needs. A connection that stalls
 //! in its headers, its body or idle between requests is closed; open connections are capped,
-//! with a share per peer address so that one client cannot take them all. Why each default is
-//! what it is: docs/serving.md, "Deadlines and limits".
+//! with a share per peer address so that one client cannot take them all. The gRPC ports
+//! (`weir serve --grpc-port`, `weir route --grpc-port`) are the same listener speaking HTTP/2
+//! ([`Server::serve_http2`]), under the same caps and deadlines. Why each default is what it
+//! is: docs/serving.md, "Deadlines and limits".
 
 mod connection;
+mod http2;
 mod metrics;
 mod min_rate;
 #[cfg(test)]
@@ -129,6 +132,13 @@ fn peer_key(address: IpAddr) -> IpAddr {
     }
 }
 
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
 /// What an over-cap connection is told, best effort, before it is closed.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 46\r\n\r\n{\"error\": \"too many connections; retry later\"}";
 
@@ -172,9 +182,12 @@ impl Server {
         })
     }
 
-    fn refuse(&self, stream: TcpStream, peer: IpAddr) {
+    fn refuse(&self, stream: TcpStream, peer: IpAddr, protocol: Protocol) {
         let refused = self.shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        let _ = stream.try_write(OVER_CAPACITY);
+        // An HTTP/2 client expects the server's SETTINGS first: it is simply closed.
+        if protocol == Protocol::Http1 {
+            let _ = stream.try_write(OVER_CAPACITY);
+        }
         drop(stream);
         // A flood of refusals must not become a flood of log lines: one every 10 s.
         let mut last = lock(&self.shared.last_warned);
@@ -194,6 +207,50 @@ impl Server {
         listener: TcpListener,
         service: S,
         shutdown: impl Future<Output = ()> + Send,
+    ) where
+        S: tower::Service<Request<MinRateBody<Incoming>>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        self.accept(listener, service, shutdown, Protocol::Http1)
+            .await;
+    }
+
+    /// [`Server::serve`] for HTTP/2 with prior knowledge, as gRPC clients speak it in the
+    /// clear: the same caps; the header deadline until a connection's first call, the idle
+    /// deadline after its last; the body rate per call; keepalive PINGs find peers that vanished.
+    pub async fn serve_http2<S, B>(
+        &self,
+        listener: TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()> + Send,
+    ) where
+        S: tower::Service<Request<MinRateBody<Incoming>>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        self.accept(listener, service, shutdown, Protocol::Http2)
+            .await;
+    }
+
+    async fn accept<S, B>(
+        &self,
+        listener: TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()> + Send,
+        protocol: Protocol,
     ) where
         S: tower::Service<Request<MinRateBody<Incoming>>, Response = Response<B>>
             + Clone
@@ -228,7 +285,7 @@ impl Server {
                 }
             };
             let Some(slot) = self.admit(peer.ip()) else {
-                self.refuse(stream, peer.ip());
+                self.refuse(stream, peer.ip(), protocol);
                 continue;
             };
             // Small answers are the common case; Nagle's delay would add milliseconds to each.
@@ -238,7 +295,14 @@ impl Server {
                 _slot: slot,
                 _alive: alive.clone(),
             };
-            tokio::spawn(connection.run(stream, service.clone(), stopped.clone()));
+            match protocol {
+                Protocol::Http1 => {
+                    tokio::spawn(connection.run(stream, service.clone(), stopped.clone()))
+                }
+                Protocol::Http2 => {
+                    tokio::spawn(connection.run_http2(stream, service.clone(), stopped.clone()))
+                }
+            };
         }
         drop(listener);
         let _ = stop.send(true);

@@ -95,7 +95,7 @@ pub struct RunningServer {
     grpc_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
-    grpc_task: Option<JoinHandle<std::io::Result<()>>>,
+    grpc_task: Option<JoinHandle<()>>,
     /// The start-up load, until it has been awaited; then how long it took.
     loaded: Option<JoinHandle<Result<Duration, ServeError>>>,
     load_time: Option<Duration>,
@@ -154,12 +154,8 @@ impl RunningServer {
         });
         let (shutdown, mut shutdown_rx) = watch::channel(false);
         let grpc_task = grpc_listener.map(|listener| {
-            let (app, stop) = (app.clone(), shutdown.subscribe());
-            tokio::spawn(async move {
-                crate::grpc::serve(app, listener, stop)
-                    .await
-                    .map_err(std::io::Error::other)
-            })
+            let (app, server, stop) = (app.clone(), server.clone(), shutdown.subscribe());
+            tokio::spawn(crate::grpc::serve(app, server, listener, stop))
         });
         let router = crate::routes::router(app.clone());
         let task = tokio::spawn(async move {
@@ -266,10 +262,10 @@ impl RunningServer {
             let http = http.await;
             let grpc = match grpc {
                 Some(task) => task.await,
-                None => Ok(Ok(())),
+                None => Ok(()),
             };
             match (http, grpc) {
-                (Ok(Ok(())), Ok(grpc)) => Ok(grpc),
+                (Ok(Ok(())), Err(join)) => Err(join),
                 (http, _) => http,
             }
         };

@@ -598,3 +598,90 @@ async fn a_drain_finishes_in_flight_calls_and_refuses_new_connections() {
     }
     draining.await.unwrap().unwrap();
 }
+
+/// The gRPC port is the HTTP listener speaking HTTP/2: one per-peer share across both ports,
+/// and a call whose message stalls is cut off at the body rate with DEADLINE_EXCEEDED (not
+/// held for ever with its memory reservation).
+#[tokio::test]
+async fn the_grpc_port_shares_the_listeners_caps_and_body_deadline() {
+    let limits = weir_http::server::ServerLimits {
+        max_connections_per_peer: 2,
+        body_min_rate: 1000,
+        body_grace: Duration::from_millis(200),
+        ..weir_http::server::ServerLimits::default()
+    };
+    let (server, mut client, addr) = start_grpc(ServeConfig {
+        limits,
+        ..on_test_models(1 << 20)
+    })
+    .await;
+    // The tonic client's connection is one of the two; an HTTP/1 connection takes the other.
+    client
+        .server_live(ServerLiveRequest {})
+        .await
+        .expect("the first connection is served");
+    let http = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut bytes = Vec::new();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read_to_end(&mut over, &mut bytes),
+    )
+    .await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "a third connection from the same peer is closed at once: {closed:?}"
+    );
+    drop(http);
+
+    // A ModelInfer call whose message promises 1000 bytes and sends 5.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!(
+        "http://{addr}/inference.GRPCInferenceService/ModelInfer"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(StallingMessage { sent: false })
+    .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
+        .await
+        .expect("the stalled call is answered")
+        .unwrap();
+    let status = tonic::Status::from_header_map(response.headers())
+        .expect("a trailers-only answer with grpc-status");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("slower than"), "{status:?}");
+    server.shutdown().await.unwrap();
+}
+
+/// A gRPC message header announcing 1000 bytes, then nothing more.
+struct StallingMessage {
+    sent: bool,
+}
+
+impl hyper::body::Body for StallingMessage {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.sent {
+            return std::task::Poll::Pending;
+        }
+        self.sent = true;
+        let mut header = vec![0u8];
+        header.extend_from_slice(&1000u32.to_be_bytes());
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(header.into()))))
+    }
+}

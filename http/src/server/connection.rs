@@ -88,7 +88,7 @@ impl Connection {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
@@ -97,7 +97,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// What a connection without a request in flight waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waiting {
+pub(super) enum Waiting {
     /// The rest of a header block (since connecting, or since its first byte).
     Head,
     /// Any byte of a next request.
@@ -105,7 +105,7 @@ enum Waiting {
 }
 
 /// Where a connection is between requests, kept by its reads and its requests' starts and ends.
-struct Activity {
+pub(super) struct Activity {
     state: Mutex<ActivityState>,
     /// Idle with nothing received yet: the next byte read starts a header deadline. Checked on
     /// every read, so an atomic in front of the lock.
@@ -120,7 +120,7 @@ struct ActivityState {
 }
 
 impl Activity {
-    fn new() -> Activity {
+    pub(super) fn new() -> Activity {
         Activity {
             state: Mutex::new(ActivityState {
                 in_flight: 0,
@@ -163,7 +163,7 @@ impl Activity {
     }
 
     /// When the connection is closed unless something happens first, and what it waits for.
-    fn deadline(&self, limits: &ServerLimits) -> Option<(Instant, Waiting)> {
+    pub(super) fn deadline(&self, limits: &ServerLimits) -> Option<(Instant, Waiting)> {
         let state = lock(&self.state);
         if state.in_flight > 0 {
             return None;
@@ -229,11 +229,11 @@ impl AsyncWrite for Watched {
 
 /// The caller's service as hyper calls it: the request body under the minimum rate, the
 /// request counted in flight until its response body is done.
-struct Admitted<S> {
-    inner: S,
-    activity: Arc<Activity>,
-    limits: ServerLimits,
-    slow_bodies: Arc<AtomicU64>,
+pub(super) struct Admitted<S> {
+    pub(super) inner: S,
+    pub(super) activity: Arc<Activity>,
+    pub(super) limits: ServerLimits,
+    pub(super) slow_bodies: Arc<AtomicU64>,
 }
 
 type Answer<B, E> = Pin<Box<dyn Future<Output = Result<Response<Tracked<B>>, E>> + Send>>;

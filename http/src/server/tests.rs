@@ -16,8 +16,10 @@ use tokio::sync::watch;
 
 use super::{BodyTooSlow, MinRateBody, Server, ServerLimits};
 
-/// Set when a request to `/wait` has reached the handler.
+/// Set when a request to `/wait` (`/wait-http2`) has reached the handler: one per test that
+/// waits, as tests run at once.
 static WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static WAITING_HTTP2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Reads the body; answers `got N`, 408 when it came too slowly. `GET /wait` waits until
 /// `release` turns true.
@@ -25,8 +27,13 @@ async fn handle(
     request: Request<MinRateBody<Incoming>>,
     mut release: watch::Receiver<bool>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if request.uri().path() == "/wait" {
-        WAITING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let waiting = match request.uri().path() {
+        "/wait" => Some(&WAITING),
+        "/wait-http2" => Some(&WAITING_HTTP2),
+        _ => None,
+    };
+    if let Some(waiting) = waiting {
+        waiting.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = release.wait_for(|go| *go).await;
     }
     let (status, text) = match request.into_body().collect().await {
@@ -50,6 +57,10 @@ struct Running {
 }
 
 async fn start(limits: ServerLimits) -> Running {
+    start_speaking(limits, false).await
+}
+
+async fn start_speaking(limits: ServerLimits, http2: bool) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = Server::new(limits);
@@ -58,11 +69,14 @@ async fn start(limits: ServerLimits) -> Running {
     let service = tower::service_fn(move |request| handle(request, released.clone()));
     let serving = server.clone();
     let task = tokio::spawn(async move {
-        serving
-            .serve(listener, service, async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await;
+        let stopped = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        if http2 {
+            serving.serve_http2(listener, service, stopped).await;
+        } else {
+            serving.serve(listener, service, stopped).await;
+        }
     });
     Running {
         server,
@@ -323,3 +337,5 @@ fn peers_share_by_address_and_ipv6_by_its_64() {
     assert_eq!(ServerLimits::default().max_connections_per_peer, 1024);
     assert_eq!(ServerLimits::default_share(2), 1);
 }
+
+mod http2;

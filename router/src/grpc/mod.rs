@@ -27,8 +27,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 pub use body::GrpcBody;
 pub use forward::handle;
 
-/// Per-stream and per-connection flow-control windows: HTTP/2's defaults (64 KiB) would let a
-/// multi-megabyte tensor cross in dozens of round trips.
+/// Per-stream and per-connection flow-control windows towards the replicas: HTTP/2's defaults
+/// (64 KiB) would let a multi-megabyte tensor cross in dozens of round trips.
 const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 4 << 20;
 /// A PING after this long without frames, and the connection is dropped when its answer does

@@ -61,14 +61,6 @@ where
 pub struct Observed {
     inner: Incoming,
     record: Option<Record>,
-    /// Whatever must live as long as the answer (the listener's count of calls in flight).
-    held: Option<Box<dyn Send>>,
-}
-
-impl Observed {
-    pub(super) fn hold(&mut self, guard: Box<dyn Send>) {
-        self.held = Some(guard);
-    }
 }
 
 struct Record {
@@ -300,7 +292,6 @@ where
     }
     let observed = Observed {
         inner,
-        held: None,
         record: Some(Record {
             router: router.clone(),
             stats: backend.stats.clone(),

@@ -251,11 +251,21 @@ pub async fn router_with_limits(
 ) {
     let dir = folder(name);
     std::fs::write(dir.join("routes.toml"), routes).unwrap();
-    let router = Router::new(&dir.join("routes.toml"), Some(dir.join("state.json")), None).unwrap();
+    let serving = weir_router::Serving {
+        listener: weir_http::server::Server::new(limits),
+        ..weir_router::Serving::default()
+    };
+    let router = Router::serving(
+        &dir.join("routes.toml"),
+        Some(dir.join("state.json")),
+        None,
+        serving,
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = router.serve_grpc(listener, limits, stopped);
+    let task = router.serve_grpc(listener, stopped);
     (router, address, stop, task)
 }
 

@@ -61,11 +61,13 @@ pub struct Admission<S> {
     panics: Counter,
 }
 
-impl<S> Service<Request<Body>> for Admission<S>
+impl<S, B> Service<Request<B>> for Admission<S>
 where
     S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     type Response = Response<Body>;
     type Error = S::Error;
@@ -75,13 +77,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         // The service polled ready is the one called; a clone stays for the next request.
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let panics = self.panics.clone();
         if request.uri().path() != INFER_PATH {
-            return Box::pin(answer_panics(inner.call(request), panics));
+            return Box::pin(answer_panics(inner.call(request.map(Body::new)), panics));
         }
         let shed = self.shed.clone();
         let admitted = async move {

@@ -27,48 +27,34 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::Layer;
 
 use crate::app::App;
 use proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 
-/// HTTP/2 pings on idle connections: a peer that vanished (a node gone, a NAT that dropped the
-/// flow) is noticed and its connection closed rather than kept open forever.
-const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-/// Calls one connection may have open at once: far past any client's pipelining (tritonclient
-/// and the router multiplex tens), low enough that one connection cannot hold the server's
-/// memory in stream state. Inference itself is bounded by the shared concurrency slots.
-const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
-/// Metadata per call (gRPC headers): a few hundred bytes in practice.
-const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
-
-/// Serves gRPC on `listener` until `stop` turns true, then drains: no new connections, GOAWAY
-/// to open ones, and accepted calls run to their end (the caller bounds the wait).
+/// Serves gRPC on `listener` under `server`'s caps and deadlines (the HTTP listener's, shared
+/// with it: one count of connections per peer across both ports) until `stop` turns true,
+/// then drains: no new connections, GOAWAY to open ones, and accepted calls run to their end
+/// (the caller bounds the wait).
 pub async fn serve(
     app: Arc<App>,
+    server: weir_http::server::Server,
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), tonic::transport::Error> {
+) {
     let health = health::service(app.clone(), stop.clone()).await;
     let limit = app.config.max_body_bytes;
     let inference = GrpcInferenceServiceServer::new(service::Inference::new(app.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .layer(admission::AdmissionLayer::new(
-            app.admission.clone(),
-            app.metrics.panics.clone(),
-        ))
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
-        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-        .add_service(health)
+    let routes = tonic::service::Routes::new(health)
         .add_service(inference)
-        .serve_with_incoming_shutdown(incoming, async move {
+        .prepare();
+    let service = admission::AdmissionLayer::new(app.admission.clone(), app.metrics.panics.clone())
+        .layer(routes);
+    server
+        .serve_http2(listener, service, async move {
             let _ = stop.wait_for(|stop| *stop).await;
         })
-        .await
+        .await;
 }

@@ -1,0 +1,130 @@
+//! One accepted HTTP/2 connection (the gRPC ports): hyper's HTTP/2 state machine under the
+//! listener's deadlines, translated to a multiplexed connection. Until its first call a
+//! connection has the header deadline (a peer that never sends a call is closed); between
+//! calls, the idle deadline from the end of the last one; while any call is in flight, none
+//! (each call's body is held to the minimum rate instead). PINGs from the peer do not count as
+//! activity, so a client cannot keep an idle connection by pinging.
+//!
+//! Deadlines end a connection that has made calls with GOAWAY rather than a reset, so a client
+//! about to start a call is told to retry elsewhere instead of seeing it fail; one that never
+//! made a call is dropped (before the client's preface, hyper defers GOAWAY until a handshake
+//! that may never come).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::{Body, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::connection::{sleep_until, Activity, Admitted, Waiting};
+use super::{BoxError, MinRateBody};
+
+/// A PING after this long without frames; the connection is closed when its answer does not
+/// come within [`KEEP_ALIVE_TIMEOUT`]: a peer that vanished (a node gone, a NAT that dropped
+/// the flow) is noticed.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Calls one connection may have open at once: far past any client's pipelining (tritonclient,
+/// perf_analyzer and the router multiplex tens), low enough that one connection cannot hold the
+/// server's memory in stream state. Work is bounded by the servers' own limits on top.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Metadata of one call: far above what any client sends (a few hundred bytes).
+const MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Flow-control windows: HTTP/2's default (64 KiB) would let a multi-megabyte tensor cross in
+/// dozens of round trips.
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 4 << 20;
+/// How long a connection told GOAWAY, with no call left, may stay open for its peer to close
+/// it: time enough for the GOAWAY to arrive and be acted on.
+const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+/// How often an HTTP/2 connection's deadlines are looked at, at the least. Calls start and end
+/// without waking the watchdog (a wake per call would cost a task switch per call); a deadline
+/// is kept to within this.
+const TICK: Duration = Duration::from_millis(250);
+
+impl super::connection::Connection {
+    pub(super) async fn run_http2<S, B>(
+        self,
+        stream: TcpStream,
+        service: S,
+        mut stop: watch::Receiver<bool>,
+    ) where
+        S: tower::Service<Request<MinRateBody<Incoming>>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let limits = self.server.limits;
+        let activity = Arc::new(Activity::new());
+        let service = Admitted {
+            inner: service,
+            activity: activity.clone(),
+            limits,
+            slow_bodies: self.server.shared.slow_bodies.clone(),
+        };
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(MAX_HEADER_LIST)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        // When GOAWAY went out.
+        let mut closing_since: Option<Instant> = None;
+        loop {
+            let tick = Instant::now() + TICK;
+            let wake = match closing_since {
+                None => activity
+                    .deadline(&limits)
+                    .map_or(tick, |(at, _)| at.min(tick)),
+                Some(_) => tick,
+            };
+            tokio::select! {
+                // An error here is the client's (reset, protocol error): nothing to do.
+                _ = connection.as_mut() => return,
+                _ = stop.wait_for(|stop| *stop), if closing_since.is_none() => {
+                    if matches!(activity.deadline(&limits), Some((_, Waiting::Head))) {
+                        return;
+                    }
+                    closing_since = Some(Instant::now());
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = sleep_until(Some(wake)) => match closing_since {
+                    None => match activity.deadline(&limits) {
+                        Some((at, Waiting::Head)) if at <= Instant::now() => {
+                            self.server.shared.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        Some((at, Waiting::Idle)) if at <= Instant::now() => {
+                            self.server.shared.idle_closed.fetch_add(1, Ordering::Relaxed);
+                            closing_since = Some(Instant::now());
+                            connection.as_mut().graceful_shutdown();
+                        }
+                        _ => {}
+                    },
+                    // GOAWAY went out and no call is left, yet the peer keeps the connection
+                    // open (hyper's HTTP/2 server waits for the peer to close it).
+                    Some(since) => {
+                        if activity.deadline(&limits).is_some() && since.elapsed() >= GOAWAY_GRACE {
+                            return;
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
