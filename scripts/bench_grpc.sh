@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # gRPC benchmark (issue 21, results in benches/README.md "gRPC"): one release `weir serve` holding
-# iris and the MLP, measured at 1 and 32 concurrent streams over gRPC (grpc_load), HTTP/JSON (wrk)
-# and HTTP with the binary tensor extension (wrk); the same through `weir route` (HTTP and gRPC);
-# and KServe's Python server over gRPC on the same iris ONNX model with the same grpc_load, all
-# in one run on loopback. Every load is bounded by DURATION (default 10s); the script stops by
-# itself and prints a compact table and the ratios the issue asks for.
+# iris and the MLP, measured at 1 and 32 concurrent calls over gRPC, HTTP/JSON and HTTP with the
+# binary tensor extension; the same through `weir route` (HTTP and gRPC); and KServe's Python
+# server over gRPC on the same iris ONNX model, all in one run on loopback with ONE load tool,
+# h2load (Debian's nghttp2-client): HTTP/1.1 with `--h1`, gRPC as HTTP/2 with prior knowledge
+# (a POST of a length-prefixed message with `content-type: application/grpc`). Every load is
+# bounded by DURATION (default 10s); the script stops by itself and prints a table and the
+# ratios the issue asks for.
+#
+# h2load counts HTTP statuses, and a gRPC error is HTTP 200 with a status in its trailers, so
+# each gRPC target is first called once with grpcio (benches/load/grpc_bodies.py check: fails
+# unless OK) and every gRPC row then checks that the answer data h2load received is at least
+# one such answer per call it counted: an error answer carries no message.
 #
 # The peer lives outside the checkout: a venv in $PEER_DIR (default ~/.cache/weir/peers/kserve)
 # with PyPI's kserve and onnxruntime, made on first use. KServe serves the model through a
@@ -13,17 +20,20 @@
 # the load stays on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-10}
+DURATION=${DURATION%s}
 PEER_DIR=${PEER_DIR:-$HOME/.cache/weir/peers/kserve}
 
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
-source scripts/bench_lib.sh grpc # wrk, release `weir`, $work, pids, cleanup, address
-cargo build --release -p weir-benches --bin grpc_load 2>&1 | tail -1
+command -v h2load >/dev/null || { apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null; }
+[ -x .venv/bin/python ] || scripts/setup.sh
+source scripts/bench_lib.sh grpc # release `weir`, $work, pids, cleanup, address
 if [ ! -x "$PEER_DIR/bin/python" ] || ! "$PEER_DIR/bin/python" -c 'import kserve, onnxruntime' 2>/dev/null; then
   echo "== installing KServe's Python server into $PEER_DIR (PyPI: kserve, onnxruntime)"
   python3 -m venv "$PEER_DIR"
   "$PEER_DIR/bin/pip" install -q kserve onnxruntime numpy
 fi
+.venv/bin/python benches/load/grpc_bodies.py write "$work/bodies"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # The server under test: iris (versions 1 and 2; unversioned calls get 2) and the MLP, as in
@@ -58,8 +68,8 @@ ROUTES
 target/release/weir route --config "$work/routes.toml" --http-port 0 --admin-port 0 --grpc-port 0 --log warn > "$work/route.log" 2>&1 &
 pids+=($!)
 router=$(address "$work/route.log")
-for _ in $(seq 1 200); do grep -q 'gRPC on' "$work/route.log" && break; sleep 0.05; done
-router_grpc=$(grep -m1 -o 'gRPC on http://[0-9.:]*' "$work/route.log" | sed 's|.*http://||')
+for _ in $(seq 1 200); do grep -q 'gRPC listening on' "$work/route.log" && break; sleep 0.05; done
+router_grpc=$(grep -m1 -o 'gRPC listening on [0-9.:]*' "$work/route.log" | sed 's|.* ||')
 for _ in $(seq 1 200); do curl -sf -o /dev/null "$router/v2/models/iris/ready" && break; sleep 0.05; done
 
 # The peer: KServe's ModelServer with a kserve.Model that runs the iris ONNX file on onnxruntime.
@@ -104,74 +114,81 @@ kserve_grpc=$(free_port)
 pids+=($!)
 for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$kserve_http/v2/models/iris/ready" >/dev/null && break; sleep 0.1; done
 
-# A wrk latency ("106.00us", "2.54ms", "1.20s") in microseconds.
-us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n = n; else if (v ~ /ms$/) n *= 1e3; else if (v ~ /s$/) n *= 1e6; printf "%.0f", n }'; }
-declare -A rps
+declare -A rps answer_size
 table="$work/table"
-row() { # TARGET PROTOCOL MODEL STREAMS RPS P50 P90 P99 ERRORS
-  printf '| %s | %s | %s | %s | %.0f | %s | %s | %s | %s |\n' "$@" >> "$table"
-  rps["$1/$2/$3/$4"]=$5
+# One h2load run: TARGET PROTOCOL MODEL CALLS then h2load's arguments. A row of the table:
+# req/s, mean and max latency, errors (failed or non-2xx calls; for gRPC also calls whose
+# answer carried no message).
+row() {
+  local target=$1 protocol=$2 model=$3 calls=$4 out
+  shift 4
+  out=$(h2load -D "$DURATION" "$@")
+  local rate mean max succeeded errors data
+  rate=$(echo "$out" | awk '/^finished in/ {print $4}')
+  read -r mean max < <(echo "$out" | awk '/^time for request:/ {print $6, $5}')
+  succeeded=$(echo "$out" | awk '/^requests:/ {print $8}')
+  errors=$(echo "$out" | awk '/^requests:/ {n += $10 + $12 + $14} /^status codes:/ {n += $5 + $7 + $9} END {print n + 0}')
+  if [[ $protocol == gRPC* ]]; then
+    data=$(echo "$out" | awk '/^traffic:/ {gsub(/[()]/, "", $(NF-1)); print $(NF-1)}')
+    local size=${answer_size["$target/$model"]}
+    local answered=$((data / size))
+    if [ "$answered" -lt "$succeeded" ]; then errors=$((errors + succeeded - answered)); fi
+  fi
+  echo "   $target, $protocol, $model, $calls: $rate req/s, mean $mean, max $max, $succeeded answered, $errors errors"
+  printf '| %s | %s | %s | %s | %.0f | %s | %s | %s |\n' "$target" "$protocol" "$model" "$calls" "$rate" \
+    "$(us "$mean")" "$(us "$max")" "$errors" >> "$table"
+  rps["$target/$protocol/$model/$calls"]=$rate
 }
-wrk_row() { # TARGET PROTOCOL MODEL STREAMS LUA URL
-  local out
-  out=$(wrk -t1 -c"$4" -d"$DURATION" --latency -s "$5" "$6")
-  echo "$out" | grep -E 'Requests/sec|Non-2xx|Socket errors|status [0-9]|^ +(50|90|99)%' | sed 's/^ */   /'
-  row "$1" "$2" "$3" "$4" "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
-    "$(us "$(echo "$out" | awk '$1 == "50%" {print $2}')")" \
-    "$(us "$(echo "$out" | awk '$1 == "90%" {print $2}')")" \
-    "$(us "$(echo "$out" | awk '$1 == "99%" {print $2}')")" \
-    "$(echo "$out" | awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}')"
+# An h2load latency ("106us", "2.54ms", "1.20s") in microseconds.
+us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n = n; else if (v ~ /ms$/) n *= 1e3; else if (v ~ /s$/) n *= 1e6; printf "%.0f", n }'; }
+grpc_args() { # ADDRESS MODEL
+  echo "-d $work/bodies/$2.grpc -H content-type:application/grpc -H te:trailers http://$1/inference.GRPCInferenceService/ModelInfer"
 }
-grpc_row() { # TARGET PROTOCOL MODEL STREAMS ADDR [grpc_load options]
-  local target=$1 protocol=$2 model=$3 streams=$4 addr=$5 out
-  shift 5
-  out=$(target/release/grpc_load --addr "$addr" --model "$model" --concurrency "$streams" --duration "$DURATION" "$@")
-  echo "$out" | sed 's/^ */   /'
-  row "$target" "$protocol" "$model" "$streams" "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
-    "$(echo "$out" | awk '/latency/ {print $3}')" "$(echo "$out" | awk '/latency/ {print $6}')" \
-    "$(echo "$out" | awk '/latency/ {print $9}')" "$(echo "$out" | awk '/ ok, / {print $3}')"
+json_args() { # BASE MODEL
+  echo "--h1 -d $work/bodies/$2.json -H content-type:application/json $1/v2/models/$2/infer"
 }
-iris_args=(--input features --shape 1,4 --values 5.1,3.5,1.4,0.2)
-mlp_args=(--input x --shape 1,256 --values=-0.5,-0.4,-0.3,-0.2,-0.1,0,0.1,0.2,0.3,0.4,0.5,0.6,-0.6)
+binary_args() { # BASE MODEL
+  echo "--h1 -d $work/bodies/$2.bin -H content-type:application/octet-stream -H inference-header-content-length:$(cat "$work/bodies/$2.bin.len") $1/v2/models/$2/infer"
+}
+for model in iris mlp; do
+  answer_size["weir serve/$model"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$grpc" "$work/bodies/$model.grpc")
+  answer_size["weir route/$model"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$router_grpc" "$work/bodies/$model.grpc")
+done
+answer_size["KServe/iris"]=$(.venv/bin/python benches/load/grpc_bodies.py check "127.0.0.1:$kserve_grpc" "$work/bodies/iris.grpc")
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $DURATION per row"
 echo "== weir serve $http (gRPC $grpc), weir route $router (gRPC $router_grpc), KServe gRPC 127.0.0.1:$kserve_grpc"
-echo "   wrk: 1 thread, N connections; grpc_load: 1 thread, N streams over 1 HTTP/2 connection"
+echo "   h2load, one thread: N concurrent calls = N HTTP/1.1 connections, or N gRPC streams on one HTTP/2 connection (a gRPC channel)"
 for model in iris mlp; do
-  if [ $model = iris ]; then args=("${iris_args[@]}"); else args=("${mlp_args[@]}"); fi
-  for streams in 1 32; do
-    echo "== $model, $streams stream(s)"
-    echo "-- weir serve, gRPC raw_input_contents"
-    grpc_row "weir serve" "gRPC raw" $model $streams "$grpc" "${args[@]}"
-    echo "-- weir serve, gRPC typed contents"
-    grpc_row "weir serve" "gRPC typed" $model $streams "$grpc" "${args[@]}" --typed
-    echo "-- weir serve, HTTP/JSON"
-    wrk_row "weir serve" "HTTP/JSON" $model $streams "benches/load/$model.lua" "$http/v2/models/$model/infer"
-    echo "-- weir serve, HTTP binary tensors"
-    wrk_row "weir serve" "HTTP binary" $model $streams "benches/load/${model}_binary.lua" "$http/v2/models/$model/infer"
-    echo "-- weir route, gRPC raw_input_contents"
-    grpc_row "weir route" "gRPC raw" $model $streams "$router_grpc" "${args[@]}"
-    echo "-- weir route, HTTP/JSON"
-    wrk_row "weir route" "HTTP/JSON" $model $streams "benches/load/$model.lua" "$router/v2/models/$model/infer"
+  for calls in 1 32; do
+    echo "== $model, $calls concurrent call(s), ${DURATION}s each"
+    # shellcheck disable=SC2046 # the argument lists are meant to split
+    row "weir serve" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$grpc" $model)
+    if [ $calls -gt 1 ]; then
+      row "weir serve" "gRPC, $calls connections" $model $calls -c$calls -m1 $(grpc_args "$grpc" $model)
+    fi
+    row "weir serve" "HTTP/JSON" $model $calls -c$calls $(json_args "$http" $model)
+    row "weir serve" "HTTP binary" $model $calls -c$calls $(binary_args "$http" $model)
+    row "weir route" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$router_grpc" $model)
+    row "weir route" "HTTP/JSON" $model $calls -c$calls $(json_args "$router" $model)
     if [ $model = iris ]; then
-      echo "-- KServe (Python), gRPC raw_input_contents"
-      grpc_row "KServe" "gRPC raw" $model $streams "127.0.0.1:$kserve_grpc" "${args[@]}"
+      row "KServe" "gRPC" $model $calls -c1 -m$calls $(grpc_args "127.0.0.1:$kserve_grpc" $model)
     fi
   done
 done
 
 echo
-echo "| target | protocol | model | streams | req/s | p50 µs | p90 µs | p99 µs | errors |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| target | protocol | model | concurrent calls | req/s | mean µs | max µs | errors |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 cat "$table"
 echo
 ratio() { awk -v a="${rps[$1]:-0}" -v b="${rps[$2]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 for model in iris mlp; do
-  for streams in 1 32; do
-    echo "$model, $streams stream(s): gRPC / HTTP-JSON throughput (weir serve) $(ratio "weir serve/gRPC raw/$model/$streams" "weir serve/HTTP/JSON/$model/$streams")x," \
-      "through weir route $(ratio "weir route/gRPC raw/$model/$streams" "weir route/HTTP/JSON/$model/$streams")x"
+  for calls in 1 32; do
+    echo "$model, $calls concurrent call(s): gRPC / HTTP-JSON throughput (weir serve) $(ratio "weir serve/gRPC/$model/$calls" "weir serve/HTTP/JSON/$model/$calls")x," \
+      "through weir route $(ratio "weir route/gRPC/$model/$calls" "weir route/HTTP/JSON/$model/$calls")x"
   done
 done
-for streams in 1 32; do
-  echo "iris, $streams stream(s): weir gRPC / KServe gRPC throughput $(ratio "weir serve/gRPC raw/iris/$streams" "KServe/gRPC raw/iris/$streams")x"
+for calls in 1 32; do
+  echo "iris, $calls concurrent call(s): weir gRPC / KServe gRPC throughput $(ratio "weir serve/gRPC/iris/$calls" "KServe/gRPC/iris/$calls")x"
 done

@@ -137,23 +137,19 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {admin_address} for the admin API"))?;
     let admin_bound = admin_listener.local_addr()?;
-    let grpc_listener = match args.grpc_port {
+    let grpc_address = match args.grpc_port {
         Some(port) => {
-            let grpc_address = resolve(&args.host, port).await?;
             anyhow::ensure!(
                 port == 0 || (port != args.http_port && port != args.admin_port),
                 "--grpc-port {port} is also the HTTP or admin port: gRPC needs a port of its own"
             );
-            let listener = tokio::net::TcpListener::bind(grpc_address)
-                .await
-                .with_context(|| format!("cannot listen on {grpc_address} for gRPC"))?;
             if router.table.load().settings.grpc_port.is_none() {
                 tracing::warn!(
                     config = %args.config.display(),
                     "--grpc-port is given but the routes file sets no grpc_port in [settings]: every gRPC call will be refused (UNIMPLEMENTED)"
                 );
             }
-            Some(listener)
+            Some(resolve(&args.host, port).await?)
         }
         None => None,
     };
@@ -162,29 +158,26 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (bound, handles) = router
-        .serve_on_workers(address, workers, stopped.clone())
-        .with_context(|| format!("cannot listen on {address}"))?;
-    let grpc = match grpc_listener {
-        Some(listener) => {
-            let grpc_bound = listener.local_addr()?;
-            Some((grpc_bound, router.serve_grpc(listener, stopped.clone())))
-        }
-        None => None,
-    };
+    let bound = router
+        .serve_on_workers(address, grpc_address, workers, stopped.clone())
+        .with_context(|| match grpc_address {
+            Some(grpc) => format!("cannot listen on {address} and {grpc} (gRPC)"),
+            None => format!("cannot listen on {address}"),
+        })?;
     let admin = router.serve_admin(admin_listener, args.limits.server(), stopped);
     // The data address first: scripts and tests read the first line.
-    crate::announce(format_args!("weir route listening on http://{bound}"));
+    crate::announce(format_args!(
+        "weir route listening on http://{}",
+        bound.data
+    ));
     crate::announce(format_args!("weir route admin API on http://{admin_bound}"));
-    if let Some((grpc_bound, _)) = &grpc {
-        crate::announce(format_args!("weir route gRPC on http://{grpc_bound}"));
+    if let Some(grpc_bound) = bound.grpc {
+        crate::announce(format_args!("weir route gRPC listening on {grpc_bound}"));
     }
     crate::shutdown_signal().await;
     let _ = stop.send(true);
     let _ = admin.await;
-    if let Some((_, grpc)) = grpc {
-        let _ = grpc.await;
-    }
+    let handles = bound.handles;
     tokio::task::spawn_blocking(move || {
         for handle in handles {
             let _ = handle.join();

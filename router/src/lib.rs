@@ -308,20 +308,27 @@ impl Router {
     /// listener on the same port (`SO_REUSEPORT`: the kernel spreads connections) and its own
     /// connection pool, as nginx runs its workers. On 2 cores this took the router from 23.3 k
     /// to 27.3 k requests/s and its added p50 from 108 to 89 µs, against one multi-threaded
-    /// runtime whose requests hopped between threads (benches/README.md). The workers share
-    /// the data listener's connection caps ([`Serving`]). Returns the bound address; the
-    /// workers stop (draining) when `stop` turns true.
+    /// runtime whose requests hopped between threads (benches/README.md). With `grpc` each
+    /// worker also serves the gRPC port the same way (and keeps its own HTTP/2 connections to
+    /// the replicas). The workers share the data listener's connection caps ([`Serving`]).
+    /// Returns the bound data and gRPC addresses; the workers stop (draining) when `stop`
+    /// turns true.
     pub fn serve_on_workers(
         self: &Arc<Self>,
         address: std::net::SocketAddr,
+        grpc: Option<std::net::SocketAddr>,
         workers: usize,
         stop: tokio::sync::watch::Receiver<bool>,
-    ) -> std::io::Result<(std::net::SocketAddr, Vec<std::thread::JoinHandle<()>>)> {
-        let mut bound = address;
-        let mut handles = Vec::new();
+    ) -> std::io::Result<WorkersBound> {
+        let mut bound = WorkersBound {
+            data: address,
+            grpc,
+            handles: Vec::new(),
+        };
         for index in 0..workers.max(1) {
             let (ready, answer) = std::sync::mpsc::channel();
-            let (router, mut stop, server) = (self.clone(), stop.clone(), self.listener.clone());
+            let (router, stop, server) = (self.clone(), stop.clone(), self.listener.clone());
+            let (data, grpc) = (bound.data, bound.grpc);
             let handle = std::thread::Builder::new()
                 .name(format!("weir-route-{index}"))
                 .spawn(move || {
@@ -336,27 +343,51 @@ impl Router {
                         }
                     };
                     runtime.block_on(async move {
-                        let listener = match listen(bound) {
-                            Ok(listener) => listener,
+                        let listeners = listen(data).and_then(|data| {
+                            let grpc = grpc.map(listen).transpose()?;
+                            Ok((data, grpc))
+                        });
+                        let (data, grpc) = match listeners {
+                            Ok(listeners) => listeners,
                             Err(err) => {
                                 let _ = ready.send(Err(err));
                                 return;
                             }
                         };
-                        let _ = ready.send(listener.local_addr());
-                        let stopped = async move {
+                        let addresses = data.local_addr().and_then(|data| {
+                            let grpc = grpc.as_ref().map(|l| l.local_addr()).transpose()?;
+                            Ok((data, grpc))
+                        });
+                        let _ = ready.send(addresses);
+                        let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
                             let _ = stop.wait_for(|stop| *stop).await;
                         };
-                        server.serve(listener, router.data_app(), stopped).await;
+                        let serving_data =
+                            server.serve(data, router.data_app(), stopped(stop.clone()));
+                        match grpc {
+                            Some(grpc) => {
+                                let serving_grpc =
+                                    server.serve_http2(grpc, router.grpc_service(), stopped(stop));
+                                tokio::join!(serving_data, serving_grpc);
+                            }
+                            None => serving_data.await,
+                        }
                     });
                 })?;
-            bound = answer
+            (bound.data, bound.grpc) = answer
                 .recv()
                 .map_err(|_| std::io::Error::other("a router worker stopped before listening"))??;
-            handles.push(handle);
+            bound.handles.push(handle);
         }
-        Ok((bound, handles))
+        Ok(bound)
     }
+}
+
+/// What [`Router::serve_on_workers`] bound, and its worker threads.
+pub struct WorkersBound {
+    pub data: std::net::SocketAddr,
+    pub grpc: Option<std::net::SocketAddr>,
+    pub handles: Vec<std::thread::JoinHandle<()>>,
 }
 
 fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

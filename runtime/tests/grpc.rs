@@ -637,21 +637,7 @@ async fn the_grpc_port_shares_the_listeners_caps_and_body_deadline() {
     drop(http);
 
     // A ModelInfer call whose message promises 1000 bytes and sends 5.
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
-    let request = http::Request::post(format!(
-        "http://{addr}/inference.GRPCInferenceService/ModelInfer"
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(StallingMessage { sent: false })
-    .unwrap();
+    let (mut sender, request) = raw_infer_call(addr, StallingMessage { sent: false }).await;
     let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
         .await
         .expect("the stalled call is answered")
@@ -684,4 +670,73 @@ impl hyper::body::Body for StallingMessage {
         header.extend_from_slice(&1000u32.to_be_bytes());
         std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(header.into()))))
     }
+}
+
+/// A raw HTTP/2 connection to `addr` and a `ModelInfer` request carrying `body` as it is: the
+/// calls tonic's client would never make.
+async fn raw_infer_call<B>(
+    addr: SocketAddr,
+    body: B,
+) -> (hyper::client::conn::http2::SendRequest<B>, http::Request<B>)
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!(
+        "http://{addr}/inference.GRPCInferenceService/ModelInfer"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(body)
+    .unwrap();
+    (sender, request)
+}
+
+/// `ModelInfer` with `body` as its bytes: the answer's status (from the trailers-only headers
+/// or the trailers).
+async fn raw_infer(addr: SocketAddr, body: Vec<u8>) -> tonic::Status {
+    let body = http_body_util::Full::new(bytes::Bytes::from(body));
+    let (mut sender, request) = raw_infer_call(addr, body).await;
+    let response = sender.send_request(request).await.unwrap();
+    if let Some(status) = tonic::Status::from_header_map(response.headers()) {
+        return status;
+    }
+    let collected = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    tonic::Status::from_header_map(collected.trailers().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn malformed_messages_are_refused_with_a_reason() {
+    let (server, _, addr) = start_grpc(on_test_models(1 << 20)).await;
+    let cases = [
+        (
+            vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff],
+            Code::InvalidArgument,
+            "cannot be decoded",
+        ),
+        (
+            vec![0, 0, 0, 0, 9, 1],
+            Code::InvalidArgument,
+            "announces 9 bytes",
+        ),
+        (vec![1, 0, 0, 0, 1, 0], Code::Unimplemented, "compressed"),
+        (vec![0, 0], Code::InvalidArgument, "length-prefixed"),
+    ];
+    for (body, code, says) in cases {
+        let status = raw_infer(addr, body.clone()).await;
+        assert_eq!(status.code(), code, "{body:?}: {status:?}");
+        assert!(status.message().contains(says), "{body:?}: {status:?}");
+    }
+    server.shutdown().await.unwrap();
 }

@@ -46,7 +46,7 @@ class Router:
         lines = [self.process.stdout.readline() for _ in range(3)]
         self.url = re.search(r"listening on (http://[\d.]+:\d+)", lines[0]).group(1)
         self.admin = re.search(r"admin API on (http://[\d.]+:\d+)", lines[1]).group(1)
-        match = re.search(r"gRPC on http://([\d.]+:\d+)", lines[2])
+        match = re.search(r"gRPC listening on ([\d.]+:\d+)", lines[2])
         assert match, f"unexpected third line from weir route: {lines[2]!r}"
         self.grpc = match.group(1)
 

@@ -16,32 +16,46 @@ use weir_http::server::MinRateBody;
 use crate::Router;
 
 impl Router {
-    /// Serves gRPC on `listener` until `stop` turns true; then sends GOAWAY on every
-    /// connection and returns when the calls in flight have finished.
+    /// Serves gRPC on `listener` (on the caller's runtime) until `stop` turns true; then sends
+    /// GOAWAY on every connection and returns when the calls in flight have finished. `weir
+    /// route` serves it on its workers instead (`Router::serve_on_workers`).
     pub fn serve_grpc(
         self: &Arc<Self>,
         listener: TcpListener,
         mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        let router = self.clone();
-        let service = tower::service_fn(move |request: hyper::Request<MinRateBody<Incoming>>| {
-            let router = router.clone();
-            async move {
-                if request.uri().path() == super::stream::PATH {
-                    let response = super::stream::handle(router, request).await;
-                    return Ok::<_, Infallible>(response);
-                }
-                let response = super::handle(router, request).await;
-                Ok(response.map(http_body_util::Either::Left))
-            }
-        });
-        let server = self.listener.clone();
+        let (service, server) = (self.grpc_service(), self.listener.clone());
         tokio::spawn(async move {
             server
                 .serve_http2(listener, service, async move {
                     let _ = stop.wait_for(|stop| *stop).await;
                 })
                 .await;
+        })
+    }
+
+    /// The gRPC port's service: streams pass through (`stream`), other calls are held whole
+    /// (`forward`).
+    pub(crate) fn grpc_service(
+        self: &Arc<Self>,
+    ) -> impl tower::Service<
+        hyper::Request<MinRateBody<Incoming>>,
+        Response = hyper::Response<super::stream::StreamBody>,
+        Error = Infallible,
+        Future = impl Send + 'static,
+    > + Clone
+           + Send
+           + 'static {
+        let router = self.clone();
+        tower::service_fn(move |request: hyper::Request<MinRateBody<Incoming>>| {
+            let router = router.clone();
+            async move {
+                if request.uri().path() == super::stream::PATH {
+                    return Ok(super::stream::handle(router, request).await);
+                }
+                let response = super::handle(router, request).await;
+                Ok(response.map(http_body_util::Either::Left))
+            }
         })
     }
 }

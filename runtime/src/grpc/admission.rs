@@ -1,8 +1,9 @@
 //! The gRPC listener's outer layer: admission for inference, and panics caught.
 //!
 //! Admission is the HTTP path's limits on the gRPC listener. A `ModelInfer`
-//! call's body is read whole under the server's body limit and memory budget, then takes one
-//! of the server-wide inference slots — the same `LoadShedLayer` state the HTTP routes use, so
+//! call's body is read whole under the server's body limit and memory budget, takes one of
+//! the server-wide inference slots and is answered from the bytes read
+//! (`Inference::infer_framed`) — the same `LoadShedLayer` state the HTTP routes use, so
 //! the two protocols share one limit rather than each having their own. Refusals are gRPC
 //! statuses (RESOURCE_EXHAUSTED past the size limit, UNAVAILABLE with `retry-after` when
 //! shed). Health, metadata and control calls pass straight through, as on HTTP, so an
@@ -23,6 +24,7 @@ use prometheus_client::metrics::counter::Counter;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use super::service::Inference;
 use super::status::to_status;
 use crate::shed::LoadShedLayer;
 
@@ -31,14 +33,20 @@ pub const INFER_PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
 
 #[derive(Clone)]
 pub struct AdmissionLayer {
+    inference: Inference,
     shed: LoadShedLayer,
     panics: Counter,
 }
 
 impl AdmissionLayer {
-    /// `shed`: the HTTP routes' admission state; `panics`: the server's `weir_panics_total`.
-    pub fn new(shed: LoadShedLayer, panics: Counter) -> AdmissionLayer {
-        AdmissionLayer { shed, panics }
+    /// `inference` answers the admitted `ModelInfer` calls; `shed`: the HTTP routes' admission
+    /// state; `panics`: the server's `weir_panics_total`.
+    pub fn new(inference: Inference, shed: LoadShedLayer, panics: Counter) -> AdmissionLayer {
+        AdmissionLayer {
+            inference,
+            shed,
+            panics,
+        }
     }
 }
 
@@ -48,6 +56,7 @@ impl<S> Layer<S> for AdmissionLayer {
     fn layer(&self, inner: S) -> Admission<S> {
         Admission {
             inner,
+            inference: self.inference.clone(),
             shed: self.shed.clone(),
             panics: self.panics.clone(),
         }
@@ -57,6 +66,7 @@ impl<S> Layer<S> for AdmissionLayer {
 #[derive(Clone)]
 pub struct Admission<S> {
     inner: S,
+    inference: Inference,
     shed: LoadShedLayer,
     panics: Counter,
 }
@@ -85,8 +95,9 @@ where
         if request.uri().path() != INFER_PATH {
             return Box::pin(answer_panics(inner.call(request.map(Body::new)), panics));
         }
-        let shed = self.shed.clone();
+        let (shed, inference) = (self.shed.clone(), self.inference.clone());
         let admitted = async move {
+            let arrived = std::time::Instant::now();
             let (parts, body) = request.into_parts();
             let (body, reservation) = match shed.read(&parts.headers, body).await {
                 Ok(read) => read,
@@ -96,11 +107,10 @@ where
                 Ok(permit) => permit,
                 Err(refusal) => return Ok(to_status(refusal).into_http()),
             };
-            let body = Body::new(http_body_util::Full::new(body));
-            let response = inner.call(Request::from_parts(parts, body)).await;
+            let response = inference.infer_framed(arrived, &body).await;
             drop(permit);
             drop(reservation);
-            response
+            Ok(response)
         };
         Box::pin(answer_panics(admitted, panics))
     }

@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod config;
+pub mod framing;
 pub mod health;
 pub mod service;
 pub mod status;
@@ -50,8 +51,12 @@ pub async fn serve(
     let routes = tonic::service::Routes::new(health)
         .add_service(inference)
         .prepare();
-    let service = admission::AdmissionLayer::new(app.admission.clone(), app.metrics.panics.clone())
-        .layer(routes);
+    let service = admission::AdmissionLayer::new(
+        service::Inference::new(app.clone()),
+        app.admission.clone(),
+        app.metrics.panics.clone(),
+    )
+    .layer(routes);
     server
         .serve_http2(listener, service, async move {
             let _ = stop.wait_for(|stop| *stop).await;

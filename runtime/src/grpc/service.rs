@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tonic::body::Body;
 use tonic::{Request, Response, Status};
 
 use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::*;
 use super::status::to_status;
-use super::tensors;
+use super::{framing, tensors};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::metrics::Protocol;
@@ -27,6 +28,39 @@ pub struct Inference {
 impl Inference {
     pub fn new(app: Arc<App>) -> Inference {
         Inference { app }
+    }
+
+    /// `ModelInfer` on a message already read whole (by the admission layer, under the body
+    /// limit and memory budget): decoded, run and answered without tonic's streaming codec,
+    /// which would copy the message into a buffer of its own, wrap it in a stream of one, and
+    /// encode the answer through another. The hot call of the service, so it takes the short
+    /// way; the answer on the wire is what tonic would send (one message, `grpc-status`
+    /// trailers; a refusal as a trailers-only answer).
+    pub async fn infer_framed(&self, arrived: Instant, framed: &[u8]) -> http::Response<Body> {
+        let answered = match framing::unframe(framed) {
+            Ok(message) => match <ModelInferRequest as prost::Message>::decode(message) {
+                Ok(request) => self.model_infer_message(arrived, request).await,
+                Err(err) => Err(Status::invalid_argument(format!(
+                    "the ModelInferRequest message cannot be decoded: {err}"
+                ))),
+            },
+            Err(status) => Err(status),
+        };
+        match answered {
+            Ok(response) => framing::answer(&response),
+            Err(status) => status.into_http(),
+        }
+    }
+
+    async fn model_infer_message(
+        &self,
+        arrived: Instant,
+        request: ModelInferRequest,
+    ) -> Result<ModelInferResponse, Status> {
+        let loaded = self.resolve(&request.model_name, &request.model_version)?;
+        account(&loaded, Protocol::Grpc, arrived, infer(&loaded, request))
+            .await
+            .map_err(to_status)
     }
 
     fn resolve(&self, model: &str, version: &str) -> Result<Arc<LoadedVersion>, Status> {
@@ -154,17 +188,15 @@ impl GrpcInferenceService for Inference {
         }))
     }
 
+    /// Reached only when the admission layer is not in front (it answers `ModelInfer` itself,
+    /// through [`Inference::infer_framed`]).
     async fn model_infer(
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let arrived = Instant::now();
-        let request = request.into_inner();
-        let loaded = self.resolve(&request.model_name, &request.model_version)?;
-        account(&loaded, Protocol::Grpc, arrived, infer(&loaded, request))
+        self.model_infer_message(Instant::now(), request.into_inner())
             .await
             .map(Response::new)
-            .map_err(to_status)
     }
 
     async fn model_config(
