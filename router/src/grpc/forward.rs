@@ -530,8 +530,8 @@ async fn send(
         .await
 }
 
-/// `http://HOST:PORT` of a replica's HTTP endpoint, with the gRPC port.
-pub(crate) fn grpc_base(endpoint: &Endpoint, port: u16) -> String {
+/// `HOST:PORT` of a replica's HTTP endpoint, with the gRPC port.
+pub(crate) fn grpc_authority(endpoint: &Endpoint, port: u16) -> String {
     let authority = endpoint
         .base
         .strip_prefix("http://")
@@ -540,32 +540,25 @@ pub(crate) fn grpc_base(endpoint: &Endpoint, port: u16) -> String {
         Some((host, _)) if !host.is_empty() => host,
         _ => authority,
     };
-    format!("http://{host}:{port}")
+    format!("{host}:{port}")
 }
 
 async fn send_once(endpoint: Arc<Endpoint>, outgoing: &Outgoing) -> Result<Answer, Attempt> {
-    let uri = format!("{}{}", grpc_base(&endpoint, outgoing.port), outgoing.path);
-    let mut request = hyper::Request::post(uri);
-    if let Some(headers) = request.headers_mut() {
-        *headers = outgoing.headers.clone();
-    }
-    let request = request
-        .body(GrpcBody::new(outgoing.body.clone(), None))
+    let authority = grpc_authority(&endpoint, outgoing.port);
+    let uri = axum::http::Uri::builder()
+        .scheme("http")
+        .authority(authority.as_str())
+        .path_and_query(outgoing.path.as_str())
+        .build()
         .map_err(|e| Attempt {
             reason: e.to_string(),
             retry: false,
         })?;
-    let response = super::client()
-        .request(request)
-        .await
-        .map_err(|e| Attempt {
-            reason: format!(
-                "{e}: {}",
-                std::error::Error::source(&e).map_or(String::new(), ToString::to_string)
-            ),
-            // Only a connection that never opened cannot have delivered the call.
-            retry: e.is_connect(),
-        })?;
+    let mut request = hyper::Request::new(GrpcBody::new(outgoing.body.clone(), None));
+    *request.method_mut() = axum::http::Method::POST;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = outgoing.headers.clone();
+    let response = super::connections::send(&authority, request).await?;
     let (parts, body) = response.into_parts();
     let collected = body.collect().await.map_err(|e| Attempt {
         reason: format!("the replica's answer broke off: {e}"),
@@ -608,11 +601,11 @@ mod tests {
     #[test]
     fn the_grpc_address_is_the_replicas_host_with_the_grpc_port() {
         for (http, grpc) in [
-            ("http://127.0.0.1:9001", "http://127.0.0.1:9000"),
-            ("http://[::1]:9001", "http://[::1]:9000"),
-            ("http://weir-runtime-v1:8080", "http://weir-runtime-v1:9000"),
+            ("http://127.0.0.1:9001", "127.0.0.1:9000"),
+            ("http://[::1]:9001", "[::1]:9000"),
+            ("http://weir-runtime-v1:8080", "weir-runtime-v1:9000"),
         ] {
-            assert_eq!(grpc_base(&Endpoint::new(http), 9000), grpc);
+            assert_eq!(grpc_authority(&Endpoint::new(http), 9000), grpc);
         }
     }
 }

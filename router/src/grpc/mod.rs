@@ -11,13 +11,13 @@
 //! held whole (`forward`); `ModelStreamInfer` streams pass through (`stream`).
 
 mod body;
+mod connections;
 mod forward;
 mod listener;
 pub mod status;
 mod stream;
 pub mod wire;
 
-use std::cell::Cell;
 use std::time::Duration;
 
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -35,36 +35,6 @@ const CONNECTION_WINDOW: u32 = 4 << 20;
 /// not come within [`KEEP_ALIVE_TIMEOUT`]: a replica or client that vanished is noticed.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-type GrpcClient = Client<HttpConnector, GrpcBody>;
-
-/// HTTP/2 connections per endpoint and thread, calls taking them in turn. One would carry every
-/// call (HTTP/2 multiplexes), but an endpoint that is a Kubernetes Service is balanced per
-/// connection (kube-proxy): with one connection per thread, a router would feed one pod per
-/// thread however many the Service has. HTTP/1 spreads by opening connections under load.
-const CONNECTIONS: usize = 4;
-
-fn new_client() -> GrpcClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
-        .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-        .http2_initial_stream_window_size(STREAM_WINDOW)
-        .http2_initial_connection_window_size(CONNECTION_WINDOW)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector)
-}
-
-thread_local! {
-    /// Connections to the replicas' gRPC ports, per thread as the HTTP pool is.
-    static CLIENTS: Vec<GrpcClient> = (0..CONNECTIONS).map(|_| new_client()).collect();
-    static NEXT: Cell<usize> = const { Cell::new(0) };
-}
 
 type StreamClient =
     Client<HttpConnector, http_body_util::combinators::UnsyncBoxBody<axum::body::Bytes, BoxError>>;
@@ -91,13 +61,4 @@ thread_local! {
 
 fn stream_client() -> StreamClient {
     STREAM_CLIENT.with(Clone::clone)
-}
-
-fn client() -> GrpcClient {
-    let turn = NEXT.with(|next| {
-        let turn = next.get();
-        next.set(turn.wrapping_add(1));
-        turn
-    });
-    CLIENTS.with(|clients| clients[turn % CONNECTIONS].clone())
 }

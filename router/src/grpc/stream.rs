@@ -224,7 +224,10 @@ where
     let started = Instant::now();
     let in_flight = endpoint.start();
     let outgoing = Outgoing::new(PATH, &parts.headers, Bytes::new(), port);
-    let uri = format!("{}{PATH}", super::forward::grpc_base(&endpoint, port));
+    let uri = format!(
+        "http://{}{PATH}",
+        super::forward::grpc_authority(&endpoint, port)
+    );
     let mut upstream = hyper::Request::post(uri);
     if let Some(headers) = upstream.headers_mut() {
         *headers = outgoing.headers;
