@@ -33,6 +33,37 @@ pub use min_rate::{BodyTooSlow, MinRateBody};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What a listener serves: a service answering requests whose bodies arrive under the minimum
+/// rate, cloned per connection (hyper's bounds, named once).
+pub trait Serves<B>:
+    tower::Service<
+        Request<MinRateBody<Incoming>>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> Serves<B> for S where
+    S: tower::Service<
+            Request<MinRateBody<Incoming>>,
+            Response = Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// An answer's body as hyper writes it.
+pub trait AnswerBody: Body<Data: Send, Error: Into<BoxError>> + Send + Unpin + 'static {}
+
+impl<B> AnswerBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Send + Unpin + 'static {}
+
 /// Deadlines and caps of one server; [`ServerLimits::default`] holds the documented defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
@@ -208,15 +239,8 @@ impl Server {
         service: S,
         shutdown: impl Future<Output = ()> + Send,
     ) where
-        S: tower::Service<Request<MinRateBody<Incoming>>, Response = Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: Serves<B>,
+        B: AnswerBody,
     {
         self.accept(listener, service, shutdown, Protocol::Http1)
             .await;
@@ -231,15 +255,8 @@ impl Server {
         service: S,
         shutdown: impl Future<Output = ()> + Send,
     ) where
-        S: tower::Service<Request<MinRateBody<Incoming>>, Response = Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: Serves<B>,
+        B: AnswerBody,
     {
         self.accept(listener, service, shutdown, Protocol::Http2)
             .await;
@@ -252,15 +269,8 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
         protocol: Protocol,
     ) where
-        S: tower::Service<Request<MinRateBody<Incoming>>, Response = Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: Serves<B>,
+        B: AnswerBody,
     {
         let (alive, mut all_closed) = mpsc::channel::<()>(1);
         let (stop, stopped) = watch::channel(false);

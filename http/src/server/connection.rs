@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
-use super::{lock, BoxError, MinRateBody, Server, ServerLimits, Slot};
+use super::{lock, AnswerBody, MinRateBody, Server, ServerLimits, Serves, Slot};
 
 /// One accepted connection; its slot and the server's wait for it end when it is dropped.
 pub(super) struct Connection {
@@ -35,15 +35,8 @@ impl Connection {
         service: S,
         mut stop: watch::Receiver<bool>,
     ) where
-        S: tower::Service<Request<MinRateBody<Incoming>>, Response = Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: Serves<B>,
+        B: AnswerBody,
     {
         let limits = self.server.limits;
         let activity = Arc::new(Activity::new());

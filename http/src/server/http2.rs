@@ -14,15 +14,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::{Body, Incoming};
-use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::connection::{sleep_until, Activity, Admitted, Waiting};
-use super::{BoxError, MinRateBody};
+use super::{AnswerBody, Serves};
 
 /// A PING after this long without frames; the connection is closed when its answer does not
 /// come within [`KEEP_ALIVE_TIMEOUT`]: a peer that vanished (a node gone, a NAT that dropped
@@ -54,15 +52,8 @@ impl super::connection::Connection {
         service: S,
         mut stop: watch::Receiver<bool>,
     ) where
-        S: tower::Service<Request<MinRateBody<Incoming>>, Response = Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: Serves<B>,
+        B: AnswerBody,
     {
         let limits = self.server.limits;
         let activity = Arc::new(Activity::new());

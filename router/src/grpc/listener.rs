@@ -38,20 +38,13 @@ impl Router {
     /// (`forward`).
     pub(crate) fn grpc_service(
         self: &Arc<Self>,
-    ) -> impl tower::Service<
-        hyper::Request<MinRateBody<Incoming>>,
-        Response = hyper::Response<super::stream::StreamBody>,
-        Error = Infallible,
-        Future = impl Send + 'static,
-    > + Clone
-           + Send
-           + 'static {
+    ) -> impl weir_http::server::Serves<super::stream::StreamBody> {
         let router = self.clone();
         tower::service_fn(move |request: hyper::Request<MinRateBody<Incoming>>| {
             let router = router.clone();
             async move {
                 if request.uri().path() == super::stream::PATH {
-                    return Ok(super::stream::handle(router, request).await);
+                    return Ok::<_, Infallible>(super::stream::handle(router, request).await);
                 }
                 let response = super::handle(router, request).await;
                 Ok(response.map(http_body_util::Either::Left))
