@@ -18,13 +18,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use weir_runtime::{ModelControl, RunningServer, ServeConfig};
 
-/// mimalloc rather than glibc's malloc: a request allocates and frees dozens of small blocks
-/// across worker threads (HTTP/2 frames, channels, tensors), and glibc's allocator was a fifth
-/// of `weir serve`'s samples under load; mimalloc cut its CPU per request by 8–13%
-/// (benches/README.md, "Allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Model serving with canary rollouts, autoscaling and an MLflow-compatible registry.
 #[derive(Parser)]
 #[command(name = "weir", version, about)]
