@@ -45,7 +45,7 @@ pub struct RouteArgs {
     http_port: u16,
     /// Serve gRPC (the Open Inference Protocol's GRPCInferenceService, HTTP/2) on this port of
     /// --host; 0 picks a free one (printed on the third line). Off unless given. The replicas'
-    /// gRPC port is `grpc_port` in the routes file's [settings].
+    /// gRPC port is `grpc_port` in the routes file's [settings], or each endpoint's own.
     #[arg(long, env = "WEIR_GRPC_PORT")]
     grpc_port: Option<u16>,
     /// Address the admin API listens on. Anything but loopback needs a token (or
@@ -143,12 +143,6 @@ pub async fn serve(args: RouteArgs) -> anyhow::Result<()> {
                 port == 0 || (port != args.http_port && port != args.admin_port),
                 "--grpc-port {port} is also the HTTP or admin port: gRPC needs a port of its own"
             );
-            if router.table.load().settings.grpc_port.is_none() {
-                tracing::warn!(
-                    config = %args.config.display(),
-                    "--grpc-port is given but the routes file sets no grpc_port in [settings]: every gRPC call will be refused (UNIMPLEMENTED)"
-                );
-            }
             Some(resolve(&args.host, port).await?)
         }
         None => None,

@@ -57,6 +57,11 @@ pub struct UpArgs {
     /// it without a token); 0 picks a free one.
     #[arg(long, env = "WEIR_ROUTER_ADMIN_PORT", default_value_t = 8001)]
     router_admin_port: u16,
+    /// Serve gRPC through the router on this port (0 picks a free one): each replica then
+    /// serves gRPC on a port of its own and is announced to the router with it. Off unless
+    /// given.
+    #[arg(long, env = "WEIR_ROUTER_GRPC_PORT")]
+    router_grpc_port: Option<u16>,
     /// The registry's port (where `weir models` reaches it); 0 picks a free one.
     #[arg(long, env = "WEIR_REGISTRY_PORT", default_value_t = 5000)]
     registry_port: u16,
@@ -124,7 +129,8 @@ impl Part {
     }
 }
 
-/// Starts `weir ARGS` and reads the `http://…` address on each of its first `announced` lines.
+/// Starts `weir ARGS` and reads the address on each of its first `announced` lines: the
+/// `http://…` URL, or for a gRPC port the `HOST:PORT` after "listening on".
 async fn start(
     weir: &Path,
     name: &'static str,
@@ -164,7 +170,9 @@ async fn start(
             .with_context(|| format!("the {name} exited at start (see its messages above)"))?;
         let url = line
             .find("http://")
-            .map(|at| line[at..].trim().to_owned())
+            .map(|at| &line[at..])
+            .or_else(|| line.split_once("gRPC listening on ").map(|(_, at)| at))
+            .map(|at| at.trim().to_owned())
             .with_context(|| format!("unexpected line from the {name}: {line}"))?;
         urls.push(url);
     }
@@ -244,6 +252,7 @@ fn check_prerequisites(args: &UpArgs) -> anyhow::Result<StackFile> {
         (args.registry_port, "--registry-port"),
         (args.router_port, "--router-port"),
         (args.router_admin_port, "--router-admin-port"),
+        (args.router_grpc_port.unwrap_or(0), "--router-grpc-port"),
     ];
     for (index, (port, flag)) in ports.iter().enumerate() {
         if *port == 0 {
@@ -338,33 +347,33 @@ async fn start_stack(
     }
     let resolved = resolve_all(&registry_url, stack).await;
     configs::write(&dir.join("routes.toml"), &configs::routes(stack, &resolved))?;
-    let router = start(
-        weir,
-        "router",
-        &[
-            "route".into(),
-            "--config".into(),
-            dir.join("routes.toml").display().to_string(),
-            "--http-port".into(),
-            args.router_port.to_string(),
-            "--admin-host".into(),
-            "127.0.0.1".into(),
-            "--admin-port".into(),
-            admin_port.to_string(),
-        ],
-        2,
-    )
-    .await?;
+    let mut router_args: Vec<String> = vec![
+        "route".into(),
+        "--config".into(),
+        dir.join("routes.toml").display().to_string(),
+        "--http-port".into(),
+        args.router_port.to_string(),
+        "--admin-host".into(),
+        "127.0.0.1".into(),
+        "--admin-port".into(),
+        admin_port.to_string(),
+    ];
+    if let Some(port) = args.router_grpc_port {
+        router_args.extend(["--grpc-port".into(), port.to_string()]);
+    }
+    let grpc = args.router_grpc_port.is_some();
+    let router = start(weir, "router", &router_args, if grpc { 3 } else { 2 }).await?;
     let router_url = router.url().to_owned();
     let admin_url = router
         .urls
         .get(1)
         .cloned()
         .context("the router did not announce its admin API")?;
+    let grpc_address = router.urls.get(2).cloned();
     parts.push(router);
     configs::write(
         &dir.join("autoscaler.toml"),
-        &configs::autoscaler(stack, dir, &registry_url, &admin_url),
+        &configs::autoscaler(stack, dir, &registry_url, &admin_url, grpc),
     )?;
     let autoscaler = start(
         weir,
@@ -387,6 +396,7 @@ async fn start_stack(
         router: router_url,
         admin: admin_url,
         autoscaler: autoscaler_url,
+        grpc: grpc_address,
     };
     print_welcome(stack, &urls, &resolved, &config, folder.resumed());
     Ok(())
@@ -437,6 +447,8 @@ struct Urls {
     /// The router's admin API: `weir canary` and the autoscaler talk to it.
     admin: String,
     autoscaler: String,
+    /// The router's gRPC address (`HOST:PORT`), when it serves gRPC.
+    grpc: Option<String>,
 }
 
 fn print_welcome(
@@ -452,9 +464,13 @@ fn print_welcome(
         router,
         admin,
         autoscaler,
+        grpc,
     } = urls;
+    let grpc = grpc
+        .as_ref()
+        .map_or(String::new(), |address| format!(", router gRPC {address}"));
     crate::announce(format_args!(
-        "weir up ready: router {router}, registry {registry}, autoscaler metrics {autoscaler}/metrics, router admin API {admin}"
+        "weir up ready: router {router}, registry {registry}, autoscaler metrics {autoscaler}/metrics, router admin API {admin}{grpc}"
     ));
     let state = if resumed {
         "resumed the previous run's registry and canary weights"

@@ -132,6 +132,11 @@ pub enum Scaler {
         /// their model from a registry with `--registry … --model …` in `args`).
         #[serde(default, skip_serializing_if = "is_false")]
         fresh_repository: bool,
+        /// Each replica also serves gRPC, on a port of its own (`--grpc-port 0`), and is
+        /// announced to the router with it, so the router's gRPC port reaches replicas that
+        /// share this host.
+        #[serde(default, skip_serializing_if = "is_false")]
+        grpc: bool,
     },
     /// A Deployment's `scale` subresource.
     Kubernetes {

@@ -270,6 +270,7 @@ async fn run_target(
         router,
         args,
         fresh_repository,
+        grpc,
         ..
     } = &target.scaler
     else {
@@ -294,7 +295,8 @@ async fn run_target(
         args.clone(),
         (router, router_token.clone()),
     )
-    .with_fresh_repositories(*fresh_repository);
+    .with_fresh_repositories(*fresh_repository)
+    .with_grpc(*grpc);
     let router = AdminClient::new(router, router_token);
     let mut policy = Policy::new(target.policy.clone());
     let minimum = target.policy.min_replicas as usize;

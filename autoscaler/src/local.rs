@@ -15,7 +15,19 @@ use weir_http::router_client::AdminClient;
 
 pub struct Replica {
     pub url: String,
+    /// The port it serves gRPC on, when started with one.
+    pub grpc_port: Option<u16>,
     child: Child,
+}
+
+impl Replica {
+    /// How the router's admin API takes it: the URL, or the URL with its gRPC port.
+    fn announced(&self) -> serde_json::Value {
+        match self.grpc_port {
+            None => json!(self.url),
+            Some(port) => json!({ "url": self.url, "grpc_port": port }),
+        }
+    }
 }
 
 pub struct LocalScaler {
@@ -26,6 +38,8 @@ pub struct LocalScaler {
     args: Vec<String>,
     /// Each replica in its own folder under `repository`.
     fresh_repository: bool,
+    /// Each replica serves gRPC on a port of its own.
+    grpc: bool,
     started: usize,
     router: AdminClient,
     pub replicas: Vec<Replica>,
@@ -57,6 +71,7 @@ impl LocalScaler {
             repository,
             args,
             fresh_repository: false,
+            grpc: false,
             started: 0,
             router: AdminClient::new(router.0, router.1),
             replicas: Vec::new(),
@@ -70,9 +85,13 @@ impl LocalScaler {
     /// Tells the router about the replicas running now (after a router restart or a routes
     /// file reload they would otherwise be forgotten).
     pub async fn announce(&self) -> Result<(), LocalError> {
-        let urls: Vec<&String> = self.replicas.iter().map(|r| &r.url).collect();
+        let added: Vec<serde_json::Value> = self.replicas.iter().map(Replica::announced).collect();
         self.router
-            .call("POST", &self.endpoints_path(), Some(json!({ "add": urls })))
+            .call(
+                "POST",
+                &self.endpoints_path(),
+                Some(json!({ "add": added })),
+            )
             .await
             .map(|_| ())
             .map_err(|e| LocalError::Router(e.to_string()))
@@ -86,7 +105,7 @@ impl LocalScaler {
                 .call(
                     "POST",
                     &self.endpoints_path(),
-                    Some(json!({ "add": [replica.url] })),
+                    Some(json!({ "add": [replica.announced()] })),
                 )
                 .await
                 .map_err(|e| LocalError::Router(e.to_string()))?;
@@ -120,6 +139,12 @@ impl LocalScaler {
         self
     }
 
+    /// Starts each replica with a gRPC port of its own and announces it with that port.
+    pub fn with_grpc(mut self, grpc: bool) -> LocalScaler {
+        self.grpc = grpc;
+        self
+    }
+
     async fn start_replica(&mut self) -> Result<Replica, LocalError> {
         self.started += 1;
         let repository = if self.fresh_repository {
@@ -147,6 +172,11 @@ impl LocalScaler {
                 "--model-repository",
             ])
             .arg(&repository)
+            .args(if self.grpc {
+                &["--grpc-port", "0"][..]
+            } else {
+                &[]
+            })
             .args(&self.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -171,10 +201,30 @@ impl LocalScaler {
             .ok_or_else(|| start_error(format!("unexpected first line: {first}")))?
             .trim()
             .to_owned();
+        // `weir serve` prints its gRPC address on the second line.
+        let grpc_port = if self.grpc {
+            let second = tokio::time::timeout(wait, lines.next_line())
+                .await
+                .map_err(|_| LocalError::NotReady(wait))?
+                .map_err(|e| start_error(e.to_string()))?
+                .ok_or_else(|| start_error("it exited before listening for gRPC".to_owned()))?;
+            let port = second
+                .rsplit_once("gRPC listening on ")
+                .and_then(|(_, address)| address.trim().parse::<std::net::SocketAddr>().ok())
+                .map(|address| address.port())
+                .ok_or_else(|| start_error(format!("unexpected second line: {second}")))?;
+            Some(port)
+        } else {
+            None
+        };
         let deadline = Instant::now() + wait;
         loop {
             if ready(&url).await {
-                return Ok(Replica { url, child });
+                return Ok(Replica {
+                    url,
+                    grpc_port,
+                    child,
+                });
             }
             if Instant::now() > deadline {
                 stop(&mut child).await;

@@ -176,8 +176,9 @@ async fn stop_rollout(
 
 #[derive(Deserialize)]
 struct EndpointsBody {
+    /// URLs, or `{"url": …, "grpc_port": …}` objects for replicas with a gRPC port of their own.
     #[serde(default)]
-    add: Vec<String>,
+    add: Vec<crate::config::EndpointConfig>,
     #[serde(default)]
     remove: Vec<String>,
 }

@@ -25,6 +25,10 @@
 //! percent = 5
 //! ```
 //!
+//! An endpoint is a replica's HTTP URL, or a table that also names the port it serves gRPC on
+//! (`{ url = "http://127.0.0.1:9001", grpc_port = 9101 }`): replicas sharing one host, as
+//! `weir up`'s local ones do, cannot share the one `grpc_port` of `[settings]`.
+//!
 //! The first backend is the stable version and the second, when there is one, the canary: the
 //! canary API moves weight between those two.
 //!
@@ -81,15 +85,102 @@ pub struct BackendConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub registry_version: Option<String>,
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<EndpointConfig>,
     pub weight: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowConfig {
-    pub endpoints: Vec<String>,
+    pub endpoints: Vec<EndpointConfig>,
     pub percent: u32,
+}
+
+/// One replica: its HTTP URL and, when it has its own, the port it serves gRPC on (on the
+/// URL's host). Written as the bare URL when there is no such port, so files and admin calls
+/// from before per-replica gRPC ports read and write as they did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfig {
+    pub url: String,
+    /// `None`: the replica serves gRPC on `[settings] grpc_port`, if anywhere.
+    pub grpc_port: Option<u16>,
+}
+
+impl From<&str> for EndpointConfig {
+    fn from(url: &str) -> EndpointConfig {
+        EndpointConfig {
+            url: url.to_owned(),
+            grpc_port: None,
+        }
+    }
+}
+
+impl EndpointConfig {
+    /// The URL is `http://HOST:PORT` and the gRPC port, when given, is a port.
+    pub fn check(&self) -> Result<(), String> {
+        let url = &self.url;
+        if !valid_endpoint(url) {
+            return Err(format!("endpoint '{url}' must be http://HOST:PORT"));
+        }
+        if self.grpc_port == Some(0) {
+            return Err(format!("endpoint '{url}': grpc_port 0 is not a port"));
+        }
+        Ok(())
+    }
+}
+
+/// The table form of an endpoint.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointTable {
+    url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grpc_port: Option<u16>,
+}
+
+impl Serialize for EndpointConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.grpc_port {
+            None => serializer.serialize_str(&self.url),
+            Some(port) => EndpointTable {
+                url: self.url.clone(),
+                grpc_port: Some(port),
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EndpointConfig {
+    /// A string or a table, by hand rather than `untagged`, so that a mistake inside the table
+    /// (an unknown key, a port above 65535) is reported as itself.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = EndpointConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a replica's URL, or a table { url, grpc_port }")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<EndpointConfig, E> {
+                Ok(EndpointConfig::from(url))
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<EndpointConfig, M::Error> {
+                let table =
+                    EndpointTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(EndpointConfig {
+                    url: table.url,
+                    grpc_port: table.grpc_port,
+                })
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
 }
 
 impl RoutesFile {
@@ -217,16 +308,14 @@ fn number_or_text<'de, D: serde::Deserializer<'de>>(
     }))
 }
 
-fn check_endpoints(what: &str, endpoints: &[String]) -> Result<(), ConfigError> {
+fn check_endpoints(what: &str, endpoints: &[EndpointConfig]) -> Result<(), ConfigError> {
     if endpoints.is_empty() {
         return Err(ConfigError::Invalid(format!("{what} has no endpoints")));
     }
     for endpoint in endpoints {
-        if !valid_endpoint(endpoint) {
-            return Err(ConfigError::Invalid(format!(
-                "{what}: endpoint '{endpoint}' must be http://HOST:PORT"
-            )));
-        }
+        endpoint
+            .check()
+            .map_err(|problem| ConfigError::Invalid(format!("{what}: {problem}")))?;
     }
     Ok(())
 }
@@ -284,6 +373,54 @@ mod tests {
             let text = EXAMPLE.replacen(change.0, change.1, 1);
             let err = RoutesFile::parse(&text).unwrap_err().to_string();
             assert!(err.contains(expected), "{change:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_endpoint_is_a_url_or_a_table_naming_its_grpc_port() {
+        let text = EXAMPLE.replacen(
+            "\"http://127.0.0.1:9011\"",
+            "{ url = \"http://127.0.0.1:9011\", grpc_port = 9111 }",
+            1,
+        );
+        let file = RoutesFile::parse(&text).unwrap();
+        let endpoints = &file.route[0].backend[0].endpoints;
+        assert_eq!(endpoints[0], EndpointConfig::from("http://127.0.0.1:9001"));
+        assert_eq!(endpoints[1].grpc_port, Some(9111));
+        // Written back: a bare URL stays a string, the other a table, and both read back.
+        let written = toml::to_string(&file).unwrap();
+        assert!(written.contains("\"http://127.0.0.1:9001\""), "{written}");
+        assert!(written.contains("grpc_port = 9111"), "{written}");
+        assert_eq!(RoutesFile::parse(&written).unwrap(), file);
+        // As JSON (the admin API's form) too.
+        let json: EndpointConfig =
+            serde_json::from_str(r#"{"url": "http://127.0.0.1:9001", "grpc_port": 9101}"#).unwrap();
+        assert_eq!(json.grpc_port, Some(9101));
+        assert_eq!(
+            serde_json::to_string(&EndpointConfig::from("http://a:1")).unwrap(),
+            "\"http://a:1\""
+        );
+
+        for (table, expected) in [
+            (
+                "{ url = \"http://127.0.0.1:9011\", grpc_port = 0 }",
+                "grpc_port 0 is not a port",
+            ),
+            (
+                "{ url = \"http://127.0.0.1:9011\", grpc_port = 70000 }",
+                "70000",
+            ),
+            (
+                "{ url = \"http://127.0.0.1:9011\", grpc = 9111 }",
+                "unknown field `grpc`",
+            ),
+            ("{ grpc_port = 9111 }", "missing field `url`"),
+            ("{ url = \"127.0.0.1:9011\" }", "must be http://HOST:PORT"),
+            ("9011", "a replica's URL, or a table"),
+        ] {
+            let text = EXAMPLE.replacen("\"http://127.0.0.1:9011\"", table, 1);
+            let err = RoutesFile::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{table}: {err}");
         }
     }
 

@@ -301,13 +301,11 @@ impl Router {
         &self,
         model: &str,
         version: &str,
-        add: &[String],
+        add: &[crate::config::EndpointConfig],
         remove: &[String],
     ) -> Result<(), ControlError> {
-        if let Some(bad) = add.iter().find(|url| !crate::config::valid_endpoint(url)) {
-            return Err(ControlError::Invalid(format!(
-                "endpoint '{bad}' must be http://HOST:PORT"
-            )));
+        for endpoint in add {
+            endpoint.check().map_err(ControlError::Invalid)?;
         }
         let table = self.table.load_full();
         let backend = table

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::EndpointConfig;
+
 /// The longest an ejection lasts, however often the replica was ejected before.
 pub const MAX_EJECTION: Duration = Duration::from_secs(60);
 
@@ -20,6 +22,9 @@ pub fn ejection_time(base: Duration, earlier: u32) -> Duration {
 
 pub struct Endpoint {
     pub base: String,
+    /// The port this replica serves gRPC on, when it has its own (`None`: `[settings]
+    /// grpc_port`).
+    pub grpc_port: Option<u16>,
     inflight: AtomicUsize,
     consecutive_failures: AtomicU32,
     /// Milliseconds since `epoch` until which the replica is ejected (0: not ejected).
@@ -32,8 +37,13 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(base: &str) -> Arc<Endpoint> {
+        Endpoint::with_grpc_port(base, None)
+    }
+
+    pub fn with_grpc_port(base: &str, grpc_port: Option<u16>) -> Arc<Endpoint> {
         Arc::new(Endpoint {
             base: base.trim_end_matches('/').to_owned(),
+            grpc_port,
             inflight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
@@ -41,6 +51,11 @@ impl Endpoint {
             healthy: AtomicBool::new(true),
             epoch: Instant::now(),
         })
+    }
+
+    /// Whether `config` names this replica as it is (same URL, same gRPC port).
+    pub fn is(&self, config: &EndpointConfig) -> bool {
+        self.base == config.url.trim_end_matches('/') && self.grpc_port == config.grpc_port
     }
 
     fn ms_at(&self, now: Instant) -> u64 {

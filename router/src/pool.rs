@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rand::Rng;
 
+use crate::config::EndpointConfig;
 use crate::endpoint::Endpoint;
 
 /// The list changes in place when an autoscaler adds or removes replicas, waking requests
@@ -20,9 +21,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(endpoints: &[String]) -> Arc<Pool> {
+    pub fn new(endpoints: &[EndpointConfig]) -> Arc<Pool> {
         Arc::new(Pool {
-            endpoints: ArcSwap::from_pointee(endpoints.iter().map(|e| Endpoint::new(e)).collect()),
+            endpoints: ArcSwap::from_pointee(
+                endpoints
+                    .iter()
+                    .map(|e| Endpoint::with_grpc_port(&e.url, e.grpc_port))
+                    .collect(),
+            ),
             held: AtomicUsize::new(0),
             arrived: tokio::sync::Notify::new(),
         })
@@ -37,17 +43,20 @@ impl Pool {
     }
 
     /// Adds and removes replicas by URL; replicas that stay keep their state. Removed ones get
-    /// no new requests; those in flight finish.
-    pub fn change(&self, add: &[String], remove: &[String]) {
+    /// no new requests; those in flight finish. A replica added again with another gRPC port
+    /// (restarted on a new one) replaces the one known.
+    pub fn change(&self, add: &[EndpointConfig], remove: &[String]) {
         let current = self.endpoints();
+        let same_url = |e: &Endpoint, url: &str| e.base == url.trim_end_matches('/');
         let mut next: Vec<Arc<Endpoint>> = current
             .iter()
-            .filter(|e| !remove.iter().any(|r| r.trim_end_matches('/') == e.base))
+            .filter(|e| !remove.iter().any(|url| same_url(e, url)))
+            .filter(|e| !add.iter().any(|a| same_url(e, &a.url) && !e.is(a)))
             .cloned()
             .collect();
-        for url in add {
-            if !next.iter().any(|e| e.base == url.trim_end_matches('/')) {
-                next.push(Endpoint::new(url));
+        for added in add {
+            if !next.iter().any(|e| same_url(e, &added.url)) {
+                next.push(Endpoint::with_grpc_port(&added.url, added.grpc_port));
             }
         }
         self.endpoints.store(Arc::new(next));
@@ -156,6 +165,37 @@ mod tests {
         assert!(pool.pick(None, &mut rng, after).is_some());
     }
 
+    #[test]
+    fn a_replica_added_again_keeps_its_state_unless_its_grpc_port_changed() {
+        let with_port = |port| EndpointConfig {
+            url: "http://a:1".to_owned(),
+            grpc_port: port,
+        };
+        let pool = Pool::new(&[with_port(Some(9001)), "http://b:1".into()]);
+        let first = pool.endpoints()[0].clone();
+        pool.change(&[with_port(Some(9001))], &[]);
+        assert!(
+            Arc::ptr_eq(&pool.endpoints()[0], &first),
+            "the same replica"
+        );
+        pool.change(&[with_port(Some(9002))], &[]);
+        let ports: Vec<(String, Option<u16>)> = pool
+            .endpoints()
+            .iter()
+            .map(|e| (e.base.clone(), e.grpc_port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("http://b:1".to_owned(), None),
+                ("http://a:1".to_owned(), Some(9002))
+            ],
+            "restarted on another gRPC port: replaced, not duplicated"
+        );
+        pool.change(&[], &["http://a:1/".to_owned()]);
+        assert_eq!(pool.endpoints().len(), 1, "removed by its URL alone");
+    }
+
     proptest! {
         /// Whatever the loads and the seed: a replica is picked whenever one is allowed, never
         /// the excluded one, an available one whenever there is one, never the one strictly
@@ -166,7 +206,8 @@ mod tests {
             exclude in proptest::option::of(0usize..8),
             seed in any::<u64>(),
         ) {
-            let urls: Vec<String> = (0..loads.len()).map(|i| format!("http://r{i}:1")).collect();
+            let urls: Vec<EndpointConfig> =
+                (0..loads.len()).map(|i| format!("http://r{i}:1").as_str().into()).collect();
             let pool = Pool::new(&urls);
             let endpoints = pool.endpoints();
             let mut guards: Vec<InFlight> = Vec::new();

@@ -28,6 +28,9 @@ pub struct Outgoing {
 pub struct Attempt {
     pub reason: String,
     pub retry: bool,
+    /// The replica failed (counted towards its ejection), as opposed to not being one this
+    /// request can use at all (a replica without a gRPC port, for a gRPC call).
+    pub replica_failed: bool,
 }
 
 pub enum Failure {
@@ -100,6 +103,7 @@ impl Router {
                     .map_err(|reason| Attempt {
                         reason,
                         retry: true,
+                        replica_failed: true,
                     })
             },
             |response: &Response| {
@@ -157,12 +161,18 @@ impl Router {
                     }
                     return Ok(response);
                 }
-                Ok(Err(Attempt { reason, retry })) => {
-                    endpoint.record_failure(
-                        settings.ejection_failures,
-                        ejection_base,
-                        Instant::now(),
-                    );
+                Ok(Err(Attempt {
+                    reason,
+                    retry,
+                    replica_failed,
+                })) => {
+                    if replica_failed {
+                        endpoint.record_failure(
+                            settings.ejection_failures,
+                            ejection_base,
+                            Instant::now(),
+                        );
+                    }
                     if !retry || attempt == 1 || pool.endpoints().len() < 2 {
                         return Err(Failure::Unreachable(reason));
                     }

@@ -40,6 +40,7 @@ impl Router {
                     "held": backend.pool.held(),
                     "endpoints": backend.pool.endpoints().iter().map(|e| json!({
                         "url": e.base,
+                        "grpc_port": e.grpc_port,
                         "available": e.available(now),
                         "inflight": e.inflight(),
                     })).collect::<Vec<_>>(),

@@ -164,11 +164,9 @@ impl RouteTable {
                     .map(|b| {
                         let old = old.and_then(|r| r.backend(&b.version));
                         let same_endpoints = old.is_some_and(|o| {
-                            o.pool
-                                .endpoints()
-                                .iter()
-                                .map(|e| &e.base)
-                                .eq(b.endpoints.iter())
+                            let known = o.pool.endpoints();
+                            known.len() == b.endpoints.len()
+                                && known.iter().zip(&b.endpoints).all(|(e, c)| e.is(c))
                         });
                         Backend {
                             version: b.version.clone(),

@@ -7,7 +7,8 @@
 mod grpc_support;
 
 use grpc_support::{
-    call, client, message, replica, router, shared_port, Behaviour, INFER, METADATA, STREAM,
+    admin_post, call, client, message, replica, router, shared_port, Behaviour, INFER, METADATA,
+    STREAM,
 };
 
 /// Two versions at 90/10, one replica each, on one gRPC port at two loopback hosts.
@@ -466,6 +467,92 @@ async fn without_a_grpc_port_calls_are_refused_and_http_is_unchanged() {
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
+}
+
+/// What `weir up`'s local replicas need: on one host, so each with its own gRPC port, named in
+/// the routes file or announced through the admin API with the replica.
+#[tokio::test]
+async fn replicas_sharing_a_host_each_name_their_own_grpc_port() {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (first, second) = (bind(), bind());
+    let (port_1, port_2) = (
+        first.local_addr().unwrap().port(),
+        second.local_addr().unwrap().port(),
+    );
+    let v1 = replica(first, "v1", Behaviour::Answer);
+    let v2 = replica(second, "v2", Behaviour::Answer);
+    // Version 1: a replica without a gRPC port beside one with its own; version 2: none yet.
+    let routes = format!(
+        "[[route]]\nmodel = \"iris\"\n\
+         [[route.backend]]\nversion = \"1\"\nweight = 100\nendpoints = [\"http://127.0.0.1:9\", \
+         {{ url = \"http://127.0.0.1:10\", grpc_port = {port_1} }}]\n\
+         [[route.backend]]\nversion = \"2\"\nweight = 0\nendpoints = []\n"
+    );
+    let (router, address, _stop) = router("own-ports", &routes).await;
+    let client = client();
+    for _ in 0..40 {
+        let reply = call(&client, address, INFER, message("iris", None, b""), &[]).await;
+        assert_eq!(reply.grpc_status(), Some(0), "{}", reply.grpc_message());
+        assert_eq!(reply.header("x-replica"), "v1");
+    }
+    assert_eq!(v1.count(), 40, "the replica without a port was passed over");
+    let portless = router.table.load().routes["iris"].backends[0]
+        .pool
+        .endpoints()[0]
+        .clone();
+    assert!(
+        portless.available(std::time::Instant::now()),
+        "passing over a replica without a gRPC port does not eject it (its HTTP traffic goes on)"
+    );
+
+    // Announced as the autoscaler does.
+    let (status, answer) = admin_post(
+        &router,
+        "routes/iris/versions/2/endpoints",
+        serde_json::json!({"add": [{"url": "http://127.0.0.1:11", "grpc_port": port_2}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["backends"][1]["endpoints"][0]["grpc_port"], port_2);
+    assert_eq!(
+        answer["backends"][0]["endpoints"][0]["grpc_port"],
+        serde_json::Value::Null
+    );
+    for _ in 0..10 {
+        let reply = call(
+            &client,
+            address,
+            INFER,
+            message("iris", None, b""),
+            &[("x-weir-version", "2")],
+        )
+        .await;
+        assert_eq!(reply.header("x-replica"), "v2");
+    }
+    assert_eq!(v2.count(), 10);
+    for (added, expected) in [
+        (
+            serde_json::json!({"url": "http://127.0.0.1:12", "grpc_port": 0}),
+            "grpc_port 0 is not a port",
+        ),
+        (
+            serde_json::json!({"url": "http://127.0.0.1:12", "grpc": 1}),
+            "unknown field `grpc`",
+        ),
+        (
+            serde_json::json!({"url": "127.0.0.1:12", "grpc_port": 1}),
+            "must be http://HOST:PORT",
+        ),
+    ] {
+        let (status, answer) = admin_post(
+            &router,
+            "routes/iris/versions/2/endpoints",
+            serde_json::json!({ "add": [added] }),
+        )
+        .await;
+        assert_eq!(status, 400, "{added}: {answer}");
+        assert!(answer.to_string().contains(expected), "{added}: {answer}");
+    }
 }
 
 #[tokio::test]

@@ -65,8 +65,15 @@ pub fn routes(stack: &StackFile, resolved: &Resolved) -> RoutesFile {
 }
 
 /// One local target per model version, its replicas fetching that version from the registry;
-/// `router` is the router's admin API, where the autoscaler adds and removes replicas.
-pub fn autoscaler(stack: &StackFile, dir: &Path, registry: &str, router: &str) -> AutoscalerFile {
+/// `router` is the router's admin API, where the autoscaler adds and removes replicas. With
+/// `grpc` each replica also serves gRPC on a port of its own, announced with it.
+pub fn autoscaler(
+    stack: &StackFile,
+    dir: &Path,
+    registry: &str,
+    router: &str,
+    grpc: bool,
+) -> AutoscalerFile {
     let mut target = Vec::new();
     for model in &stack.model {
         let roles = std::iter::once(("stable", &model.stable))
@@ -90,6 +97,7 @@ pub fn autoscaler(stack: &StackFile, dir: &Path, registry: &str, router: &str) -
                         "5".to_owned(),
                     ],
                     fresh_repository: true,
+                    grpc,
                 },
                 signal: Signal::Scrape,
                 policy: PolicyConfig {
@@ -164,13 +172,28 @@ mod tests {
             Path::new("/tmp/x"),
             "http://r:5000",
             "http://r:8001",
+            false,
         );
         let file = AutoscalerFile::parse(&to_toml(&scaler).unwrap()).unwrap();
         assert_eq!(file.target.len(), 2);
         assert_eq!(file.target[1].name, "iris-canary");
         assert!(
-            matches!(&file.target[0].scaler, Scaler::Local { router, .. } if router == "http://r:8001"),
+            matches!(&file.target[0].scaler, Scaler::Local { router, grpc: false, .. } if router == "http://r:8001"),
             "the autoscaler talks to the router's admin API"
+        );
+        let with_grpc = autoscaler(
+            &demo(),
+            Path::new("/tmp/x"),
+            "http://r",
+            "http://r:8001",
+            true,
+        );
+        let file = AutoscalerFile::parse(&to_toml(&with_grpc).unwrap()).unwrap();
+        assert!(
+            file.target
+                .iter()
+                .all(|t| matches!(t.scaler, Scaler::Local { grpc: true, .. })),
+            "with a router gRPC port every replica serves gRPC"
         );
     }
 
@@ -215,6 +238,7 @@ mod tests {
             dir,
             "http://127.0.0.1:5000",
             "http://127.0.0.1:8001",
+            true,
         );
         let read = AutoscalerFile::parse(&to_toml(&written).unwrap()).unwrap();
         assert_eq!(read, written);
@@ -247,7 +271,13 @@ mod tests {
         // Defaults are left out, and a file without them reads back the same.
         assert!(!to_toml(&routes_default()).unwrap().contains("[settings]"));
 
-        let mut scaler = autoscaler(&demo(), Path::new("/tmp/x"), "http://r", "http://r:8001");
+        let mut scaler = autoscaler(
+            &demo(),
+            Path::new("/tmp/x"),
+            "http://r",
+            "http://r:8001",
+            false,
+        );
         scaler.settings.sample = std::time::Duration::from_millis(250);
         scaler.target[0].policy.stable_window = std::time::Duration::from_secs(90);
         scaler.target[0].policy.scale_down_delay = std::time::Duration::from_millis(1_500);

@@ -29,6 +29,16 @@ pub(super) struct Connection {
 }
 
 impl Connection {
+    /// `service` as this connection's calls reach it, whichever protocol carries them.
+    pub(super) fn admitted<S>(&self, service: S, activity: &Arc<Activity>) -> Admitted<S> {
+        Admitted {
+            inner: service,
+            activity: activity.clone(),
+            limits: self.server.limits,
+            slow_bodies: self.server.shared.slow_bodies.clone(),
+        }
+    }
+
     pub(super) async fn run<S, B>(
         self,
         stream: TcpStream,
@@ -44,12 +54,7 @@ impl Connection {
             stream,
             activity: activity.clone(),
         });
-        let service = Admitted {
-            inner: service,
-            activity: activity.clone(),
-            limits,
-            slow_bodies: self.server.shared.slow_bodies.clone(),
-        };
+        let service = self.admitted(service, &activity);
         let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
         tokio::pin!(connection);
         let mut stopping = false;
@@ -223,10 +228,10 @@ impl AsyncWrite for Watched {
 /// The caller's service as hyper calls it: the request body under the minimum rate, the
 /// request counted in flight until its response body is done.
 pub(super) struct Admitted<S> {
-    pub(super) inner: S,
-    pub(super) activity: Arc<Activity>,
-    pub(super) limits: ServerLimits,
-    pub(super) slow_bodies: Arc<AtomicU64>,
+    inner: S,
+    activity: Arc<Activity>,
+    limits: ServerLimits,
+    slow_bodies: Arc<AtomicU64>,
 }
 
 type Answer<B, E> = Pin<Box<dyn Future<Output = Result<Response<Tracked<B>>, E>> + Send>>;

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::connection::{sleep_until, Activity, Admitted, Waiting};
+use super::connection::{sleep_until, Activity, Waiting};
 use super::{AnswerBody, Serves};
 
 /// A PING after this long without frames; the connection is closed when its answer does not
@@ -57,12 +57,7 @@ impl super::connection::Connection {
     {
         let limits = self.server.limits;
         let activity = Arc::new(Activity::new());
-        let service = Admitted {
-            inner: service,
-            activity: activity.clone(),
-            limits,
-            slow_bodies: self.server.shared.slow_bodies.clone(),
-        };
+        let service = self.admitted(service, &activity);
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())

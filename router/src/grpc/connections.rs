@@ -73,6 +73,7 @@ pub(super) async fn send(
         ),
         // Cancelled: the connection closed before the call was sent.
         retry: err.is_canceled(),
+        replica_failed: true,
     })
 }
 
@@ -80,6 +81,7 @@ async fn connect(authority: &str) -> Result<SendRequest<GrpcBody>, Attempt> {
     let unreachable = |reason: String| Attempt {
         reason,
         retry: true,
+        replica_failed: true,
     };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
         .await

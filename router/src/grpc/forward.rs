@@ -236,16 +236,14 @@ async fn forward(router: &Arc<Router>, call: Call<'_>) -> Response<GrpcBody> {
             ),
         );
     };
-    let Some(port) = table.settings.grpc_port else {
-        return refusal(
-            status::UNIMPLEMENTED,
-            "the routes file sets no grpc_port in [settings]: the router knows no gRPC address of the replicas",
-        );
-    };
     let backend = match choose(&route, &call) {
         Ok(backend) => backend,
         Err(response) => return *response,
     };
+    if let Some(refused) = without_grpc(&table.settings, backend) {
+        return refused;
+    }
+    let port = table.settings.grpc_port;
     let settings = table.settings;
     // A message naming the backend by its router name (a role) names the number its replicas
     // serve on the way, as an HTTP path does.
@@ -438,11 +436,12 @@ pub(super) struct Outgoing {
     path: String,
     pub(super) headers: HeaderMap,
     body: Bytes,
-    port: u16,
+    /// `[settings] grpc_port`, for replicas without a gRPC port of their own.
+    port: Option<u16>,
 }
 
 impl Outgoing {
-    pub(super) fn new(path: &str, headers: &HeaderMap, body: Bytes, port: u16) -> Outgoing {
+    pub(super) fn new(path: &str, headers: &HeaderMap, body: Bytes, port: Option<u16>) -> Outgoing {
         let mut forwarded = HeaderMap::with_capacity(headers.len() + 1);
         for (name, value) in headers {
             if !hop_by_hop(name) && name != header::CONTENT_LENGTH {
@@ -530,8 +529,33 @@ async fn send(
         .await
 }
 
-/// `HOST:PORT` of a replica's HTTP endpoint, with the gRPC port.
-pub(crate) fn grpc_authority(endpoint: &Endpoint, port: u16) -> String {
+pub(super) const NO_GRPC_PORT: &str = "give the replicas' port as [settings] grpc_port, or each replica's as its endpoint's grpc_port";
+
+/// A refusal when no replica of `backend` is known to serve gRPC: no port for all in
+/// `[settings]`, and replicas (if any yet: scale from zero waits for one) without their own.
+pub(super) fn without_grpc(
+    settings: &crate::config::Settings,
+    backend: &crate::table::Backend,
+) -> Option<Response<GrpcBody>> {
+    let endpoints = backend.pool.endpoints();
+    let unknown = settings.grpc_port.is_none()
+        && !endpoints.is_empty()
+        && endpoints.iter().all(|e| e.grpc_port.is_none());
+    unknown.then(|| {
+        refusal(
+            status::UNIMPLEMENTED,
+            &format!(
+                "version {} has no replica with a gRPC port: {NO_GRPC_PORT}",
+                backend.version
+            ),
+        )
+    })
+}
+
+/// `HOST:PORT` where a replica serves gRPC: its HTTP endpoint's host with its own gRPC port,
+/// else with `default` (`[settings] grpc_port`); `None` when it has neither.
+pub(crate) fn grpc_authority(endpoint: &Endpoint, default: Option<u16>) -> Option<String> {
+    let port = endpoint.grpc_port.or(default)?;
     let authority = endpoint
         .base
         .strip_prefix("http://")
@@ -540,11 +564,16 @@ pub(crate) fn grpc_authority(endpoint: &Endpoint, port: u16) -> String {
         Some((host, _)) if !host.is_empty() => host,
         _ => authority,
     };
-    format!("{host}:{port}")
+    Some(format!("{host}:{port}"))
 }
 
 async fn send_once(endpoint: Arc<Endpoint>, outgoing: &Outgoing) -> Result<Answer, Attempt> {
-    let authority = grpc_authority(&endpoint, outgoing.port);
+    // Never sent, so another replica may be tried.
+    let authority = grpc_authority(&endpoint, outgoing.port).ok_or_else(|| Attempt {
+        reason: format!("replica {} has no gRPC port: {NO_GRPC_PORT}", endpoint.base),
+        retry: true,
+        replica_failed: false,
+    })?;
     let uri = axum::http::Uri::builder()
         .scheme("http")
         .authority(authority.as_str())
@@ -553,6 +582,7 @@ async fn send_once(endpoint: Arc<Endpoint>, outgoing: &Outgoing) -> Result<Answe
         .map_err(|e| Attempt {
             reason: e.to_string(),
             retry: false,
+            replica_failed: true,
         })?;
     let mut request = hyper::Request::new(GrpcBody::new(outgoing.body.clone(), None));
     *request.method_mut() = axum::http::Method::POST;
@@ -563,6 +593,7 @@ async fn send_once(endpoint: Arc<Endpoint>, outgoing: &Outgoing) -> Result<Answe
     let collected = body.collect().await.map_err(|e| Attempt {
         reason: format!("the replica's answer broke off: {e}"),
         retry: false,
+        replica_failed: true,
     })?;
     let trailers = collected.trailers().cloned();
     Ok(Answer {
@@ -605,7 +636,20 @@ mod tests {
             ("http://[::1]:9001", "[::1]:9000"),
             ("http://weir-runtime-v1:8080", "weir-runtime-v1:9000"),
         ] {
-            assert_eq!(grpc_authority(&Endpoint::new(http), 9000), grpc);
+            assert_eq!(
+                grpc_authority(&Endpoint::new(http), Some(9000)).as_deref(),
+                Some(grpc)
+            );
         }
+        let own = Endpoint::with_grpc_port("http://127.0.0.1:9001", Some(9101));
+        assert_eq!(
+            grpc_authority(&own, Some(9000)).as_deref(),
+            Some("127.0.0.1:9101"),
+            "a replica's own gRPC port wins over [settings]"
+        );
+        assert_eq!(
+            grpc_authority(&Endpoint::new("http://127.0.0.1:9001"), None),
+            None
+        );
     }
 }

@@ -200,16 +200,14 @@ where
             &format!("unknown model '{name}': the router has no route for it"),
         ));
     };
-    let Some(port) = table.settings.grpc_port else {
-        return left(refusal(
-            status::UNIMPLEMENTED,
-            "the routes file sets no grpc_port in [settings]: the router knows no gRPC address of the replicas",
-        ));
-    };
     let backend = match choose_for_stream(&route, version, &parts.headers) {
         Ok(backend) => backend,
         Err(response) => return left(*response),
     };
+    if let Some(refused) = super::forward::without_grpc(&table.settings, backend) {
+        return left(refused);
+    }
+    let port = table.settings.grpc_port;
     let Some(endpoint) =
         with_fast_rng(|rng| backend.pool.pick(None, rng, std::time::Instant::now()))
     else {
@@ -221,13 +219,20 @@ where
             ),
         ));
     };
+    let Some(authority) = super::forward::grpc_authority(&endpoint, port) else {
+        return left(refusal(
+            status::UNAVAILABLE,
+            &format!(
+                "replica {} has no gRPC port: {}",
+                endpoint.base,
+                super::forward::NO_GRPC_PORT
+            ),
+        ));
+    };
     let started = Instant::now();
     let in_flight = endpoint.start();
     let outgoing = Outgoing::new(PATH, &parts.headers, Bytes::new(), port);
-    let uri = format!(
-        "http://{}{PATH}",
-        super::forward::grpc_authority(&endpoint, port)
-    );
+    let uri = format!("http://{authority}{PATH}");
     let mut upstream = hyper::Request::post(uri);
     if let Some(headers) = upstream.headers_mut() {
         *headers = outgoing.headers;

@@ -2,9 +2,9 @@
 //! frames (the router never decodes the protobuf, so none is needed), a client speaking the same,
 //! and a router serving gRPC on a loopback port.
 //!
-//! The router reaches every replica on one gRPC port (`[settings] grpc_port`) at the host of its
-//! HTTP endpoint, so the replicas of a test share a port on different loopback addresses
-//! (127.0.0.1, 127.0.0.2, …: all of 127.0.0.0/8 is loopback).
+//! Most tests have the router reach every replica on one gRPC port (`[settings] grpc_port`) at
+//! the host of its HTTP endpoint, so their replicas share a port on different loopback addresses
+//! (127.0.0.1, 127.0.0.2, …: all of 127.0.0.0/8 is loopback); others give each replica its own.
 
 #![allow(dead_code)] // each test file uses part of it
 
@@ -283,4 +283,26 @@ pub async fn metrics(router: &Arc<Router>) -> String {
         .unwrap();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// `POST /admin/v1/PATH` with a JSON body, as the admin port serves it: status and answer.
+pub async fn admin_post(
+    router: &Arc<Router>,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let response = router
+        .admin_app()
+        .oneshot(
+            Request::post(format!("/admin/v1/{path}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
 }
