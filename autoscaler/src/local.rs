@@ -189,11 +189,14 @@ impl LocalScaler {
             .ok_or_else(|| start_error("no stdout".to_owned()))?;
         let mut lines = BufReader::new(stdout).lines();
         let wait = Duration::from_secs(60);
-        let first = tokio::time::timeout(wait, lines.next_line())
-            .await
-            .map_err(|_| LocalError::NotReady(wait))?
-            .map_err(|e| start_error(e.to_string()))?
-            .ok_or_else(|| start_error("it exited before listening".to_owned()))?;
+        let mut next_line = async |before: &str| {
+            tokio::time::timeout(wait, lines.next_line())
+                .await
+                .map_err(|_| LocalError::NotReady(wait))?
+                .map_err(|e| start_error(e.to_string()))?
+                .ok_or_else(|| start_error(format!("it exited before {before}")))
+        };
+        let first = next_line("listening").await?;
         let url = first
             .rsplit("listening on ")
             .next()
@@ -203,11 +206,7 @@ impl LocalScaler {
             .to_owned();
         // `weir serve` prints its gRPC address on the second line.
         let grpc_port = if self.grpc {
-            let second = tokio::time::timeout(wait, lines.next_line())
-                .await
-                .map_err(|_| LocalError::NotReady(wait))?
-                .map_err(|e| start_error(e.to_string()))?
-                .ok_or_else(|| start_error("it exited before listening for gRPC".to_owned()))?;
+            let second = next_line("listening for gRPC").await?;
             let port = second
                 .rsplit_once("gRPC listening on ")
                 .and_then(|(_, address)| address.trim().parse::<std::net::SocketAddr>().ok())
