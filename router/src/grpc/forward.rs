@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use super::body::GrpcBody;
@@ -459,11 +458,11 @@ impl Outgoing {
     }
 }
 
-/// A replica's answer, held whole.
-struct Answer {
-    parts: axum::http::response::Parts,
-    data: Bytes,
-    trailers: Option<HeaderMap>,
+/// A replica's answer, held whole: head, message bytes, trailers.
+pub(super) struct Answer {
+    pub(super) parts: axum::http::response::Parts,
+    pub(super) data: Bytes,
+    pub(super) trailers: Option<HeaderMap>,
 }
 
 impl Answer {
@@ -584,23 +583,11 @@ async fn send_once(endpoint: Arc<Endpoint>, outgoing: &Outgoing) -> Result<Answe
             retry: false,
             replica_failed: true,
         })?;
-    let mut request = hyper::Request::new(GrpcBody::new(outgoing.body.clone(), None));
+    let mut request = axum::http::Request::new(());
     *request.method_mut() = axum::http::Method::POST;
     *request.uri_mut() = uri;
     *request.headers_mut() = outgoing.headers.clone();
-    let response = super::connections::send(&authority, request).await?;
-    let (parts, body) = response.into_parts();
-    let collected = body.collect().await.map_err(|e| Attempt {
-        reason: format!("the replica's answer broke off: {e}"),
-        retry: false,
-        replica_failed: true,
-    })?;
-    let trailers = collected.trailers().cloned();
-    Ok(Answer {
-        parts,
-        data: collected.to_bytes(),
-        trailers,
-    })
+    super::connections::send(&authority, request, outgoing.body.clone()).await
 }
 
 #[cfg(test)]
