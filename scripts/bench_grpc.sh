@@ -8,6 +8,12 @@
 # bounded by DURATION (default 10s); the script stops by itself and prints a table and the
 # ratios the issue asks for.
 #
+# The machine's speed drifts by as much as a third within minutes, so each group of rows (one
+# model, one number of concurrent calls) is run ROUNDS times (default 3) in turn, and the table
+# gives each row's median rate and mean latency over its rounds (the largest max latency, the
+# errors of all rounds): a row is compared with the others of its round, not with a slower or
+# faster minute.
+#
 # h2load counts HTTP statuses, and a gRPC error is HTTP 200 with a status in its trailers, so
 # each gRPC target is first called once with grpcio (benches/load/grpc_bodies.py check: fails
 # unless OK) and every gRPC row then checks that the answer data h2load received is at least
@@ -22,6 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 DURATION=${DURATION%s}
+ROUNDS=${ROUNDS:-3}
 PEER_DIR=${PEER_DIR:-$HOME/.cache/weir/peers/kserve}
 
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
@@ -115,9 +122,9 @@ pids+=($!)
 for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$kserve_http/v2/models/iris/ready" >/dev/null && break; sleep 0.1; done
 
 declare -A rps answer_size
-table="$work/table"
-# One h2load run: TARGET PROTOCOL MODEL CALLS then h2load's arguments. A row of the table:
-# req/s, mean and max latency, errors (failed or non-2xx calls; for gRPC also calls whose
+samples="$work/samples"
+# One h2load run: TARGET PROTOCOL MODEL CALLS then h2load's arguments. One sample of a row of the
+# table: req/s, mean and max latency, errors (failed or non-2xx calls; for gRPC also calls whose
 # answer carried no message).
 row() {
   local target=$1 protocol=$2 model=$3 calls=$4 out
@@ -135,9 +142,8 @@ row() {
     if [ "$answered" -lt "$succeeded" ]; then errors=$((errors + succeeded - answered)); fi
   fi
   echo "   $target, $protocol, $model, $calls: $rate req/s, mean $mean, max $max, $succeeded answered, $errors errors"
-  printf '| %s | %s | %s | %s | %.0f | %s | %s | %s |\n' "$target" "$protocol" "$model" "$calls" "$rate" \
-    "$(us "$mean")" "$(us "$max")" "$errors" >> "$table"
-  rps["$target/$protocol/$model/$calls"]=$rate
+  printf '%s|%s|%s|%s|%s|%s|%s|%s\n' "$target" "$protocol" "$model" "$calls" "$rate" \
+    "$(us "$mean")" "$(us "$max")" "$errors" >> "$samples"
 }
 # An h2load latency ("106us", "2.54ms", "1.20s") in microseconds.
 us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n = n; else if (v ~ /ms$/) n *= 1e3; else if (v ~ /s$/) n *= 1e6; printf "%.0f", n }'; }
@@ -161,26 +167,45 @@ echo "== weir serve $http (gRPC $grpc), weir route $router (gRPC $router_grpc), 
 echo "   h2load, one thread: N concurrent calls = N HTTP/1.1 connections, or N gRPC streams on one HTTP/2 connection (a gRPC channel)"
 for model in iris mlp; do
   for calls in 1 32; do
-    echo "== $model, $calls concurrent call(s), ${DURATION}s each"
-    # shellcheck disable=SC2046 # the argument lists are meant to split
-    row "weir serve" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$grpc" $model)
-    if [ $calls -gt 1 ]; then
-      row "weir serve" "gRPC, $calls connections" $model $calls -c$calls -m1 $(grpc_args "$grpc" $model)
-    fi
-    row "weir serve" "HTTP/JSON" $model $calls -c$calls $(json_args "$http" $model)
-    row "weir serve" "HTTP binary" $model $calls -c$calls $(binary_args "$http" $model)
-    row "weir route" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$router_grpc" $model)
-    row "weir route" "HTTP/JSON" $model $calls -c$calls $(json_args "$router" $model)
-    if [ $model = iris ]; then
-      row "KServe" "gRPC" $model $calls -c1 -m$calls $(grpc_args "127.0.0.1:$kserve_grpc" $model)
-    fi
+    for round in $(seq 1 "$ROUNDS"); do
+      echo "== $model, $calls concurrent call(s), ${DURATION}s each, round $round of $ROUNDS"
+      # shellcheck disable=SC2046 # the argument lists are meant to split
+      row "weir serve" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$grpc" $model)
+      if [ $calls -gt 1 ]; then
+        row "weir serve" "gRPC, $calls connections" $model $calls -c$calls -m1 $(grpc_args "$grpc" $model)
+      fi
+      row "weir serve" "HTTP/JSON" $model $calls -c$calls $(json_args "$http" $model)
+      row "weir serve" "HTTP binary" $model $calls -c$calls $(binary_args "$http" $model)
+      row "weir route" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$router_grpc" $model)
+      row "weir route" "HTTP/JSON" $model $calls -c$calls $(json_args "$router" $model)
+      if [ $model = iris ]; then
+        row "KServe" "gRPC" $model $calls -c1 -m$calls $(grpc_args "127.0.0.1:$kserve_grpc" $model)
+      fi
+    done
   done
 done
+
+# Each row once, in the order first run: median rate and mean latency, largest max, all errors.
+table=$(awk -F'|' '
+  !($1 FS $2 FS $3 FS $4 in seen) { seen[$1 FS $2 FS $3 FS $4] = 1; order[++rows] = $1 FS $2 FS $3 FS $4 }
+  { key = $1 FS $2 FS $3 FS $4; n[key]++; rate[key, n[key]] = $5; mean[key, n[key]] = $6
+    if ($7 > max[key]) max[key] = $7; errors[key] += $8 }
+  function median(values, key, count,   i, j, t, sorted) {
+    for (i = 1; i <= count; i++) sorted[i] = values[key, i]
+    for (i = 1; i <= count; i++) for (j = i + 1; j <= count; j++) if (sorted[j] < sorted[i]) { t = sorted[i]; sorted[i] = sorted[j]; sorted[j] = t }
+    return count % 2 ? sorted[(count + 1) / 2] : (sorted[count / 2] + sorted[count / 2 + 1]) / 2
+  }
+  END { for (r = 1; r <= rows; r++) { key = order[r]; split(key, f, FS)
+    printf "%s|%s|%s|%s|%.0f|%.0f|%s|%s\n", f[1], f[2], f[3], f[4], median(rate, key, n[key]), median(mean, key, n[key]), max[key], errors[key] } }
+' "$samples")
+while IFS='|' read -r target protocol model calls rate _; do
+  rps["$target/$protocol/$model/$calls"]=$rate
+done <<< "$table"
 
 echo
 echo "| target | protocol | model | concurrent calls | req/s | mean µs | max µs | errors |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-cat "$table"
+echo "$table" | awk -F'|' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8 }'
 echo
 ratio() { awk -v a="${rps[$1]:-0}" -v b="${rps[$2]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 for model in iris mlp; do

@@ -1,6 +1,10 @@
-//! HTTP/2 connections to the replicas' gRPC ports for unary calls, kept per worker thread:
-//! [`CONNECTIONS`] per replica address, calls taking them in turn, each connection multiplexing
-//! its calls.
+//! HTTP/2 connections to the replicas' gRPC ports for unary calls, kept per worker thread: up
+//! to [`CONNECTIONS`] per replica address, each multiplexing its calls. A call takes the first
+//! connection carrying fewer than [`CALLS_BEFORE_SPREADING`] calls, opening the next one when
+//! all open ones are that busy: at low load every call rides one warm connection (the replica's
+//! task for it is the one running; taking four in turn cost a call through the router about a
+//! third more time than HTTP/1's pool, which reuses its most recent connection), and load
+//! spreads over more connections as it grows.
 //!
 //! The calls are sent with the `h2` crate rather than through hyper's client. hyper hands a
 //! request's body to a task of its own, which gets flow-control capacity only after the
@@ -13,9 +17,9 @@
 //! connection (kube-proxy), so one connection per thread would feed one pod per thread however
 //! many the Service has. HTTP/1 spreads by opening connections under load.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,27 +31,94 @@ use super::forward::Answer;
 use super::{CONNECTION_WINDOW, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT, STREAM_WINDOW};
 use crate::send::Attempt;
 
-/// Connections per replica address and worker thread.
+/// Connections per replica address and worker thread, at most.
 const CONNECTIONS: usize = 4;
+/// Calls in flight on a connection before the next connection takes new ones.
+const CALLS_BEFORE_SPREADING: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One open connection: the handle calls are sent on, and whether its task has ended.
+/// One open connection: the handle calls are sent on, whether its task has ended, and its
+/// calls in flight.
 #[derive(Clone)]
 struct Connection {
     sender: SendRequest<Bytes>,
     closed: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
 }
 
 impl Connection {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+/// A call counted on its connection until it ends, however it ends.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(connection: &Connection) -> Counted {
+        connection.calls.fetch_add(1, Ordering::Relaxed);
+        Counted(connection.calls.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 thread_local! {
     static OPEN: RefCell<HashMap<String, Vec<Option<Connection>>>> =
         RefCell::new(HashMap::new());
-    static NEXT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The slot a call takes among an address's connections, given each slot's calls in flight
+/// (`None`: no open connection there), and whether to use the connection open there (`false`:
+/// open one). The first open connection below [`CALLS_BEFORE_SPREADING`], else the first free
+/// slot, else the least busy connection.
+fn choose(slots: impl Iterator<Item = Option<usize>>) -> (usize, bool) {
+    let mut free = None;
+    let mut least: Option<(usize, usize)> = None;
+    for (index, calls) in slots.enumerate() {
+        match calls {
+            None => {
+                free.get_or_insert(index);
+            }
+            Some(calls) if calls < CALLS_BEFORE_SPREADING => return (index, true),
+            Some(calls) => {
+                if least.is_none_or(|(_, fewest)| calls < fewest) {
+                    least = Some((index, calls));
+                }
+            }
+        }
+    }
+    match (free, least) {
+        (Some(index), _) => (index, false),
+        (None, Some((index, _))) => (index, true),
+        (None, None) => (0, false),
+    }
+}
+
+/// The slot for a call to `authority` and the open connection to use in it, if any.
+fn take(authority: &str) -> (usize, Option<Connection>) {
+    OPEN.with(|open| {
+        let open = open.borrow();
+        let Some(slots) = open.get(authority) else {
+            return (0, None);
+        };
+        let open_in = |slot: &Option<Connection>| {
+            slot.as_ref()
+                .filter(|connection| !connection.is_closed())
+                .cloned()
+        };
+        let (index, reuse) = choose(slots.iter().map(|s| open_in(s).map(|c| c.calls())));
+        (index, reuse.then(|| open_in(&slots[index])).flatten())
+    })
 }
 
 /// Sends `request` with `body` to `authority` (`host:port`) on one of this thread's connections
@@ -59,24 +130,17 @@ pub(super) async fn send(
     request: Request<()>,
     body: Bytes,
 ) -> Result<Answer, Attempt> {
-    let turn = NEXT.with(|next| {
-        let turn = next.get();
-        next.set(turn.wrapping_add(1));
-        turn
-    }) % CONNECTIONS;
-    let open = OPEN.with(|open| {
-        open.borrow()
-            .get(authority)
-            .and_then(|slots| slots[turn].clone())
-            .filter(|connection| !connection.is_closed())
-    });
+    let (slot, open) = take(authority);
     let ready = match open {
-        Some(connection) => connection.sender.ready().await.ok(),
+        Some(connection) => {
+            let counted = Counted::new(&connection);
+            connection.sender.ready().await.ok().map(|s| (s, counted))
+        }
         None => None,
     };
     // No connection, or one that closed since: a new one (the call has not gone out).
-    let mut sender = match ready {
-        Some(sender) => sender,
+    let (mut sender, _counted) = match ready {
+        Some(ready) => ready,
         None => {
             let connection = connect(authority).await?;
             OPEN.with(|open| {
@@ -88,13 +152,15 @@ pub(super) async fn send(
                     open.retain(|_, slots| slots.iter().flatten().any(|c| !c.is_closed()));
                 }
                 open.entry(authority.to_owned())
-                    .or_insert_with(|| vec![None; CONNECTIONS])[turn] = Some(connection.clone());
+                    .or_insert_with(|| vec![None; CONNECTIONS])[slot] = Some(connection.clone());
             });
-            connection
+            let counted = Counted::new(&connection);
+            let sender = connection
                 .sender
                 .ready()
                 .await
-                .map_err(|err| unsent(format!("{authority}: {err}")))?
+                .map_err(|err| unsent(format!("{authority}: {err}")))?;
+            (sender, counted)
         }
     };
     let (answer, mut outgoing) = sender
@@ -197,5 +263,47 @@ async fn connect(authority: &str) -> Result<Connection, Attempt> {
         }
         ended.store(true, Ordering::Relaxed);
     });
-    Ok(Connection { sender, closed })
+    Ok(Connection {
+        sender,
+        closed,
+        calls: Arc::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_fill_one_connection_before_the_next_and_spread_when_all_are_busy() {
+        let busy = CALLS_BEFORE_SPREADING;
+        assert_eq!(
+            choose([None, None].into_iter()),
+            (0, false),
+            "none open: open the first"
+        );
+        assert_eq!(
+            choose([Some(0), None].into_iter()),
+            (0, true),
+            "an idle one is reused"
+        );
+        assert_eq!(choose([Some(busy - 1), None].into_iter()), (0, true));
+        assert_eq!(
+            choose([Some(busy), None].into_iter()),
+            (1, false),
+            "busy: open the next"
+        );
+        assert_eq!(choose([Some(busy), Some(3)].into_iter()), (1, true));
+        assert_eq!(
+            choose([None, Some(busy)].into_iter()),
+            (0, false),
+            "a closed first connection is reopened before a busy one takes more"
+        );
+        assert_eq!(
+            choose([Some(busy + 5), Some(busy + 1), Some(busy + 9)].into_iter()),
+            (1, true),
+            "all busy and no room: the least busy"
+        );
+        assert_eq!(choose(std::iter::empty()), (0, false));
+    }
 }
