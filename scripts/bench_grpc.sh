@@ -177,6 +177,9 @@ for model in iris mlp; do
       row "weir serve" "HTTP/JSON" $model $calls -c$calls $(json_args "$http" $model)
       row "weir serve" "HTTP binary" $model $calls -c$calls $(binary_args "$http" $model)
       row "weir route" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$router_grpc" $model)
+      if [ $calls -gt 1 ]; then
+        row "weir route" "gRPC, $calls connections" $model $calls -c$calls -m1 $(grpc_args "$router_grpc" $model)
+      fi
       row "weir route" "HTTP/JSON" $model $calls -c$calls $(json_args "$router" $model)
       if [ $model = iris ]; then
         row "KServe" "gRPC" $model $calls -c1 -m$calls $(grpc_args "127.0.0.1:$kserve_grpc" $model)
