@@ -555,6 +555,44 @@ async fn replicas_sharing_a_host_each_name_their_own_grpc_port() {
     }
 }
 
+/// A burst of calls at a router that has no connection to the replica yet opens one, the
+/// calls waiting for it, instead of one connection per call (which a burst past a replica's
+/// per-peer connection cap would turn into refused calls).
+#[tokio::test]
+async fn a_burst_at_a_cold_router_shares_one_new_connection() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = replica(listener, "v1", Behaviour::Hold(gate.clone()));
+    let routes = format!(
+        "[settings]\ngrpc_port = {port}\n\
+         [[route]]\nmodel = \"iris\"\n\
+         [[route.backend]]\nversion = \"1\"\nendpoints = [\"http://127.0.0.1:9\"]\nweight = 100\n"
+    );
+    let (_router, address, _stop) = router("burst", &routes).await;
+    let client = client();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let client = client.clone();
+        calls.spawn(
+            async move { call(&client, address, INFER, message("iris", None, b""), &[]).await },
+        );
+    }
+    while held.count() < 12 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        held.connections(),
+        1,
+        "12 calls in flight on one connection"
+    );
+    gate.add_permits(12);
+    while let Some(reply) = calls.join_next().await {
+        assert_eq!(reply.unwrap().grpc_status(), Some(0));
+    }
+    assert_eq!(held.connections(), 1);
+}
+
 #[tokio::test]
 async fn shadow_copies_are_sent_and_their_answers_discarded() {
     let (port, mut listeners) = shared_port(&["127.0.0.5"]);

@@ -37,18 +37,29 @@ const CONNECTIONS: usize = 4;
 const CALLS_BEFORE_SPREADING: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One open connection: the handle calls are sent on, whether its task has ended, and its
-/// calls in flight.
-#[derive(Clone)]
+/// One open connection: the handle calls are sent on, and whether its task has ended.
 struct Connection {
     sender: SendRequest<Bytes>,
     closed: Arc<AtomicBool>,
-    calls: Arc<AtomicUsize>,
 }
 
-impl Connection {
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
+/// A place for one connection to an address: the connection once open, and the calls using or
+/// waiting for it. The first call that needs it opens it; calls arriving meanwhile wait for that
+/// one instead of each opening its own (a burst at a cold router would otherwise open a
+/// connection per call, past a replica's per-peer connection cap).
+#[derive(Default)]
+struct Slot {
+    connection: tokio::sync::OnceCell<Connection>,
+    calls: AtomicUsize,
+}
+
+impl Slot {
+    /// Of no more use: its connection ended, or its opening failed and no call waits for it.
+    fn is_spent(&self) -> bool {
+        match self.connection.get() {
+            Some(connection) => connection.closed.load(Ordering::Relaxed),
+            None => self.calls() == 0,
+        }
     }
 
     fn calls(&self) -> usize {
@@ -56,24 +67,24 @@ impl Connection {
     }
 }
 
-/// A call counted on its connection until it ends, however it ends.
-struct Counted(Arc<AtomicUsize>);
+/// A call counted on its slot until it ends, however it ends.
+struct Counted(Arc<Slot>);
 
 impl Counted {
-    fn new(connection: &Connection) -> Counted {
-        connection.calls.fetch_add(1, Ordering::Relaxed);
-        Counted(connection.calls.clone())
+    fn new(slot: Arc<Slot>) -> Counted {
+        slot.calls.fetch_add(1, Ordering::Relaxed);
+        Counted(slot)
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.calls.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 thread_local! {
-    static OPEN: RefCell<HashMap<String, Vec<Option<Connection>>>> =
+    static OPEN: RefCell<HashMap<String, Vec<Option<Arc<Slot>>>>> =
         RefCell::new(HashMap::new());
 }
 
@@ -104,20 +115,31 @@ fn choose(slots: impl Iterator<Item = Option<usize>>) -> (usize, bool) {
     }
 }
 
-/// The slot for a call to `authority` and the open connection to use in it, if any.
-fn take(authority: &str) -> (usize, Option<Connection>) {
+/// The slot for a call to `authority`, the call counted on it: one in use, or a new one in
+/// the place [`choose`] gives.
+fn take(authority: &str) -> Counted {
     OPEN.with(|open| {
-        let open = open.borrow();
-        let Some(slots) = open.get(authority) else {
-            return (0, None);
-        };
-        let open_in = |slot: &Option<Connection>| {
-            slot.as_ref()
-                .filter(|connection| !connection.is_closed())
-                .cloned()
-        };
-        let (index, reuse) = choose(slots.iter().map(|s| open_in(s).map(|c| c.calls())));
-        (index, reuse.then(|| open_in(&slots[index])).flatten())
+        let mut open = open.borrow_mut();
+        if !open.contains_key(authority) {
+            // Replicas come and go (the autoscaler, a rollout): forget the addresses whose
+            // slots are all spent, so the map stays as large as the replicas in use.
+            open.retain(|_, slots| slots.iter().flatten().any(|slot| !slot.is_spent()));
+            open.insert(authority.to_owned(), vec![None; CONNECTIONS]);
+        }
+        let slot = open.get_mut(authority).map(|slots| {
+            let usable = |slot: &Option<Arc<Slot>>| slot.clone().filter(|slot| !slot.is_spent());
+            let (index, reuse) = choose(slots.iter().map(|s| usable(s).map(|slot| slot.calls())));
+            match usable(&slots[index]).filter(|_| reuse) {
+                Some(slot) => slot,
+                None => {
+                    let fresh = Arc::new(Slot::default());
+                    slots[index] = Some(fresh.clone());
+                    fresh
+                }
+            }
+        });
+        // Always there (inserted above); a slot of its own otherwise.
+        Counted::new(slot.unwrap_or_default())
     })
 }
 
@@ -130,38 +152,32 @@ pub(super) async fn send(
     request: Request<()>,
     body: Bytes,
 ) -> Result<Answer, Attempt> {
-    let (slot, open) = take(authority);
-    let ready = match open {
-        Some(connection) => {
-            let counted = Counted::new(&connection);
-            connection.sender.ready().await.ok().map(|s| (s, counted))
+    // A connection found closed when the call is about to go out (its task has not marked it
+    // yet) is marked and the call takes another: it has not gone out.
+    let mut sender = None;
+    let mut counted = None;
+    for _ in 0..2 {
+        let call = take(authority);
+        let connection = call
+            .0
+            .connection
+            .get_or_try_init(|| connect(authority))
+            .await?;
+        let closed = connection.closed.clone();
+        match connection.sender.clone().ready().await {
+            Ok(ready) => {
+                sender = Some(ready);
+                counted = Some(call);
+                break;
+            }
+            Err(err) => {
+                closed.store(true, Ordering::Relaxed);
+                tracing::debug!(error = %err, "a replica's gRPC connection closed; another one");
+            }
         }
-        None => None,
-    };
-    // No connection, or one that closed since: a new one (the call has not gone out).
-    let (mut sender, _counted) = match ready {
-        Some(ready) => ready,
-        None => {
-            let connection = connect(authority).await?;
-            OPEN.with(|open| {
-                let mut open = open.borrow_mut();
-                if !open.contains_key(authority) {
-                    // Replicas come and go (the autoscaler, a rollout): forget the addresses
-                    // whose connections have all closed, so the map stays as large as the
-                    // replicas in use.
-                    open.retain(|_, slots| slots.iter().flatten().any(|c| !c.is_closed()));
-                }
-                open.entry(authority.to_owned())
-                    .or_insert_with(|| vec![None; CONNECTIONS])[slot] = Some(connection.clone());
-            });
-            let counted = Counted::new(&connection);
-            let sender = connection
-                .sender
-                .ready()
-                .await
-                .map_err(|err| unsent(format!("{authority}: {err}")))?;
-            (sender, counted)
-        }
+    }
+    let (Some(mut sender), Some(_counted)) = (sender, counted) else {
+        return Err(unsent(format!("{authority}: the connections closed")));
     };
     let (answer, mut outgoing) = sender
         .send_request(request, body.is_empty())
@@ -263,11 +279,7 @@ async fn connect(authority: &str) -> Result<Connection, Attempt> {
         }
         ended.store(true, Ordering::Relaxed);
     });
-    Ok(Connection {
-        sender,
-        closed,
-        calls: Arc::default(),
-    })
+    Ok(Connection { sender, closed })
 }
 
 #[cfg(test)]

@@ -57,11 +57,16 @@ pub enum Behaviour {
 
 /// A replica's calls received so far.
 #[derive(Clone, Default)]
-pub struct Calls(Arc<AtomicUsize>);
+pub struct Calls(Arc<AtomicUsize>, Arc<AtomicUsize>);
 
 impl Calls {
     pub fn count(&self) -> usize {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// Connections the replica accepted.
+    pub fn connections(&self) -> usize {
+        self.1.load(Ordering::SeqCst)
     }
 }
 
@@ -78,6 +83,7 @@ pub fn replica(listener: std::net::TcpListener, name: &'static str, behaviour: B
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            counted.1.fetch_add(1, Ordering::SeqCst);
             let (counted, behaviour) = (counted.clone(), behaviour.clone());
             tokio::spawn(async move {
                 let service =
