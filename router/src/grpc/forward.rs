@@ -528,7 +528,12 @@ async fn send(
         .await
 }
 
-pub(super) const NO_GRPC_PORT: &str = "give the replicas' port as [settings] grpc_port, or each replica's as its endpoint's grpc_port";
+const NO_GRPC_PORT: &str = "give the replicas' port as [settings] grpc_port, or each replica's as its endpoint's grpc_port";
+
+/// Why a call cannot go to `endpoint`: it serves gRPC on no port the router knows.
+pub(super) fn no_grpc_port(endpoint: &Endpoint) -> String {
+    format!("replica {} has no gRPC port: {NO_GRPC_PORT}", endpoint.base)
+}
 
 /// A refusal when no replica of `backend` is known to serve gRPC: no port for all in
 /// `[settings]`, and replicas (if any yet: scale from zero waits for one) without their own.
@@ -569,7 +574,7 @@ pub(crate) fn grpc_authority(endpoint: &Endpoint, default: Option<u16>) -> Optio
 async fn send_once(endpoint: Arc<Endpoint>, outgoing: &Outgoing) -> Result<Answer, Attempt> {
     // Never sent, so another replica may be tried.
     let authority = grpc_authority(&endpoint, outgoing.port).ok_or_else(|| Attempt {
-        reason: format!("replica {} has no gRPC port: {NO_GRPC_PORT}", endpoint.base),
+        reason: no_grpc_port(&endpoint),
         retry: true,
         replica_failed: false,
     })?;

@@ -222,11 +222,7 @@ where
     let Some(authority) = super::forward::grpc_authority(&endpoint, port) else {
         return left(refusal(
             status::UNAVAILABLE,
-            &format!(
-                "replica {} has no gRPC port: {}",
-                endpoint.base,
-                super::forward::NO_GRPC_PORT
-            ),
+            &super::forward::no_grpc_port(&endpoint),
         ));
     };
     let started = Instant::now();
