@@ -152,33 +152,7 @@ pub(super) async fn send(
     request: Request<()>,
     body: Bytes,
 ) -> Result<Answer, Attempt> {
-    // A connection found closed when the call is about to go out (its task has not marked it
-    // yet) is marked and the call takes another: it has not gone out.
-    let mut sender = None;
-    let mut counted = None;
-    for _ in 0..2 {
-        let call = take(authority);
-        let connection = call
-            .0
-            .connection
-            .get_or_try_init(|| connect(authority))
-            .await?;
-        let closed = connection.closed.clone();
-        match connection.sender.clone().ready().await {
-            Ok(ready) => {
-                sender = Some(ready);
-                counted = Some(call);
-                break;
-            }
-            Err(err) => {
-                closed.store(true, Ordering::Relaxed);
-                tracing::debug!(error = %err, "a replica's gRPC connection closed; another one");
-            }
-        }
-    }
-    let (Some(mut sender), Some(_counted)) = (sender, counted) else {
-        return Err(unsent(format!("{authority}: the connections closed")));
-    };
+    let (mut sender, _counted) = ready(authority).await?;
     let (answer, mut outgoing) = sender
         .send_request(request, body.is_empty())
         .map_err(|err| unsent(format!("{authority}: {err}")))?;
@@ -218,6 +192,32 @@ pub(super) async fn send(
         data,
         trailers,
     })
+}
+
+/// A connection to `authority` ready for one more call, and the call counted on it. A
+/// connection found closed as the call is about to go out (its task has not marked it yet) is
+/// marked, and the call takes another: it has not gone out.
+async fn ready(authority: &str) -> Result<(SendRequest<Bytes>, Counted), Attempt> {
+    let mut closed = None;
+    for _ in 0..2 {
+        let call = take(authority);
+        let connection = call
+            .0
+            .connection
+            .get_or_try_init(|| connect(authority))
+            .await?;
+        match connection.sender.clone().ready().await {
+            Ok(sender) => return Ok((sender, call)),
+            Err(err) => {
+                connection.closed.store(true, Ordering::Relaxed);
+                closed = Some(err);
+            }
+        }
+    }
+    Err(unsent(format!(
+        "{authority}: {}",
+        closed.map_or_else(|| "the connection closed".to_owned(), |err| err.to_string())
+    )))
 }
 
 /// A call that never left: another replica may be tried.
