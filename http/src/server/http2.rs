@@ -9,12 +9,24 @@
 //! about to start a call is told to retry elsewhere instead of seeing it fail; one that never
 //! made a call is dropped (before the client's preface, hyper defers GOAWAY until a handshake
 //! that may never come).
+//!
+//! A connection's calls run in the connection's own task, not in a task each (hyper's default).
+//! A gRPC channel multiplexes every call of a client on one connection, and with a task per
+//! call the calls ran on other threads than the connection: each call's frames then crossed
+//! threads through h2's shared stream state (a contended lock, a cross-thread wake per frame).
+//! In one task they never do, and connections still spread over the runtime's threads. Work
+//! that takes long does not hold the connection: models run on their own threads, and large
+//! messages decode on blocking threads.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -58,9 +70,13 @@ impl super::connection::Connection {
         let limits = self.server.limits;
         let activity = Arc::new(Activity::new());
         let service = self.admitted(service, &activity);
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        let calls = Calls::default();
+        let mut running = FuturesUnordered::new();
+        let mut builder = hyper::server::conn::http2::Builder::new(calls.clone());
         builder
             .timer(TokioTimer::new())
+            // gRPC has no use for a Date header; hyper would format and encode one per call.
+            .auto_date_header(false)
             .keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
@@ -80,8 +96,23 @@ impl super::connection::Connection {
                 Some(_) => tick,
             };
             tokio::select! {
-                // An error here is the client's (reset, protocol error): nothing to do.
-                _ = connection.as_mut() => return,
+                // An error here is the client's (reset, protocol error): nothing to do. Calls
+                // still running then cannot be answered, and are dropped with the connection.
+                _ = std::future::poll_fn(|cx| loop {
+                    if let Poll::Ready(finished) = connection.as_mut().poll(cx) {
+                        return Poll::Ready(finished);
+                    }
+                    calls.start(&mut running);
+                    let mut answered = false;
+                    while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
+                        answered = true;
+                    }
+                    // A call that finished left its answer queued: the connection writes it
+                    // now rather than after another turn of the scheduler.
+                    if !answered {
+                        return Poll::Pending;
+                    }
+                }) => return,
                 _ = stop.wait_for(|stop| *stop), if closing_since.is_none() => {
                     if matches!(activity.deadline(&limits), Some((_, Waiting::Head))) {
                         return;
@@ -112,5 +143,31 @@ impl super::connection::Connection {
                 },
             }
         }
+    }
+}
+
+/// The executor hyper hands each call to: the calls wait here until the connection's task
+/// takes them into its own set (see the module doc). hyper starts calls only while the
+/// connection is polled, in that task, so a call never waits here past that poll.
+#[derive(Clone, Default)]
+struct Calls(Arc<Mutex<Vec<Call>>>);
+
+type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Calls {
+    /// Moves the calls hyper started into `running`.
+    fn start(&self, running: &mut FuturesUnordered<Call>) {
+        let mut started = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        running.extend(started.drain(..));
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for Calls
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, call: F) {
+        let mut started = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        started.push(Box::pin(call));
     }
 }

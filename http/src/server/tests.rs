@@ -16,12 +16,13 @@ use tokio::sync::watch;
 
 use super::{BodyTooSlow, MinRateBody, Server, ServerLimits};
 
-/// Set when a request to `/wait` (`/wait-http2`) has reached the handler: one per test that
-/// waits, as tests run at once.
+/// Set when a request to `/wait` (`/wait-http2`, `/wait-beside`) has reached the handler: one
+/// per test that waits, as tests run at once.
 static WAITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static WAITING_HTTP2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static WAITING_BESIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Reads the body; answers `got N`, 408 when it came too slowly. `GET /wait` waits until
+/// Reads the body; answers `got N`, 408 when it came too slowly. The `/wait…` paths wait until
 /// `release` turns true.
 async fn handle(
     request: Request<MinRateBody<Incoming>>,
@@ -30,6 +31,7 @@ async fn handle(
     let waiting = match request.uri().path() {
         "/wait" => Some(&WAITING),
         "/wait-http2" => Some(&WAITING_HTTP2),
+        "/wait-beside" => Some(&WAITING_BESIDE),
         _ => None,
     };
     if let Some(waiting) = waiting {

@@ -93,7 +93,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let panics = self.panics.clone();
         if request.uri().path() != INFER_PATH {
-            return Box::pin(answer_panics(inner.call(request.map(Body::new)), panics));
+            let call = inner.call(request.map(Body::new));
+            return Box::pin(AnswerPanics { call, panics });
         }
         let (shed, inference) = (self.shed.clone(), self.inference.clone());
         let admitted = async move {
@@ -112,21 +113,44 @@ where
             drop(reservation);
             Ok(response)
         };
-        Box::pin(answer_panics(admitted, panics))
+        // One allocation per call, the call inside it: a call's state is kilobytes, and
+        // allocations that large are glibc's slow path.
+        Box::pin(AnswerPanics {
+            call: admitted,
+            panics,
+        })
     }
 }
 
-/// Runs `call`, answering a panic in it with INTERNAL (see the module doc).
-async fn answer_panics<E>(
-    call: impl Future<Output = Result<Response<Body>, E>>,
-    panics: Counter,
-) -> Result<Response<Body>, E> {
-    match (CatchUnwind(Box::pin(call))).await {
-        Ok(answer) => answer,
-        Err(panic) => {
-            panics.inc();
-            tracing::error!(panic = %panic_message(panic.as_ref()), "a gRPC call panicked; answered INTERNAL");
-            Ok(tonic::Status::internal(weir_http::panic::PANIC_MESSAGE).into_http())
+pin_project_lite::pin_project! {
+    /// A call whose panic (a bug in weir) is answered INTERNAL with the message the HTTP panic
+    /// layer gives, logged and counted (see the module doc). Unwind safety: a call that panicked
+    /// has answered, and is never polled again.
+    struct AnswerPanics<F> {
+        #[pin]
+        call: F,
+        panics: Counter,
+    }
+}
+
+impl<F, E> Future for AnswerPanics<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let call = this.call;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| call.poll(cx))) {
+            Ok(answer) => answer,
+            Err(panic) => {
+                this.panics.inc();
+                tracing::error!(panic = %panic_message(panic.as_ref()), "a gRPC call panicked; answered INTERNAL");
+                Poll::Ready(Ok(
+                    tonic::Status::internal(weir_http::panic::PANIC_MESSAGE).into_http()
+                ))
+            }
         }
     }
 }
@@ -137,21 +161,4 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("a panic without a message")
-}
-
-/// A future that turns a panic while it is polled into an error, as `catch_unwind` does for a
-/// closure. Unwind safety: a panicked call's state is dropped, never polled again.
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
 }

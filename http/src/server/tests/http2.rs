@@ -13,7 +13,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncReadExt;
 
 use super::{
-    connect_from, eventually, limits, start_speaking, until_closed, Running, WAITING_HTTP2,
+    connect_from, eventually, limits, start_speaking, until_closed, Running, WAITING_BESIDE,
+    WAITING_HTTP2,
 };
 use crate::server::ServerLimits;
 
@@ -210,4 +211,30 @@ async fn on_shutdown_calls_in_flight_finish_and_no_connection_is_taken() {
         .await
         .expect("the server did not stop after its last call")
         .unwrap();
+}
+
+#[tokio::test]
+async fn calls_on_one_connection_run_side_by_side_in_its_task() {
+    let running = start_speaking(limits(), true).await;
+    let (sender, _connection) = client("127.0.0.1", &running).await;
+    let mut waiting = sender.clone();
+    let held = tokio::spawn(async move { answer(&mut waiting, "/wait-beside", "held").await });
+    eventually("the first call waits in the handler", || {
+        WAITING_BESIDE.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    // The connection runs its calls in its own task: a call that waits must not hold up the
+    // calls beside it on the same connection.
+    for body in ["one", "three", "sixteen chars.."] {
+        let mut sender = sender.clone();
+        let answered = tokio::time::timeout(Duration::from_secs(30), async move {
+            answer(&mut sender, "/echo", body).await
+        })
+        .await
+        .expect("a call waited behind another call on its connection");
+        assert_eq!(answered, (StatusCode::OK, format!("got {}", body.len())));
+    }
+    assert!(!held.is_finished(), "the first call is still held");
+    running.release.send(true).unwrap();
+    assert_eq!(held.await.unwrap(), (StatusCode::OK, "got 4".to_owned()));
 }
