@@ -2,7 +2,8 @@
 # gRPC benchmark (issue 21, results in benches/README.md "gRPC"): one release `weir serve` holding
 # iris and the MLP, measured at 1 and 32 concurrent calls over gRPC, HTTP/JSON and HTTP with the
 # binary tensor extension; the same through `weir route` (HTTP and gRPC); and KServe's Python
-# server over gRPC on the same iris ONNX model, all in one run on loopback with ONE load tool,
+# server over gRPC on the same iris ONNX model; and the floor of each (the cheapest call: gRPC
+# ServerLive, HTTP GET /v2/health/live), all in one run on loopback with ONE load tool,
 # h2load (Debian's nghttp2-client): HTTP/1.1 with `--h1`, gRPC as HTTP/2 with prior knowledge
 # (a POST of a length-prefixed message with `content-type: application/grpc`). Every load is
 # bounded by DURATION (default 10s); the script stops by itself and prints a table and the
@@ -147,8 +148,8 @@ row() {
 }
 # An h2load latency ("106us", "2.54ms", "1.20s") in microseconds.
 us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n = n; else if (v ~ /ms$/) n *= 1e3; else if (v ~ /s$/) n *= 1e6; printf "%.0f", n }'; }
-grpc_args() { # ADDRESS MODEL
-  echo "-d $work/bodies/$2.grpc -H content-type:application/grpc -H te:trailers http://$1/inference.GRPCInferenceService/ModelInfer"
+grpc_args() { # ADDRESS MODEL [METHOD]
+  echo "-d $work/bodies/$2.grpc -H content-type:application/grpc -H te:trailers http://$1/inference.GRPCInferenceService/${3:-ModelInfer}"
 }
 json_args() { # BASE MODEL
   echo "--h1 -d $work/bodies/$2.json -H content-type:application/json $1/v2/models/$2/infer"
@@ -161,10 +162,26 @@ for model in iris mlp; do
   answer_size["weir route/$model"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$router_grpc" "$work/bodies/$model.grpc")
 done
 answer_size["KServe/iris"]=$(.venv/bin/python benches/load/grpc_bodies.py check "127.0.0.1:$kserve_grpc" "$work/bodies/iris.grpc")
+answer_size["weir serve/live"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$grpc" "$work/bodies/live.grpc" ServerLive)
+answer_size["KServe/live"]=$(.venv/bin/python benches/load/grpc_bodies.py check "127.0.0.1:$kserve_grpc" "$work/bodies/live.grpc" ServerLive)
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $DURATION per row"
 echo "== weir serve $http (gRPC $grpc), weir route $router (gRPC $router_grpc), KServe gRPC 127.0.0.1:$kserve_grpc"
 echo "   h2load, one thread: N concurrent calls = N HTTP/1.1 connections, or N gRPC streams on one HTTP/2 connection (a gRPC channel)"
+# The floor: the cheapest call each protocol has (gRPC ServerLive, HTTP GET /v2/health/live) on
+# the same server and tool, and KServe's ServerLive. No inference call can be answered faster
+# than these, so weir's ServerLive over KServe's ModelInfer bounds the gRPC/KServe ratio any
+# work on weir's inference path could reach on this machine.
+for calls in 1 32; do
+  for round in $(seq 1 "$ROUNDS"); do
+    echo "== the floor, $calls concurrent call(s), ${DURATION}s each, round $round of $ROUNDS"
+    # shellcheck disable=SC2046 # the argument lists are meant to split
+    row "weir serve" "gRPC ServerLive" live $calls -c1 -m$calls $(grpc_args "$grpc" live ServerLive)
+    row "weir serve" "HTTP GET live" live $calls --h1 -c$calls "$http/v2/health/live"
+    # shellcheck disable=SC2046
+    row "KServe" "gRPC ServerLive" live $calls -c1 -m$calls $(grpc_args "127.0.0.1:$kserve_grpc" live ServerLive)
+  done
+done
 for model in iris mlp; do
   for calls in 1 32; do
     for round in $(seq 1 "$ROUNDS"); do
@@ -218,5 +235,8 @@ for model in iris mlp; do
   done
 done
 for calls in 1 32; do
-  echo "iris, $calls concurrent call(s): weir gRPC / KServe gRPC throughput $(ratio "weir serve/gRPC/iris/$calls" "KServe/gRPC/iris/$calls")x"
+  echo "iris, $calls concurrent call(s): weir gRPC / KServe gRPC throughput $(ratio "weir serve/gRPC/iris/$calls" "KServe/gRPC/iris/$calls")x;" \
+    "the bound (weir's gRPC ServerLive / KServe's ModelInfer) $(ratio "weir serve/gRPC ServerLive/live/$calls" "KServe/gRPC/iris/$calls")x;" \
+    "weir's infer over its own floor: gRPC $(ratio "weir serve/gRPC/iris/$calls" "weir serve/gRPC ServerLive/live/$calls")," \
+    "HTTP/JSON $(ratio "weir serve/HTTP/JSON/iris/$calls" "weir serve/HTTP GET live/live/$calls")"
 done

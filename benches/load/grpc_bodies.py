@@ -4,10 +4,11 @@
 inputs as benches/load/iris.lua and mlp.lua in three encodings: MODEL.json (V2 JSON),
 MODEL.bin and MODEL.bin.len (the binary tensor extension, binary outputs asked for, and its JSON
 header's length) and MODEL.grpc (a length-prefixed `ModelInferRequest` with
-`raw_input_contents`, as tritonclient.grpc sends it).
+`raw_input_contents`, as tritonclient.grpc sends it); and live.grpc, an empty framed message
+(`ServerLiveRequest`, the cheapest call there is).
 
-`check ADDRESS FILE` sends FILE's message once as a unary ModelInfer call with grpcio (failing
-on any status but OK) and prints the size of the framed answer, so the benchmark can tell from
+`check ADDRESS FILE [METHOD]` sends FILE's message once as a unary call of METHOD (default
+ModelInfer) with grpcio (failing on any status but OK) and prints the size of the framed answer, so the benchmark can tell from
 h2load's data byte count that every answer it counted carried that message: a gRPC error is a
 trailers-only answer with HTTP 200 and no data.
 """
@@ -45,12 +46,13 @@ def write(folder: pathlib.Path) -> None:
         request.raw_input_contents.append(values.tobytes())
         message = request.SerializeToString()
         (folder / f"{model}.grpc").write_bytes(b"\x00" + struct.pack(">I", len(message)) + message)
+    (folder / "live.grpc").write_bytes(b"\x00" + struct.pack(">I", 0))
 
 
-def check(address: str, path: pathlib.Path) -> None:
+def check(address: str, path: pathlib.Path, method: str = "ModelInfer") -> None:
     framed = path.read_bytes()
     with grpc.insecure_channel(address) as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
         answer = call(framed[5:], timeout=30)
     print(len(answer) + 5)
 
@@ -59,4 +61,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "write":
         write(pathlib.Path(sys.argv[2]))
     else:
-        check(sys.argv[2], pathlib.Path(sys.argv[3]))
+        check(sys.argv[2], pathlib.Path(sys.argv[3]), *sys.argv[4:])
