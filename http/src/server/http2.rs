@@ -19,10 +19,11 @@
 //! messages decode on blocking threads.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -152,8 +153,6 @@ impl super::connection::Connection {
 #[derive(Clone, Default)]
 struct Calls(Arc<Mutex<Vec<Call>>>);
 
-type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
-
 impl Calls {
     /// Moves the calls hyper started into `running`.
     fn start(&self, running: &mut FuturesUnordered<Call>) {
@@ -168,6 +167,21 @@ where
 {
     fn execute(&self, call: F) {
         let mut started = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        started.push(Box::pin(call));
+        started.push(Call(Box::pin(call)));
+    }
+}
+
+/// One call in its connection's task. A panic while it is polled (a bug) ends that call
+/// alone: the call is dropped, which resets its stream, as when the call had a task of its
+/// own; the connection and the calls beside it go on. Unwind safety: a call that panicked is
+/// never polled again.
+struct Call(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl Future for Call {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let call = self.0.as_mut();
+        std::panic::catch_unwind(AssertUnwindSafe(|| call.poll(cx))).unwrap_or(Poll::Ready(()))
     }
 }

@@ -23,7 +23,7 @@ static WAITING_HTTP2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 static WAITING_BESIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Reads the body; answers `got N`, 408 when it came too slowly. The `/wait…` paths wait until
-/// `release` turns true.
+/// `release` turns true; `/panic` panics.
 async fn handle(
     request: Request<MinRateBody<Incoming>>,
     mut release: watch::Receiver<bool>,
@@ -34,6 +34,9 @@ async fn handle(
         "/wait-beside" => Some(&WAITING_BESIDE),
         _ => None,
     };
+    if request.uri().path() == "/panic" {
+        panic!("a handler's bug");
+    }
     if let Some(waiting) = waiting {
         waiting.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = release.wait_for(|go| *go).await;

@@ -238,3 +238,25 @@ async fn calls_on_one_connection_run_side_by_side_in_its_task() {
     running.release.send(true).unwrap();
     assert_eq!(held.await.unwrap(), (StatusCode::OK, "got 4".to_owned()));
 }
+
+#[tokio::test]
+async fn a_call_that_panics_ends_alone_and_its_connection_goes_on() {
+    let running = start_speaking(limits(), true).await;
+    let (mut sender, connection) = client("127.0.0.1", &running).await;
+    // The panicking call's stream is reset; hyper's client reports an error for it.
+    let failed = sender
+        .send_request(post("/panic", Full::new(Bytes::from_static(b"x"))))
+        .await;
+    assert!(
+        failed.is_err(),
+        "a call whose handler panicked got {failed:?}"
+    );
+    // The calls after it, on the same connection, are answered.
+    for _ in 0..3 {
+        assert_eq!(
+            answer(&mut sender, "/echo", "after").await,
+            (StatusCode::OK, "got 5".to_owned())
+        );
+    }
+    assert!(!connection.is_finished(), "the connection was closed");
+}
