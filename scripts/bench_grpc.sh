@@ -42,43 +42,11 @@ if [ ! -x "$PEER_DIR/bin/python" ] || ! "$PEER_DIR/bin/python" -c 'import kserve
   "$PEER_DIR/bin/pip" install -q kserve onnxruntime numpy
 fi
 .venv/bin/python benches/load/grpc_bodies.py write "$work/bodies"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 # The server under test: iris (versions 1 and 2; unversioned calls get 2) and the MLP, as in
-# target/test-models, with no batching, so every protocol hits the same per-request path.
-mkdir -p "$work/repo"
-cp -r target/test-models/iris target/test-models/mlp "$work/repo/"
-grpc_port=$(free_port)
-target/release/weir serve --model-repository "$work/repo" --http-port 0 --grpc-port "$grpc_port" --log warn > "$work/serve.log" 2>&1 &
-pids+=($!)
-http=$(address "$work/serve.log")
-for _ in $(seq 1 200); do curl -sf "$http/v2/health/ready" >/dev/null && break; sleep 0.05; done
-grpc="127.0.0.1:$grpc_port"
-
-# weir route in front of the same server: one backend per model, the replica's gRPC port in
-# [settings], the router's own gRPC port printed on its third line.
-cat > "$work/routes.toml" <<ROUTES
-[settings]
-grpc_port = $grpc_port
-[[route]]
-model = "iris"
-[[route.backend]]
-version = "2"
-endpoints = ["$http"]
-weight = 100
-[[route]]
-model = "mlp"
-[[route.backend]]
-version = "1"
-endpoints = ["$http"]
-weight = 100
-ROUTES
-target/release/weir route --config "$work/routes.toml" --http-port 0 --admin-port 0 --grpc-port 0 --log warn > "$work/route.log" 2>&1 &
-pids+=($!)
-router=$(address "$work/route.log")
-for _ in $(seq 1 200); do grep -q 'gRPC listening on' "$work/route.log" && break; sleep 0.05; done
-router_grpc=$(grep -m1 -o 'gRPC listening on [0-9.:]*' "$work/route.log" | sed 's|.* ||')
-for _ in $(seq 1 200); do curl -sf -o /dev/null "$router/v2/models/iris/ready" && break; sleep 0.05; done
+# target/test-models, with no batching, so every protocol hits the same per-request path; and
+# weir route in front of it, one backend per model, the replica's gRPC port in [settings].
+start_serve_and_route iris:2 mlp:1
+http=$serve_http grpc=$serve_grpc router=$route_http router_grpc=$route_grpc
 
 # The peer: KServe's ModelServer with a kserve.Model that runs the iris ONNX file on onnxruntime.
 cat > "$work/kserve_iris.py" <<'PY'

@@ -15,35 +15,11 @@ command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq s
 source scripts/bench_lib.sh grpc-calls # release `weir`, $work, pids, cleanup, address
 
 .venv/bin/python benches/load/grpc_bodies.py write "$work/bodies"
-mkdir -p "$work/repo"
-cp -r target/test-models/iris "$work/repo/"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-serve_grpc=$(free_port)
-target/release/weir serve --model-repository "$work/repo" --http-port 0 --grpc-port "$serve_grpc" --log warn > "$work/serve.log" 2>&1 &
-serve_pid=$!
-pids+=("$serve_pid")
-serve_http=$(address "$work/serve.log")
-for _ in $(seq 1 200); do curl -sf "$serve_http/v2/health/ready" >/dev/null && break; sleep 0.05; done
-cat > "$work/routes.toml" <<ROUTES
-[settings]
-grpc_port = $serve_grpc
-[[route]]
-model = "iris"
-[[route.backend]]
-version = "2"
-endpoints = ["$serve_http"]
-weight = 100
-ROUTES
-route_grpc=$(free_port)
-target/release/weir route --config "$work/routes.toml" --http-port 0 --admin-port 0 --grpc-port "$route_grpc" --workers 1 --log warn > "$work/route.log" 2>&1 &
-route_pid=$!
-pids+=("$route_pid")
-route_http=$(address "$work/route.log")
-for _ in $(seq 1 200); do curl -sf -o /dev/null "$route_http/v2/models/iris/ready" && break; sleep 0.05; done
+ROUTE_ARGS="--workers 1" start_serve_and_route iris:2
 
 load() { # TARGET PROTOCOL CALLS: one h2load run, one call at a time
   local base grpc
-  if [ "$1" = serve ]; then base=$serve_http grpc=127.0.0.1:$serve_grpc; else base=$route_http grpc=127.0.0.1:$route_grpc; fi
+  if [ "$1" = serve ]; then base=$serve_http grpc=$serve_grpc; else base=$route_http grpc=$route_grpc; fi
   if [ "$2" = gRPC ]; then
     h2load -n "$3" -c1 -m1 -d "$work/bodies/iris.grpc" -H content-type:application/grpc -H te:trailers \
       "http://$grpc/inference.GRPCInferenceService/ModelInfer"

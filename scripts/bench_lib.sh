@@ -49,3 +49,34 @@ endpoints = ["$v2"]
 weight = 10
 ROUTES
 }
+# A free loopback port.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# One `weir serve` with a gRPC port holding MODEL:VERSION… (from target/test-models), and one
+# `weir route` (HTTP and a gRPC port, ROUTE_ARGS extra) with one backend per model at that
+# version, both ready; sets serve_pid, serve_http, serve_grpc (HOST:PORT), route_pid,
+# route_http and route_grpc.
+start_serve_and_route() {
+  mkdir -p "$work/repo"
+  local entry port
+  for entry in "$@"; do cp -r "target/test-models/${entry%%:*}" "$work/repo/"; done
+  port=$(free_port)
+  target/release/weir serve --model-repository "$work/repo" --http-port 0 --grpc-port "$port" --log warn > "$work/serve.log" 2>&1 &
+  serve_pid=$!
+  pids+=("$serve_pid")
+  serve_http=$(address "$work/serve.log")
+  serve_grpc="127.0.0.1:$port"
+  for _ in $(seq 1 200); do curl -sf "$serve_http/v2/health/ready" >/dev/null && break; sleep 0.05; done
+  printf '[settings]\ngrpc_port = %s\n' "$port" > "$work/routes.toml"
+  for entry in "$@"; do
+    printf '[[route]]\nmodel = "%s"\n[[route.backend]]\nversion = "%s"\nendpoints = ["%s"]\nweight = 100\n' \
+      "${entry%%:*}" "${entry##*:}" "$serve_http" >> "$work/routes.toml"
+  done
+  port=$(free_port)
+  # shellcheck disable=SC2086 # ROUTE_ARGS is a list of arguments
+  target/release/weir route --config "$work/routes.toml" --http-port 0 --admin-port 0 --grpc-port "$port" ${ROUTE_ARGS:-} --log warn > "$work/route.log" 2>&1 &
+  route_pid=$!
+  pids+=("$route_pid")
+  route_http=$(address "$work/route.log")
+  route_grpc="127.0.0.1:$port"
+  for _ in $(seq 1 200); do curl -sf -o /dev/null "$route_http/v2/models/${1%%:*}/ready" && break; sleep 0.05; done
+}
