@@ -7,8 +7,8 @@
 mod grpc_support;
 
 use grpc_support::{
-    admin_post, call, client, message, replica, router, shared_port, Behaviour, INFER, METADATA,
-    STREAM,
+    admin_post, call, client, message, replica, router, shared_port, Behaviour, INFER,
+    IRIS_V1_ROUTE, METADATA, STREAM,
 };
 
 /// Two versions at 90/10, one replica each, on one gRPC port at two loopback hosts.
@@ -270,11 +270,7 @@ async fn statuses_are_counted_in_the_stats_and_metrics() {
 async fn answers_and_trailers_pass_through_unchanged() {
     let (port, mut listeners) = shared_port(&[]);
     let _v1 = replica(listeners.pop().unwrap(), "v1", Behaviour::Answer);
-    let routes = format!(
-        "[settings]\ngrpc_port = {port}\n\
-         [[route]]\nmodel = \"iris\"\n\
-         [[route.backend]]\nversion = \"1\"\nendpoints = [\"http://127.0.0.1:9\"]\nweight = 100\n"
-    );
+    let routes = format!("[settings]\ngrpc_port = {port}\n{IRIS_V1_ROUTE}");
     let (_router, address, _stop) = router("trailers", &routes).await;
     let client = client();
     let reply = call(
@@ -313,11 +309,8 @@ async fn answers_and_trailers_pass_through_unchanged() {
 async fn refusals_are_grpc_statuses_naming_the_problem() {
     let (port, mut listeners) = shared_port(&[]);
     let v1 = replica(listeners.pop().unwrap(), "v1", Behaviour::Answer);
-    let routes = format!(
-        "[settings]\ngrpc_port = {port}\nmax_body_bytes = 1048576\n\
-         [[route]]\nmodel = \"iris\"\n\
-         [[route.backend]]\nversion = \"1\"\nendpoints = [\"http://127.0.0.1:9\"]\nweight = 100\n"
-    );
+    let routes =
+        format!("[settings]\ngrpc_port = {port}\nmax_body_bytes = 1048576\n{IRIS_V1_ROUTE}");
     let (_router, address, _stop) = router("refusals", &routes).await;
     let client = client();
     let cases: Vec<(&str, axum::body::Bytes, u16, &str)> = vec![
@@ -446,9 +439,7 @@ async fn refusals_are_grpc_statuses_naming_the_problem() {
 
 #[tokio::test]
 async fn without_a_grpc_port_calls_are_refused_and_http_is_unchanged() {
-    let routes = "[[route]]\nmodel = \"iris\"\n\
-         [[route.backend]]\nversion = \"1\"\nendpoints = [\"http://127.0.0.1:9\"]\nweight = 100\n";
-    let (router, address, _stop) = router("no-port", routes).await;
+    let (router, address, _stop) = router("no-port", IRIS_V1_ROUTE).await;
     let reply = call(&client(), address, INFER, message("iris", None, b""), &[]).await;
     assert_eq!(reply.grpc_status(), Some(12), "UNIMPLEMENTED");
     assert!(
@@ -564,11 +555,7 @@ async fn a_burst_at_a_cold_router_shares_one_new_connection() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let held = replica(listener, "v1", Behaviour::Hold(gate.clone()));
-    let routes = format!(
-        "[settings]\ngrpc_port = {port}\n\
-         [[route]]\nmodel = \"iris\"\n\
-         [[route.backend]]\nversion = \"1\"\nendpoints = [\"http://127.0.0.1:9\"]\nweight = 100\n"
-    );
+    let routes = format!("[settings]\ngrpc_port = {port}\n{IRIS_V1_ROUTE}");
     let (_router, address, _stop) = router("burst", &routes).await;
     let client = client();
     let mut calls = tokio::task::JoinSet::new();
@@ -599,9 +586,7 @@ async fn shadow_copies_are_sent_and_their_answers_discarded() {
     let shadow = replica(listeners.pop().unwrap(), "shadow", Behaviour::Answer);
     let primary = replica(listeners.pop().unwrap(), "v1", Behaviour::Answer);
     let routes = format!(
-        "[settings]\ngrpc_port = {port}\n\
-         [[route]]\nmodel = \"iris\"\n\
-         [[route.backend]]\nversion = \"1\"\nendpoints = [\"http://127.0.0.1:9\"]\nweight = 100\n\
+        "[settings]\ngrpc_port = {port}\n{IRIS_V1_ROUTE}\
          [route.shadow]\nendpoints = [\"http://127.0.0.5:9\"]\npercent = 100\n"
     );
     let (_router, address, _stop) = router("shadow", &routes).await;

@@ -26,6 +26,10 @@ use weir_router::Router;
 pub const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
 pub const METADATA: &str = "/inference.GRPCInferenceService/ModelMetadata";
 pub const STREAM: &str = "/inference.GRPCInferenceService/ModelStreamInfer";
+/// A routes-file route sending every iris call to version 1 on 127.0.0.1 (its gRPC port comes
+/// from `[settings]`).
+pub const IRIS_V1_ROUTE: &str = "[[route]]\nmodel = \"iris\"\n\
+     [[route.backend]]\nversion = \"1\"\nendpoints = [\"http://127.0.0.1:9\"]\nweight = 100\n";
 
 /// A port free on 127.0.0.1 and on each of `hosts`, with listeners holding it on each (the
 /// first is 127.0.0.1's).
