@@ -8,11 +8,14 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use weir_http::panic::GrpcAnswerPanics;
 use weir_http::server::MinRateBody;
 
+use super::GrpcBody;
 use crate::Router;
 
 impl Router {
@@ -35,20 +38,23 @@ impl Router {
     }
 
     /// The gRPC port's service: streams pass through (`stream`), other calls are held whole
-    /// (`forward`).
+    /// (`forward`). A call that panics (a bug) is answered INTERNAL and counted in
+    /// `weir_panics_total`, as the data port answers a panic 500.
     pub(crate) fn grpc_service(
         self: &Arc<Self>,
     ) -> impl weir_http::server::Serves<super::stream::StreamBody> {
         let router = self.clone();
         tower::service_fn(move |request: hyper::Request<MinRateBody<Incoming>>| {
             let router = router.clone();
-            async move {
+            let panics = router.metrics.panics.clone();
+            let call = async move {
                 if request.uri().path() == super::stream::PATH {
                     return Ok::<_, Infallible>(super::stream::handle(router, request).await);
                 }
                 let response = super::handle(router, request).await;
-                Ok(response.map(http_body_util::Either::Left))
-            }
+                Ok(response.map(Either::Left))
+            };
+            GrpcAnswerPanics::new(call, panics, || Either::Left(GrpcBody::default()))
         })
     }
 }

@@ -10,12 +10,11 @@
 //! overloaded server still answers its probes.
 //!
 //! A panic while a call is handled (a bug in weir) is answered INTERNAL with the message the HTTP
-//! panic layer gives, logged and counted in `weir_panics_total`, as over HTTP: without this it
-//! would end the whole HTTP/2 connection, failing every other call on it.
+//! panic layer gives, logged and counted in `weir_panics_total`, as over HTTP
+//! (`weir_http::panic::GrpcAnswerPanics`): left to the HTTP/2 connection it would only reset the
+//! call's stream, which a gRPC client reports as CANCELLED.
 
-use std::any::Any;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -23,6 +22,7 @@ use http::{Request, Response};
 use prometheus_client::metrics::counter::Counter;
 use tonic::body::Body;
 use tower::{Layer, Service};
+use weir_http::panic::GrpcAnswerPanics;
 
 use super::service::Inference;
 use super::status::to_status;
@@ -94,7 +94,7 @@ where
         let panics = self.panics.clone();
         if request.uri().path() != INFER_PATH {
             let call = inner.call(request.map(Body::new));
-            return Box::pin(AnswerPanics { call, panics });
+            return Box::pin(GrpcAnswerPanics::new(call, panics, Body::default));
         }
         let (shed, inference) = (self.shed.clone(), self.inference.clone());
         let admitted = async move {
@@ -115,50 +115,6 @@ where
         };
         // One allocation per call, the call inside it: a call's state is kilobytes, and
         // allocations that large are glibc's slow path.
-        Box::pin(AnswerPanics {
-            call: admitted,
-            panics,
-        })
+        Box::pin(GrpcAnswerPanics::new(admitted, panics, Body::default))
     }
-}
-
-pin_project_lite::pin_project! {
-    /// A call whose panic (a bug in weir) is answered INTERNAL with the message the HTTP panic
-    /// layer gives, logged and counted (see the module doc). Unwind safety: a call that panicked
-    /// has answered, and is never polled again.
-    struct AnswerPanics<F> {
-        #[pin]
-        call: F,
-        panics: Counter,
-    }
-}
-
-impl<F, E> Future for AnswerPanics<F>
-where
-    F: Future<Output = Result<Response<Body>, E>>,
-{
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let call = this.call;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| call.poll(cx))) {
-            Ok(answer) => answer,
-            Err(panic) => {
-                this.panics.inc();
-                tracing::error!(panic = %panic_message(panic.as_ref()), "a gRPC call panicked; answered INTERNAL");
-                Poll::Ready(Ok(
-                    tonic::Status::internal(weir_http::panic::PANIC_MESSAGE).into_http()
-                ))
-            }
-        }
-    }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic without a message")
 }
