@@ -46,7 +46,6 @@ fi
 # target/test-models, with no batching, so every protocol hits the same per-request path; and
 # weir route in front of it, one backend per model, the replica's gRPC port in [settings].
 start_serve_and_route iris:2 mlp:1
-http=$serve_http grpc=$serve_grpc router=$route_http router_grpc=$route_grpc
 
 # The peer: KServe's ModelServer with a kserve.Model that runs the iris ONNX file on onnxruntime.
 cat > "$work/kserve_iris.py" <<'PY'
@@ -126,15 +125,15 @@ binary_args() { # BASE MODEL
   echo "--h1 -d $work/bodies/$2.bin -H content-type:application/octet-stream -H inference-header-content-length:$(cat "$work/bodies/$2.bin.len") $1/v2/models/$2/infer"
 }
 for model in iris mlp; do
-  answer_size["weir serve/$model"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$grpc" "$work/bodies/$model.grpc")
-  answer_size["weir route/$model"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$router_grpc" "$work/bodies/$model.grpc")
+  answer_size["weir serve/$model"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$serve_grpc" "$work/bodies/$model.grpc")
+  answer_size["weir route/$model"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$route_grpc" "$work/bodies/$model.grpc")
 done
 answer_size["KServe/iris"]=$(.venv/bin/python benches/load/grpc_bodies.py check "127.0.0.1:$kserve_grpc" "$work/bodies/iris.grpc")
-answer_size["weir serve/live"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$grpc" "$work/bodies/live.grpc" ServerLive)
+answer_size["weir serve/live"]=$(.venv/bin/python benches/load/grpc_bodies.py check "$serve_grpc" "$work/bodies/live.grpc" ServerLive)
 answer_size["KServe/live"]=$(.venv/bin/python benches/load/grpc_bodies.py check "127.0.0.1:$kserve_grpc" "$work/bodies/live.grpc" ServerLive)
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $DURATION per row"
-echo "== weir serve $http (gRPC $grpc), weir route $router (gRPC $router_grpc), KServe gRPC 127.0.0.1:$kserve_grpc"
+echo "== weir serve $serve_http (gRPC $serve_grpc), weir route $route_http (gRPC $route_grpc), KServe gRPC 127.0.0.1:$kserve_grpc"
 echo "   h2load, one thread: N concurrent calls = N HTTP/1.1 connections, or N gRPC streams on one HTTP/2 connection (a gRPC channel)"
 # The floor: the cheapest call each protocol has (gRPC ServerLive, HTTP GET /v2/health/live) on
 # the same server and tool, and KServe's ServerLive. No inference call can be answered faster
@@ -144,8 +143,8 @@ for calls in 1 32; do
   for round in $(seq 1 "$ROUNDS"); do
     echo "== the floor, $calls concurrent call(s), ${DURATION}s each, round $round of $ROUNDS"
     # shellcheck disable=SC2046 # the argument lists are meant to split
-    row "weir serve" "gRPC ServerLive" live $calls -c1 -m$calls $(grpc_args "$grpc" live ServerLive)
-    row "weir serve" "HTTP GET live" live $calls --h1 -c$calls "$http/v2/health/live"
+    row "weir serve" "gRPC ServerLive" live $calls -c1 -m$calls $(grpc_args "$serve_grpc" live ServerLive)
+    row "weir serve" "HTTP GET live" live $calls --h1 -c$calls "$serve_http/v2/health/live"
     # shellcheck disable=SC2046
     row "KServe" "gRPC ServerLive" live $calls -c1 -m$calls $(grpc_args "127.0.0.1:$kserve_grpc" live ServerLive)
   done
@@ -155,17 +154,17 @@ for model in iris mlp; do
     for round in $(seq 1 "$ROUNDS"); do
       echo "== $model, $calls concurrent call(s), ${DURATION}s each, round $round of $ROUNDS"
       # shellcheck disable=SC2046 # the argument lists are meant to split
-      row "weir serve" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$grpc" $model)
+      row "weir serve" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$serve_grpc" $model)
       if [ $calls -gt 1 ]; then
-        row "weir serve" "gRPC, $calls connections" $model $calls -c$calls -m1 $(grpc_args "$grpc" $model)
+        row "weir serve" "gRPC, $calls connections" $model $calls -c$calls -m1 $(grpc_args "$serve_grpc" $model)
       fi
-      row "weir serve" "HTTP/JSON" $model $calls -c$calls $(json_args "$http" $model)
-      row "weir serve" "HTTP binary" $model $calls -c$calls $(binary_args "$http" $model)
-      row "weir route" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$router_grpc" $model)
+      row "weir serve" "HTTP/JSON" $model $calls -c$calls $(json_args "$serve_http" $model)
+      row "weir serve" "HTTP binary" $model $calls -c$calls $(binary_args "$serve_http" $model)
+      row "weir route" "gRPC" $model $calls -c1 -m$calls $(grpc_args "$route_grpc" $model)
       if [ $calls -gt 1 ]; then
-        row "weir route" "gRPC, $calls connections" $model $calls -c$calls -m1 $(grpc_args "$router_grpc" $model)
+        row "weir route" "gRPC, $calls connections" $model $calls -c$calls -m1 $(grpc_args "$route_grpc" $model)
       fi
-      row "weir route" "HTTP/JSON" $model $calls -c$calls $(json_args "$router" $model)
+      row "weir route" "HTTP/JSON" $model $calls -c$calls $(json_args "$route_http" $model)
       if [ $model = iris ]; then
         row "KServe" "gRPC" $model $calls -c1 -m$calls $(grpc_args "127.0.0.1:$kserve_grpc" $model)
       fi

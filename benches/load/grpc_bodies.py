@@ -8,9 +8,9 @@ header's length) and MODEL.grpc (a length-prefixed `ModelInferRequest` with
 (`ServerLiveRequest`, the cheapest call there is).
 
 `check ADDRESS FILE [METHOD]` sends FILE's message once as a unary call of METHOD (default
-ModelInfer) with grpcio (failing on any status but OK) and prints the size of the framed answer, so the benchmark can tell from
-h2load's data byte count that every answer it counted carried that message: a gRPC error is a
-trailers-only answer with HTTP 200 and no data.
+ModelInfer) with grpcio (failing on any status but OK) and prints the size of the framed
+answer, so the benchmark can tell from h2load's data byte count that every answer it counted
+carried that message: a gRPC error is a trailers-only answer with HTTP 200 and no data.
 """
 
 import json
