@@ -124,6 +124,8 @@ pub struct ServerStats {
     pub header_timeouts: u64,
     pub idle_closed: u64,
     pub slow_bodies: u64,
+    /// HTTP/2 connections ended with GOAWAY for breaking or abusing the protocol.
+    pub protocol_errors: u64,
 }
 
 /// Serves with [`ServerLimits`]; cheap to clone, and clones share their connection counts (the
@@ -141,6 +143,7 @@ struct Shared {
     header_timeouts: AtomicU64,
     idle_closed: AtomicU64,
     slow_bodies: Arc<AtomicU64>,
+    protocol_errors: AtomicU64,
     last_warned: Mutex<Option<Instant>>,
 }
 
@@ -192,6 +195,7 @@ impl Server {
             header_timeouts: self.shared.header_timeouts.load(Ordering::Relaxed),
             idle_closed: self.shared.idle_closed.load(Ordering::Relaxed),
             slow_bodies: self.shared.slow_bodies.load(Ordering::Relaxed),
+            protocol_errors: self.shared.protocol_errors.load(Ordering::Relaxed),
         }
     }
 

@@ -97,9 +97,10 @@ impl super::connection::Connection {
                 Some(_) => tick,
             };
             tokio::select! {
-                // An error here is the client's (reset, protocol error): nothing to do. Calls
-                // still running then cannot be answered, and are dropped with the connection.
-                _ = std::future::poll_fn(|cx| loop {
+                // An error here is the client's (gone, or breaking the protocol): calls still
+                // running then cannot be answered, and are dropped with the connection. Only
+                // abuse is counted; a client that went away is not news.
+                finished = std::future::poll_fn(|cx| loop {
                     if let Poll::Ready(finished) = connection.as_mut().poll(cx) {
                         return Poll::Ready(finished);
                     }
@@ -113,7 +114,12 @@ impl super::connection::Connection {
                     if !answered {
                         return Poll::Pending;
                     }
-                }) => return,
+                }) => {
+                    if finished.as_ref().is_err_and(ended_for_abuse) {
+                        self.server.shared.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
                 _ = stop.wait_for(|stop| *stop), if closing_since.is_none() => {
                     if matches!(activity.deadline(&limits), Some((_, Waiting::Head))) {
                         return;
@@ -145,6 +151,15 @@ impl super::connection::Connection {
             }
         }
     }
+}
+
+/// Whether h2 ended the connection with GOAWAY and an error code of its own: the peer broke or
+/// abused the protocol (rapid resets, a header block that never ends, a malformed frame).
+/// Those defences are h2's; the count is what shows an operator they are being used.
+fn ended_for_abuse(error: &hyper::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|cause| cause.downcast_ref::<h2::Error>())
+        .is_some_and(|cause| cause.is_go_away() && cause.is_library())
 }
 
 /// The executor hyper hands each call to: the calls wait here until the connection's task

@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use super::Server;
 
 /// What each counter means to an operator reading `/metrics`.
-const COUNTERS: [(&str, &str); 4] = [
+const COUNTERS: [(&str, &str); 5] = [
     (
         "weir_http_connections_refused",
         "Connections closed on arrival: over --max-connections or the peer's share",
@@ -27,6 +27,10 @@ const COUNTERS: [(&str, &str); 4] = [
     (
         "weir_http_slow_bodies",
         "Request bodies cut off for arriving slower than --body-min-rate",
+    ),
+    (
+        "weir_http_protocol_errors",
+        "HTTP/2 (gRPC) connections ended with GOAWAY for breaking or abusing the protocol",
     ),
 ];
 
@@ -55,6 +59,7 @@ impl Collector for ListenerCollector {
             stats.header_timeouts,
             stats.idle_closed,
             stats.slow_bodies,
+            stats.protocol_errors,
         ];
         for ((name, help), total) in COUNTERS.into_iter().zip(totals) {
             let counter = ConstCounter::new(total);
@@ -96,6 +101,7 @@ mod tests {
             "weir_http_header_timeouts_total 0",
             "weir_http_idle_closed_total 0",
             "weir_http_slow_bodies_total 0",
+            "weir_http_protocol_errors_total 0",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

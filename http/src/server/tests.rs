@@ -344,3 +344,4 @@ fn peers_share_by_address_and_ipv6_by_its_64() {
 }
 
 mod http2;
+mod http2_attacks;

@@ -21,7 +21,7 @@ use crate::server::ServerLimits;
 type Connection = tokio::task::JoinHandle<()>;
 
 /// An HTTP/2 client connection from `from`; its task ends when the server closes it.
-async fn client<B>(from: &str, running: &Running) -> (SendRequest<B>, Connection)
+pub(super) async fn client<B>(from: &str, running: &Running) -> (SendRequest<B>, Connection)
 where
     B: hyper::body::Body + Send + Unpin + 'static,
     B::Data: Send,
@@ -38,11 +38,11 @@ where
     (sender, task)
 }
 
-fn post<B>(path: &str, body: B) -> Request<B> {
+pub(super) fn post<B>(path: &str, body: B) -> Request<B> {
     Request::post(format!("http://x{path}")).body(body).unwrap()
 }
 
-async fn answer(
+pub(super) async fn answer(
     sender: &mut SendRequest<Full<Bytes>>,
     path: &str,
     body: &str,
