@@ -98,16 +98,14 @@ row() {
   local target=$1 protocol=$2 model=$3 calls=$4 out
   shift 4
   out=$(h2load -D "$DURATION" "$@")
-  local rate mean max succeeded errors data
+  local rate mean max succeeded errors
   rate=$(echo "$out" | awk '/^finished in/ {print $4}')
   read -r mean max < <(echo "$out" | awk '/^time for request:/ {print $6, $5}')
   succeeded=$(echo "$out" | awk '/^requests:/ {print $8}')
-  errors=$(echo "$out" | awk '/^requests:/ {n += $10 + $12 + $14} /^status codes:/ {n += $5 + $7 + $9} END {print n + 0}')
   if [[ $protocol == gRPC* ]]; then
-    data=$(echo "$out" | awk '/^traffic:/ {gsub(/[()]/, "", $(NF-1)); print $(NF-1)}')
-    local size=${answer_size["$target/$model"]}
-    local answered=$((data / size))
-    if [ "$answered" -lt "$succeeded" ]; then errors=$((errors + succeeded - answered)); fi
+    errors=$(h2load_failures "$out" "${answer_size["$target/$model"]}")
+  else
+    errors=$(h2load_failures "$out")
   fi
   echo "   $target, $protocol, $model, $calls: $rate req/s, mean $mean, max $max, $succeeded answered, $errors errors"
   printf '%s|%s|%s|%s|%s|%s|%s|%s\n' "$target" "$protocol" "$model" "$calls" "$rate" \

@@ -80,3 +80,18 @@ start_serve_and_route() {
   route_grpc="127.0.0.1:$port"
   for _ in $(seq 1 200); do curl -sf -o /dev/null "$route_http/v2/models/${1%%:*}/ready" && break; sleep 0.05; done
 }
+# The failed calls in h2load's output $1: its "failed" (errors, timeouts and 4xx/5xx answers
+# alike) and 3xx answers, which it counts as succeeded; with $2, the size of one framed gRPC
+# answer, also the calls it counted whose answer carried no message (a gRPC error is HTTP 200
+# with its status in the trailers and no data).
+h2load_failures() { # OUTPUT [ANSWER_SIZE]
+  local failures succeeded data answered
+  failures=$(echo "$1" | awk '/^requests:/ {n += $10} /^status codes:/ {n += $5} END {print n + 0}')
+  if [ -n "${2:-}" ]; then
+    succeeded=$(echo "$1" | awk '/^requests:/ {print $8}')
+    data=$(echo "$1" | awk '/^traffic:/ {gsub(/[()]/, "", $(NF-1)); print $(NF-1)}')
+    answered=$((data / $2))
+    if [ "$answered" -lt "$succeeded" ]; then failures=$((failures + succeeded - answered)); fi
+  fi
+  echo "$failures"
+}
