@@ -87,7 +87,9 @@ kserve_grpc=$(free_port)
   --http_port "$kserve_http" --grpc_port "$kserve_grpc" --configure_logging false \
   --enable_latency_logging false > "$work/kserve.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$kserve_http/v2/models/iris/ready" >/dev/null && break; sleep 0.1; done
+# Its first start in a new venv compiles every module it imports: give it two minutes.
+for _ in $(seq 1 1200); do curl -sf "http://127.0.0.1:$kserve_http/v2/models/iris/ready" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$kserve_http/v2/models/iris/ready" >/dev/null || { echo "KServe did not get ready in 2 minutes; its log:" >&2; cat "$work/kserve.log" >&2; exit 1; }
 
 declare -A rps answer_size
 samples="$work/samples"

@@ -95,3 +95,27 @@ h2load_failures() { # OUTPUT [ANSWER_SIZE]
   fi
   echo "$failures"
 }
+# The resident memory, in KiB, of each NAME=PID given: now (rss) or at its peak (hwm).
+memory() { # rss|hwm NAME=PID...
+  local field=VmRSS pair out=""
+  if [ "$1" = hwm ]; then field=VmHWM; fi
+  shift
+  for pair in "$@"; do
+    out+="${pair%%=*} $(awk -v field="$field:" '$1 == field {print $2}' "/proc/${pair#*=}/status") "
+  done
+  echo "${out% }"
+}
+# In the background for SECONDS, the resident memory of each NAME=PID every $SAMPLE seconds
+# (times from the script's start); sets sampler, its pid.
+sample_memory() { # SECONDS NAME=PID...
+  local seconds=$1
+  shift
+  (
+    end=$((SECONDS + seconds))
+    while [ $SECONDS -lt "$end" ]; do
+      sleep "$SAMPLE"
+      echo "rss at +${SECONDS}s (KiB): $(memory rss "$@")"
+    done
+  ) &
+  sampler=$!
+}

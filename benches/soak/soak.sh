@@ -19,8 +19,7 @@ route_pid=$!
 router=$(address "$work/route.log")
 for _ in $(seq 1 200); do curl -sf "$router/v2/health/live" >/dev/null && break; sleep 0.05; done
 
-rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+processes=("route=$route_pid" "serve-1=${serve_pids[0]}" "serve-2=${serve_pids[1]}")
 # wrk prints non-2xx answers and socket errors; both count as failed legitimate requests.
 legit() {
   wrk -t2 -c32 -d"$1"s --latency -s benches/load/iris.lua "$router/v2/models/iris/infer" > "$2"
@@ -29,24 +28,17 @@ legit() {
 
 echo "== baseline: ${BASELINE_SECONDS}s of legitimate load, no hostile clients"
 legit "$BASELINE_SECONDS" "$work/baseline.txt"
-echo "rss after warm-up (KiB): route $(rss "$route_pid") serve-1 $(rss "${serve_pids[0]}") serve-2 $(rss "${serve_pids[1]}")"
+echo "rss after warm-up (KiB): $(memory rss "${processes[@]}")"
 
 echo "== soak: ${SOAK_SECONDS}s of legitimate load with hostile clients against router and replica"
 .venv/bin/python benches/soak/hostile.py "$router" "$SOAK_SECONDS" > "$work/hostile-router.json" &
 hostile_router=$!
 .venv/bin/python benches/soak/hostile.py "$v1" "$SOAK_SECONDS" > "$work/hostile-serve.json" &
 hostile_serve=$!
-(
-  end=$((SECONDS + SOAK_SECONDS))
-  while [ $SECONDS -lt $end ]; do
-    sleep "$SAMPLE"
-    echo "rss at +${SECONDS}s (KiB): route $(rss "$route_pid") serve-1 $(rss "${serve_pids[0]}") serve-2 $(rss "${serve_pids[1]}")"
-  done
-) &
-sampler=$!
+sample_memory "$SOAK_SECONDS" "${processes[@]}"
 legit "$SOAK_SECONDS" "$work/soak.txt"
 wait "$hostile_router" "$hostile_serve" || true
 kill "$sampler" 2>/dev/null || true
 echo "hostile against router: $(cat "$work/hostile-router.json")"
 echo "hostile against serve-1: $(cat "$work/hostile-serve.json")"
-echo "peak rss (VmHWM, KiB): route $(hwm "$route_pid") serve-1 $(hwm "${serve_pids[0]}") serve-2 $(hwm "${serve_pids[1]}")"
+echo "peak rss (VmHWM, KiB): $(memory hwm "${processes[@]}")"

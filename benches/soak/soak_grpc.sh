@@ -19,8 +19,7 @@ start_serve_and_route iris:2
 .venv/bin/python benches/load/grpc_bodies.py write "$work/bodies"
 size=$(.venv/bin/python benches/load/grpc_bodies.py check "$route_grpc" "$work/bodies/iris.grpc")
 
-rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+processes=("route=$route_pid" "serve=$serve_pid")
 legit() { # SECONDS
   local out
   out=$(h2load -D "$1" -t1 -c4 -m8 -d "$work/bodies/iris.grpc" -H content-type:application/grpc \
@@ -32,21 +31,14 @@ metric() { curl -s "$1/metrics" | awk -v name="$2" '$1 == name {print $2}'; }
 
 echo "== baseline: ${BASELINE_SECONDS}s of legitimate gRPC load through the router, no hostile clients"
 legit "$BASELINE_SECONDS"
-echo "rss after warm-up (KiB): route $(rss "$route_pid") serve $(rss "$serve_pid")"
+echo "rss after warm-up (KiB): $(memory rss "${processes[@]}")"
 
 echo "== soak: ${SOAK_SECONDS}s of legitimate gRPC load with hostile HTTP/2 clients against both gRPC ports"
 .venv/bin/python benches/soak/hostile_grpc.py "$route_grpc" "$SOAK_SECONDS" > "$work/hostile-router.json" &
 hostile_router=$!
 .venv/bin/python benches/soak/hostile_grpc.py "$serve_grpc" "$SOAK_SECONDS" > "$work/hostile-serve.json" &
 hostile_serve=$!
-(
-  end=$((SECONDS + SOAK_SECONDS))
-  while [ $SECONDS -lt $end ]; do
-    sleep "$SAMPLE"
-    echo "rss at +${SECONDS}s (KiB): route $(rss "$route_pid") serve $(rss "$serve_pid")"
-  done
-) &
-sampler=$!
+sample_memory "$SOAK_SECONDS" "${processes[@]}"
 legit "$SOAK_SECONDS"
 wait "$hostile_router" "$hostile_serve" || true
 kill "$sampler" 2>/dev/null || true
@@ -55,4 +47,4 @@ echo "hostile against serve: $(cat "$work/hostile-serve.json")"
 for name in weir_http_protocol_errors_total weir_http_header_timeouts_total weir_http_slow_bodies_total; do
   echo "$name: route $(metric "$route_http" $name) serve $(metric "$serve_http" $name)"
 done
-echo "peak rss (VmHWM, KiB): route $(hwm "$route_pid") serve $(hwm "$serve_pid")"
+echo "peak rss (VmHWM, KiB): $(memory hwm "${processes[@]}")"
