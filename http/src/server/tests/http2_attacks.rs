@@ -67,15 +67,15 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// An HPACK integer with an `prefix`-bit prefix, its first byte's other bits `flags` (RFC 7541
-/// §5.1).
-fn hpack_integer(flags: u8, prefix: u32, value: usize, out: &mut Vec<u8>) {
+/// An HPACK integer with a `prefix`-bit prefix, the first byte's other bits clear (RFC 7541
+/// §5.1): all the representations the tests write have them clear.
+fn hpack_integer(prefix: u32, value: usize, out: &mut Vec<u8>) {
     let max = (1usize << prefix) - 1;
     if value < max {
-        out.push(flags | value as u8);
+        out.push(value as u8);
         return;
     }
-    out.push(flags | max as u8);
+    out.push(max as u8);
     let mut rest = value - max;
     while rest >= 0x80 {
         out.push((rest as u8 & 0x7f) | 0x80);
@@ -87,12 +87,12 @@ fn hpack_integer(flags: u8, prefix: u32, value: usize, out: &mut Vec<u8>) {
 /// A header field as a literal that is not indexed, its name given by static-table `index`
 /// (0: the name is written out). No Huffman coding: the test needs no encoder.
 fn literal(index: usize, name: &str, value: &[u8], out: &mut Vec<u8>) {
-    hpack_integer(0x00, 4, index, out);
+    hpack_integer(4, index, out);
     if index == 0 {
-        hpack_integer(0x00, 7, name.len(), out);
+        hpack_integer(7, name.len(), out);
         out.extend_from_slice(name.as_bytes());
     }
-    hpack_integer(0x00, 7, value.len(), out);
+    hpack_integer(7, value.len(), out);
     out.extend_from_slice(value);
 }
 
@@ -203,7 +203,7 @@ async fn rapid_reset_ends_the_attacking_connection_with_enhance_your_calm() {
     let mut attacker = RawClient::connect("127.0.0.2", &running).await;
     let headers = call_headers("/echo");
     let mut sent = 0;
-    'attack: for _ in 0..100 {
+    for _ in 0..100 {
         let mut burst = Vec::new();
         for _ in 0..100 {
             let stream = 2 * sent + 1;
@@ -213,7 +213,7 @@ async fn rapid_reset_ends_the_attacking_connection_with_enhance_your_calm() {
         }
         // Once the server has gone away, writing fails: the attack is over.
         if attacker.send(&burst).await.is_err() {
-            break 'attack;
+            break;
         }
     }
     let goaway = attacker.goaway().await;
