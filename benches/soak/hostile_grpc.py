@@ -40,7 +40,8 @@ CALL = (bytes([0x83, 0x86]) + literal(4, MODEL_INFER) + literal(1, b"x")
 
 
 def frames(sock):
-    """The frames the server sends, (kind, stream, payload), until it closes."""
+    """The frames the server sends, (kind, stream, payload), until it closes or the socket's
+    timeout passes without a byte."""
     buffer = b""
     while True:
         try:
@@ -93,6 +94,8 @@ def rapid_reset(address, bursts=100, per_burst=100, source=None):
 
 def endless_header_block(address, source=None):
     """A header block of 1,000 CONTINUATION frames that never ends; the server's GOAWAY code."""
+    # A literal with a new name; its value's length, 1,000, as an HPACK integer with a 7-bit
+    # prefix: 127, then 873 in 7-bit groups, low first (RFC 7541 §5.1).
     filler = b"\x00" + bytes([len(b"x-filler")]) + b"x-filler" + b"\x7f\xe9\x06" + b"a" * 1000
     flood = frame(HEADERS, 0, 1, CALL) + b"".join(frame(CONTINUATION, 0, 1, filler) for _ in range(1000))
     with connect(address, source) as sock:

@@ -10,12 +10,11 @@ import threading
 import time
 import urllib.request
 
-import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
 from conftest import ROOT
-from test_router_grpc import router  # noqa: F401 (the fixture, for this module too)
+from test_router_grpc import features_input, router  # noqa: F401 (router: the fixture, here too)
 from test_triton_grpc import GrpcServer
 
 # The raw HTTP/2 attacks are the gRPC soak's (benches/soak/hostile_grpc.py), so the two cannot
@@ -24,7 +23,6 @@ sys.path.insert(0, str(ROOT / "benches" / "soak"))
 import hostile_grpc  # noqa: E402
 
 ENHANCE_YOUR_CALM = hostile_grpc.ENHANCE_YOUR_CALM
-FEATURES = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
 
 
 class Bystander(threading.Thread):
@@ -37,9 +35,7 @@ class Bystander(threading.Thread):
         self.answered, self.failed = 0, []
 
     def call(self):
-        features = triton.InferInput("features", [1, 4], "FP32")
-        features.set_data_from_numpy(FEATURES)
-        return self.client.infer("iris", [features])
+        return self.client.infer("iris", [features_input()])
 
     def run(self):
         while not self.stop.is_set():
