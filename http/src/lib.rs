@@ -9,6 +9,7 @@ pub mod build_info;
 pub mod download;
 pub mod duration;
 mod host;
+mod hpack;
 pub mod panic;
 pub mod prometheus;
 pub mod router_client;

@@ -29,9 +29,10 @@ use tokio::time::Instant;
 
 use connection::Connection;
 
+pub use http2::{Http2Body, StreamGone};
 pub use min_rate::{BodyTooSlow, MinRateBody};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a listener serves: a service answering requests whose bodies arrive under the minimum
 /// rate, cloned per connection (hyper's bounds, named once).
@@ -59,7 +60,33 @@ impl<S, B> Serves<B> for S where
 {
 }
 
-/// An answer's body as hyper writes it.
+/// What the HTTP/2 listener (the gRPC ports) serves: [`Serves`] with weir's own HTTP/2 request
+/// body in place of hyper's.
+pub trait ServesHttp2<B>:
+    tower::Service<
+        Request<MinRateBody<Http2Body>>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> ServesHttp2<B> for S where
+    S: tower::Service<
+            Request<MinRateBody<Http2Body>>,
+            Response = Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// An answer's body as the listener writes it.
 pub trait AnswerBody: Body<Data: Send, Error: Into<BoxError>> + Send + Unpin + 'static {}
 
 impl<B> AnswerBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Send + Unpin + 'static {}
@@ -246,7 +273,10 @@ impl Server {
         S: Serves<B>,
         B: AnswerBody,
     {
-        self.accept(listener, service, shutdown, Protocol::Http1)
+        let spawn = move |connection: Connection, stream, stopped| {
+            tokio::spawn(connection.run(stream, service.clone(), stopped));
+        };
+        self.accept(listener, shutdown, Protocol::Http1, spawn)
             .await;
     }
 
@@ -259,23 +289,24 @@ impl Server {
         service: S,
         shutdown: impl Future<Output = ()> + Send,
     ) where
-        S: Serves<B>,
+        S: ServesHttp2<B>,
         B: AnswerBody,
     {
-        self.accept(listener, service, shutdown, Protocol::Http2)
+        let spawn = move |connection: Connection, stream, stopped| {
+            tokio::spawn(connection.run_http2(stream, service.clone(), stopped));
+        };
+        self.accept(listener, shutdown, Protocol::Http2, spawn)
             .await;
     }
 
-    async fn accept<S, B>(
+    /// Accepts connections under the caps; `spawn` runs each in a task of its own.
+    async fn accept(
         &self,
         listener: TcpListener,
-        service: S,
         shutdown: impl Future<Output = ()> + Send,
         protocol: Protocol,
-    ) where
-        S: Serves<B>,
-        B: AnswerBody,
-    {
+        spawn: impl Fn(Connection, TcpStream, watch::Receiver<bool>),
+    ) {
         let (alive, mut all_closed) = mpsc::channel::<()>(1);
         let (stop, stopped) = watch::channel(false);
         tokio::pin!(shutdown);
@@ -309,14 +340,7 @@ impl Server {
                 _slot: slot,
                 _alive: alive.clone(),
             };
-            match protocol {
-                Protocol::Http1 => {
-                    tokio::spawn(connection.run(stream, service.clone(), stopped.clone()))
-                }
-                Protocol::Http2 => {
-                    tokio::spawn(connection.run_http2(stream, service.clone(), stopped.clone()))
-                }
-            };
+            spawn(connection, stream, stopped.clone());
         }
         drop(listener);
         let _ = stop.send(true);

@@ -260,10 +260,10 @@ where
 }
 
 /// A request in flight, from its headers until its response body is written (or dropped).
-struct Busy(Arc<Activity>);
+pub(super) struct Busy(Arc<Activity>);
 
 impl Busy {
-    fn new(activity: Arc<Activity>) -> Busy {
+    pub(super) fn new(activity: Arc<Activity>) -> Busy {
         activity.request_started();
         Busy(activity)
     }

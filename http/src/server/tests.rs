@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 
-use super::{BodyTooSlow, MinRateBody, Server, ServerLimits};
+use super::{BodyTooSlow, Http2Body, MinRateBody, Server, ServerLimits};
 
 /// Set when a request to `/wait` (`/wait-http2`, `/wait-beside`) has reached the handler: one
 /// per test that waits, as tests run at once.
@@ -24,10 +24,14 @@ static WAITING_BESIDE: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 
 /// Reads the body; answers `got N`, 408 when it came too slowly. The `/wait…` paths wait until
 /// `release` turns true; `/panic` panics.
-async fn handle(
-    request: Request<MinRateBody<Incoming>>,
+async fn handle<B>(
+    request: Request<MinRateBody<B>>,
     mut release: watch::Receiver<bool>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, Infallible>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let waiting = match request.uri().path() {
         "/wait" => Some(&WAITING),
         "/wait-http2" => Some(&WAITING_HTTP2),
@@ -71,15 +75,20 @@ async fn start_speaking(limits: ServerLimits, http2: bool) -> Running {
     let server = Server::new(limits);
     let (stop, mut stopped) = watch::channel(false);
     let (release, released) = watch::channel(false);
-    let service = tower::service_fn(move |request| handle(request, released.clone()));
     let serving = server.clone();
     let task = tokio::spawn(async move {
         let stopped = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         if http2 {
+            let service = tower::service_fn(move |request: Request<MinRateBody<Http2Body>>| {
+                handle(request, released.clone())
+            });
             serving.serve_http2(listener, service, stopped).await;
         } else {
+            let service = tower::service_fn(move |request: Request<MinRateBody<Incoming>>| {
+                handle(request, released.clone())
+            });
             serving.serve(listener, service, stopped).await;
         }
     });

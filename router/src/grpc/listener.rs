@@ -9,11 +9,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http_body_util::Either;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_http::panic::GrpcAnswerPanics;
-use weir_http::server::MinRateBody;
+use weir_http::server::{Http2Body, MinRateBody};
 
 use super::GrpcBody;
 use crate::Router;
@@ -42,9 +41,9 @@ impl Router {
     /// `weir_panics_total`, as the data port answers a panic 500.
     pub(crate) fn grpc_service(
         self: &Arc<Self>,
-    ) -> impl weir_http::server::Serves<super::stream::StreamBody> {
+    ) -> impl weir_http::server::ServesHttp2<super::stream::StreamBody> {
         let router = self.clone();
-        tower::service_fn(move |request: hyper::Request<MinRateBody<Incoming>>| {
+        tower::service_fn(move |request: hyper::Request<MinRateBody<Http2Body>>| {
             let router = router.clone();
             let panics = router.metrics.panics.clone();
             let call = async move {

@@ -1,0 +1,227 @@
+//! HTTP/2 frames as the gRPC listener reads and writes them (RFC 9113 §4 and §6): the 9-byte
+//! header, the types and flags the server acts on, and writers that append whole frames to the
+//! connection's output.
+
+/// The client's first bytes (RFC 9113 §3.4).
+pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(super) const HEADER_LEN: usize = 9;
+/// The frame size every peer must accept, and the largest the listener accepts: it never
+/// advertises more, so a frame is never more than this much buffered.
+pub(super) const DEFAULT_MAX_FRAME: usize = 16_384;
+/// The largest flow-control window (RFC 9113 §6.9.1).
+pub(super) const MAX_WINDOW: i64 = (1 << 31) - 1;
+/// The window every stream and the connection start with until SETTINGS say otherwise.
+pub(super) const DEFAULT_WINDOW: i64 = 65_535;
+
+pub(super) mod kind {
+    pub const DATA: u8 = 0x0;
+    pub const HEADERS: u8 = 0x1;
+    pub const PRIORITY: u8 = 0x2;
+    pub const RST_STREAM: u8 = 0x3;
+    pub const SETTINGS: u8 = 0x4;
+    pub const PUSH_PROMISE: u8 = 0x5;
+    pub const PING: u8 = 0x6;
+    pub const GOAWAY: u8 = 0x7;
+    pub const WINDOW_UPDATE: u8 = 0x8;
+    pub const CONTINUATION: u8 = 0x9;
+}
+
+pub(super) mod flag {
+    pub const END_STREAM: u8 = 0x1;
+    pub const ACK: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+    pub const PADDED: u8 = 0x8;
+    pub const PRIORITY: u8 = 0x20;
+}
+
+pub(super) mod setting {
+    pub const HEADER_TABLE_SIZE: u16 = 0x1;
+    pub const ENABLE_PUSH: u16 = 0x2;
+    pub const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    pub const INITIAL_WINDOW_SIZE: u16 = 0x4;
+    pub const MAX_FRAME_SIZE: u16 = 0x5;
+    pub const MAX_HEADER_LIST_SIZE: u16 = 0x6;
+}
+
+/// Error codes (RFC 9113 §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(super) enum Reason {
+    NoError = 0x0,
+    ProtocolError = 0x1,
+    InternalError = 0x2,
+    FlowControlError = 0x3,
+    StreamClosed = 0x5,
+    FrameSizeError = 0x6,
+    RefusedStream = 0x7,
+    Cancel = 0x8,
+    CompressionError = 0x9,
+    EnhanceYourCalm = 0xb,
+}
+
+/// A frame's 9-byte header.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Head {
+    pub(super) length: usize,
+    pub(super) kind: u8,
+    pub(super) flags: u8,
+    pub(super) stream: u32,
+}
+
+impl Head {
+    pub(super) fn parse(bytes: &[u8; HEADER_LEN]) -> Head {
+        Head {
+            length: usize::from(bytes[0]) << 16
+                | usize::from(bytes[1]) << 8
+                | usize::from(bytes[2]),
+            kind: bytes[3],
+            flags: bytes[4],
+            // The reserved bit is ignored on receipt.
+            stream: u32::from_be_bytes([bytes[5] & 0x7f, bytes[6], bytes[7], bytes[8]]),
+        }
+    }
+}
+
+/// Appends a frame header; the caller appends `length` bytes of payload after it.
+pub(super) fn head(out: &mut Vec<u8>, length: usize, kind: u8, flags: u8, stream: u32) {
+    debug_assert!(length < 1 << 24);
+    let length = (length as u32).to_be_bytes();
+    out.extend_from_slice(&[length[1], length[2], length[3], kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+}
+
+pub(super) fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    head(out, payload.len(), kind, flags, stream);
+    out.extend_from_slice(payload);
+}
+
+pub(super) fn settings(out: &mut Vec<u8>, values: &[(u16, u32)]) {
+    head(out, values.len() * 6, kind::SETTINGS, 0, 0);
+    for (id, value) in values {
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+}
+
+pub(super) fn rst_stream(out: &mut Vec<u8>, stream: u32, reason: Reason) {
+    frame(
+        out,
+        kind::RST_STREAM,
+        0,
+        stream,
+        &(reason as u32).to_be_bytes(),
+    );
+}
+
+pub(super) fn window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
+    frame(
+        out,
+        kind::WINDOW_UPDATE,
+        0,
+        stream,
+        &increment.to_be_bytes(),
+    );
+}
+
+pub(super) fn goaway(out: &mut Vec<u8>, last_stream: u32, reason: Reason) {
+    head(out, 8, kind::GOAWAY, 0, 0);
+    out.extend_from_slice(&last_stream.to_be_bytes());
+    out.extend_from_slice(&(reason as u32).to_be_bytes());
+}
+
+/// A header block as HEADERS and, past `max_frame` bytes, CONTINUATION frames.
+pub(super) fn header_block(
+    out: &mut Vec<u8>,
+    stream: u32,
+    block: &[u8],
+    end_stream: bool,
+    max_frame: usize,
+) {
+    let mut chunks = block.chunks(max_frame.max(1)).peekable();
+    let mut kind = kind::HEADERS;
+    let mut flags = if end_stream { flag::END_STREAM } else { 0 };
+    loop {
+        let chunk = chunks.next().unwrap_or_default();
+        let last = chunks.peek().is_none();
+        if last {
+            flags |= flag::END_HEADERS;
+        }
+        frame(out, kind, flags, stream, chunk);
+        if last {
+            return;
+        }
+        kind = kind::CONTINUATION;
+        flags = 0;
+    }
+}
+
+/// The payload of a frame that may be padded, without its padding; `None` when the padding is
+/// longer than the frame (a PROTOCOL_ERROR). `skip`: bytes after the pad length to drop too
+/// (a HEADERS frame's priority fields).
+pub(super) fn unpadded(payload: &[u8], flags: u8, skip: usize) -> Option<&[u8]> {
+    let (padding, rest) = if flags & flag::PADDED != 0 {
+        let (&padding, rest) = payload.split_first()?;
+        (usize::from(padding), rest)
+    } else {
+        (0, payload)
+    };
+    let end = rest.len().checked_sub(padding)?;
+    rest.get(skip..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_round_trips_and_the_reserved_bit_is_ignored() {
+        let mut out = Vec::new();
+        head(&mut out, 70_000, kind::DATA, flag::END_STREAM, 7);
+        out[5] |= 0x80;
+        let parsed = Head::parse(out[..9].try_into().unwrap());
+        assert_eq!(
+            (parsed.length, parsed.kind, parsed.flags, parsed.stream),
+            (70_000, kind::DATA, flag::END_STREAM, 7)
+        );
+    }
+
+    #[test]
+    fn padding_is_removed_and_too_much_of_it_is_refused() {
+        assert_eq!(unpadded(b"abc", 0, 0), Some(&b"abc"[..]));
+        assert_eq!(unpadded(b"\x02abcxx", flag::PADDED, 0), Some(&b"abc"[..]));
+        assert_eq!(unpadded(b"\x05abc", flag::PADDED, 0), None);
+        assert_eq!(unpadded(b"", flag::PADDED, 0), None);
+        assert_eq!(unpadded(b"\x0012345ab", flag::PADDED, 5), Some(&b"ab"[..]));
+        assert_eq!(unpadded(b"1234", 0, 5), None);
+    }
+
+    #[test]
+    fn a_long_header_block_continues_in_continuation_frames() {
+        let mut out = Vec::new();
+        header_block(&mut out, 3, &[7u8; 25], true, 10);
+        let kinds: Vec<(u8, u8, usize)> = {
+            let mut at = 0;
+            let mut found = Vec::new();
+            while at < out.len() {
+                let head = Head::parse(out[at..at + 9].try_into().unwrap());
+                found.push((head.kind, head.flags, head.length));
+                at += 9 + head.length;
+            }
+            found
+        };
+        assert_eq!(
+            kinds,
+            vec![
+                (kind::HEADERS, flag::END_STREAM, 10),
+                (kind::CONTINUATION, 0, 10),
+                (kind::CONTINUATION, flag::END_HEADERS, 5),
+            ]
+        );
+        let mut empty = Vec::new();
+        header_block(&mut empty, 1, &[], false, 10);
+        assert_eq!(
+            empty,
+            [0, 0, 0, kind::HEADERS, flag::END_HEADERS, 0, 0, 0, 1]
+        );
+    }
+}
