@@ -23,7 +23,8 @@ static WAITING_HTTP2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 static WAITING_BESIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Reads the body; answers `got N`, 408 when it came too slowly. The `/wait…` paths wait until
-/// `release` turns true; `/panic` panics.
+/// `release` turns true; `/hold` waits too but sets no flag (for tests that learn otherwise
+/// that it was reached); `/panic` panics; `/large/N` answers N bytes of `x` instead of `got N`.
 async fn handle<B>(
     request: Request<MinRateBody<B>>,
     mut release: watch::Receiver<bool>,
@@ -43,8 +44,15 @@ where
     }
     if let Some(waiting) = waiting {
         waiting.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    if waiting.is_some() || request.uri().path() == "/hold" {
         let _ = release.wait_for(|go| *go).await;
     }
+    let large = request
+        .uri()
+        .path()
+        .strip_prefix("/large/")
+        .and_then(|length| length.parse::<usize>().ok());
     let (status, text) = match request.into_body().collect().await {
         Ok(body) => (StatusCode::OK, format!("got {}", body.to_bytes().len())),
         Err(err) if BodyTooSlow::is_cause_of(&*err) => {
@@ -52,7 +60,11 @@ where
         }
         Err(err) => (StatusCode::BAD_REQUEST, err.to_string()),
     };
-    let mut response = Response::new(Full::new(Bytes::from(text)));
+    let body = match large {
+        Some(length) if status == StatusCode::OK => Bytes::from(vec![b'x'; length]),
+        _ => Bytes::from(text),
+    };
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     Ok(response)
 }
@@ -354,3 +366,4 @@ fn peers_share_by_address_and_ipv6_by_its_64() {
 
 mod http2;
 mod http2_attacks;
+mod http2_protocol;

@@ -1,7 +1,7 @@
 //! The Open Inference Protocol over gRPC (`weir serve --grpc-port`): KServe's
 //! `inference.GRPCInferenceService` with the Triton extensions `tritonclient.grpc` uses, and
-//! the standard `grpc.health.v1.Health` for Kubernetes' gRPC probes, on tonic over hyper's
-//! HTTP/2.
+//! the standard `grpc.health.v1.Health` for Kubernetes' gRPC probes: tonic's services (and a
+//! direct path for `ModelInfer`) on weir-http's own HTTP/2 listener.
 //!
 //! Nothing here decides what a request means: [`service`] resolves models in the same store,
 //! validates through the same signatures, queues on the same schedulers (an HTTP and a gRPC

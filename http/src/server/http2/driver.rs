@@ -458,7 +458,8 @@ impl<S> Driver<S> {
     }
 
     fn data(&mut self, head: Head, payload: &[u8]) -> Result<(), Reason> {
-        if head.stream == 0 {
+        // Even streams would be the server's, and it opens none.
+        if head.stream == 0 || head.stream.is_multiple_of(2) {
             return Err(Reason::ProtocolError);
         }
         let length = payload.len() as i64;
@@ -478,15 +479,24 @@ impl<S> Driver<S> {
             state.give_back(head.stream, window);
             return Ok(());
         };
-        if stream.request_ended {
+        let ends = head.flags & flag::END_STREAM != 0;
+        stream.received += data.len() as u64;
+        let refusal = if stream.request_ended {
+            Some(Reason::StreamClosed)
+        } else if length > stream.receive_window {
+            Some(Reason::FlowControlError)
+        } else if stream.content_length.is_some_and(|expected| {
+            stream.received > expected || (ends && stream.received != expected)
+        }) {
+            // A body longer or shorter than its content-length is malformed (RFC 9113 §8.1.1).
+            Some(Reason::ProtocolError)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
             state.give_back(head.stream, window);
-            state.close(head.stream, Some(Reason::StreamClosed));
-            return Ok(());
-        }
-        if length > stream.receive_window {
-            state.give_back(head.stream, window);
-            state.close(head.stream, Some(Reason::FlowControlError));
-            return Ok(());
+            state.close(head.stream, Some(reason));
+            return charge(&mut self.reset_debt);
         }
         stream.receive_window -= length;
         let kept = if stream.body_dropped || data.is_empty() {
@@ -497,7 +507,7 @@ impl<S> Driver<S> {
                 .push_back(bytes::Bytes::copy_from_slice(data));
             data.len() as u32
         };
-        if head.flags & flag::END_STREAM != 0 {
+        if ends {
             stream.request_ended = true;
         }
         if kept > 0 || stream.request_ended {
@@ -508,7 +518,7 @@ impl<S> Driver<S> {
     }
 
     fn rst_stream(&mut self, head: Head, payload: &[u8]) -> Result<(), Reason> {
-        if head.stream == 0 {
+        if head.stream == 0 || head.stream.is_multiple_of(2) {
             return Err(Reason::ProtocolError);
         }
         if payload.len() != 4 {
@@ -518,10 +528,7 @@ impl<S> Driver<S> {
             return Err(Reason::ProtocolError);
         }
         if self.shared.lock().forget(head.stream) {
-            self.reset_debt += 1;
-            if self.reset_debt > MAX_RESET_DEBT {
-                return Err(Reason::EnhanceYourCalm);
-            }
+            return charge(&mut self.reset_debt);
         }
         Ok(())
     }
@@ -600,21 +607,23 @@ impl<S> Driver<S> {
             state.unblock();
             return Ok(());
         }
-        if head.stream > self.last_stream {
+        if head.stream > self.last_stream || head.stream.is_multiple_of(2) {
             return Err(Reason::ProtocolError);
         }
         let Some(stream) = state.streams.get_mut(&head.stream) else {
             return Ok(());
         };
         stream.send_window += increment;
-        if increment == 0 {
-            state.close(head.stream, Some(Reason::ProtocolError));
+        let refusal = if increment == 0 {
+            Reason::ProtocolError
         } else if stream.send_window > frame::MAX_WINDOW {
-            state.close(head.stream, Some(Reason::FlowControlError));
+            Reason::FlowControlError
         } else {
             state.unblock();
-        }
-        Ok(())
+            return Ok(());
+        };
+        state.close(head.stream, Some(refusal));
+        charge(&mut self.reset_debt)
     }
 
     /// A whole header block: a new call, or the trailers of one in progress.
@@ -635,15 +644,22 @@ impl<S> Driver<S> {
             .map_err(|_| Reason::CompressionError)?;
         let mut state = self.shared.lock();
         if id <= self.last_stream {
-            // Trailers: the request ends here. On a stream already closed they are dropped.
-            if let Some(stream) = state.streams.get_mut(&id) {
-                if stream.request_ended || !end_stream {
-                    state.close(id, Some(Reason::ProtocolError));
-                } else {
-                    stream.request_ended = true;
-                    stream.wake_reader();
-                }
+            // Trailers: the request ends here; they must end it and hold no pseudo-header.
+            let Some(stream) = state.streams.get_mut(&id) else {
+                // A closed stream: trailers still in flight when it was reset, or a client
+                // reusing a stream id. Either way the stream stays closed.
+                frame::rst_stream(&mut state.output, id, Reason::StreamClosed);
+                return Ok(());
+            };
+            let short = stream
+                .content_length
+                .is_some_and(|expected| stream.received != expected);
+            if stream.request_ended || !end_stream || fields.pseudo || fields.malformed || short {
+                state.close(id, Some(Reason::ProtocolError));
+                return charge(&mut self.reset_debt);
             }
+            stream.request_ended = true;
+            stream.wake_reader();
             return Ok(());
         }
         self.last_stream = id;
@@ -665,15 +681,17 @@ impl<S> Driver<S> {
             }
             return Ok(());
         }
-        let Some(parts) = fields.into_request() else {
+        let content_length = fields.content_length;
+        // A request that ends with its headers yet claims a body is malformed too.
+        let claims_body = end_stream && content_length.is_some_and(|length| length > 0);
+        let Some(parts) = fields.into_request().filter(|_| !claims_body) else {
             frame::rst_stream(&mut state.output, id, Reason::ProtocolError);
             return Ok(());
         };
         let send_window = state.initial_send_window;
-        state.streams.insert(
-            id,
-            Stream::new(i64::from(STREAM_WINDOW), send_window, end_stream),
-        );
+        let mut stream = Stream::new(i64::from(STREAM_WINDOW), send_window, end_stream);
+        stream.content_length = content_length;
+        state.streams.insert(id, stream);
         drop(state);
         let body = Http2Body::new(self.shared.clone(), id, end_stream);
         let body = MinRateBody::new(body, self.limits.body_min_rate, self.limits.body_grace)
@@ -699,8 +717,10 @@ struct Fields {
     authority: Option<http::uri::Authority>,
     path: Option<http::uri::PathAndQuery>,
     headers: HeaderMap,
+    content_length: Option<u64>,
     /// The list's size as RFC 9113 §6.5.2 counts it; fields past the limit are not kept.
     size: usize,
+    pseudo: bool,
     regular_seen: bool,
     malformed: bool,
 }
@@ -712,6 +732,7 @@ impl Fields {
             return;
         }
         if let Some(pseudo) = name.strip_prefix(b":") {
+            self.pseudo = true;
             if self.regular_seen {
                 self.malformed = true;
                 return;
@@ -748,6 +769,20 @@ impl Fields {
         {
             self.malformed = true;
             return;
+        }
+        if name == b"content-length" {
+            let length = std::str::from_utf8(value)
+                .ok()
+                .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|digits| digits.parse::<u64>().ok());
+            match (length, self.content_length) {
+                (Some(length), None) => self.content_length = Some(length),
+                (Some(length), Some(earlier)) if length == earlier => {}
+                _ => {
+                    self.malformed = true;
+                    return;
+                }
+            }
         }
         match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
             (Ok(name), Ok(value)) => {
@@ -794,5 +829,18 @@ impl<S> Driver<S> {
             while let Ok(1..) = self.io.read(&mut sink).await {}
         };
         let _ = tokio::time::timeout(grace, drain).await;
+    }
+}
+
+/// One more call reset before its answer: cancelled by the client, or reset by the server for
+/// the client's error on it (a bad window update, data past its window or its length). Both
+/// cost the server a call it never finishes, so both count against the same limit (rapid
+/// reset, and its variant that makes the server do the resetting).
+fn charge(debt: &mut u32) -> Result<(), Reason> {
+    *debt += 1;
+    if *debt > MAX_RESET_DEBT {
+        Err(Reason::EnhanceYourCalm)
+    } else {
+        Ok(())
     }
 }

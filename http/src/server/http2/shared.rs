@@ -166,6 +166,9 @@ pub(super) struct Stream {
     pub(super) update_queued: bool,
     /// What the server may still send on this stream.
     pub(super) send_window: i64,
+    /// The request's content-length, when it gave one, and the body bytes received so far.
+    pub(super) content_length: Option<u64>,
+    pub(super) received: u64,
     /// The call's task and the body's reader, woken when the stream changes under them.
     pub(super) call: Option<Waker>,
     pub(super) reader: Option<Waker>,
@@ -181,6 +184,8 @@ impl Stream {
             released: 0,
             update_queued: false,
             send_window,
+            content_length: None,
+            received: 0,
             call: None,
             reader: None,
         }

@@ -2,9 +2,8 @@
 //! published HTTP/2 denial-of-service patterns, sent as raw frames. Each test checks that the
 //! attacking connection is ended or held to its limits, and that well-behaved calls are still
 //! answered: on another connection, or on the same one when only one call was at fault (431).
-//! The defences are the `h2` crate's, under the
-//! limits `run_http2` gives it; these tests pin that a change to those limits (or to the crate)
-//! cannot quietly drop one.
+//! The defences are weir's own HTTP/2 (`server::http2`); these tests pin that a change to it
+//! cannot quietly drop one. The protocol's other error cases are in `http2_protocol`.
 
 use std::time::Duration;
 
@@ -20,47 +19,47 @@ use super::http2::{answer, client};
 use super::{connect_from, limits, start_speaking, until_closed, Running};
 use crate::server::ServerLimits;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // Frame types (RFC 9113 §6).
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const CONTINUATION: u8 = 0x9;
+pub(super) const DATA: u8 = 0x0;
+pub(super) const HEADERS: u8 = 0x1;
+pub(super) const RST_STREAM: u8 = 0x3;
+pub(super) const SETTINGS: u8 = 0x4;
+pub(super) const PING: u8 = 0x6;
+pub(super) const GOAWAY: u8 = 0x7;
+pub(super) const CONTINUATION: u8 = 0x9;
 
 // Flags.
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
+pub(super) const END_STREAM: u8 = 0x1;
+pub(super) const ACK: u8 = 0x1;
+pub(super) const END_HEADERS: u8 = 0x4;
 
 // Error codes (RFC 9113 §7).
-const CANCEL: u32 = 0x8;
-const REFUSED_STREAM: u32 = 0x7;
-const COMPRESSION_ERROR: u32 = 0x9;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
+pub(super) const CANCEL: u32 = 0x8;
+pub(super) const REFUSED_STREAM: u32 = 0x7;
+pub(super) const COMPRESSION_ERROR: u32 = 0x9;
+pub(super) const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 /// One frame the server sent.
 #[derive(Debug)]
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
+pub(super) struct Frame {
+    pub(super) kind: u8,
+    pub(super) flags: u8,
+    pub(super) stream: u32,
+    pub(super) payload: Vec<u8>,
 }
 
 impl Frame {
     /// The error code of a GOAWAY or RST_STREAM frame.
-    fn error_code(&self) -> u32 {
+    pub(super) fn error_code(&self) -> u32 {
         let at = if self.kind == GOAWAY { 4 } else { 0 };
         u32::from_be_bytes(self.payload[at..at + 4].try_into().unwrap())
     }
 }
 
 /// A frame as bytes on the wire.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(super) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
     let mut bytes = vec![length[1], length[2], length[3], kind, flags];
     bytes.extend_from_slice(&stream.to_be_bytes());
@@ -70,7 +69,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 
 /// An HPACK integer with a `prefix`-bit prefix, the first byte's other bits clear (RFC 7541
 /// §5.1): all the representations the tests write have them clear.
-fn hpack_integer(prefix: u32, value: usize, out: &mut Vec<u8>) {
+pub(super) fn hpack_integer(prefix: u32, value: usize, out: &mut Vec<u8>) {
     let max = (1usize << prefix) - 1;
     if value < max {
         out.push(value as u8);
@@ -87,7 +86,7 @@ fn hpack_integer(prefix: u32, value: usize, out: &mut Vec<u8>) {
 
 /// A header field as a literal that is not indexed, its name given by static-table `index`
 /// (0: the name is written out). No Huffman coding: the test needs no encoder.
-fn literal(index: usize, name: &str, value: &[u8], out: &mut Vec<u8>) {
+pub(super) fn literal(index: usize, name: &str, value: &[u8], out: &mut Vec<u8>) {
     hpack_integer(4, index, out);
     if index == 0 {
         hpack_integer(7, name.len(), out);
@@ -98,7 +97,7 @@ fn literal(index: usize, name: &str, value: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The header block of `POST http://x{path}`.
-fn call_headers(path: &str) -> Vec<u8> {
+pub(super) fn call_headers(path: &str) -> Vec<u8> {
     // :method POST and :scheme http are static-table entries 3 and 6.
     let mut block = vec![0x83, 0x86];
     literal(4, ":path", path.as_bytes(), &mut block);
@@ -107,15 +106,15 @@ fn call_headers(path: &str) -> Vec<u8> {
 }
 
 /// A client that writes raw frames; what the server sends is read beside it.
-struct RawClient {
-    writer: OwnedWriteHalf,
+pub(super) struct RawClient {
+    pub(super) writer: OwnedWriteHalf,
     frames: mpsc::UnboundedReceiver<Frame>,
 }
 
 impl RawClient {
     /// Connects from `from`, sends the preface and an empty SETTINGS, and acknowledges the
     /// server's SETTINGS, as a client does before its first call.
-    async fn connect(from: &str, running: &Running) -> RawClient {
+    pub(super) async fn connect(from: &str, running: &Running) -> RawClient {
         let stream = connect_from(from, running.address).await;
         let (mut reader, mut writer) = stream.into_split();
         let (sender, frames) = mpsc::unbounded_channel();
@@ -156,13 +155,13 @@ impl RawClient {
         client
     }
 
-    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(super) async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.writer.write_all(bytes).await
     }
 
     /// The server's next frame; `None` once it closed the connection. Fails the test when
     /// nothing comes for 30 s.
-    async fn next(&mut self) -> Option<Frame> {
+    pub(super) async fn next(&mut self) -> Option<Frame> {
         tokio::time::timeout(Duration::from_secs(30), self.frames.recv())
             .await
             .expect("the server sent nothing for 30 s")
@@ -170,7 +169,7 @@ impl RawClient {
 
     /// The GOAWAY the server ends the connection with; fails the test when it closes without
     /// one.
-    async fn goaway(&mut self) -> Frame {
+    pub(super) async fn goaway(&mut self) -> Frame {
         while let Some(frame) = self.next().await {
             if frame.kind == GOAWAY {
                 return frame;
@@ -180,7 +179,7 @@ impl RawClient {
     }
 
     /// Reads on until the server closes the connection.
-    async fn until_closed(&mut self) {
+    pub(super) async fn until_closed(&mut self) {
         while self.next().await.is_some() {}
     }
 }
