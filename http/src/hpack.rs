@@ -498,7 +498,8 @@ mod tests {
 
     type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
-    fn hex(s: &str) -> Vec<u8> {
+    /// Bytes written as hex digits, spaces ignored (as the RFC prints its examples).
+    pub(super) fn hex(s: &str) -> Vec<u8> {
         let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
         digits
             .chunks(2)

@@ -35,10 +35,11 @@ pub use min_rate::{BodyTooSlow, MinRateBody};
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a listener serves: a service answering requests whose bodies arrive under the minimum
-/// rate, cloned per connection (hyper's bounds, named once).
-pub trait Serves<B>:
+/// rate, cloned per connection (hyper's bounds, named once). `In` is the request body as the
+/// protocol delivers it: hyper's for HTTP/1, [`Http2Body`] on the HTTP/2 listener.
+pub trait Serves<B, In = Incoming>:
     tower::Service<
-        Request<MinRateBody<Incoming>>,
+        Request<MinRateBody<In>>,
         Response = Response<B>,
         Future: Send + 'static,
         Error: Into<BoxError>,
@@ -48,35 +49,9 @@ pub trait Serves<B>:
 {
 }
 
-impl<S, B> Serves<B> for S where
+impl<S, B, In> Serves<B, In> for S where
     S: tower::Service<
-            Request<MinRateBody<Incoming>>,
-            Response = Response<B>,
-            Future: Send + 'static,
-            Error: Into<BoxError>,
-        > + Clone
-        + Send
-        + 'static
-{
-}
-
-/// What the HTTP/2 listener (the gRPC ports) serves: [`Serves`] with weir's own HTTP/2 request
-/// body in place of hyper's.
-pub trait ServesHttp2<B>:
-    tower::Service<
-        Request<MinRateBody<Http2Body>>,
-        Response = Response<B>,
-        Future: Send + 'static,
-        Error: Into<BoxError>,
-    > + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<S, B> ServesHttp2<B> for S where
-    S: tower::Service<
-            Request<MinRateBody<Http2Body>>,
+            Request<MinRateBody<In>>,
             Response = Response<B>,
             Future: Send + 'static,
             Error: Into<BoxError>,
@@ -289,7 +264,7 @@ impl Server {
         service: S,
         shutdown: impl Future<Output = ()> + Send,
     ) where
-        S: ServesHttp2<B>,
+        S: Serves<B, Http2Body>,
         B: AnswerBody,
     {
         let spawn = move |connection: Connection, stream, stopped| {

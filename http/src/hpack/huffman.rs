@@ -330,6 +330,7 @@ pub(super) fn encode(src: &[u8], dst: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hpack::tests::hex;
 
     fn decoded(src: &[u8]) -> Result<Vec<u8>, HpackError> {
         let mut out = Vec::new();
@@ -340,14 +341,6 @@ mod tests {
         let mut out = Vec::new();
         encode(src, &mut out);
         out
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
-        digits
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
     }
 
     #[test]

@@ -131,9 +131,9 @@ async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     socket.connect(to).await.unwrap()
 }
 
-/// Everything the server sends until it closes the connection (EOF or reset); fails the test
-/// when it is still open after 30 s.
-async fn until_closed(stream: &mut TcpStream) -> String {
+/// Everything the server sends until it closes the connection (EOF or reset: what came before
+/// a reset was read); fails the test when it is still open after 30 s.
+async fn bytes_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
@@ -141,10 +141,15 @@ async fn until_closed(stream: &mut TcpStream) -> String {
             .await
             .expect("the server did not close the connection");
         match read {
-            Ok(0) | Err(_) => return String::from_utf8_lossy(&all).into_owned(),
+            Ok(0) | Err(_) => return all,
             Ok(n) => all.extend_from_slice(&buffer[..n]),
         }
     }
+}
+
+/// [`bytes_until_closed`] as text.
+async fn until_closed(stream: &mut TcpStream) -> String {
+    String::from_utf8_lossy(&bytes_until_closed(stream).await).into_owned()
 }
 
 /// One request on `stream`; the answer's text up to and including its body (which ends in

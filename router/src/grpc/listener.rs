@@ -41,7 +41,7 @@ impl Router {
     /// `weir_panics_total`, as the data port answers a panic 500.
     pub(crate) fn grpc_service(
         self: &Arc<Self>,
-    ) -> impl weir_http::server::ServesHttp2<super::stream::StreamBody> {
+    ) -> impl weir_http::server::Serves<super::stream::StreamBody, Http2Body> {
         let router = self.clone();
         tower::service_fn(move |request: hyper::Request<MinRateBody<Http2Body>>| {
             let router = router.clone();

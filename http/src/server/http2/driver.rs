@@ -34,7 +34,7 @@ use super::frame::{self, flag, kind, setting, Head, Reason};
 use super::shared::{Http2Body, Shared, State, Stream, CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::hpack;
 use crate::server::connection::{Activity, Busy};
-use crate::server::{AnswerBody, MinRateBody, ServerLimits, ServesHttp2};
+use crate::server::{AnswerBody, MinRateBody, ServerLimits, Serves};
 
 /// Calls one connection may have open at once: far past any client's pipelining (tritonclient,
 /// perf_analyzer and the router multiplex tens), low enough that one connection cannot hold the
@@ -243,7 +243,7 @@ impl<S> Driver<S> {
         cx: &mut Context<'_>,
     ) -> Poll<Ended>
     where
-        S: ServesHttp2<B>,
+        S: Serves<B, Http2Body>,
         B: AnswerBody,
     {
         self.shared.task.register(cx.waker());
@@ -316,7 +316,7 @@ impl<S> Driver<S> {
     /// Handles every whole frame read.
     fn parse<B>(&mut self, calls: &mut FuturesUnordered<Call<B>>) -> Result<(), Reason>
     where
-        S: ServesHttp2<B>,
+        S: Serves<B, Http2Body>,
         B: AnswerBody,
     {
         if !self.preface_read {
@@ -341,7 +341,7 @@ impl<S> Driver<S> {
         calls: &mut FuturesUnordered<Call<B>>,
     ) -> Result<(), Reason>
     where
-        S: ServesHttp2<B>,
+        S: Serves<B, Http2Body>,
         B: AnswerBody,
     {
         while self.end - self.start >= frame::HEADER_LEN {
@@ -377,7 +377,7 @@ impl<S> Driver<S> {
         calls: &mut FuturesUnordered<Call<B>>,
     ) -> Result<(), Reason>
     where
-        S: ServesHttp2<B>,
+        S: Serves<B, Http2Body>,
         B: AnswerBody,
     {
         if let Some(block) = &mut self.block {
@@ -635,7 +635,7 @@ impl<S> Driver<S> {
         calls: &mut FuturesUnordered<Call<B>>,
     ) -> Result<(), Reason>
     where
-        S: ServesHttp2<B>,
+        S: Serves<B, Http2Body>,
         B: AnswerBody,
     {
         let mut fields = Fields::default();

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::connection::{sleep_until, Activity, Waiting};
-use super::{AnswerBody, ServesHttp2};
+use super::{AnswerBody, Serves};
 use driver::{Driver, Ended};
 
 pub use shared::{Http2Body, StreamGone};
@@ -63,7 +63,7 @@ impl super::connection::Connection {
         service: S,
         mut stop: watch::Receiver<bool>,
     ) where
-        S: ServesHttp2<B>,
+        S: Serves<B, Http2Body>,
         B: AnswerBody,
     {
         let limits = self.server.limits;

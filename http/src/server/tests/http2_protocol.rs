@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hyper::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::http2::{answer, client};
 use super::http2_attacks::{
@@ -22,7 +22,7 @@ use super::http2_attacks::{
     DATA, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM, GOAWAY, HEADERS, PING, PREFACE, RST_STREAM,
     SETTINGS,
 };
-use super::{connect_from, limits, start_speaking, Running};
+use super::{bytes_until_closed, connect_from, limits, start_speaking, Running};
 use crate::hpack;
 
 // What the attack tests do not use of RFC 9113 (§6.9, §7, §6.5.2).
@@ -343,19 +343,7 @@ fn parse_frames(mut bytes: &[u8]) -> Vec<Frame> {
 async fn frames_until_closed(running: &Running, hello: &[u8]) -> Vec<Frame> {
     let mut stream = connect_from("127.0.0.2", running.address).await;
     stream.write_all(hello).await.unwrap();
-    let mut all = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buffer))
-            .await
-            .expect("the server did not close the connection");
-        // A reset (the server closed with the client's bytes unread) ends it too; what came
-        // before it was read.
-        match read {
-            Ok(0) | Err(_) => return parse_frames(&all),
-            Ok(n) => all.extend_from_slice(&buffer[..n]),
-        }
-    }
+    parse_frames(&bytes_until_closed(&mut stream).await)
 }
 
 /// An answer is held to the client's stream window: with SETTINGS_INITIAL_WINDOW_SIZE 1,000,
