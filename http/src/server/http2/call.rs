@@ -259,16 +259,6 @@ fn send_data(state: &mut State, id: u32, data: &mut Bytes, then_end: bool) -> Se
     }
 }
 
-/// Headers HTTP/2 forbids (RFC 9113 §8.2.2): hyper-era services may still set them.
-fn connection_specific(name: &http::HeaderName) -> bool {
-    use http::header::{CONNECTION, TRANSFER_ENCODING, UPGRADE};
-    name == CONNECTION
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-}
-
 fn write_head(state: &mut State, id: u32, status: u16, headers: &http::HeaderMap, end: bool) {
     let mut block = std::mem::take(&mut state.scratch);
     block.clear();
@@ -290,7 +280,8 @@ fn write_trailers(state: &mut State, id: u32, trailers: &http::HeaderMap) {
 
 fn encode_headers(block: &mut bytes::BytesMut, headers: &http::HeaderMap) {
     for (name, value) in headers {
-        if !connection_specific(name) {
+        // Services written for HTTP/1 may still set them.
+        if !frame::connection_specific(name.as_str().as_bytes()) {
             hpack::encode_field(block, name.as_str().as_bytes(), value.as_bytes());
         }
     }

@@ -360,12 +360,6 @@ impl<S> Driver<S> {
                 return Err(Reason::ProtocolError);
             }
             self.frame(head, &input[from..from + head.length], calls)?;
-            if self
-                .going_away
-                .is_some_and(|reason| reason != Reason::NoError)
-            {
-                return Ok(());
-            }
         }
         Ok(())
     }
@@ -757,14 +751,7 @@ impl Fields {
         }
         self.regular_seen = true;
         if name.iter().any(u8::is_ascii_uppercase)
-            || matches!(
-                name,
-                b"connection"
-                    | b"keep-alive"
-                    | b"proxy-connection"
-                    | b"transfer-encoding"
-                    | b"upgrade"
-            )
+            || frame::connection_specific(name)
             || (name == b"te" && value != b"trailers")
         {
             self.malformed = true;

@@ -169,6 +169,15 @@ pub(super) fn unpadded(payload: &[u8], flags: u8, skip: usize) -> Option<&[u8]> 
     rest.get(skip..end)
 }
 
+/// Header fields HTTP/2 forbids (RFC 9113 §8.2.2): in a request they make it malformed, in an
+/// answer they are left out.
+pub(super) fn connection_specific(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
