@@ -1,16 +1,17 @@
-//! HPACK (RFC 7541) for the gRPC server's HTTP/2 connections: a decoder for the header blocks
-//! of requests, and an encoder for the headers of answers.
+//! HPACK (RFC 7541) for weir's HTTP/2 connections: a decoder for the header blocks a peer
+//! sends (requests on the gRPC listener, answers on the router's gRPC client), and an encoder
+//! for the blocks weir sends.
 //!
-//! The decoder reads blocks from any client and so is written for hostile input: every length
+//! The decoder reads blocks from any peer and so is written for hostile input: every length
 //! is checked against what is left of the block before it is used, integers are bounded, and
 //! nothing is allocated beyond the dynamic table's advertised size and the block's own length.
 //! Fields are handed to a callback as slices (of the block, of the table, or of a scratch
 //! buffer the decoder keeps for Huffman-coded strings), so decoding a block allocates only for
 //! the entries it adds to the dynamic table.
 //!
-//! The encoder never uses the dynamic table: answers are a handful of fields, mostly in the
-//! static table or short, and not indexing anything means the peer's table size, and the
-//! size updates it would require, never matter.
+//! The encoder never uses the dynamic table: answers and forwarded calls are a handful of
+//! fields, mostly in the static table or short, and not indexing anything means the peer's
+//! table size, and the size updates it would require, never matter.
 
 mod huffman;
 
@@ -453,6 +454,11 @@ pub(crate) fn encode_status(out: &mut BytesMut, status: u16) {
     out.put_u8(0x80 | index);
 }
 
+/// A field the static table holds whole (`:method POST` is 3, `:scheme http` 6): one byte.
+pub(crate) fn encode_indexed(out: &mut BytesMut, index: usize) {
+    encode_int(out, 0x80, 7, index);
+}
+
 /// One answer field as a literal without indexing: the static table's index for the name where
 /// it has one (`content-type` is 31), else the name as a string. Strings go raw: answers'
 /// values are short, and Huffman coding them would cost more CPU than the bytes it saves.
@@ -493,13 +499,13 @@ fn encode_string(out: &mut BytesMut, s: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
     /// Bytes written as hex digits, spaces ignored (as the RFC prints its examples).
-    pub(super) fn hex(s: &str) -> Vec<u8> {
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
         let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
         digits
             .chunks(2)

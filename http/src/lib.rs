@@ -10,6 +10,8 @@ pub mod download;
 pub mod duration;
 mod host;
 mod hpack;
+pub mod http2_client;
+mod http2_frame;
 pub mod panic;
 pub mod prometheus;
 pub mod router_client;

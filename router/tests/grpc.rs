@@ -386,6 +386,20 @@ async fn refusals_are_grpc_statuses_naming_the_problem() {
     }
     assert_eq!(v1.count(), 0, "no refused call reached a replica");
 
+    // An answer past the same limit: RESOURCE_EXHAUSTED, and the replica stays in service.
+    let large = message("iris", None, &vec![0; 600_000]);
+    let reply = call(&client, address, INFER, large, &[("x-test-repeat", "2")]).await;
+    assert_eq!(reply.grpc_status(), Some(8), "{}", reply.grpc_message());
+    assert!(
+        reply
+            .grpc_message()
+            .contains("answer is larger than the router's limit of 1048576 bytes"),
+        "{}",
+        reply.grpc_message()
+    );
+    let reply = call(&client, address, INFER, message("iris", None, b"ok"), &[]).await;
+    assert_eq!(reply.grpc_status(), Some(0), "{}", reply.grpc_message());
+
     // The router answers liveness, readiness, health and the model list itself.
     let live = call(
         &client,

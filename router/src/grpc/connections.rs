@@ -6,12 +6,12 @@
 //! third more time than HTTP/1's pool, which reuses its most recent connection), and load
 //! spreads over more connections as it grows.
 //!
-//! The calls are sent with the `h2` crate rather than through hyper's client. hyper hands a
-//! request's body to a task of its own, which gets flow-control capacity only after the
-//! connection has flushed the HEADERS frame, so every call left as two writes (HEADERS, then
-//! DATA) and the replica woke twice (`strace`, benches/README.md). Here the message is queued
-//! with its HEADERS and both leave in one write. Before that, hyper's pooling client cost a
-//! checkout, a spawned task and a cloned request head per call.
+//! The calls go out on weir-http's own HTTP/2 client (`weir_http::http2_client`), the same
+//! frames and HPACK as the gRPC listener: a call's HEADERS and DATA leave in one write, made by
+//! the calling task, and its answer wakes it once. Before it, the `h2` crate's codec cost this
+//! hop more than HTTP/1.1 costs the HTTP hop (benches/README.md, "gRPC"); before that, hyper's
+//! pooling client sent HEADERS and DATA in two writes and cost a checkout, a spawned task and a
+//! cloned request head per call.
 //!
 //! Why several connections per address: an endpoint that is a Kubernetes Service is balanced per
 //! connection (kube-proxy), so one connection per thread would feed one pod per thread however
@@ -19,15 +19,16 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::Request;
-use h2::client::SendRequest;
+use axum::http::HeaderMap;
+use weir_http::http2_client::{CallError, Connection, Settings};
 
-use super::forward::Answer;
+use super::forward::{refusal, Answer};
+use super::status;
 use super::{CONNECTION_WINDOW, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT, STREAM_WINDOW};
 use crate::send::Attempt;
 
@@ -36,12 +37,6 @@ const CONNECTIONS: usize = 4;
 /// Calls in flight on a connection before the next connection takes new ones.
 const CALLS_BEFORE_SPREADING: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One open connection: the handle calls are sent on, and whether its task has ended.
-struct Connection {
-    sender: SendRequest<Bytes>,
-    closed: Arc<AtomicBool>,
-}
 
 /// A place for one connection to an address: the connection once open, and the calls using or
 /// waiting for it. The first call that needs it opens it; calls arriving meanwhile wait for that
@@ -57,7 +52,7 @@ impl Slot {
     /// Of no more use: its connection ended, or its opening failed and no call waits for it.
     fn is_spent(&self) -> bool {
         match self.connection.get() {
-            Some(connection) => connection.closed.load(Ordering::Relaxed),
+            Some(connection) => connection.is_closed(),
             None => self.calls() == 0,
         }
     }
@@ -143,62 +138,21 @@ fn take(authority: &str) -> Counted {
     })
 }
 
-/// Sends `request` with `body` to `authority` (`host:port`) on one of this thread's connections
-/// to it, opening the connection when it is not open, and reads the whole answer. Only a call
-/// that cannot have reached the replica (no connection, one that closed before the call went
-/// out, or a stream the replica refused unprocessed) may be retried.
+/// Sends a call (`path`, `headers`, `body`) to `authority` (`host:port`) on one of this
+/// thread's connections to it, opening the connection when it is not open, and reads the whole
+/// answer, up to `max_answer` bytes. Only a call that cannot have reached the replica (no
+/// connection, one that closed or went away before the call went out, or a stream the replica
+/// refused unprocessed) may be retried.
 pub(super) async fn send(
     authority: &str,
-    request: Request<()>,
+    path: &str,
+    headers: &HeaderMap,
     body: Bytes,
+    max_answer: usize,
 ) -> Result<Answer, Attempt> {
-    let (mut sender, _counted) = ready(authority).await?;
-    let (answer, mut outgoing) = sender
-        .send_request(request, body.is_empty())
-        .map_err(|err| unsent(format!("{authority}: {err}")))?;
-    if !body.is_empty() {
-        // Queued without reserving capacity: the message is in memory already (under the
-        // router's body limit) and leaves with the HEADERS frame when the window allows.
-        outgoing
-            .send_data(body, true)
-            .map_err(|err| unsent(format!("{authority}: {err}")))?;
-    }
-    let answer = answer.await.map_err(|err| Attempt {
-        // Refused unprocessed: a stream past a GOAWAY's last one, or REFUSED_STREAM.
-        retry: err.is_go_away() || err.reason() == Some(h2::Reason::REFUSED_STREAM),
-        reason: format!("{authority}: {err}"),
-        replica_failed: true,
-    })?;
-    let (parts, mut incoming) = answer.into_parts();
-    let broke_off = |err: h2::Error| Attempt {
-        reason: format!("the replica's answer broke off: {err}"),
-        retry: false,
-        replica_failed: true,
-    };
-    let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
-    while let Some(chunk) = incoming.data().await {
-        let chunk = chunk.map_err(broke_off)?;
-        let _ = incoming.flow_control().release_capacity(chunk.len());
-        chunks.push(chunk);
-    }
-    let trailers = incoming.trailers().await.map_err(broke_off)?;
-    let data = match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.swap_remove(0),
-        _ => chunks.concat().into(),
-    };
-    Ok(Answer {
-        parts,
-        data,
-        trailers,
-    })
-}
-
-/// A connection to `authority` ready for one more call, and the call counted on it. A
-/// connection found closed as the call is about to go out (its task has not marked it yet) is
-/// marked, and the call takes another: it has not gone out.
-async fn ready(authority: &str) -> Result<(SendRequest<Bytes>, Counted), Attempt> {
     let mut closed = None;
+    // A connection found closed as the call is about to go out (its peer went away since the
+    // last call) is spent; the call takes another: it has not gone out.
     for _ in 0..2 {
         let call = take(authority);
         let connection = call
@@ -206,17 +160,45 @@ async fn ready(authority: &str) -> Result<(SendRequest<Bytes>, Counted), Attempt
             .connection
             .get_or_try_init(|| connect(authority))
             .await?;
-        match connection.sender.clone().ready().await {
-            Ok(sender) => return Ok((sender, call)),
-            Err(err) => {
-                connection.closed.store(true, Ordering::Relaxed);
-                closed = Some(err);
+        let answer = connection
+            .call(authority, path, headers, body.clone(), max_answer)
+            .await;
+        match answer {
+            Ok(answer) => {
+                return Ok(Answer {
+                    parts: answer.head,
+                    data: answer.data,
+                    trailers: answer.trailers,
+                })
+            }
+            Err(CallError::AnswerTooLarge(limit)) => {
+                // Not the replica's failure: the call is answered RESOURCE_EXHAUSTED, as a
+                // gRPC client answers a message past its limit, and counted as such.
+                let message = format!(
+                    "the replica's answer is larger than the router's limit of {limit} bytes \
+                     (max_body_bytes)"
+                );
+                let (parts, _) = refusal(status::RESOURCE_EXHAUSTED, &message).into_parts();
+                return Ok(Answer {
+                    parts,
+                    data: Bytes::new(),
+                    trailers: None,
+                });
+            }
+            Err(CallError::Unsent(why)) if connection.is_closed() => closed = Some(why),
+            Err(CallError::Unsent(why)) => return Err(unsent(format!("{authority}: {why}"))),
+            Err(CallError::Failed(why)) => {
+                return Err(Attempt {
+                    reason: format!("{authority}: {why}"),
+                    retry: false,
+                    replica_failed: true,
+                })
             }
         }
     }
     Err(unsent(format!(
         "{authority}: {}",
-        closed.map_or_else(|| "the connection closed".to_owned(), |err| err.to_string())
+        closed.unwrap_or_else(|| "the connection closed".to_owned())
     )))
 }
 
@@ -229,9 +211,9 @@ fn unsent(reason: String) -> Attempt {
     }
 }
 
-/// Opens a connection and drives it on a task of its own, which PINGs the replica every
-/// [`KEEP_ALIVE_INTERVAL`] and closes the connection when a PING goes unanswered for
-/// [`KEEP_ALIVE_TIMEOUT`] (a replica whose host vanished is noticed).
+/// Opens a connection; weir-http's client drives it on a task of its own, which PINGs the
+/// replica after [`KEEP_ALIVE_INTERVAL`] without a frame and closes the connection when a PING
+/// goes unanswered for [`KEEP_ALIVE_TIMEOUT`] (a replica whose host vanished is noticed).
 async fn connect(authority: &str) -> Result<Connection, Attempt> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(authority))
         .await
@@ -242,44 +224,15 @@ async fn connect(authority: &str) -> Result<Connection, Attempt> {
             ))
         })?
         .map_err(|err| unsent(format!("cannot connect to {authority}: {err}")))?;
-    let _ = stream.set_nodelay(true);
-    let handshake = h2::client::Builder::new()
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .handshake::<_, Bytes>(stream);
-    let (sender, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
-        .await
-        .map_err(|_| unsent(format!("the HTTP/2 handshake with {authority} timed out")))?
-        .map_err(|err| unsent(format!("HTTP/2 handshake with {authority} failed: {err}")))?;
-    let closed = Arc::new(AtomicBool::new(false));
-    let mut pings = connection.ping_pong();
-    let ended = closed.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                result = &mut connection => {
-                    if let Err(err) = result {
-                        tracing::debug!(error = %err, "gRPC connection to a replica ended");
-                    }
-                    break;
-                }
-                () = tokio::time::sleep(KEEP_ALIVE_INTERVAL) => {
-                    let Some(pings) = pings.as_mut() else { continue };
-                    let pong = tokio::time::timeout(KEEP_ALIVE_TIMEOUT, pings.ping(h2::Ping::opaque()));
-                    let answered = tokio::select! {
-                        _ = &mut connection => false,
-                        answered = pong => matches!(answered, Ok(Ok(_))),
-                    };
-                    if !answered {
-                        tracing::debug!("a replica's gRPC connection did not answer a PING; closed");
-                        break;
-                    }
-                }
-            }
-        }
-        ended.store(true, Ordering::Relaxed);
-    });
-    Ok(Connection { sender, closed })
+    Ok(Connection::handshake(
+        stream,
+        Settings {
+            stream_window: STREAM_WINDOW,
+            connection_window: CONNECTION_WINDOW,
+            keep_alive_interval: KEEP_ALIVE_INTERVAL,
+            keep_alive_timeout: KEEP_ALIVE_TIMEOUT,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -242,7 +242,6 @@ async fn forward(router: &Arc<Router>, call: Call<'_>) -> Response<GrpcBody> {
     if let Some(refused) = without_grpc(&table.settings, backend) {
         return refused;
     }
-    let port = table.settings.grpc_port;
     let settings = table.settings;
     // A message naming the backend by its router name (a role) names the number its replicas
     // serve on the way, as an HTTP path does.
@@ -263,7 +262,7 @@ async fn forward(router: &Arc<Router>, call: Call<'_>) -> Response<GrpcBody> {
                 .map(|slot| (shadow, slot))
         })
     {
-        let outgoing = Outgoing::new(call.path, call.headers, body.clone(), port);
+        let outgoing = Outgoing::new(call.path, call.headers, body.clone(), &settings);
         let (router, pool, stats, model) = (
             router.clone(),
             shadow.pool.clone(),
@@ -288,7 +287,7 @@ async fn forward(router: &Arc<Router>, call: Call<'_>) -> Response<GrpcBody> {
             );
         });
     }
-    let outgoing = Outgoing::new(call.path, call.headers, body, port);
+    let outgoing = Outgoing::new(call.path, call.headers, body, &settings);
     let answer = send(router, &backend.pool, &outgoing).await;
     let elapsed = started.elapsed();
     let version = &backend.version;
@@ -437,10 +436,17 @@ pub(super) struct Outgoing {
     body: Bytes,
     /// `[settings] grpc_port`, for replicas without a gRPC port of their own.
     port: Option<u16>,
+    /// The answer is held whole up to `[settings] max_body_bytes`, the request's bound.
+    max_answer: usize,
 }
 
 impl Outgoing {
-    pub(super) fn new(path: &str, headers: &HeaderMap, body: Bytes, port: Option<u16>) -> Outgoing {
+    pub(super) fn new(
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        settings: &crate::config::Settings,
+    ) -> Outgoing {
         let mut forwarded = HeaderMap::with_capacity(headers.len() + 1);
         for (name, value) in headers {
             if !hop_by_hop(name) && name != header::CONTENT_LENGTH {
@@ -453,7 +459,8 @@ impl Outgoing {
             path: path.to_owned(),
             headers: forwarded,
             body,
-            port,
+            port: settings.grpc_port,
+            max_answer: settings.max_body_bytes,
         }
     }
 }
@@ -578,21 +585,14 @@ async fn send_once(endpoint: Arc<Endpoint>, outgoing: &Outgoing) -> Result<Answe
         retry: true,
         replica_failed: false,
     })?;
-    let uri = axum::http::Uri::builder()
-        .scheme("http")
-        .authority(authority.as_str())
-        .path_and_query(outgoing.path.as_str())
-        .build()
-        .map_err(|e| Attempt {
-            reason: e.to_string(),
-            retry: false,
-            replica_failed: true,
-        })?;
-    let mut request = axum::http::Request::new(());
-    *request.method_mut() = axum::http::Method::POST;
-    *request.uri_mut() = uri;
-    *request.headers_mut() = outgoing.headers.clone();
-    super::connections::send(&authority, request, outgoing.body.clone()).await
+    super::connections::send(
+        &authority,
+        &outgoing.path,
+        &outgoing.headers,
+        outgoing.body.clone(),
+        outgoing.max_answer,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -227,7 +227,7 @@ where
     };
     let started = Instant::now();
     let in_flight = endpoint.start();
-    let outgoing = Outgoing::new(PATH, &parts.headers, Bytes::new(), port);
+    let outgoing = Outgoing::new(PATH, &parts.headers, Bytes::new(), &table.settings);
     let uri = format!("http://{authority}{PATH}");
     let mut upstream = hyper::Request::post(uri);
     if let Some(headers) = upstream.headers_mut() {

@@ -51,7 +51,8 @@ pub fn shared_port(hosts: &[&str]) -> (u16, Vec<std::net::TcpListener>) {
 
 #[derive(Clone)]
 pub enum Behaviour {
-    /// Echo the request's message, with the status the call's `x-test-status` asks for.
+    /// Echo the request's message (`x-test-repeat` times, once by default), with the status
+    /// the call's `x-test-status` asks for.
     Answer,
     /// Reset the call once its request arrived (the request reached the replica).
     Reset,
@@ -128,6 +129,12 @@ pub fn replica(listener: std::net::TcpListener, name: &'static str, behaviour: B
                             }
                             trailers.insert("x-test-trailer", HeaderValue::from_static(name));
                             trailers.insert("x-trace-bin", HeaderValue::from_static("AAEC/w"));
+                            let repeat = parts
+                                .headers
+                                .get("x-test-repeat")
+                                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                                .unwrap_or(1);
+                            let body = Bytes::from(body.repeat(repeat));
                             let mut response = Response::new(GrpcBody::new(body, Some(trailers)));
                             let headers = response.headers_mut();
                             headers.insert(

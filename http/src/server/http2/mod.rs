@@ -23,7 +23,7 @@
 
 mod call;
 mod driver;
-mod frame;
+use crate::http2_frame as frame;
 mod shared;
 
 use std::sync::atomic::Ordering;

@@ -1,19 +1,19 @@
-//! HTTP/2 frames as the gRPC listener reads and writes them (RFC 9113 §4 and §6): the 9-byte
-//! header, the types and flags the server acts on, and writers that append whole frames to the
-//! connection's output.
+//! HTTP/2 frames as weir's gRPC listener and client read and write them (RFC 9113 §4 and §6):
+//! the 9-byte header, the types, flags and settings they act on, and writers that append whole
+//! frames to a connection's output.
 
 /// The client's first bytes (RFC 9113 §3.4).
-pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-pub(super) const HEADER_LEN: usize = 9;
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const HEADER_LEN: usize = 9;
 /// The frame size every peer must accept, and the largest the listener accepts: it never
 /// advertises more, so a frame is never more than this much buffered.
-pub(super) const DEFAULT_MAX_FRAME: usize = 16_384;
+pub(crate) const DEFAULT_MAX_FRAME: usize = 16_384;
 /// The largest flow-control window (RFC 9113 §6.9.1).
-pub(super) const MAX_WINDOW: i64 = (1 << 31) - 1;
+pub(crate) const MAX_WINDOW: i64 = (1 << 31) - 1;
 /// The window every stream and the connection start with until SETTINGS say otherwise.
-pub(super) const DEFAULT_WINDOW: i64 = 65_535;
+pub(crate) const DEFAULT_WINDOW: i64 = 65_535;
 
-pub(super) mod kind {
+pub(crate) mod kind {
     pub const DATA: u8 = 0x0;
     pub const HEADERS: u8 = 0x1;
     pub const PRIORITY: u8 = 0x2;
@@ -26,7 +26,7 @@ pub(super) mod kind {
     pub const CONTINUATION: u8 = 0x9;
 }
 
-pub(super) mod flag {
+pub(crate) mod flag {
     pub const END_STREAM: u8 = 0x1;
     pub const ACK: u8 = 0x1;
     pub const END_HEADERS: u8 = 0x4;
@@ -34,7 +34,7 @@ pub(super) mod flag {
     pub const PRIORITY: u8 = 0x20;
 }
 
-pub(super) mod setting {
+pub(crate) mod setting {
     pub const HEADER_TABLE_SIZE: u16 = 0x1;
     pub const ENABLE_PUSH: u16 = 0x2;
     pub const MAX_CONCURRENT_STREAMS: u16 = 0x3;
@@ -46,7 +46,7 @@ pub(super) mod setting {
 /// Error codes (RFC 9113 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-pub(super) enum Reason {
+pub(crate) enum Reason {
     NoError = 0x0,
     ProtocolError = 0x1,
     InternalError = 0x2,
@@ -61,15 +61,15 @@ pub(super) enum Reason {
 
 /// A frame's 9-byte header.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Head {
-    pub(super) length: usize,
-    pub(super) kind: u8,
-    pub(super) flags: u8,
-    pub(super) stream: u32,
+pub(crate) struct Head {
+    pub(crate) length: usize,
+    pub(crate) kind: u8,
+    pub(crate) flags: u8,
+    pub(crate) stream: u32,
 }
 
 impl Head {
-    pub(super) fn parse(bytes: &[u8; HEADER_LEN]) -> Head {
+    pub(crate) fn parse(bytes: &[u8; HEADER_LEN]) -> Head {
         Head {
             length: usize::from(bytes[0]) << 16
                 | usize::from(bytes[1]) << 8
@@ -83,19 +83,19 @@ impl Head {
 }
 
 /// Appends a frame header; the caller appends `length` bytes of payload after it.
-pub(super) fn head(out: &mut Vec<u8>, length: usize, kind: u8, flags: u8, stream: u32) {
+pub(crate) fn head(out: &mut Vec<u8>, length: usize, kind: u8, flags: u8, stream: u32) {
     debug_assert!(length < 1 << 24);
     let length = (length as u32).to_be_bytes();
     out.extend_from_slice(&[length[1], length[2], length[3], kind, flags]);
     out.extend_from_slice(&stream.to_be_bytes());
 }
 
-pub(super) fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+pub(crate) fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     head(out, payload.len(), kind, flags, stream);
     out.extend_from_slice(payload);
 }
 
-pub(super) fn settings(out: &mut Vec<u8>, values: &[(u16, u32)]) {
+pub(crate) fn settings(out: &mut Vec<u8>, values: &[(u16, u32)]) {
     head(out, values.len() * 6, kind::SETTINGS, 0, 0);
     for (id, value) in values {
         out.extend_from_slice(&id.to_be_bytes());
@@ -103,7 +103,7 @@ pub(super) fn settings(out: &mut Vec<u8>, values: &[(u16, u32)]) {
     }
 }
 
-pub(super) fn rst_stream(out: &mut Vec<u8>, stream: u32, reason: Reason) {
+pub(crate) fn rst_stream(out: &mut Vec<u8>, stream: u32, reason: Reason) {
     frame(
         out,
         kind::RST_STREAM,
@@ -113,7 +113,7 @@ pub(super) fn rst_stream(out: &mut Vec<u8>, stream: u32, reason: Reason) {
     );
 }
 
-pub(super) fn window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
+pub(crate) fn window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
     frame(
         out,
         kind::WINDOW_UPDATE,
@@ -123,14 +123,14 @@ pub(super) fn window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
     );
 }
 
-pub(super) fn goaway(out: &mut Vec<u8>, last_stream: u32, reason: Reason) {
+pub(crate) fn goaway(out: &mut Vec<u8>, last_stream: u32, reason: Reason) {
     head(out, 8, kind::GOAWAY, 0, 0);
     out.extend_from_slice(&last_stream.to_be_bytes());
     out.extend_from_slice(&(reason as u32).to_be_bytes());
 }
 
 /// A header block as HEADERS and, past `max_frame` bytes, CONTINUATION frames.
-pub(super) fn header_block(
+pub(crate) fn header_block(
     out: &mut Vec<u8>,
     stream: u32,
     block: &[u8],
@@ -158,7 +158,7 @@ pub(super) fn header_block(
 /// The payload of a frame that may be padded, without its padding; `None` when the padding is
 /// longer than the frame (a PROTOCOL_ERROR). `skip`: bytes after the pad length to drop too
 /// (a HEADERS frame's priority fields).
-pub(super) fn unpadded(payload: &[u8], flags: u8, skip: usize) -> Option<&[u8]> {
+pub(crate) fn unpadded(payload: &[u8], flags: u8, skip: usize) -> Option<&[u8]> {
     let (padding, rest) = if flags & flag::PADDED != 0 {
         let (&padding, rest) = payload.split_first()?;
         (usize::from(padding), rest)
@@ -171,7 +171,7 @@ pub(super) fn unpadded(payload: &[u8], flags: u8, skip: usize) -> Option<&[u8]> 
 
 /// Header fields HTTP/2 forbids (RFC 9113 §8.2.2): in a request they make it malformed, in an
 /// answer they are left out.
-pub(super) fn connection_specific(name: &[u8]) -> bool {
+pub(crate) fn connection_specific(name: &[u8]) -> bool {
     matches!(
         name,
         b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
