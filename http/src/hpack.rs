@@ -459,6 +459,12 @@ pub(crate) fn encode_indexed(out: &mut BytesMut, index: usize) {
     encode_int(out, 0x80, 7, index);
 }
 
+/// A dynamic table size update (RFC 7541 §6.3), due at the start of the first block after the
+/// peer changes SETTINGS_HEADER_TABLE_SIZE.
+pub(crate) fn encode_table_size_update(out: &mut BytesMut, size: usize) {
+    encode_int(out, 0x20, 5, size);
+}
+
 /// One answer field as a literal without indexing: the static table's index for the name where
 /// it has one (`content-type` is 31), else the name as a string. Strings go raw: answers'
 /// values are short, and Huffman coding them would cost more CPU than the bytes it saves.

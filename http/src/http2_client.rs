@@ -68,6 +68,21 @@ pub struct Settings {
     pub keep_alive_timeout: Duration,
 }
 
+impl Settings {
+    /// Within what HTTP/2 allows and this client needs: windows from the protocol's default to
+    /// its largest, timers that cannot spin.
+    fn checked(self) -> Settings {
+        let window = |w: u32| w.clamp(frame::DEFAULT_WINDOW as u32, frame::MAX_WINDOW as u32);
+        let at_least = Duration::from_millis(10);
+        Settings {
+            stream_window: window(self.stream_window),
+            connection_window: window(self.connection_window),
+            keep_alive_interval: self.keep_alive_interval.max(at_least),
+            keep_alive_timeout: self.keep_alive_timeout.max(at_least),
+        }
+    }
+}
+
 /// Why a call did not bring an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
@@ -130,6 +145,9 @@ struct State {
     closed: Option<String>,
     /// The [`Connection`] was dropped: the task ends once its calls have.
     dropped: bool,
+    /// The peer set SETTINGS_HEADER_TABLE_SIZE: the next header block starts with a dynamic
+    /// table size update (RFC 7541 §4.2). To 0: requests never use the table.
+    table_update_due: bool,
     /// Calls whose answers are done, to wake once the lock is let go.
     woken: Vec<Waker>,
 }
@@ -231,10 +249,24 @@ impl State {
     fn finish(&mut self, id: u32, outcome: Result<(), CallError>) {
         if let Some(stream) = self.streams.get_mut(&id) {
             if stream.outcome.is_none() {
+                // An answer whole before its request (a refusal that did not wait for a large
+                // message): the request's end never goes out, so the stream is closed with a
+                // reset, or the peer would count it open for the connection's life.
+                if outcome.is_ok() && !stream.outbound.is_empty() {
+                    frame::rst_stream(&mut self.output, id, Reason::Cancel);
+                }
                 stream.outcome = Some(outcome);
                 stream.outbound = Bytes::new();
                 self.woken.extend(stream.waker.take());
             }
+        }
+    }
+
+    /// The last call has left a connection that is closing: its task can end now rather than
+    /// at its next timer.
+    fn wake_driver_if_done(&self, shared: &Shared) {
+        if self.streams.is_empty() && (self.dropped || self.closed.is_some()) {
+            shared.driver.wake();
         }
     }
 
@@ -250,6 +282,7 @@ impl Connection {
     /// HTTP/2 with prior knowledge) and drives it on a task of its own. Calls may start at once;
     /// the peer's SETTINGS apply as they arrive.
     pub fn handshake(io: TcpStream, settings: Settings) -> Connection {
+        let settings = settings.checked();
         let _ = io.set_nodelay(true);
         let (reader, writer) = io.into_split();
         let mut output = Vec::with_capacity(READ_BUFFER);
@@ -283,6 +316,7 @@ impl Connection {
                 sending: VecDeque::new(),
                 closed: None,
                 dropped: false,
+                table_update_due: false,
                 woken: Vec::new(),
             }),
             driver: AtomicWaker::new(),
@@ -298,7 +332,7 @@ impl Connection {
             end: 0,
             settings_read: false,
             block: None,
-            receive_window: i64::from(settings.connection_window.max(frame::DEFAULT_WINDOW as u32)),
+            receive_window: i64::from(settings.connection_window),
             released: 0,
             last_heard: Instant::now(),
             ping_sent: None,
@@ -367,6 +401,9 @@ impl Connection {
         state.next_stream += 2;
         let mut block = std::mem::take(&mut state.block);
         block.clear();
+        if std::mem::take(&mut state.table_update_due) {
+            hpack::encode_table_size_update(&mut block, 0);
+        }
         encode_request(&mut block, authority, path, headers);
         let max_frame = state.max_send_frame;
         frame::header_block(&mut state.output, id, &block, body.is_empty(), max_frame);
@@ -446,6 +483,7 @@ impl Pending<'_> {
         };
         self.over = true;
         let stream = state.streams.remove(&self.id);
+        state.wake_driver_if_done(self.shared);
         Poll::Ready(match (outcome, stream) {
             (Ok(()), Some(mut stream)) => match stream.head.take() {
                 Some(head) => Ok(Answer {
@@ -471,7 +509,9 @@ impl Drop for Pending<'_> {
             return;
         }
         let mut state = self.shared.lock();
-        if let Some(stream) = state.streams.remove(&self.id) {
+        let removed = state.streams.remove(&self.id);
+        state.wake_driver_if_done(self.shared);
+        if let Some(stream) = removed {
             if stream.outcome.is_none() && state.writer.is_some() {
                 frame::rst_stream(&mut state.output, self.id, Reason::Cancel);
                 self.shared.flush(&mut state);
@@ -926,8 +966,8 @@ impl Driver {
                     state.max_send_frame = value as usize;
                 }
                 setting::MAX_CONCURRENT_STREAMS => state.max_streams = value as usize,
-                // Requests never use the dynamic table, so the peer's table size does not
-                // matter; push is for servers to ask of nobody.
+                setting::HEADER_TABLE_SIZE => state.table_update_due = true,
+                // Push is for servers to ask of nobody.
                 _ => {}
             }
         }

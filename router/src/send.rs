@@ -25,6 +25,7 @@ pub struct Outgoing {
 
 /// A failed attempt at one replica: why, and whether the request may go to another one (only
 /// when it cannot have reached this one).
+#[derive(Clone)]
 pub struct Attempt {
     pub reason: String,
     pub retry: bool,

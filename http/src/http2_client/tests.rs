@@ -506,6 +506,56 @@ async fn a_call_dropped_before_its_answer_is_reset_with_cancel() {
 }
 
 #[tokio::test]
+async fn a_peer_that_sets_its_header_table_size_gets_a_size_update_in_the_next_block() {
+    let (connection, mut peer) = Peer::pair(settings()).await;
+    let mut out = Vec::new();
+    frame::settings(&mut out, &[(setting::HEADER_TABLE_SIZE, 0)]);
+    peer.send(&out).await;
+    // The client's ACKs of the peer's first SETTINGS and of this one.
+    for _ in 0..2 {
+        while peer.until(kind::SETTINGS).await.1 & flag::ACK == 0 {}
+    }
+    let calls = tokio::spawn(async move {
+        let _ = tokio::join!(call(&connection), call(&connection));
+    });
+    let (_, _, _, first) = peer.until(kind::HEADERS).await;
+    let (_, _, _, second) = peer.until(kind::HEADERS).await;
+    assert_eq!(
+        first[0], 0x20,
+        "a size update to 0 starts the first block after the change"
+    );
+    assert_ne!(second[0] & 0xe0, 0x20, "and only that one");
+    calls.abort();
+}
+
+#[tokio::test]
+async fn an_answer_whole_before_its_request_closes_the_stream_with_a_reset() {
+    let (connection, mut peer) = Peer::pair(settings()).await;
+    // More than the 64 KiB window a stream starts with, which this peer never raises.
+    let pending = tokio::spawn(async move {
+        let headers = HeaderMap::new();
+        connection
+            .call(
+                "r",
+                "/svc/M",
+                &headers,
+                Bytes::from(vec![0u8; 100_000]),
+                1024,
+            )
+            .await
+    });
+    let (_, _, id, _) = peer.until(kind::HEADERS).await;
+    // A trailers-only refusal, as a server answers a message it will not read.
+    peer.answer_head(id, true).await;
+    let (_, _, stream, code) = peer.until(kind::RST_STREAM).await;
+    assert_eq!(
+        (stream, code),
+        (id, (Reason::Cancel as u32).to_be_bytes().to_vec())
+    );
+    assert_eq!(pending.await.unwrap().unwrap().head.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_peer_that_breaks_the_protocol_gets_goaway_and_its_calls_fail() {
     let (connection, mut peer) = Peer::pair(settings()).await;
     let pending = tokio::spawn(async move { (call(&connection).await, connection) });

@@ -41,18 +41,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A place for one connection to an address: the connection once open, and the calls using or
 /// waiting for it. The first call that needs it opens it; calls arriving meanwhile wait for that
 /// one instead of each opening its own (a burst at a cold router would otherwise open a
-/// connection per call, past a replica's per-peer connection cap).
+/// connection per call, past a replica's per-peer connection cap). A failed opening is kept
+/// too, so the calls that waited for it fail at once with its reason rather than each trying
+/// again in turn (a replica whose packets are dropped would make the last of them wait for
+/// every connect timeout before its own).
 #[derive(Default)]
 struct Slot {
-    connection: tokio::sync::OnceCell<Connection>,
+    connection: tokio::sync::OnceCell<Result<Connection, Attempt>>,
     calls: AtomicUsize,
 }
 
 impl Slot {
-    /// Of no more use: its connection ended, or its opening failed and no call waits for it.
+    /// Of no more use: its connection ended, its opening failed, or it is not open and no call
+    /// waits for it.
     fn is_spent(&self) -> bool {
         match self.connection.get() {
-            Some(connection) => connection.is_closed(),
+            Some(Ok(connection)) => connection.is_closed(),
+            Some(Err(_)) => true,
             None => self.calls() == 0,
         }
     }
@@ -155,11 +160,10 @@ pub(super) async fn send(
     // last call) is spent; the call takes another: it has not gone out.
     for _ in 0..2 {
         let call = take(authority);
-        let connection = call
-            .0
-            .connection
-            .get_or_try_init(|| connect(authority))
-            .await?;
+        let connection = match call.0.connection.get_or_init(|| connect(authority)).await {
+            Ok(connection) => connection,
+            Err(failed) => return Err(failed.clone()),
+        };
         let answer = connection
             .call(authority, path, headers, body.clone(), max_answer)
             .await;
@@ -186,7 +190,15 @@ pub(super) async fn send(
                 });
             }
             Err(CallError::Unsent(why)) if connection.is_closed() => closed = Some(why),
-            Err(CallError::Unsent(why)) => return Err(unsent(format!("{authority}: {why}"))),
+            // Refused unprocessed by a replica that is up (REFUSED_STREAM: busy, or its calls
+            // at once used up): another may take it, and this one is not failing.
+            Err(CallError::Unsent(why)) => {
+                return Err(Attempt {
+                    reason: format!("{authority}: {why}"),
+                    retry: true,
+                    replica_failed: false,
+                })
+            }
             Err(CallError::Failed(why)) => {
                 return Err(Attempt {
                     reason: format!("{authority}: {why}"),
