@@ -91,7 +91,7 @@ impl<B: AnswerBody> Future for Call<B> {
                                 end,
                             );
                             if end {
-                                state.close(this.id, None);
+                                state.close_from_call(this.id, None);
                                 this.phase = Phase::Answered;
                             } else {
                                 this.phase = Phase::Sending {
@@ -138,12 +138,12 @@ impl<B: AnswerBody> Future for Call<B> {
                                 this.phase = match frame.into_trailers() {
                                     Ok(trailers) if state.streams.contains_key(&this.id) => {
                                         write_trailers(&mut state, this.id, &trailers);
-                                        state.close(this.id, None);
+                                        state.close_from_call(this.id, None);
                                         Phase::Answered
                                     }
                                     Ok(_) => Phase::Done,
                                     Err(_) => {
-                                        state.close(this.id, Some(Reason::InternalError));
+                                        state.close_from_call(this.id, Some(Reason::InternalError));
                                         Phase::Done
                                     }
                                 };
@@ -159,7 +159,7 @@ impl<B: AnswerBody> Future for Call<B> {
                                     this.id,
                                     &[],
                                 );
-                                state.close(this.id, None);
+                                state.close_from_call(this.id, None);
                                 Phase::Answered
                             } else {
                                 Phase::Done
@@ -193,7 +193,7 @@ fn still_open(shared: &Shared, id: u32, cx: &mut Context<'_>) -> bool {
 impl<B> Call<B> {
     fn reset(&mut self, reason: Reason) {
         self.phase = Phase::Done;
-        self.shared.lock().close(self.id, Some(reason));
+        self.shared.lock().close_from_call(self.id, Some(reason));
     }
 }
 
@@ -253,7 +253,7 @@ fn send_data(state: &mut State, id: u32, data: &mut Bytes, then_end: bool) -> Se
         let flags = if end { flag::END_STREAM } else { 0 };
         frame::frame(&mut state.output, kind::DATA, flags, id, &chunk);
         if end {
-            state.close(id, None);
+            state.close_from_call(id, None);
             return Sent::Ended;
         }
     }

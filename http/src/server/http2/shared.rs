@@ -105,9 +105,23 @@ impl State {
     /// still sending the request is told to stop (RST_STREAM NO_ERROR after a full answer,
     /// RFC 9113 §8.1). What it sent that nobody read is given back to the connection window.
     pub(super) fn close(&mut self, id: u32, reset: Option<Reason>) {
-        let Some(stream) = self.streams.remove(&id) else {
-            return;
-        };
+        if let Some(stream) = self.remove(id, reset) {
+            stream.wake();
+        }
+    }
+
+    /// [`State::close`] by the stream's own call, which is running and so is not woken: waking
+    /// it would poll the connection's task once more for nothing, and the wake of a running
+    /// task makes tokio rouse an idle worker thread (a futex call per call, measured).
+    pub(super) fn close_from_call(&mut self, id: u32, reset: Option<Reason>) {
+        if let Some(mut stream) = self.remove(id, reset) {
+            stream.call = None;
+            stream.wake();
+        }
+    }
+
+    fn remove(&mut self, id: u32, reset: Option<Reason>) -> Option<Stream> {
+        let stream = self.streams.remove(&id)?;
         self.released = self.released.saturating_add(stream.unread());
         match reset {
             Some(reason) => frame::rst_stream(&mut self.output, id, reason),
@@ -116,7 +130,7 @@ impl State {
             }
             None => {}
         }
-        stream.wake();
+        Some(stream)
     }
 
     /// A stream the peer reset, or that the connection gave up on: its call and its body
