@@ -36,13 +36,13 @@ use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::hpack;
-use crate::http2_frame::{self as frame, flag, kind, setting, Head, Reason};
+use crate::http2_frame::{self as frame, flag, kind, setting, Head, Input, Reason};
 
 /// An answer's header block, as sent (HPACK-compressed), may be this long; past it the peer is
 /// taken to be broken and the connection ends. gRPC answers carry a few hundred bytes.
@@ -51,8 +51,6 @@ const MAX_HEADER_BLOCK: usize = 128 * 1024;
 const MAX_HEADER_LIST: usize = 64 * 1024;
 /// The highest stream id a client may open (RFC 9113 §5.1.1): past it, a new connection.
 const LAST_STREAM_ID: u32 = (1 << 31) - 1;
-/// The read buffer: four frames of the largest size this client accepts.
-const READ_BUFFER: usize = 4 * (frame::DEFAULT_MAX_FRAME + frame::HEADER_LEN);
 const PING_PAYLOAD: [u8; 8] = *b"weir-cl!";
 
 /// How a connection is set up and kept.
@@ -285,7 +283,7 @@ impl Connection {
         let settings = settings.checked();
         let _ = io.set_nodelay(true);
         let (reader, writer) = io.into_split();
-        let mut output = Vec::with_capacity(READ_BUFFER);
+        let mut output = Vec::with_capacity(4096);
         output.extend_from_slice(frame::PREFACE);
         frame::settings(
             &mut output,
@@ -327,9 +325,7 @@ impl Connection {
             shared: shared.clone(),
             reader,
             decoder: hpack::Decoder::new(4096),
-            input: vec![0; READ_BUFFER],
-            start: 0,
-            end: 0,
+            input: Input::new(),
             settings_read: false,
             block: None,
             receive_window: i64::from(settings.connection_window),
@@ -526,10 +522,7 @@ struct Driver {
     shared: Arc<Shared>,
     reader: OwnedReadHalf,
     decoder: hpack::Decoder,
-    input: Vec<u8>,
-    /// Bytes of `input` read and not yet parsed: `start..end`.
-    start: usize,
-    end: usize,
+    input: Input,
     settings_read: bool,
     /// A header block still waiting for its CONTINUATION frames: its stream, whether it ends
     /// the stream, its bytes so far.
@@ -549,7 +542,7 @@ impl Driver {
         self.shared.driver.register(cx.waker());
         loop {
             let mut again = false;
-            match self.poll_read(cx) {
+            match self.input.poll_read(&mut self.reader, cx) {
                 Poll::Ready(Ok(0)) => {
                     return self.close("the peer closed the connection".to_owned());
                 }
@@ -683,53 +676,21 @@ impl Driver {
         ))
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.end == self.input.len() {
-            self.input.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let mut buf = ReadBuf::new(&mut self.input[self.end..]);
-        match Pin::new(&mut self.reader).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) => {
-                let read = buf.filled().len();
-                self.end += read;
-                Poll::Ready(Ok(read))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
     /// Handles every whole frame read.
     fn parse(&mut self) -> Result<(), Reason> {
-        let input = std::mem::take(&mut self.input);
-        let result = self.frames(&input);
+        let mut input = std::mem::take(&mut self.input);
+        let result = self.frames(&mut input);
         self.input = input;
         result
     }
 
-    fn frames(&mut self, input: &[u8]) -> Result<(), Reason> {
-        while self.end - self.start >= frame::HEADER_LEN {
-            let mut header = [0u8; frame::HEADER_LEN];
-            header.copy_from_slice(&input[self.start..self.start + frame::HEADER_LEN]);
-            let head = Head::parse(&header);
-            if head.length > frame::DEFAULT_MAX_FRAME {
-                return Err(Reason::FrameSizeError);
-            }
-            let from = self.start + frame::HEADER_LEN;
-            if self.end - from < head.length {
-                return Ok(());
-            }
-            self.start = from + head.length;
+    fn frames(&mut self, input: &mut Input) -> Result<(), Reason> {
+        while let Some((head, payload)) = input.next_frame()? {
             // The server's connection preface is a SETTINGS frame (RFC 9113 §3.4).
             if !self.settings_read && head.kind != kind::SETTINGS {
                 return Err(Reason::ProtocolError);
             }
-            self.frame(head, &input[from..from + head.length])?;
+            self.frame(head, payload)?;
         }
         Ok(())
     }
@@ -926,24 +887,12 @@ impl Driver {
     }
 
     fn settings(&mut self, head: Head, payload: &[u8]) -> Result<(), Reason> {
-        if head.stream != 0 {
-            return Err(Reason::ProtocolError);
-        }
-        if head.flags & flag::ACK != 0 {
-            return if payload.is_empty() {
-                Ok(())
-            } else {
-                Err(Reason::FrameSizeError)
-            };
-        }
-        if !payload.len().is_multiple_of(6) {
-            return Err(Reason::FrameSizeError);
-        }
+        let Some(entries) = frame::settings_entries(head, payload)? else {
+            return Ok(());
+        };
         self.settings_read = true;
         let mut state = self.shared.lock();
-        for entry in payload.chunks_exact(6) {
-            let id = u16::from_be_bytes([entry[0], entry[1]]);
-            let value = u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]);
+        for (id, value) in entries {
             match id {
                 setting::INITIAL_WINDOW_SIZE => {
                     let value = i64::from(value);

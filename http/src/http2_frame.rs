@@ -82,6 +82,106 @@ impl Head {
     }
 }
 
+/// A connection's input: bytes read and not yet handled, taken out a whole frame at a time.
+/// Sized for four frames of the largest size weir accepts, so a frame always fits.
+#[derive(Default)]
+pub(crate) struct Input {
+    buffer: Vec<u8>,
+    /// Read and not yet handled: `start..end`.
+    start: usize,
+    end: usize,
+}
+
+impl Input {
+    pub(crate) fn new() -> Input {
+        Input {
+            buffer: vec![0; 4 * (DEFAULT_MAX_FRAME + HEADER_LEN)],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Reads what `io` has into the room left (moving unhandled bytes to the front first).
+    pub(crate) fn poll_read(
+        &mut self,
+        io: &mut (impl tokio::io::AsyncRead + Unpin),
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buffer.len() {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let mut buf = tokio::io::ReadBuf::new(&mut self.buffer[self.end..]);
+        std::pin::Pin::new(io).poll_read(cx, &mut buf).map_ok(|()| {
+            let read = buf.filled().len();
+            self.end += read;
+            read
+        })
+    }
+
+    /// Takes `prefix` off the input: `Some(true)` when it started with it, `Some(false)` when
+    /// not, `None` when too little is read to tell.
+    pub(crate) fn strip_prefix(&mut self, prefix: &[u8]) -> Option<bool> {
+        let read = &self.buffer[self.start..self.end];
+        if read.len() < prefix.len() {
+            return None;
+        }
+        let found = read.starts_with(prefix);
+        if found {
+            self.start += prefix.len();
+        }
+        Some(found)
+    }
+
+    /// The next whole frame read, `None` until all of it is; a frame longer than
+    /// [`DEFAULT_MAX_FRAME`] (weir never advertises more) is a FRAME_SIZE_ERROR.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<(Head, &[u8])>, Reason> {
+        let Some(header) = self.buffer[self.start..self.end].first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let head = Head::parse(header);
+        if head.length > DEFAULT_MAX_FRAME {
+            return Err(Reason::FrameSizeError);
+        }
+        let from = self.start + HEADER_LEN;
+        if self.end - from < head.length {
+            return Ok(None);
+        }
+        self.start = from + head.length;
+        Ok(Some((head, &self.buffer[from..from + head.length])))
+    }
+}
+
+/// A SETTINGS frame's entries, checked (RFC 9113 §6.5); `None` for an acknowledgement.
+pub(crate) fn settings_entries(
+    head: Head,
+    payload: &[u8],
+) -> Result<Option<impl Iterator<Item = (u16, u32)> + '_>, Reason> {
+    if head.stream != 0 {
+        return Err(Reason::ProtocolError);
+    }
+    if head.flags & flag::ACK != 0 {
+        return if payload.is_empty() {
+            Ok(None)
+        } else {
+            Err(Reason::FrameSizeError)
+        };
+    }
+    if !payload.len().is_multiple_of(6) {
+        return Err(Reason::FrameSizeError);
+    }
+    Ok(Some(payload.chunks_exact(6).map(|entry| {
+        (
+            u16::from_be_bytes([entry[0], entry[1]]),
+            u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]),
+        )
+    })))
+}
+
 /// Appends a frame header; the caller appends `length` bytes of payload after it.
 pub(crate) fn head(out: &mut Vec<u8>, length: usize, kind: u8, flags: u8, stream: u32) {
     debug_assert!(length < 1 << 24);

@@ -25,12 +25,12 @@ use std::task::{Context, Poll};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Uri, Version};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::call::Call;
-use super::frame::{self, flag, kind, setting, Head, Reason};
+use super::frame::{self, flag, kind, setting, Head, Input, Reason};
 use super::shared::{Http2Body, Shared, State, Stream, CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::hpack;
 use crate::server::connection::{Activity, Busy};
@@ -47,8 +47,6 @@ pub(super) const MAX_HEADER_LIST: usize = 64 * 1024;
 const MAX_HEADER_BLOCK: usize = 2 * MAX_HEADER_LIST;
 /// Cancelled calls a connection may have made beyond the calls it let finish.
 pub(super) const MAX_RESET_DEBT: u32 = 100;
-/// The read buffer: four frames of the largest size the listener accepts.
-const READ_BUFFER: usize = 4 * (frame::DEFAULT_MAX_FRAME + frame::HEADER_LEN);
 
 /// How a connection's frames ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,10 +67,7 @@ pub(super) struct Driver<S> {
     slow_bodies: Arc<AtomicU64>,
     activity: Arc<Activity>,
     decoder: hpack::Decoder,
-    input: Vec<u8>,
-    /// Bytes of `input` read and not yet parsed: `start..end`.
-    start: usize,
-    end: usize,
+    input: Input,
     preface_read: bool,
     settings_read: bool,
     /// A header block still waiting for its CONTINUATION frames.
@@ -129,9 +124,7 @@ impl<S> Driver<S> {
             slow_bodies,
             activity,
             decoder: hpack::Decoder::new(4096),
-            input: vec![0; READ_BUFFER],
-            start: 0,
-            end: 0,
+            input: Input::new(),
             preface_read: false,
             settings_read: false,
             block: None,
@@ -253,7 +246,7 @@ impl<S> Driver<S> {
                 .going_away
                 .is_none_or(|reason| reason == Reason::NoError);
             if reading && !self.shared.lock().output_full() {
-                match self.poll_read(cx) {
+                match self.input.poll_read(&mut self.io, cx) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ended::Closed),
                     Poll::Ready(Ok(_)) => {
                         again = true;
@@ -292,27 +285,6 @@ impl<S> Driver<S> {
         }
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.end == self.input.len() {
-            self.input.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let mut buf = ReadBuf::new(&mut self.input[self.end..]);
-        match std::pin::Pin::new(&mut self.io).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) => {
-                let read = buf.filled().len();
-                self.end += read;
-                Poll::Ready(Ok(read))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
     /// Handles every whole frame read.
     fn parse<B>(&mut self, calls: &mut FuturesUnordered<Call<B>>) -> Result<(), Reason>
     where
@@ -320,46 +292,32 @@ impl<S> Driver<S> {
         B: AnswerBody,
     {
         if !self.preface_read {
-            if self.end - self.start < frame::PREFACE.len() {
-                return Ok(());
+            match self.input.strip_prefix(frame::PREFACE) {
+                None => return Ok(()),
+                Some(false) => return Err(Reason::ProtocolError),
+                Some(true) => self.preface_read = true,
             }
-            if &self.input[self.start..self.start + frame::PREFACE.len()] != frame::PREFACE {
-                return Err(Reason::ProtocolError);
-            }
-            self.start += frame::PREFACE.len();
-            self.preface_read = true;
         }
-        let input = std::mem::take(&mut self.input);
-        let result = self.frames(&input, calls);
+        let mut input = std::mem::take(&mut self.input);
+        let result = self.frames(&mut input, calls);
         self.input = input;
         result
     }
 
     fn frames<B>(
         &mut self,
-        input: &[u8],
+        input: &mut Input,
         calls: &mut FuturesUnordered<Call<B>>,
     ) -> Result<(), Reason>
     where
         S: Serves<B, Http2Body>,
         B: AnswerBody,
     {
-        while self.end - self.start >= frame::HEADER_LEN {
-            let mut header = [0u8; frame::HEADER_LEN];
-            header.copy_from_slice(&input[self.start..self.start + frame::HEADER_LEN]);
-            let head = Head::parse(&header);
-            if head.length > frame::DEFAULT_MAX_FRAME {
-                return Err(Reason::FrameSizeError);
-            }
-            let from = self.start + frame::HEADER_LEN;
-            if self.end - from < head.length {
-                return Ok(());
-            }
-            self.start = from + head.length;
+        while let Some((head, payload)) = input.next_frame()? {
             if !self.settings_read && head.kind != kind::SETTINGS {
                 return Err(Reason::ProtocolError);
             }
-            self.frame(head, &input[from..from + head.length], calls)?;
+            self.frame(head, payload, calls)?;
         }
         Ok(())
     }
@@ -528,24 +486,12 @@ impl<S> Driver<S> {
     }
 
     fn settings(&mut self, head: Head, payload: &[u8]) -> Result<(), Reason> {
-        if head.stream != 0 {
-            return Err(Reason::ProtocolError);
-        }
-        if head.flags & flag::ACK != 0 {
-            return if payload.is_empty() {
-                Ok(())
-            } else {
-                Err(Reason::FrameSizeError)
-            };
-        }
-        if !payload.len().is_multiple_of(6) {
-            return Err(Reason::FrameSizeError);
-        }
+        let Some(entries) = frame::settings_entries(head, payload)? else {
+            return Ok(());
+        };
         self.settings_read = true;
         let mut state = self.shared.lock();
-        for entry in payload.chunks_exact(6) {
-            let id = u16::from_be_bytes([entry[0], entry[1]]);
-            let value = u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]);
+        for (id, value) in entries {
             match id {
                 setting::ENABLE_PUSH if value > 1 => return Err(Reason::ProtocolError),
                 setting::INITIAL_WINDOW_SIZE => {
