@@ -747,17 +747,8 @@ impl Driver {
             }
             kind::SETTINGS => self.settings(head, payload),
             kind::PING => {
-                if head.stream != 0 {
-                    return Err(Reason::ProtocolError);
-                }
-                if payload.len() != 8 {
-                    return Err(Reason::FrameSizeError);
-                }
-                if head.flags & flag::ACK != 0 {
+                if frame::ping(head, payload, &mut self.shared.lock().output)? {
                     self.ping_sent = None;
-                } else {
-                    let mut state = self.shared.lock();
-                    frame::frame(&mut state.output, kind::PING, flag::ACK, 0, payload);
                 }
                 Ok(())
             }

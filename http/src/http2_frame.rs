@@ -182,6 +182,22 @@ pub(crate) fn settings_entries(
     })))
 }
 
+/// A PING (RFC 9113 §6.7), checked: a PING is answered with its ACK in `output`; returns
+/// whether this was the ACK of one of ours.
+pub(crate) fn ping(head: Head, payload: &[u8], output: &mut Vec<u8>) -> Result<bool, Reason> {
+    if head.stream != 0 {
+        return Err(Reason::ProtocolError);
+    }
+    if payload.len() != 8 {
+        return Err(Reason::FrameSizeError);
+    }
+    if head.flags & flag::ACK != 0 {
+        return Ok(true);
+    }
+    frame(output, kind::PING, flag::ACK, 0, payload);
+    Ok(false)
+}
+
 /// Appends a frame header; the caller appends `length` bytes of payload after it.
 pub(crate) fn head(out: &mut Vec<u8>, length: usize, kind: u8, flags: u8, stream: u32) {
     debug_assert!(length < 1 << 24);
