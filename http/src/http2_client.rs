@@ -34,7 +34,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use tokio::io::AsyncWrite;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -257,6 +256,15 @@ impl State {
                 stream.outbound = Bytes::new();
                 self.woken.extend(stream.waker.take());
             }
+        }
+    }
+
+    /// A frame on a stream this client cannot have opened breaks the protocol.
+    fn check_stream(&self, id: u32) -> Result<(), Reason> {
+        if id == 0 || id.is_multiple_of(2) || id >= self.next_stream {
+            Err(Reason::ProtocolError)
+        } else {
+            Ok(())
         }
     }
 
@@ -715,7 +723,7 @@ impl Driver {
         match head.kind {
             kind::DATA => self.data(head, payload),
             kind::HEADERS => {
-                self.check_stream(head.stream)?;
+                self.shared.lock().check_stream(head.stream)?;
                 let skip = if head.flags & flag::PRIORITY != 0 {
                     5
                 } else {
@@ -734,7 +742,7 @@ impl Driver {
             // This client said ENABLE_PUSH 0.
             kind::CONTINUATION | kind::PUSH_PROMISE => Err(Reason::ProtocolError),
             kind::RST_STREAM => {
-                self.check_stream(head.stream)?;
+                self.shared.lock().check_stream(head.stream)?;
                 let code: [u8; 4] = payload.try_into().map_err(|_| Reason::FrameSizeError)?;
                 let code = u32::from_be_bytes(code);
                 let outcome = if code == Reason::RefusedStream as u32 {
@@ -759,18 +767,10 @@ impl Driver {
         }
     }
 
-    /// A frame on a stream this client cannot have opened breaks the protocol.
-    fn check_stream(&self, id: u32) -> Result<(), Reason> {
-        let opened = self.shared.lock().next_stream;
-        if id == 0 || id.is_multiple_of(2) || id >= opened {
-            Err(Reason::ProtocolError)
-        } else {
-            Ok(())
-        }
-    }
-
     fn data(&mut self, head: Head, payload: &[u8]) -> Result<(), Reason> {
-        self.check_stream(head.stream)?;
+        let mut state = self.shared.lock();
+        let state = &mut *state;
+        state.check_stream(head.stream)?;
         let length = payload.len() as i64;
         if length > self.receive_window {
             return Err(Reason::FlowControlError);
@@ -779,8 +779,6 @@ impl Driver {
         // Given back at once: what a call holds is bounded by its `max_answer`, not the window.
         self.released += payload.len() as u32;
         let data = frame::unpadded(payload, head.flags, 0).ok_or(Reason::ProtocolError)?;
-        let mut state = self.shared.lock();
-        let state = &mut *state;
         let Some(stream) = state.streams.get_mut(&head.stream) else {
             // A call cancelled or over: its data is dropped.
             return Ok(());
@@ -886,25 +884,15 @@ impl Driver {
         for (id, value) in entries {
             match id {
                 setting::INITIAL_WINDOW_SIZE => {
-                    let value = i64::from(value);
-                    if value > frame::MAX_WINDOW {
-                        return Err(Reason::FlowControlError);
-                    }
-                    let delta = value - state.initial_send_window;
-                    state.initial_send_window = value;
-                    for stream in state.streams.values_mut() {
-                        stream.send_window += delta;
-                        if stream.send_window > frame::MAX_WINDOW {
-                            return Err(Reason::FlowControlError);
-                        }
-                    }
+                    let State {
+                        initial_send_window,
+                        streams,
+                        ..
+                    } = &mut *state;
+                    let windows = streams.values_mut().map(|stream| &mut stream.send_window);
+                    frame::apply_initial_window(value, initial_send_window, windows)?;
                 }
-                setting::MAX_FRAME_SIZE => {
-                    if !(frame::DEFAULT_MAX_FRAME as u32..1 << 24).contains(&value) {
-                        return Err(Reason::ProtocolError);
-                    }
-                    state.max_send_frame = value as usize;
-                }
+                setting::MAX_FRAME_SIZE => state.max_send_frame = frame::max_frame_size(value)?,
                 setting::MAX_CONCURRENT_STREAMS => state.max_streams = value as usize,
                 setting::HEADER_TABLE_SIZE => state.table_update_due = true,
                 // Push is for servers to ask of nobody.
@@ -943,8 +931,7 @@ impl Driver {
     }
 
     fn window_update(&mut self, head: Head, payload: &[u8]) -> Result<(), Reason> {
-        let increment: [u8; 4] = payload.try_into().map_err(|_| Reason::FrameSizeError)?;
-        let increment = i64::from(u32::from_be_bytes(increment) & 0x7fff_ffff);
+        let increment = frame::window_increment(payload)?;
         if head.stream == 0 {
             if increment == 0 {
                 return Err(Reason::ProtocolError);
@@ -957,8 +944,8 @@ impl Driver {
             state.pump_all();
             return Ok(());
         }
-        self.check_stream(head.stream)?;
         let mut state = self.shared.lock();
+        state.check_stream(head.stream)?;
         let Some(stream) = state.streams.get_mut(&head.stream) else {
             return Ok(());
         };
@@ -1026,11 +1013,8 @@ impl AnswerFields {
             self.malformed = true;
             return;
         }
-        match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
-            (Ok(name), Ok(value)) => {
-                self.headers.append(name, value);
-            }
-            _ => self.malformed = true,
+        if !frame::append_field(&mut self.headers, name, value) {
+            self.malformed = true;
         }
     }
 

@@ -198,6 +198,45 @@ pub(crate) fn ping(head: Head, payload: &[u8], output: &mut Vec<u8>) -> Result<b
     Ok(false)
 }
 
+/// SETTINGS_INITIAL_WINDOW_SIZE applied (RFC 9113 §6.9.2): the new initial send window, and
+/// every open stream's send window moved by the difference; a window past 2^31−1 is a
+/// FLOW_CONTROL_ERROR.
+pub(crate) fn apply_initial_window<'a>(
+    value: u32,
+    initial: &mut i64,
+    stream_windows: impl Iterator<Item = &'a mut i64>,
+) -> Result<(), Reason> {
+    let value = i64::from(value);
+    if value > MAX_WINDOW {
+        return Err(Reason::FlowControlError);
+    }
+    let delta = value - *initial;
+    *initial = value;
+    for window in stream_windows {
+        *window += delta;
+        if *window > MAX_WINDOW {
+            return Err(Reason::FlowControlError);
+        }
+    }
+    Ok(())
+}
+
+/// SETTINGS_MAX_FRAME_SIZE, checked (RFC 9113 §6.5.2).
+pub(crate) fn max_frame_size(value: u32) -> Result<usize, Reason> {
+    if (DEFAULT_MAX_FRAME as u32..1 << 24).contains(&value) {
+        Ok(value as usize)
+    } else {
+        Err(Reason::ProtocolError)
+    }
+}
+
+/// A WINDOW_UPDATE's increment (RFC 9113 §6.9), the reserved bit ignored; whether 0 is an
+/// error depends on the stream, so it is the caller's to judge.
+pub(crate) fn window_increment(payload: &[u8]) -> Result<i64, Reason> {
+    let increment: [u8; 4] = payload.try_into().map_err(|_| Reason::FrameSizeError)?;
+    Ok(i64::from(u32::from_be_bytes(increment) & 0x7fff_ffff))
+}
+
 /// Appends a frame header; the caller appends `length` bytes of payload after it.
 pub(crate) fn head(out: &mut Vec<u8>, length: usize, kind: u8, flags: u8, stream: u32) {
     debug_assert!(length < 1 << 24);
@@ -283,6 +322,21 @@ pub(crate) fn unpadded(payload: &[u8], flags: u8, skip: usize) -> Option<&[u8]> 
     };
     let end = rest.len().checked_sub(padding)?;
     rest.get(skip..end)
+}
+
+/// A regular header field added to `headers`; `false` when its name or value is not valid HTTP
+/// (the block is then malformed).
+pub(crate) fn append_field(headers: &mut http::HeaderMap, name: &[u8], value: &[u8]) -> bool {
+    match (
+        http::header::HeaderName::from_bytes(name),
+        http::header::HeaderValue::from_bytes(value),
+    ) {
+        (Ok(name), Ok(value)) => {
+            headers.append(name, value);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Header fields HTTP/2 forbids (RFC 9113 §8.2.2): in a request they make it malformed, in an

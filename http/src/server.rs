@@ -12,7 +12,7 @@ mod http2;
 mod metrics;
 mod min_rate;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::server::{Http2Body, MinRateBody, Server, ServerLimits};
+use crate::server::{Http2Body, MinRateBody, Server};
 
 fn settings() -> Settings {
     Settings {
@@ -76,14 +76,7 @@ async fn listener() -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
             .insert("x-seen", HeaderValue::from_str(&seen).unwrap());
         Ok::<_, Infallible>(response)
     });
-    let limits = ServerLimits {
-        header_read_timeout: Duration::from_secs(60),
-        body_min_rate: 1000,
-        body_grace: Duration::from_secs(60),
-        idle_keep_alive_timeout: Duration::from_secs(60),
-        max_connections: 64,
-        max_connections_per_peer: 64,
-    };
+    let limits = crate::server::tests::limits();
     tokio::spawn(async move {
         let stopped = async move {
             let _ = stopped.wait_for(|stop| *stop).await;

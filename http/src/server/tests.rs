@@ -113,7 +113,7 @@ async fn start_speaking(limits: ServerLimits, http2: bool) -> Running {
     }
 }
 
-fn limits() -> ServerLimits {
+pub(crate) fn limits() -> ServerLimits {
     ServerLimits {
         header_read_timeout: Duration::from_secs(60),
         body_min_rate: 1000,

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Uri, Version};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
@@ -486,26 +485,16 @@ impl<S> Driver<S> {
             match id {
                 setting::ENABLE_PUSH if value > 1 => return Err(Reason::ProtocolError),
                 setting::INITIAL_WINDOW_SIZE => {
-                    let value = i64::from(value);
-                    if value > frame::MAX_WINDOW {
-                        return Err(Reason::FlowControlError);
-                    }
-                    let delta = value - state.initial_send_window;
-                    state.initial_send_window = value;
-                    for stream in state.streams.values_mut() {
-                        stream.send_window += delta;
-                        if stream.send_window > frame::MAX_WINDOW {
-                            return Err(Reason::FlowControlError);
-                        }
-                    }
+                    let State {
+                        initial_send_window,
+                        streams,
+                        ..
+                    } = &mut *state;
+                    let windows = streams.values_mut().map(|stream| &mut stream.send_window);
+                    frame::apply_initial_window(value, initial_send_window, windows)?;
                     state.unblock();
                 }
-                setting::MAX_FRAME_SIZE => {
-                    if !(frame::DEFAULT_MAX_FRAME as u32..1 << 24).contains(&value) {
-                        return Err(Reason::ProtocolError);
-                    }
-                    state.max_send_frame = value as usize;
-                }
+                setting::MAX_FRAME_SIZE => state.max_send_frame = frame::max_frame_size(value)?,
                 // The encoder never uses the dynamic table, so the peer's table size does not
                 // matter; the listener pushes nothing and takes no limits from a client.
                 setting::HEADER_TABLE_SIZE
@@ -520,12 +509,7 @@ impl<S> Driver<S> {
     }
 
     fn window_update(&mut self, head: Head, payload: &[u8]) -> Result<(), Reason> {
-        if payload.len() != 4 {
-            return Err(Reason::FrameSizeError);
-        }
-        let increment = i64::from(
-            u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff,
-        );
+        let increment = frame::window_increment(payload)?;
         let mut state = self.shared.lock();
         if head.stream == 0 {
             if increment == 0 {
@@ -708,11 +692,8 @@ impl Fields {
                 }
             }
         }
-        match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
-            (Ok(name), Ok(value)) => {
-                self.headers.append(name, value);
-            }
-            _ => self.malformed = true,
+        if !frame::append_field(&mut self.headers, name, value) {
+            self.malformed = true;
         }
     }
 
