@@ -21,8 +21,9 @@
 //!
 //! Whether a failed call may be sent again matters to a router that retries only calls the
 //! replica cannot have processed: [`CallError::Unsent`] is that case (the connection refused
-//! it, the peer reset it with REFUSED_STREAM, or a GOAWAY says it was not taken); every other
-//! failure is [`CallError::Failed`].
+//! it, the peer reset it with REFUSED_STREAM, a GOAWAY says it was not taken, or the connection
+//! failed before any of its bytes reached the socket); every other failure is
+//! [`CallError::Failed`].
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
@@ -125,6 +126,9 @@ struct State {
     /// Frames to write, in order; `written` of them are on the wire.
     output: Vec<u8>,
     written: usize,
+    /// Bytes on the wire since the connection began: a call whose first byte is at or past
+    /// this when the connection fails never left this process, so it can be retried.
+    sent: u64,
     /// Scratch for encoding a call's header block.
     block: BytesMut,
     streams: HashMap<u32, Stream>,
@@ -150,6 +154,8 @@ struct State {
 }
 
 struct Stream {
+    /// Where the call's first byte is in the connection's output ([`State::sent`]'s count).
+    starts_at: u64,
     send_window: i64,
     /// Request data the window has not let out yet; the last of it ends the stream.
     outbound: Bytes,
@@ -173,13 +179,13 @@ impl Shared {
 
     /// Writes what the socket takes now; a write that fails ends the connection.
     fn flush(&self, state: &mut State) {
-        let Some(writer) = state.writer.as_ref() else {
-            return;
-        };
         while state.written < state.output.len() {
+            let Some(writer) = state.writer.as_ref() else {
+                return;
+            };
             match writer.try_write(&state.output[state.written..]) {
                 Ok(0) => return self.end(state, "the connection closed".to_owned()),
-                Ok(written) => state.written += written,
+                Ok(written) => state.wrote(written),
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                     // The task writes the rest when the socket is writable.
                     self.driver.wake();
@@ -188,17 +194,26 @@ impl Shared {
                 Err(err) => return self.end(state, format!("writing to the connection: {err}")),
             }
         }
-        state.output.clear();
-        state.written = 0;
     }
 
-    /// Ends the connection: no new calls, and every call not over fails with `why`.
+    /// Ends the connection: no new calls, and every call not over fails with `why`; those
+    /// none of whose bytes reached the socket are [`CallError::Unsent`].
     fn end(&self, state: &mut State, why: String) {
         self.accepting.store(false, Ordering::Relaxed);
         state.writer = None;
-        let ids: Vec<u32> = state.streams.keys().copied().collect();
-        for id in ids {
-            state.finish(id, Err(CallError::Failed(why.clone())));
+        let sent = state.sent;
+        let calls: Vec<(u32, u64)> = state
+            .streams
+            .iter()
+            .map(|(&id, stream)| (id, stream.starts_at))
+            .collect();
+        for (id, starts_at) in calls {
+            let error = if starts_at >= sent {
+                CallError::Unsent(why.clone())
+            } else {
+                CallError::Failed(why.clone())
+            };
+            state.finish(id, Err(error));
         }
         state.closed.get_or_insert(why);
         self.driver.wake();
@@ -206,6 +221,16 @@ impl Shared {
 }
 
 impl State {
+    /// `count` more bytes of the output are on the wire.
+    fn wrote(&mut self, count: usize) {
+        self.written += count;
+        self.sent += count as u64;
+        if self.written == self.output.len() {
+            self.output.clear();
+            self.written = 0;
+        }
+    }
+
     /// Sends as much of a call's request data as the windows allow; `true` when all is out.
     fn pump(&mut self, id: u32) -> bool {
         let Some(stream) = self.streams.get_mut(&id) else {
@@ -312,6 +337,7 @@ impl Connection {
                 writer: Some(writer),
                 output,
                 written: 0,
+                sent: 0,
                 block: BytesMut::with_capacity(256),
                 streams: HashMap::new(),
                 next_stream: 1,
@@ -403,6 +429,7 @@ impl Connection {
             return Err(CallError::Unsent(why));
         }
         state.next_stream += 2;
+        let starts_at = state.sent + (state.output.len() - state.written) as u64;
         let mut block = std::mem::take(&mut state.block);
         block.clear();
         if std::mem::take(&mut state.table_update_due) {
@@ -413,6 +440,7 @@ impl Connection {
         frame::header_block(&mut state.output, id, &block, body.is_empty(), max_frame);
         state.block = block;
         let stream = Stream {
+            starts_at,
             send_window: state.initial_send_window,
             outbound: body,
             receive_window: i64::from(self.shared.settings.stream_window),
@@ -431,8 +459,11 @@ impl Connection {
         }
         self.shared.flush(&mut state);
         if let Some(why) = state.closed.clone().filter(|_| state.writer.is_none()) {
-            state.streams.remove(&id);
-            return Err(CallError::Failed(why));
+            let outcome = state.streams.remove(&id).and_then(|stream| stream.outcome);
+            return Err(match outcome {
+                Some(Err(error)) => error,
+                _ => CallError::Failed(why),
+            });
         }
         Ok(id)
     }
@@ -618,11 +649,7 @@ impl Driver {
         match Pin::new(writer).poll_write(cx, &output[*written..]) {
             Poll::Ready(Ok(0)) => self.shared.end(state, "the connection closed".to_owned()),
             Poll::Ready(Ok(count)) => {
-                *written += count;
-                if *written == output.len() {
-                    output.clear();
-                    *written = 0;
-                }
+                state.wrote(count);
                 return true;
             }
             Poll::Ready(Err(err)) => self

@@ -395,6 +395,47 @@ async fn a_connection_closed_under_a_call_fails_it_and_is_closed() {
     assert!(matches!(call(&connection).await, Err(CallError::Unsent(_))));
 }
 
+/// A call queued behind another's large request when the connection fails never reached the
+/// socket: it is Unsent (a router may send it elsewhere); the call whose bytes left is Failed.
+#[tokio::test]
+async fn a_call_still_queued_when_the_connection_fails_is_unsent() {
+    let (connection, mut peer) = Peer::pair(settings()).await;
+    // Windows wide enough that the whole first request goes into the output at once.
+    let mut out = Vec::new();
+    frame::window_update(&mut out, 0, 0x7fff_ffff - 65_535);
+    frame::settings(&mut out, &[(setting::INITIAL_WINDOW_SIZE, 0x7fff_ffff)]);
+    peer.send(&out).await;
+    // Two ACKs: of the peer's first SETTINGS, and of these (after the WINDOW_UPDATE).
+    for _ in 0..2 {
+        while peer.until(kind::SETTINGS).await.1 & flag::ACK == 0 {}
+    }
+    let connection = std::sync::Arc::new(connection);
+    // Larger than any loopback socket buffers here, and the peer reads none of it.
+    let large = Bytes::from(vec![7u8; 64 << 20]);
+    let first = tokio::spawn({
+        let connection = connection.clone();
+        async move {
+            connection
+                .call("r", "/svc/M", &HeaderMap::new(), large, 1024)
+                .await
+        }
+    });
+    peer.until(kind::HEADERS).await;
+    let second = tokio::spawn({
+        let connection = connection.clone();
+        async move { call(&connection).await }
+    });
+    // Both calls open, the second's frames behind the first's in the output.
+    while connection.shared.lock().streams.len() < 2 {
+        tokio::task::yield_now().await;
+    }
+    drop(peer);
+    let first = first.await.unwrap().unwrap_err();
+    assert!(matches!(first, CallError::Failed(_)), "{first:?}");
+    let second = second.await.unwrap().unwrap_err();
+    assert!(matches!(second, CallError::Unsent(_)), "{second:?}");
+}
+
 #[tokio::test]
 async fn answers_in_huffman_and_the_dynamic_table_decode_and_trailers_only_answers_end_calls() {
     let (connection, mut peer) = Peer::pair(settings()).await;

@@ -122,6 +122,9 @@ struct State {
     closed: bool,
     /// A worker is gathering a batch; others wait rather than take its requests away.
     forming: bool,
+    /// Workers blocked on `Shared::wake`. Rust's condvar makes a futex call on every notify,
+    /// waiter or not; under load the worker is busy and every request would pay for one.
+    waiting: usize,
 }
 
 struct Shared {
@@ -168,6 +171,7 @@ impl Scheduler {
                 running: 0,
                 closed: false,
                 forming: false,
+                waiting: 0,
             }),
             wake: Condvar::new(),
             policy,
@@ -228,7 +232,7 @@ impl Scheduler {
         }
         let (reply, answer) = oneshot::channel();
         let progress = Arc::new(AtomicU8::new(QUEUED));
-        {
+        let wake_worker = {
             let mut state = self.shared.lock();
             if state.closed {
                 return Err(ScheduleError::Stopped);
@@ -249,8 +253,11 @@ impl Scheduler {
                 reply,
             });
             self.shared.metrics.queue_depth.inc();
+            state.waiting > 0
+        };
+        if wake_worker {
+            self.shared.wake.notify_all();
         }
-        self.shared.wake.notify_all();
         let Some(timeout) = policy.queue_timeout else {
             return answer.await.unwrap_or(Err(ScheduleError::Stopped));
         };

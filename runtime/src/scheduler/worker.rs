@@ -4,12 +4,13 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use weir_models::{BackendError, Tensor};
 
 use super::batch::{self, Next};
-use super::{Answer, Job, ScheduleError, Shared};
+use super::{Answer, Job, ScheduleError, Shared, State};
 use crate::stats::Execution;
 
 /// A model instance taken for one call (a batch on a worker, or one request inline); dropping
@@ -143,7 +144,7 @@ fn next_batch(shared: &Shared) -> Option<(Instance<'_>, Vec<Job>)> {
         if state.closed && state.jobs.is_empty() {
             return None;
         }
-        state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+        state = wait(shared, state, None);
     };
     let (Some(key), Some(batching)) = (first.key.clone(), shared.policy.batching.as_ref()) else {
         state.running += 1;
@@ -186,19 +187,40 @@ fn next_batch(shared: &Shared) -> Option<(Instance<'_>, Vec<Job>)> {
         let Next::Wait(left) = next else {
             break;
         };
-        state = shared
-            .wake
-            .wait_timeout(state, left)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        state = wait(shared, state, Some(left));
     }
     state.forming = false;
     state.running += 1;
+    let others_waiting = state.waiting > 0;
     drop(state);
-    shared.wake.notify_all();
+    if others_waiting {
+        shared.wake.notify_all();
+    }
     // Removal walked the queue backwards; answer in arrival order.
     jobs[1..].sort_by_key(|job| job.enqueued);
     Some((Instance(shared), jobs))
+}
+
+/// Blocks on `Shared::wake` (for at most `limit`), counted in `State::waiting` so that
+/// notifiers skip the futex call when no worker waits.
+fn wait<'a>(
+    shared: &'a Shared,
+    mut state: MutexGuard<'a, State>,
+    limit: Option<Duration>,
+) -> MutexGuard<'a, State> {
+    state.waiting += 1;
+    let mut state = match limit {
+        None => shared.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
+        Some(limit) => {
+            shared
+                .wake
+                .wait_timeout(state, limit)
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+        }
+    };
+    state.waiting -= 1;
+    state
 }
 
 fn execute(shared: &Shared, jobs: Vec<Job>) {
