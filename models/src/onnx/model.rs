@@ -124,10 +124,10 @@ fn datatype_of(ty: TensorElementType) -> Option<DataType> {
     })
 }
 
-fn to_ort_value(tensor: Tensor) -> Result<DynValue, BackendError> {
-    let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
-    let name = tensor.name;
-    let built = match tensor.data {
+/// `name` only names the input in errors: the caller keeps it for the session's input list.
+fn to_ort_value(name: &str, shape: &[usize], data: TensorData) -> Result<DynValue, BackendError> {
+    let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let built = match data {
         TensorData::Bool(v) => OrtTensor::from_array((shape, v)).map(|t| t.into_dyn()),
         TensorData::Uint8(v) => OrtTensor::from_array((shape, v)).map(|t| t.into_dyn()),
         TensorData::Uint16(v) => OrtTensor::from_array((shape, v)).map(|t| t.into_dyn()),
@@ -211,11 +211,9 @@ impl Backend for OnnxModel {
     fn infer(&self, inputs: Vec<Tensor>, outputs: &[String]) -> Result<Vec<Tensor>, BackendError> {
         let values = inputs
             .into_iter()
-            .map(|tensor| {
-                Ok((
-                    tensor.name.clone(),
-                    SessionInputValue::from(to_ort_value(tensor)?),
-                ))
+            .map(|Tensor { name, shape, data }| {
+                let value = to_ort_value(&name, &shape, data)?;
+                Ok((name, SessionInputValue::from(value)))
             })
             .collect::<Result<Vec<_>, BackendError>>()?;
         let mut session = self.session();

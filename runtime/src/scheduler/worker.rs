@@ -56,21 +56,33 @@ pub(super) fn run_inline(
     outputs: Vec<String>,
     rows: usize,
 ) -> Result<Answer, ScheduleError> {
-    let shared = instance.0;
+    let answer = run_one(instance.0, inputs, &outputs, rows, Duration::ZERO);
+    drop(instance);
+    answer
+}
+
+/// One request's model call, accounted for, with nothing to stack or split: the inline path's
+/// and a worker's whenever a batch holds one request (always, for a model that does not batch).
+fn run_one(
+    shared: &Shared,
+    inputs: Vec<Tensor>,
+    outputs: &[String],
+    rows: usize,
+    queued: Duration,
+) -> Result<Answer, ScheduleError> {
     let started = Instant::now();
-    let result = call_model(shared, inputs, &outputs);
+    let result = call_model(shared, inputs, outputs);
     let execution = Execution {
         rows,
         compute_infer: started.elapsed(),
         ..Execution::default()
     };
     record(shared, &execution);
-    drop(instance);
     let outputs = result?;
     shared.stats.executed(&execution);
     Ok(Answer {
         outputs,
-        queued: Duration::ZERO,
+        queued,
         execution,
     })
 }
@@ -223,7 +235,15 @@ fn wait<'a>(
     state
 }
 
-fn execute(shared: &Shared, jobs: Vec<Job>) {
+fn execute(shared: &Shared, mut jobs: Vec<Job>) {
+    if jobs.len() == 1 {
+        if let Some(job) = jobs.pop() {
+            let queued = job.enqueued.elapsed();
+            let answer = run_one(shared, job.inputs, &job.outputs, job.size.rows, queued);
+            let _ = job.reply.send(answer);
+            return;
+        }
+    }
     let started = Instant::now();
     let rows: Vec<usize> = jobs.iter().map(|job| job.size.rows).collect();
     let total_rows: usize = rows.iter().sum();
@@ -234,31 +254,22 @@ fn execute(shared: &Shared, jobs: Vec<Job>) {
         replies.push((job.reply, started.saturating_duration_since(job.enqueued)));
         inputs.push(job.inputs);
     }
-    let single = inputs.len() == 1;
     // Stacking, the model call and splitting each run under the panic guard: a panic in any
     // of them fails this batch's requests, never the worker.
-    let stacked = if single {
-        Ok(inputs.pop().unwrap_or_default())
-    } else {
-        guarded("stacking the batch", || {
-            batch::assemble(inputs)
-                .map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
-        })
-    };
+    let stacked = guarded("stacking the batch", || {
+        batch::assemble(inputs)
+            .map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
+    });
     let compute_input = started.elapsed();
     let infer_started = Instant::now();
     let result = stacked.and_then(|stacked| call_model(shared, stacked, &outputs));
     let compute_infer = infer_started.elapsed();
     let output_started = Instant::now();
     let answers = result.and_then(|outputs| {
-        if single {
-            Ok(vec![outputs])
-        } else {
-            guarded("splitting the batch", || {
-                batch::split(outputs, &rows)
-                    .map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
-            })
-        }
+        guarded("splitting the batch", || {
+            batch::split(outputs, &rows)
+                .map_err(|message| ScheduleError::Backend(BackendError::Inference(message)))
+        })
     });
     let execution = Execution {
         rows: total_rows,
