@@ -25,6 +25,9 @@ struct State<C> {
     idle: Vec<C>,
     /// Slots lent out: each holds an open connection or is about to open one.
     in_use: usize,
+    /// Callers blocked in `acquire`. Rust's condvar makes a futex call on every notify, waiter
+    /// or not, and every lease given back would pay for one.
+    waiting: usize,
 }
 
 /// A slot of the pool, given back when dropped: with its connection (kept for the next
@@ -43,6 +46,7 @@ impl<C> Pool<C> {
             state: Mutex::new(State {
                 idle: Vec::new(),
                 in_use: 0,
+                waiting: 0,
             }),
             returned: Condvar::new(),
         }
@@ -78,11 +82,13 @@ impl<C> Pool<C> {
                     self.size, self.timeout
                 )));
             }
+            state.waiting += 1;
             state = self
                 .returned
                 .wait_timeout(state, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            state.waiting -= 1;
         }
     }
 
@@ -125,8 +131,11 @@ impl<C> Drop for Lease<'_, C> {
         if let Some(connection) = self.connection.take() {
             state.idle.push(connection);
         }
+        let someone_waits = state.waiting > 0;
         drop(state);
-        self.pool.returned.notify_one();
+        if someone_waits {
+            self.pool.returned.notify_one();
+        }
     }
 }
 
