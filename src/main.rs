@@ -8,6 +8,7 @@ mod registry_cli;
 mod route_cli;
 mod runs_cli;
 mod server_limits;
+mod thread_cache;
 mod train_cli;
 mod up;
 
@@ -343,9 +344,14 @@ fn settle_candle_threads() {
 }
 
 fn main() -> std::process::ExitCode {
+    // First, before any thread exists: on success this process is replaced by its second start.
+    let thread_cache = thread_cache::start_with_larger_cache();
     settle_candle_threads();
     let cli = Cli::parse();
     init_logging(&cli);
+    if let Err(error) = thread_cache {
+        tracing::warn!(%error, "cannot start again with a larger malloc thread cache; running with glibc's default");
+    }
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -273,3 +273,53 @@ fn missing_onnx_runtime_is_explained_not_a_panic() {
     assert!(stderr.contains("ORT_DYLIB_PATH"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// weir starts itself again with glibc's per-thread malloc cache enlarged (src/thread_cache.rs):
+/// the environment its running image started with (`/proc/PID/environ`) must carry the setting
+/// beside the caller's other tunables, and a cache size the caller chose must be kept.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn weir_runs_with_a_larger_malloc_thread_cache_unless_one_is_chosen() {
+    let repository = common::scratch("thread-cache");
+    let tunables_of = |given: Option<&str>| {
+        let mut command = weir();
+        command
+            .args(["serve", "--http-port", "0", "--model-repository"])
+            .arg(&repository)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        match given {
+            Some(tunables) => command.env("GLIBC_TUNABLES", tunables),
+            None => command.env_remove("GLIBC_TUNABLES"),
+        };
+        let mut child = common::Process(command.spawn().unwrap());
+        // Once it announces its address, the server is the image that serves.
+        common::announced_url(&mut child.0);
+        let environ = std::fs::read(format!("/proc/{}/environ", child.0.id())).unwrap();
+        child.kill_hard();
+        let environ = String::from_utf8_lossy(&environ).into_owned();
+        // glibc 2.36's loader parses the variable in place, writing a NUL over each `:`: the
+        // tunables after the first then look like entries of their own.
+        let mut entries = environ.split('\0');
+        let first = entries.find_map(|entry| entry.strip_prefix("GLIBC_TUNABLES="))?;
+        let rest = entries.take_while(|entry| entry.starts_with("glibc."));
+        Some(
+            std::iter::once(first)
+                .chain(rest)
+                .collect::<Vec<_>>()
+                .join(":"),
+        )
+    };
+    assert_eq!(
+        tunables_of(None).as_deref(),
+        Some("glibc.malloc.tcache_count=256")
+    );
+    assert_eq!(
+        tunables_of(Some("glibc.malloc.arena_max=2")).as_deref(),
+        Some("glibc.malloc.arena_max=2:glibc.malloc.tcache_count=256")
+    );
+    assert_eq!(
+        tunables_of(Some("glibc.malloc.tcache_count=7")).as_deref(),
+        Some("glibc.malloc.tcache_count=7")
+    );
+}
