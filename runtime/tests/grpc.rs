@@ -59,10 +59,10 @@ fn fp32_input(name: &str, shape: &[i64], values: &[f32]) -> InferInputTensor {
         datatype: "FP32".to_owned(),
         shape: shape.to_vec(),
         parameters: HashMap::new(),
-        contents: Some(InferTensorContents {
+        contents: Some(Box::new(InferTensorContents {
             fp32_contents: values.to_vec(),
             ..Default::default()
-        }),
+        })),
     }
 }
 
@@ -428,10 +428,10 @@ async fn http_and_grpc_requests_share_one_batch_and_each_gets_its_own_rows() {
                     datatype: "INT32".to_owned(),
                     shape: vec![1, 16],
                     parameters: HashMap::new(),
-                    contents: Some(InferTensorContents {
+                    contents: Some(Box::new(InferTensorContents {
                         int_contents: values,
                         ..Default::default()
-                    }),
+                    })),
                 };
                 let answer = client
                     .model_infer(ModelInferRequest {
@@ -538,10 +538,10 @@ async fn a_drain_finishes_in_flight_calls_and_refuses_new_connections() {
             datatype: "INT32".to_owned(),
             shape: vec![1, 16],
             parameters: HashMap::new(),
-            contents: Some(InferTensorContents {
+            contents: Some(Box::new(InferTensorContents {
                 int_contents: vec![1; 16],
                 ..Default::default()
-            }),
+            })),
         };
         ModelInferRequest {
             model_name: "simple".to_owned(),

@@ -26,10 +26,10 @@ fn request(first: f32) -> ModelInferRequest {
             datatype: "FP32".to_owned(),
             shape: vec![1, 2],
             parameters: HashMap::new(),
-            contents: Some(InferTensorContents {
+            contents: Some(Box::new(InferTensorContents {
                 fp32_contents: vec![first, 1.0],
                 ..Default::default()
-            }),
+            })),
         }],
         ..Default::default()
     }

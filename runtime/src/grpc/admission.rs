@@ -97,10 +97,13 @@ where
             return Box::pin(GrpcAnswerPanics::new(call, panics, Body::default));
         }
         let (shed, inference) = (self.shed.clone(), self.inference.clone());
+        // Only the headers and the body go into the call's state: an async block keeps what
+        // it captures for its whole life, and the rest of the request is not needed.
+        let (parts, body) = request.into_parts();
+        let headers = parts.headers;
         let admitted = async move {
             let arrived = std::time::Instant::now();
-            let (parts, body) = request.into_parts();
-            let (body, reservation) = match shed.read(&parts.headers, body).await {
+            let (body, reservation) = match shed.read(&headers, body).await {
                 Ok(read) => read,
                 Err(refusal) => return Ok(to_status(refusal).into_http()),
             };
@@ -108,13 +111,14 @@ where
                 Ok(permit) => permit,
                 Err(refusal) => return Ok(to_status(refusal).into_http()),
             };
-            let response = inference.infer_framed(arrived, &body).await;
+            // The call's own state in an allocation of its own: this block and the call each
+            // fit glibc's per-thread cache (blocks up to 1,032 bytes), where the two together
+            // would take the arena's slow path (benches/README.md).
+            let response = Box::pin(inference.infer_framed(arrived, &body)).await;
             drop(permit);
             drop(reservation);
             Ok(response)
         };
-        // One allocation per call, the call inside it: a call's state is kilobytes, and
-        // allocations that large are glibc's slow path.
         Box::pin(GrpcAnswerPanics::new(admitted, panics, Body::default))
     }
 }

@@ -2,6 +2,7 @@
 //! same store, scheduler, statistics and model control rules, and fails with the same meaning
 //! (`super::status`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use super::{framing, tensors};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::metrics::Protocol;
-use crate::observe::{account, Answered};
+use crate::observe::{Accounting, Answered};
 use crate::scheduler::Answer;
 use crate::store::LoadedVersion;
 
@@ -37,13 +38,8 @@ impl Inference {
     /// way; the answer on the wire is what tonic would send (one message, `grpc-status`
     /// trailers; a refusal as a trailers-only answer).
     pub async fn infer_framed(&self, arrived: Instant, framed: &[u8]) -> http::Response<Body> {
-        let answered = match framing::unframe(framed) {
-            Ok(message) => match <ModelInferRequest as prost::Message>::decode(message) {
-                Ok(request) => self.model_infer_message(arrived, request).await,
-                Err(err) => Err(Status::invalid_argument(format!(
-                    "the ModelInferRequest message cannot be decoded: {err}"
-                ))),
-            },
+        let answered = match self.decode_infer(framed) {
+            Ok((loaded, request)) => infer(&loaded, request, arrived).await,
             Err(status) => Err(status),
         };
         match answered {
@@ -52,15 +48,19 @@ impl Inference {
         }
     }
 
-    async fn model_infer_message(
+    /// A framed `ModelInferRequest` decoded, and the version it names.
+    fn decode_infer(
         &self,
-        arrived: Instant,
-        request: ModelInferRequest,
-    ) -> Result<ModelInferResponse, Status> {
+        framed: &[u8],
+    ) -> Result<(Arc<LoadedVersion>, ModelInferRequest), Status> {
+        let message = framing::unframe(framed)?;
+        let request = <ModelInferRequest as prost::Message>::decode(message).map_err(|err| {
+            Status::invalid_argument(format!(
+                "the ModelInferRequest message cannot be decoded: {err}"
+            ))
+        })?;
         let loaded = self.resolve(&request.model_name, &request.model_version)?;
-        account(&loaded, Protocol::Grpc, arrived, infer(&loaded, request))
-            .await
-            .map_err(to_status)
+        Ok((loaded, request))
     }
 
     fn resolve(&self, model: &str, version: &str) -> Result<Arc<LoadedVersion>, Status> {
@@ -76,36 +76,49 @@ fn version_of(version: &str) -> Option<&str> {
     (!version.is_empty()).then_some(version)
 }
 
-/// Decodes, runs and encodes one request on `loaded`, off the async threads when large (the
-/// HTTP path's `protocol::off_thread` rule).
-async fn infer(
+/// Decodes, runs and encodes one request on `loaded` (off the async threads when large: the
+/// HTTP path's `protocol::off_thread` rule), accounted for from `arrived`.
+///
+/// Not an async fn: the message is decoded when this is called, so the returned future holds
+/// the decoded tensors, not the message and its decoding (an async fn keeps its arguments for
+/// its whole life, and a future it awaits twice over). The admission layer allocates the
+/// call's future on its own; kept within glibc's per-thread cache (blocks up to 1,032 bytes),
+/// that allocation skips the arena (benches/README.md).
+fn infer(
     loaded: &LoadedVersion,
     request: ModelInferRequest,
-) -> Result<Answered<ModelInferResponse>, ApiError> {
+    arrived: Instant,
+) -> impl Future<Output = Result<ModelInferResponse, Status>> + '_ {
+    let accounting = Accounting::start(loaded, Protocol::Grpc, arrived);
     // The message's size on the wire: typed contents count as much as raw ones.
     let size = prost::Message::encoded_len(&request);
     let backend = loaded.backend.clone();
-    let (request, form) = crate::protocol::decode_off_thread(size, move || {
+    let decoded = crate::protocol::decode_off_thread(size, move || {
         tensors::decode_request(request, backend.signature())
-    })
-    .await?;
-    let names = request.outputs.into_iter().map(|(name, _)| name).collect();
-    let Answer {
-        outputs,
-        queued,
-        execution,
-    } = loaded.scheduler.infer(request.inputs, names).await?;
-    let answer_size = outputs.iter().map(|t| t.data.len()).sum::<usize>() * 4;
-    let (model, label, id) = (loaded.model.clone(), loaded.label.clone(), request.id);
-    let response = crate::protocol::off_thread(answer_size, move || {
-        tensors::encode_response(&model, &label, id, &outputs, form)
-    })
-    .await?;
-    Ok(Answered {
-        response,
-        queued,
-        execution,
-    })
+    });
+    async move {
+        let answered = async {
+            let (request, form) = decoded.await?;
+            let names = request.outputs.into_iter().map(|(name, _)| name).collect();
+            let Answer {
+                outputs,
+                queued,
+                execution,
+            } = loaded.scheduler.infer(request.inputs, names).await?;
+            let answer_size = outputs.iter().map(|t| t.data.len()).sum::<usize>() * 4;
+            let (model, label, id) = (loaded.model.clone(), loaded.label.clone(), request.id);
+            let response = crate::protocol::off_thread(answer_size, move || {
+                tensors::encode_response(&model, &label, id, &outputs, form)
+            })
+            .await?;
+            Ok(Answered {
+                response,
+                queued,
+                execution,
+            })
+        };
+        accounting.finish(answered.await).map_err(to_status)
+    }
 }
 
 #[tonic::async_trait]
@@ -194,9 +207,10 @@ impl GrpcInferenceService for Inference {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        self.model_infer_message(Instant::now(), request.into_inner())
-            .await
-            .map(Response::new)
+        let arrived = Instant::now();
+        let request = request.into_inner();
+        let loaded = self.resolve(&request.model_name, &request.model_version)?;
+        infer(&loaded, request, arrived).await.map(Response::new)
     }
 
     async fn model_config(

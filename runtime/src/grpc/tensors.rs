@@ -38,7 +38,7 @@ pub fn decode_request(
         // With raw_input_contents, an input may still carry typed contents in place of an
         // empty raw entry: FP16 has only the raw form, so a request mixing FP16 with typed
         // inputs needs it. Elements in both places are refused rather than one picked.
-        let typed = input.contents.filter(has_elements);
+        let typed = input.contents.filter(|contents| has_elements(contents));
         let data = match (raw.next(), typed) {
             (Some(bytes), Some(_)) if !bytes.is_empty() => {
                 return Err(ApiError::bad_request(format!(
@@ -46,7 +46,7 @@ pub fn decode_request(
                     input.name
                 )))
             }
-            (_, Some(contents)) => from_contents(spec, count, contents)?,
+            (_, Some(contents)) => from_contents(spec, count, *contents)?,
             (Some(bytes), None) => TensorData::read_raw(spec.datatype, count, &bytes)
                 .map_err(|e| ApiError::bad_request(format!("input '{}': {e}", input.name)))?,
             (None, None) => from_contents(spec, count, InferTensorContents::default())?,

@@ -7,6 +7,10 @@ pub mod json_data;
 pub mod v1;
 pub mod v2;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -36,13 +40,36 @@ pub const OFF_THREAD_BYTES: usize = 64 * 1024;
 /// where it cannot stall the async threads: inline when small, else on tokio's blocking pool.
 /// A panic in it is resumed here, so the server's panic layer answers and counts it as for any
 /// other.
-pub async fn off_thread<T: Send + 'static>(
+///
+/// Small work runs at once, when this is called (callers await the result straight away); the
+/// future then only hands the result over. Large work goes to the pool behind a box. Neither
+/// the closure nor the pool's handle is then kept in the state of every request's future,
+/// which would grow the future of each small request past glibc's per-thread cache (1,032
+/// bytes): an arena allocation per request (benches/README.md).
+pub fn off_thread<T: Send + 'static>(
     size: usize,
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
+) -> OffThread<T> {
     if size < OFF_THREAD_BYTES {
-        return Ok(work());
+        return OffThread::Done(std::future::ready(Ok(work())));
     }
+    OffThread::Blocking(Box::pin(on_blocking_pool(work)))
+}
+
+/// [`off_thread`] for a decoding that can refuse its input.
+pub fn decode_off_thread<T: Send + 'static>(
+    size: usize,
+    decode: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> OffThread<T> {
+    if size < OFF_THREAD_BYTES {
+        return OffThread::Done(std::future::ready(decode()));
+    }
+    OffThread::Blocking(Box::pin(async move { on_blocking_pool(decode).await? }))
+}
+
+async fn on_blocking_pool<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => Ok(result),
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
@@ -52,12 +79,21 @@ pub async fn off_thread<T: Send + 'static>(
     }
 }
 
-/// [`off_thread`] for a decoding that can refuse its input.
-pub async fn decode_off_thread<T: Send + 'static>(
-    size: usize,
-    decode: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    off_thread(size, decode).await?
+/// The result of [`off_thread`]: already there, or coming from the blocking pool.
+pub enum OffThread<T> {
+    Done(std::future::Ready<Result<T, ApiError>>),
+    Blocking(Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send>>),
+}
+
+impl<T> Future for OffThread<T> {
+    type Output = Result<T, ApiError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            OffThread::Done(result) => Pin::new(result).poll(cx),
+            OffThread::Blocking(work) => work.as_mut().poll(cx),
+        }
+    }
 }
 
 #[cfg(test)]

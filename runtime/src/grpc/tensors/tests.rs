@@ -36,7 +36,7 @@ fn input(
         datatype: datatype.to_owned(),
         shape: shape.to_vec(),
         parameters: Default::default(),
-        contents: Some(contents),
+        contents: Some(Box::new(contents)),
     }
 }
 
@@ -138,10 +138,10 @@ fn bad_requests_are_refused_with_messages_naming_the_input() {
     assert!(refusal(too_few).contains("has 3 elements in int_contents, but its shape holds 4"));
 
     let mut wrong_list = typed_request();
-    wrong_list.inputs[0].contents = Some(InferTensorContents {
+    wrong_list.inputs[0].contents = Some(Box::new(InferTensorContents {
         fp32_contents: vec![1.0; 4],
         ..Default::default()
-    });
+    }));
     assert!(refusal(wrong_list).contains("travels in int_contents"));
 
     let mut overflow = typed_request();
