@@ -229,7 +229,7 @@ fn inline_decisions(gaps: impl IntoIterator<Item = u64>) -> Vec<bool> {
 
 #[test]
 fn light_traffic_runs_inline_and_heavy_traffic_does_not() {
-    // A request a millisecond: inline from the first arrival on (1 ms / 8 ≥ 60 µs).
+    // A request a millisecond: inline from the first arrival on (1 ms / 8 ≥ 45 µs).
     assert!(inline_decisions([1_000_000; 20])
         .iter()
         .all(|&inline| inline));
