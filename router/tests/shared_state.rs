@@ -485,21 +485,31 @@ fn stopping_a_rollout_through_the_follower_stops_the_driver() {
     let router = a.router.clone();
     a.run(router.start_rollout("iris", plan(&[10, 50])))
         .unwrap();
-    eventually("a drives", SOON, || driving(&a));
-    eventually("b follows", SOON, || {
-        b.status()["rollout"]["progress"]["phase"] == "running"
+    // Whichever replica takes the lease drives, not necessarily the one the rollout was
+    // started through (the test once assumed `a` and failed when `b` won the race).
+    eventually("one replica drives it", SOON, || driving(&a) || driving(&b));
+    let (driver, follower) = if driving(&a) { (&a, &b) } else { (&b, &a) };
+    eventually("the other follows", SOON, || {
+        follower.status()["rollout"]["progress"]["phase"] == "running"
     });
 
-    b.router
+    follower
+        .router
         .cancel_rollout("iris", "the canary was set by hand");
-    b.set_canary(5).unwrap();
-    eventually("a stops driving and records the cancellation", SOON, || {
-        let status = a.status();
-        status["rollout"]["progress"]["phase"] == "cancelled" && !driving(&a)
-    });
-    eventually("a serves b's hand-set canary", SOON, || {
-        a.weights() == split("v1", "v2", 5)
-    });
+    follower.set_canary(5).unwrap();
+    eventually(
+        "the driver stops driving and records the cancellation",
+        SOON,
+        || {
+            let status = driver.status();
+            status["rollout"]["progress"]["phase"] == "cancelled" && !driving(driver)
+        },
+    );
+    eventually(
+        "the driver serves the follower's hand-set canary",
+        SOON,
+        || driver.weights() == split("v1", "v2", 5),
+    );
     assert_eq!(
         registry.document()["routes"]["iris"]["rollout"]["progress"]["phase"],
         "cancelled"
