@@ -140,6 +140,14 @@ impl Decoder {
         }
     }
 
+    /// Changes with every change to the dynamic table (an entry added, a size update). A
+    /// block decodes to the same fields whenever the table is the same, so a caller may keep
+    /// a block's fields and reuse them for the same bytes while this is unchanged, provided
+    /// that decoding the block did not change it (see `server::http2::driver`).
+    pub(crate) fn generation(&self) -> u64 {
+        self.table.generation
+    }
+
     /// Decodes one complete header block (every HEADERS and CONTINUATION fragment, joined),
     /// calling `field(name, value)` for each field in order. Names come exactly as sent:
     /// checking them (lowercase, pseudo-headers first) is the caller's. A field the caller
@@ -282,6 +290,8 @@ struct DynamicTable {
     size: usize,
     /// The limit in force: the last size update's, or the advertised size.
     max_size: usize,
+    /// Counts the table's changes (`Decoder::generation`).
+    generation: u64,
 }
 
 /// One entry, name and value in a single allocation.
@@ -318,6 +328,7 @@ impl DynamicTable {
             entries: VecDeque::new(),
             size: 0,
             max_size,
+            generation: 0,
         }
     }
 
@@ -336,6 +347,7 @@ impl DynamicTable {
     /// Adds an entry of `size`, evicting the oldest to make room; `None` (the entry did not
     /// fit the table at all) empties the table, as RFC 7541 §4.4 says.
     fn insert(&mut self, entry: Option<Entry>, size: usize) {
+        self.generation = self.generation.wrapping_add(1);
         match entry {
             Some(entry) => {
                 self.evict_to(self.max_size.saturating_sub(size));
@@ -350,6 +362,7 @@ impl DynamicTable {
     }
 
     fn set_max_size(&mut self, max_size: usize) {
+        self.generation = self.generation.wrapping_add(1);
         self.max_size = max_size;
         self.evict_to(max_size);
     }
@@ -969,6 +982,40 @@ pub(crate) mod tests {
         let mut out = BytesMut::new();
         encode_int(&mut out, 0x20, 5, 4096);
         assert_eq!(decode_fresh(&out), Ok(vec![]));
+    }
+
+    #[test]
+    fn the_generation_moves_with_every_change_to_the_table_and_only_then() {
+        let mut decoder = Decoder::new(4096);
+        let start = decoder.generation();
+        // Indexed fields and literals that are not indexed leave the table alone.
+        decode(&mut decoder, &[0x83, 0x86, 0x04, 0x01, b'/']).unwrap();
+        assert_eq!(decoder.generation(), start);
+        // A literal added to the table changes it, even when the entry replaces nothing.
+        decode(&mut decoder, &[0x40, 0x01, b'a', 0x01, b'b']).unwrap();
+        let added = decoder.generation();
+        assert_ne!(added, start);
+        // So does an entry too large for the table (it empties the table) ...
+        let mut large = vec![0x40, 0x01, b'a', 0x7f];
+        hpack_length(&mut large, 5000);
+        decode(&mut decoder, &large).unwrap();
+        assert_ne!(decoder.generation(), added);
+        let emptied = decoder.generation();
+        // ... and a size update, even to the size in force.
+        decode(&mut decoder, &[0x3f, 0xe1, 0x1f]).unwrap();
+        assert_ne!(decoder.generation(), emptied);
+    }
+
+    /// A raw (not Huffman) string of `length` bytes of `x` after its 7-bit length prefix,
+    /// whose first byte (0x7f) the caller wrote.
+    fn hpack_length(out: &mut Vec<u8>, length: usize) {
+        let mut rest = length - 0x7f;
+        while rest >= 0x80 {
+            out.push((rest as u8 & 0x7f) | 0x80);
+            rest >>= 7;
+        }
+        out.push(rest as u8);
+        out.extend(std::iter::repeat_n(b'x', length));
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! Per-request accounting, in one place: every inference request (V2 or V1, HTTP or gRPC) goes
 //! through [`Accounting`] ([`observe`] for HTTP, which wraps it), and nothing else counts
-//! requests. The scheduler accounts only for what is its
-//! own: its queue (depth, refusals) and each model execution (compute time, batch size), which
-//! a batch shares among its requests.
+//! requests. The scheduler accounts only for what is its own: its queue (depth, refusals) and
+//! each model execution (compute time, batch size), which a batch shares among its requests.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -48,6 +48,14 @@ where
     if waiting.is_some() || request.uri().path() == "/hold" {
         let _ = release.wait_for(|go| *go).await;
     }
+    // `/x-echo` answers the request's `x-echo` header, for the tests of how headers are read.
+    let echo = (request.uri().path() == "/x-echo").then(|| {
+        let value = request.headers().get("x-echo");
+        format!(
+            "x-echo {:?}",
+            value.map(|v| String::from_utf8_lossy(v.as_bytes()))
+        )
+    });
     let large = request
         .uri()
         .path()
@@ -60,6 +68,7 @@ where
         }
         Err(err) => (StatusCode::BAD_REQUEST, err.to_string()),
     };
+    let text = echo.unwrap_or(text);
     let body = match large {
         Some(length) if status == StatusCode::OK => Bytes::from(vec![b'x'; length]),
         _ => Bytes::from(text),

@@ -46,6 +46,9 @@ pub(super) const MAX_HEADER_LIST: usize = 64 * 1024;
 const MAX_HEADER_BLOCK: usize = 2 * MAX_HEADER_LIST;
 /// Cancelled calls a connection may have made beyond the calls it let finish.
 pub(super) const MAX_RESET_DEBT: u32 = 100;
+/// The longest header block [`RecentHead`] keeps: a call's metadata as clients send it once
+/// their fields are in the dynamic table is tens of bytes.
+const RECENT_HEAD_BLOCK: usize = 1024;
 
 /// How a connection's frames ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +85,23 @@ pub(super) struct Driver<S> {
     /// When a frame last arrived, and when the keepalive PING went out unanswered.
     pub(super) last_heard: Instant,
     pub(super) ping_sent: Option<Instant>,
+    recent: Option<RecentHead>,
+}
+
+/// The header block that opened the latest call, and its head once the same block came twice.
+///
+/// A client's calls mostly carry the same metadata, and once it is in the dynamic table each
+/// call's block is the same few bytes of indexes. A block decodes to the same fields whenever
+/// the table is the same, so while the table is unchanged (`Decoder::generation`) a block equal
+/// to this one is not decoded again: its head is cloned. Kept only for a block that left the
+/// table as it was (such a block may be skipped without the table missing a change) and that
+/// made a well-formed call.
+struct RecentHead {
+    block: Vec<u8>,
+    generation: u64,
+    /// The request's head and its `content-length`; `None` until the block came a second
+    /// time, so that a client whose blocks all differ costs no clone.
+    head: Option<(http::request::Parts, Option<u64>)>,
 }
 
 struct PartialBlock {
@@ -134,6 +154,7 @@ impl<S> Driver<S> {
             peer_going_away: false,
             last_heard: Instant::now(),
             ping_sent: None,
+            recent: None,
         }
     }
 
@@ -553,10 +574,21 @@ impl<S> Driver<S> {
         S: Serves<B, Http2Body>,
         B: AnswerBody,
     {
+        let generation = self.decoder.generation();
+        let recent = self
+            .recent
+            .as_ref()
+            .filter(|recent| id > self.last_stream && recent.generation == generation)
+            .filter(|recent| recent.block == block);
+        let seen_before = recent.is_some();
+        if let Some((parts, content_length)) = recent.and_then(|recent| recent.head.clone()) {
+            return self.open_call(id, end_stream, parts, content_length, calls);
+        }
         let mut fields = Fields::default();
         self.decoder
             .decode(block, |name, value| fields.add(name, value))
             .map_err(|_| Reason::CompressionError)?;
+        let table_unchanged = self.decoder.generation() == generation;
         let mut state = self.shared.lock();
         if id <= self.last_stream {
             // Trailers: the request ends here; they must end it and hold no pseudo-header.
@@ -578,12 +610,7 @@ impl<S> Driver<S> {
             return Ok(());
         }
         self.last_stream = id;
-        if self.going_away.is_some() || self.peer_going_away {
-            frame::rst_stream(&mut state.output, id, Reason::RefusedStream);
-            return Ok(());
-        }
-        if state.streams.len() >= MAX_CONCURRENT_STREAMS {
-            frame::rst_stream(&mut state.output, id, Reason::RefusedStream);
+        if self.refused(&mut state, id) {
             return Ok(());
         }
         if fields.size > MAX_HEADER_LIST {
@@ -597,12 +624,77 @@ impl<S> Driver<S> {
             return Ok(());
         }
         let content_length = fields.content_length;
-        // A request that ends with its headers yet claims a body is malformed too.
-        let claims_body = end_stream && content_length.is_some_and(|length| length > 0);
-        let Some(parts) = fields.into_request().filter(|_| !claims_body) else {
+        let Some(parts) = fields.into_request() else {
             frame::rst_stream(&mut state.output, id, Reason::ProtocolError);
             return Ok(());
         };
+        drop(state);
+        if table_unchanged && block.len() <= RECENT_HEAD_BLOCK {
+            self.remember(
+                block,
+                generation,
+                seen_before.then(|| (parts.clone(), content_length)),
+            );
+        }
+        self.open_call(id, end_stream, parts, content_length, calls)
+    }
+
+    /// Refuses the call on stream `id` when no call may start now: the connection is closing,
+    /// or as many calls as it may have are open.
+    fn refused(&self, state: &mut State, id: u32) -> bool {
+        let refused = self.going_away.is_some()
+            || self.peer_going_away
+            || state.streams.len() >= MAX_CONCURRENT_STREAMS;
+        if refused {
+            frame::rst_stream(&mut state.output, id, Reason::RefusedStream);
+        }
+        refused
+    }
+
+    /// Keeps `block` as [`RecentHead`] (decoded at `generation`, leaving the table as it was),
+    /// with its head when it is the second time in a row it came.
+    fn remember(
+        &mut self,
+        block: &[u8],
+        generation: u64,
+        head: Option<(http::request::Parts, Option<u64>)>,
+    ) {
+        let recent = self.recent.get_or_insert_with(|| RecentHead {
+            block: Vec::new(),
+            generation,
+            head: None,
+        });
+        if head.is_none() {
+            recent.block.clear();
+            recent.block.extend_from_slice(block);
+        }
+        recent.generation = generation;
+        recent.head = head;
+    }
+
+    /// Starts the call a well-formed request head opens on stream `id` (refused as
+    /// [`Self::refused`] says, and reset when it claims a body its headers ended).
+    fn open_call<B>(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        parts: http::request::Parts,
+        content_length: Option<u64>,
+        calls: &mut FuturesUnordered<Call<B>>,
+    ) -> Result<(), Reason>
+    where
+        S: Serves<B, Http2Body>,
+        B: AnswerBody,
+    {
+        self.last_stream = id;
+        let mut state = self.shared.lock();
+        if self.refused(&mut state, id) {
+            return Ok(());
+        }
+        if end_stream && content_length.is_some_and(|length| length > 0) {
+            frame::rst_stream(&mut state.output, id, Reason::ProtocolError);
+            return Ok(());
+        }
         let send_window = state.initial_send_window;
         let mut stream = Stream::new(i64::from(STREAM_WINDOW), send_window, end_stream);
         stream.content_length = content_length;

@@ -18,9 +18,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::http2::{answer, client};
 use super::http2_attacks::{
-    call_headers, frame, literal, Frame, RawClient, ACK, CANCEL, COMPRESSION_ERROR, CONTINUATION,
-    DATA, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM, GOAWAY, HEADERS, PING, PREFACE, RST_STREAM,
-    SETTINGS,
+    call_headers, frame, hpack_integer, literal, Frame, RawClient, ACK, CANCEL, COMPRESSION_ERROR,
+    CONTINUATION, DATA, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM, GOAWAY, HEADERS, PING, PREFACE,
+    RST_STREAM, SETTINGS,
 };
 use super::{bytes_until_closed, connect_from, limits, start_speaking, Running};
 use crate::hpack;
@@ -646,6 +646,68 @@ async fn padding_priority_and_continuation_are_understood() {
         peer.until_over(1).await,
         Outcome::Answered(200, "got 3".to_owned())
     );
+}
+
+/// A header block that comes again while the dynamic table is unchanged is not decoded again
+/// (the server reuses the head it made from it); once the table changes, the same bytes mean
+/// what the new table says, and the server must read them so.
+#[tokio::test]
+async fn a_repeated_header_block_means_what_the_table_says_when_it_comes() {
+    let running = start_speaking(limits(), true).await;
+    let mut peer = Peer::connect("127.0.0.1", &running).await;
+    // `x-echo: {value}` as a literal added to the dynamic table (index 62, the newest entry).
+    let adding = |value: &str| {
+        let mut block = call_headers("/x-echo");
+        block.push(0x40);
+        hpack_integer(7, "x-echo".len(), &mut block);
+        block.extend_from_slice(b"x-echo");
+        hpack_integer(7, value.len(), &mut block);
+        block.extend_from_slice(value.as_bytes());
+        block
+    };
+    let mut stream = 1;
+    let mut answer = |block: Vec<u8>| {
+        let id = stream;
+        stream += 2;
+        frame(HEADERS, END_HEADERS | END_STREAM, id, &block)
+    };
+    let echoed = |value: &str| Outcome::Answered(200, format!("x-echo Some({value:?})"));
+    // The same bytes every time: the call's fields and index 62 (0x80 | 62).
+    let mut indexed = call_headers("/x-echo");
+    indexed.push(0x80 | 62);
+
+    peer.send(&answer(adding("one"))).await;
+    assert_eq!(peer.until_over(1).await, echoed("one"));
+    for id in [3, 5, 7, 9] {
+        peer.send(&answer(indexed.clone())).await;
+        assert_eq!(peer.until_over(id).await, echoed("one"), "stream {id}");
+    }
+    // A second entry: index 62 is now `x-echo: two`.
+    peer.send(&answer(adding("two"))).await;
+    assert_eq!(peer.until_over(11).await, echoed("two"));
+    for id in [13, 15, 17] {
+        peer.send(&answer(indexed.clone())).await;
+        assert_eq!(peer.until_over(id).await, echoed("two"), "stream {id}");
+    }
+    // A size update (to the size in force) changes nothing the block names, but the server
+    // cannot know that without reading it; a block that starts with one is read every time.
+    let mut updating = vec![0x3f, 0xe1, 0x1f];
+    updating.extend(&indexed);
+    for id in [19, 21] {
+        peer.send(&answer(updating.clone())).await;
+        assert_eq!(peer.until_over(id).await, echoed("two"), "stream {id}");
+    }
+    // Emptied by a size update to 0, the table has no index 62: the same bytes are now a
+    // compression error, which ends the connection.
+    let mut emptying = vec![0x20];
+    emptying.extend(call_headers("/x-echo"));
+    peer.send(&answer(emptying)).await;
+    assert_eq!(
+        peer.until_over(23).await,
+        Outcome::Answered(200, "x-echo None".to_owned())
+    );
+    peer.send(&answer(indexed.clone())).await;
+    assert_eq!(peer.goaway_then_closed().await, (23, COMPRESSION_ERROR));
 }
 
 /// Connection errors (RFC 9113 §5.4.1): each ends its connection with GOAWAY carrying the RFC's
