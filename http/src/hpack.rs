@@ -996,26 +996,16 @@ pub(crate) mod tests {
         let added = decoder.generation();
         assert_ne!(added, start);
         // So does an entry too large for the table (it empties the table) ...
-        let mut large = vec![0x40, 0x01, b'a', 0x7f];
-        hpack_length(&mut large, 5000);
+        let mut large = BytesMut::from(&[0x40, 0x01, b'a'][..]);
+        encode_string(&mut large, &[b'x'; 5000]);
         decode(&mut decoder, &large).unwrap();
         assert_ne!(decoder.generation(), added);
         let emptied = decoder.generation();
         // ... and a size update, even to the size in force.
-        decode(&mut decoder, &[0x3f, 0xe1, 0x1f]).unwrap();
+        let mut update = BytesMut::new();
+        encode_table_size_update(&mut update, 4096);
+        decode(&mut decoder, &update).unwrap();
         assert_ne!(decoder.generation(), emptied);
-    }
-
-    /// A raw (not Huffman) string of `length` bytes of `x` after its 7-bit length prefix,
-    /// whose first byte (0x7f) the caller wrote.
-    fn hpack_length(out: &mut Vec<u8>, length: usize) {
-        let mut rest = length - 0x7f;
-        while rest >= 0x80 {
-            out.push((rest as u8 & 0x7f) | 0x80);
-            rest >>= 7;
-        }
-        out.push(rest as u8);
-        out.extend(std::iter::repeat_n(b'x', length));
     }
 
     #[test]
