@@ -117,6 +117,23 @@ def fixed(root):
     save(helper.make_model(graph, opset_imports=OPSET), root, "fixed")
 
 
+def positives(root):
+    """The positive elements of an FP32 vector: an output whose length depends on the values,
+    not only on the input's shape."""
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Greater", ["x", "zero"], ["keep"]),
+            helper.make_node("Compress", ["x", "keep"], ["y"], axis=0),
+        ],
+        "positives",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+        initializer=[zero],
+    )
+    save(helper.make_model(graph, opset_imports=OPSET), root, "positives")
+
+
 def mlp(root):
     """A compute-heavy MLP (256 -> 2048 -> 2048 -> 16, about 4.7 M parameters) for batching."""
     rng = np.random.default_rng(0)
@@ -237,7 +254,7 @@ def main():
     root.mkdir(parents=True)
     makers = [iris, simple, string_upper, identity_all, fixed, mlp, tabular]
     if not demo:
-        makers += [broken, zipmap]
+        makers += [broken, zipmap, positives]
     if text:
         makers = [minilm]
     for make in makers:

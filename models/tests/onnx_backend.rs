@@ -87,6 +87,132 @@ fn every_protocol_datatype_passes_through_onnx_runtime() {
     }
 }
 
+/// An instance keeps its output buffers from call to call, keyed by the inputs' shapes: every
+/// call must still get its own rows, for every datatype, whatever shapes came before it.
+#[test]
+fn each_call_gets_its_own_outputs_when_output_buffers_are_reused() {
+    let simple = load("simple").unwrap();
+    for (call, rows) in [1usize, 3, 1, 3, 2, 1, 3].into_iter().enumerate() {
+        let call = call as i32;
+        let a: Vec<i32> = (0..16 * rows as i32).map(|x| x * (call + 1)).collect();
+        let b: Vec<i32> = (0..16 * rows as i32).map(|x| x - call).collect();
+        let outputs = simple
+            .infer(
+                vec![
+                    Tensor::new("INPUT0", vec![rows, 16], TensorData::Int32(a.clone())),
+                    Tensor::new("INPUT1", vec![rows, 16], TensorData::Int32(b.clone())),
+                ],
+                &["OUTPUT0".to_owned(), "OUTPUT1".to_owned()],
+            )
+            .unwrap();
+        let sum: Vec<i32> = a.iter().zip(&b).map(|(a, b)| a + b).collect();
+        let difference: Vec<i32> = a.iter().zip(&b).map(|(a, b)| a - b).collect();
+        assert_eq!(outputs[0].shape, [rows, 16], "call {call}");
+        assert_eq!(outputs[0].data, TensorData::Int32(sum), "call {call}");
+        assert_eq!(
+            outputs[1].data,
+            TensorData::Int32(difference),
+            "call {call}"
+        );
+    }
+
+    let identity = load("identity_all").unwrap();
+    for call in 0..3u8 {
+        let flip = call % 2 == 1;
+        fn pick<T>(flip: bool, first: T, second: T) -> T {
+            if flip {
+                second
+            } else {
+                first
+            }
+        }
+        let inputs = [
+            (
+                "bool",
+                TensorData::Bool(vec![pick(flip, true, false), flip]),
+            ),
+            ("uint8", TensorData::Uint8(vec![call, pick(flip, 255, 7)])),
+            (
+                "int64",
+                TensorData::Int64(vec![i64::from(call), pick(flip, i64::MIN, -9)]),
+            ),
+            (
+                "fp16",
+                TensorData::Fp16(vec![f16::from_f32(f32::from(call)), f16::from_f32(-2.0)]),
+            ),
+            (
+                "fp64",
+                TensorData::Fp64(vec![f64::from(call), pick(flip, 1e300, -0.5)]),
+            ),
+            (
+                "bytes",
+                TensorData::Bytes(vec![
+                    vec![b'a' + call],
+                    pick(flip, b"xy".to_vec(), b"z".to_vec()),
+                ]),
+            ),
+        ];
+        let all: Vec<Tensor> = inputs
+            .iter()
+            .map(|(t, data)| Tensor::new(format!("in_{t}"), vec![1, 2], data.clone()))
+            .collect();
+        // identity_all needs every input; the types not checked above get zeros.
+        let rest = [
+            ("uint16", TensorData::Uint16(vec![0; 2])),
+            ("uint32", TensorData::Uint32(vec![0; 2])),
+            ("uint64", TensorData::Uint64(vec![0; 2])),
+            ("int8", TensorData::Int8(vec![0; 2])),
+            ("int16", TensorData::Int16(vec![0; 2])),
+            ("int32", TensorData::Int32(vec![0; 2])),
+            ("fp32", TensorData::Fp32(vec![0.0; 2])),
+        ];
+        let tensors = all
+            .into_iter()
+            .chain(
+                rest.iter()
+                    .map(|(t, data)| Tensor::new(format!("in_{t}"), vec![1, 2], data.clone())),
+            )
+            .collect();
+        let wanted: Vec<String> = inputs.iter().map(|(t, _)| format!("out_{t}")).collect();
+        let outputs = identity.infer(tensors, &wanted).unwrap();
+        for ((t, data), output) in inputs.iter().zip(&outputs) {
+            assert_eq!(&output.data, data, "call {call}, {t}");
+        }
+    }
+}
+
+/// `positives` keeps the positive elements of its input, so its output's length depends on the
+/// values: a buffer kept from a call of the same input shape cannot hold the next answer.
+#[test]
+fn an_output_sized_by_the_values_is_right_on_every_call() {
+    let model = load("positives").unwrap();
+    let calls: [(&[f32], &[f32]); 5] = [
+        (&[1.0, -1.0, 2.0], &[1.0, 2.0]),
+        (&[3.0, -1.0, 4.0], &[3.0, 4.0]),
+        (&[5.0, -1.0, -2.0], &[5.0]),
+        (&[-1.0, -1.0, -1.0], &[]),
+        (&[6.0, 7.0, 8.0], &[6.0, 7.0, 8.0]),
+    ];
+    for (input, expected) in calls {
+        let outputs = model
+            .infer(
+                vec![Tensor::new(
+                    "x",
+                    vec![input.len()],
+                    TensorData::Fp32(input.to_vec()),
+                )],
+                &["y".to_owned()],
+            )
+            .unwrap();
+        assert_eq!(outputs[0].shape, [expected.len()], "{input:?}");
+        assert_eq!(
+            outputs[0].data,
+            TensorData::Fp32(expected.to_vec()),
+            "{input:?}"
+        );
+    }
+}
+
 #[test]
 fn string_models_refuse_bytes_that_are_not_utf8() {
     let model = load("string_upper").unwrap();
