@@ -42,7 +42,7 @@ const PREPARED_BYTES: usize = 4 << 20;
 ///
 /// Without them every call has ONNX Runtime allocate each output and the `ort` crate query its
 /// type, shape and allocator to wrap it, then release all of that once the rows are copied out;
-/// for a small model that is about a third of a call's time on the model's thread (see
+/// for a small model that is a fifth to a third of a call's time on the model's thread (see
 /// benches/README). Given a buffer of the right shape, ONNX Runtime writes into it instead.
 ///
 /// A model's output shapes usually follow from its input shapes, which is why the input shapes
@@ -89,9 +89,9 @@ impl PreparedOutputs {
         if self.data_dependent {
             return;
         }
-        let mut selector = OutputSelector::default();
-        let mut bytes = 0;
-        let mut kept = 0;
+        // Sized first, so that an output too large to keep is never allocated a second time.
+        let mut keep = Vec::new();
+        let mut bytes = 0usize;
         for (name, value) in results.iter() {
             let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
                 continue;
@@ -99,15 +99,18 @@ impl PreparedOutputs {
             let Some(size) = datatype_of(*ty).and_then(DataType::element_size) else {
                 continue; // strings are not kept: ONNX Runtime allocates each one anyway
             };
-            bytes += shape.num_elements().saturating_mul(size);
-            let Ok(buffer) = DynTensor::new(&Allocator::default(), *ty, shape.clone()) else {
+            bytes = bytes.saturating_add(shape.num_elements().saturating_mul(size));
+            keep.push((name, *ty, shape.clone()));
+        }
+        if keep.is_empty() || bytes > PREPARED_BYTES {
+            return;
+        }
+        let mut selector = OutputSelector::default();
+        for (name, ty, shape) in keep {
+            let Ok(buffer) = DynTensor::new(&Allocator::default(), ty, shape) else {
                 return;
             };
             selector = selector.preallocate(name, buffer);
-            kept += 1;
-        }
-        if kept == 0 || bytes > PREPARED_BYTES {
-            return;
         }
         let Ok(options) = RunOptions::new().map(|options| options.with_outputs(selector)) else {
             return;
