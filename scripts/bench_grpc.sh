@@ -20,6 +20,10 @@
 # unless OK) and every gRPC row then checks that the answer data h2load received is at least
 # one such answer per call it counted: an error answer carries no message.
 #
+# BENCH_GROUPS picks the groups to run (default all: "floor/1 floor/32 iris/1 iris/32 mlp/1
+# mlp/32"), so one comparison can be given more rounds, e.g.
+# `BENCH_GROUPS=iris/32 ROUNDS=8 DURATION=5 scripts/bench_grpc.sh`.
+#
 # The peer lives outside the checkout: a venv in $PEER_DIR (default ~/.cache/weir/peers/kserve)
 # with PyPI's kserve and onnxruntime, made on first use. KServe serves the model through a
 # custom kserve.Model calling onnxruntime (written below), its gRPC server on (`enable_grpc`,
@@ -30,6 +34,8 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 DURATION=${DURATION%s}
 ROUNDS=${ROUNDS:-3}
+BENCH_GROUPS=${BENCH_GROUPS:-floor/1 floor/32 iris/1 iris/32 mlp/1 mlp/32}
+wanted() { [[ " $BENCH_GROUPS " == *" $1 "* ]]; }
 PEER_DIR=${PEER_DIR:-$HOME/.cache/weir/peers/kserve}
 
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
@@ -140,6 +146,7 @@ echo "   h2load, one thread: N concurrent calls = N HTTP/1.1 connections, or N g
 # than these, so weir's ServerLive over KServe's ModelInfer bounds the gRPC/KServe ratio any
 # work on weir's inference path could reach on this machine.
 for calls in 1 32; do
+  wanted "floor/$calls" || continue
   for round in $(seq 1 "$ROUNDS"); do
     echo "== the floor, $calls concurrent call(s), ${DURATION}s each, round $round of $ROUNDS"
     # shellcheck disable=SC2046 # the argument lists are meant to split
@@ -151,6 +158,7 @@ for calls in 1 32; do
 done
 for model in iris mlp; do
   for calls in 1 32; do
+    wanted "$model/$calls" || continue
     for round in $(seq 1 "$ROUNDS"); do
       echo "== $model, $calls concurrent call(s), ${DURATION}s each, round $round of $ROUNDS"
       # shellcheck disable=SC2046 # the argument lists are meant to split
@@ -194,7 +202,7 @@ echo "| target | protocol | model | concurrent calls | req/s | mean µs | max µ
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 echo "$table" | awk -F'|' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8 }'
 echo
-ratio() { awk -v a="${rps[$1]:-0}" -v b="${rps[$2]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+ratio() { awk -v a="${rps[$1]:-0}" -v b="${rps[$2]:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 for model in iris mlp; do
   for calls in 1 32; do
     echo "$model, $calls concurrent call(s): gRPC / HTTP-JSON throughput (weir serve) $(ratio "weir serve/gRPC/$model/$calls" "weir serve/HTTP/JSON/$model/$calls")x," \
