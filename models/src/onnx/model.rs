@@ -72,23 +72,23 @@ impl PreparedOutputs {
         }
     }
 
-    fn find(&self, inputs: &[Tensor]) -> Option<usize> {
+    /// The kept run for inputs of these names and shapes, in this order.
+    fn find(&self, inputs: &[(String, Vec<usize>, DynValue)]) -> Option<usize> {
         self.runs.iter().position(|run| {
             run.inputs.len() == inputs.len()
                 && run
                     .inputs
                     .iter()
                     .zip(inputs)
-                    .all(|((name, shape), tensor)| *name == tensor.name && *shape == tensor.shape)
+                    .all(|((name, shape), (given, given_shape, _))| {
+                        name == given && shape == given_shape
+                    })
         })
     }
 
     /// Keeps buffers shaped like `results` for the next call whose inputs have these shapes,
     /// dropping the oldest kept shapes to stay within the bounds.
     fn learn(&mut self, inputs: Vec<(String, Vec<usize>)>, results: &SessionOutputs<'_>) {
-        if self.data_dependent {
-            return;
-        }
         // Sized first, so that an output too large to keep is never allocated a second time.
         let mut keep = Vec::new();
         let mut bytes = 0usize;
@@ -353,28 +353,24 @@ impl Backend for OnnxModel {
     }
 
     fn infer(&self, inputs: Vec<Tensor>, outputs: &[String]) -> Result<Vec<Tensor>, BackendError> {
-        let mut instance = self.instance();
-        let Instance { session, prepared } = &mut *instance;
-        let kept = prepared.find(&inputs);
-        let shapes = (kept.is_none() && !prepared.data_dependent).then(|| {
-            inputs
-                .iter()
-                .map(|t| (t.name.clone(), t.shape.clone()))
-                .collect::<Vec<_>>()
-        });
+        // Made before the instance is locked, so that calls on other instances' threads are
+        // not held up by this one's copying.
         let values = inputs
             .into_iter()
             .map(|Tensor { name, shape, data }| {
                 let value = to_ort_value(&name, &shape, data)?;
-                Ok((name, value))
+                Ok((name, shape, value))
             })
             .collect::<Result<Vec<_>, BackendError>>()?;
         let views = || {
             values
                 .iter()
-                .map(|(name, value)| (name.as_str(), SessionInputValue::from(value)))
+                .map(|(name, _, value)| (name.as_str(), SessionInputValue::from(value)))
                 .collect::<Vec<_>>()
         };
+        let mut instance = self.instance();
+        let Instance { session, prepared } = &mut *instance;
+        let kept = prepared.find(&values);
         if let Some(index) = kept {
             if let Ok(results) = session.run_with_options(views(), &prepared.runs[index].options) {
                 return self.read_outputs(&results, outputs);
@@ -387,7 +383,11 @@ impl Backend for OnnxModel {
             // The kept buffers were refused and fresh ones were not: the outputs' shapes depend
             // on more than the inputs' shapes.
             prepared.give_up();
-        } else if let Some(shapes) = shapes {
+        } else if !prepared.data_dependent {
+            let shapes = values
+                .iter()
+                .map(|(name, shape, _)| (name.clone(), shape.clone()))
+                .collect();
             prepared.learn(shapes, &results);
         }
         self.read_outputs(&results, outputs)
